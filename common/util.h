@@ -1,0 +1,32 @@
+/*
+ * Small helpers shared by every program: paths, files, time, ids.
+ * int functions return 0 or a negative errno.
+ */
+#ifndef NESTOR_UTIL_H
+#define NESTOR_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Create DIR and its parents with MODE for the ones created. */
+int util_mkdir_p(const char *dir, mode_t mode);
+/* Remove DIR and the files directly inside it (no recursion into subdirs). */
+int util_rmdir_flat(const char *dir);
+/* Read at most MAX bytes of PATH into a new NUL-terminated buffer. */
+int util_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Monotonic clock in milliseconds. */
+int64_t util_now_ms(void);
+/* Wall clock in seconds. */
+int64_t util_wall_s(void);
+/* Fill OUT (at least 2*BYTES+1) with random hex. */
+int util_random_hex(char *out, size_t bytes);
+/* printf into a new string; NULL on allocation failure. */
+char *util_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* true when NAME is 1..64 chars of [A-Za-z0-9._-] not starting with '.' or '-'. */
+bool util_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * Accelerator probe: the decision is pure; the probe runs QEMU as a child
+ * through the loop and polls its debug-port file on a timer. Never blocks.
+ */
+#include "accel.h"
+#include "job.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROBE_POLL_MS 25
+
+int lnch_accel_mode_parse(const char *s, enum lnch_accel_mode *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = LNCH_ACCEL_AUTO;
+	else if (strcmp(s, "kvm") == 0)
+		*out = LNCH_ACCEL_WANT_KVM;
+	else if (strcmp(s, "tcg") == 0)
+		*out = LNCH_ACCEL_WANT_TCG;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_probe probe)
+{
+	struct lnch_accel_choice c = {0, LNCH_ACCEL_TCG, NULL};
+	if (mode == LNCH_ACCEL_WANT_TCG) {
+		c.reason = "TCG as configured";
+		return c;
+	}
+	switch (probe) {
+	case LNCH_PROBE_OK:
+		c.accel = LNCH_ACCEL_KVM;
+		c.reason = "KVM: a probe guest ran under it";
+		return c;
+	case LNCH_PROBE_NO_DEVICE:
+		c.reason = "TCG: /dev/kvm is missing or not usable";
+		break;
+	case LNCH_PROBE_HUNG:
+		c.reason = "TCG: a probe guest hung under KVM (nested KVM?)";
+		break;
+	case LNCH_PROBE_FAILED:
+		c.reason = "TCG: QEMU could not start a guest under KVM";
+		break;
+	case LNCH_PROBE_NOT_RUN:
+		c.reason = "TCG: KVM was not probed";
+		break;
+	}
+	if (mode == LNCH_ACCEL_WANT_KVM) {
+		c.err = -ENODEV;
+		c.reason = probe == LNCH_PROBE_HUNG ? "KVM required but a probe guest hung under it"
+			   : probe == LNCH_PROBE_NO_DEVICE ? "KVM required but /dev/kvm is not usable"
+							   : "KVM required but QEMU cannot use it";
+	}
+	return c;
+}
+
+bool lnch_accel_probe_output_ok(const char *out)
+{
+	return out && strstr(out, "No bootable device") != NULL;
+}
+
+struct probe {
+	struct event_base *base;
+	struct job *job;
+	struct event *tick;
+	char path[4096];
+	enum lnch_accel_mode mode;
+	int64_t deadline;
+	lnch_accel_fn cb;
+	void *arg;
+	enum lnch_probe result;
+	bool done;
+};
+
+static void probe_end(struct probe *p, enum lnch_probe result)
+{
+	if (p->done)
+		return;
+	p->done = true;
+	p->result = result;
+	event_del(p->tick);
+	/* Wait for the child to go before reporting, so no QEMU outlives the probe. */
+	if (p->job && job_signal(p->job, SIGKILL) == 0)
+		return;
+	struct timeval now = {0, 0};
+	evtimer_add(p->tick, &now);
+}
+
+static void probe_report(struct probe *p)
+{
+	struct lnch_accel_choice c = lnch_accel_decide(p->mode, p->result);
+	lnch_accel_fn cb = p->cb;
+	void *arg = p->arg;
+	job_destroy(p->job);
+	event_free(p->tick);
+	if (p->path[0])
+		unlink(p->path);
+	free(p);
+	cb(c, arg);
+}
+
+static bool probe_output_ok(const char *path)
+{
+	char *buf = NULL;
+	if (util_read_file(path, 64 * 1024, &buf, NULL) < 0)
+		return false;
+	bool ok = lnch_accel_probe_output_ok(buf);
+	free(buf);
+	return ok;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct probe *p = arg;
+	if (p->done) {
+		probe_report(p);
+		return;
+	}
+	if (probe_output_ok(p->path)) {
+		probe_end(p, LNCH_PROBE_OK);
+		return;
+	}
+	if (util_now_ms() >= p->deadline) {
+		probe_end(p, LNCH_PROBE_HUNG);
+		return;
+	}
+	struct timeval tv = {0, PROBE_POLL_MS * 1000};
+	evtimer_add(p->tick, &tv);
+}
+
+static void on_probe_exit(struct job *job, int status, void *arg)
+{
+	struct probe *p = arg;
+	if (!p->done) {
+		bool ok = probe_output_ok(p->path);
+		if (!ok)
+			log_debug("kvm probe: qemu said: %s", job_output(job));
+		probe_end(p, ok ? LNCH_PROBE_OK : LNCH_PROBE_FAILED);
+	}
+	/* The child is gone: report from the loop. */
+	p->job = NULL;
+	job_destroy(job);
+	struct timeval now = {0, 0};
+	evtimer_add(p->tick, &now);
+}
+
+int lnch_accel_probe(struct event_base *base, const char *qemu, const char *tmpdir,
+		     enum lnch_accel_mode mode, int timeout_ms, lnch_accel_fn cb, void *arg)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->base = base;
+	p->mode = mode;
+	p->cb = cb;
+	p->arg = arg;
+	p->tick = evtimer_new(base, on_tick, p);
+	if (!p->tick) {
+		free(p);
+		return -ENOMEM;
+	}
+	struct timeval now = {0, 0};
+	if (mode == LNCH_ACCEL_WANT_TCG) {
+		p->done = true;
+		p->result = LNCH_PROBE_NOT_RUN;
+		evtimer_add(p->tick, &now);
+		return 0;
+	}
+	int kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kfd < 0) {
+		p->done = true;
+		p->result = LNCH_PROBE_NO_DEVICE;
+		evtimer_add(p->tick, &now);
+		return 0;
+	}
+	close(kfd);
+
+	snprintf(p->path, sizeof(p->path), "%s/kvm-probe-XXXXXX", tmpdir);
+	int fd = mkstemp(p->path);
+	if (fd < 0) {
+		int e = -errno;
+		event_free(p->tick);
+		free(p);
+		return e;
+	}
+	close(fd);
+	char *chardev = util_strdup_printf("file,id=dbg,path=%s", p->path);
+	const char *argv[] = {qemu,	"-accel",   "kvm",	    "-machine",
+			      "pc",	"-m",	    "16",	    "-nodefaults",
+			      "-no-user-config", "-display", "none", "-no-reboot",
+			      "-chardev", chardev, "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
+			      NULL};
+	struct job_spec spec = {.argv = argv, .stdout_fd = -1, .stderr_fd = -2};
+	p->job = chardev ? job_run(base, &spec, on_probe_exit, p) : NULL;
+	free(chardev);
+	if (!p->job) {
+		p->done = true;
+		p->result = LNCH_PROBE_FAILED;
+	}
+	p->deadline = util_now_ms() + timeout_ms;
+	evtimer_add(p->tick, &now);
+	return 0;
+}
