@@ -70,6 +70,7 @@ struct lnch_guest {
 	char detail[512];
 	bool shutdown_seen;
 	bool attached;
+	bool reprobe;
 	size_t serial_off;
 	int restore_fd;
 	int64_t started_ms;
@@ -535,7 +536,10 @@ static void on_attach_status(struct qmp_client *c, int err, json_object *res, co
 	}
 	log_info("vm=%s reattached (pid %d, status %s)", g->id, (int)g->pid,
 		 json_object_get_string(st));
-	became_ready(g);
+	if (g->reprobe)
+		start_probe(g);
+	else
+		became_ready(g);
 }
 
 static void on_qmp_ready(struct qmp_client *c, void *arg)
@@ -652,6 +656,13 @@ static void spawn_qemu(struct lnch_guest *g)
 	}
 	g->pid = job_pid(g->qemu_job);
 	g->step = S_QEMU;
+	if (g->cbs.spawned) {
+		enter(g);
+		g->cbs.spawned(g, g->pid, g->arg);
+		leave(g);
+		if (g->step != S_QEMU)
+			return;
+	}
 	log_info("vm=%s qemu pid %d (%s)", g->id, (int)g->pid,
 		 g->state_file ? "template clone" : "cold boot");
 	g->qmp = qmp_client_create(g->base, g->qmp_path, 10000, &qmp_cbs, g);
@@ -858,8 +869,9 @@ static bool is_our_qemu(pid_t pid, const char *qmp_path)
 }
 
 struct lnch_guest *lnch_guest_attach(struct event_base *base, const struct lnch_config *cfg,
-				     const char *id, pid_t pid, const struct lnch_guest_cbs *cbs,
-				     void *arg, char *err, size_t errlen)
+				     const char *id, pid_t pid, const struct lnch_profile *probe,
+				     const struct lnch_guest_cbs *cbs, void *arg, char *err,
+				     size_t errlen)
 {
 	struct lnch_guest *g = guest_alloc(base, cfg, cbs, arg);
 	if (!g) {
@@ -874,6 +886,19 @@ struct lnch_guest *lnch_guest_attach(struct event_base *base, const struct lnch_
 	g->attached = true;
 	g->pid = pid;
 	g->profile.ready = LNCH_READY_RUNNING;
+	if (probe) {
+		g->reprobe = true;
+		g->profile.ready = probe->ready;
+		g->profile.serial_probe = probe->serial_probe;
+		g->marker = probe->ready_marker ? strdup(probe->ready_marker) : NULL;
+		g->profile.ready_marker = g->marker;
+		if (probe->ready == LNCH_READY_SERIAL && !g->marker) {
+			snprintf(err, errlen, "out of memory");
+			g->rundir[0] = g->overlay[0] = '\0';
+			guest_free(g);
+			return NULL;
+		}
+	}
 	if (pid > 0 && is_our_qemu(pid, g->qmp_path))
 		g->qemu_job = job_watch(base, pid, on_qemu_exit, g);
 	if (g->qemu_job) {

@@ -65,6 +65,8 @@ struct lnch_guest_cbs {
 	/* DETAIL is human text (may be empty); borrowed. */
 	void (*state)(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 		      const char *detail, void *arg);
+	/* Optional: QEMU was spawned with PID (persist it before anything else). */
+	void (*spawned)(struct lnch_guest *g, pid_t pid, void *arg);
 	/* Optional: QMP events after ready, in arrival order. */
 	void (*event)(struct lnch_guest *g, const char *name, json_object *data, void *arg);
 };
@@ -86,11 +88,14 @@ struct lnch_guest *lnch_guest_start(struct event_base *base, const struct lnch_c
 /*
  * Watch guest ID left running by an earlier broker, QEMU pid PID. Checks the
  * pid really is that guest's QEMU. Reports READY (reattached) or STOPPED
- * (LOST, files cleaned). Returns a new guest or NULL with ERR filled.
+ * (LOST, files cleaned). PROBE, if not NULL, is the profile of a guest that
+ * was still starting: its readiness probe runs again before READY.
+ * Returns a new guest or NULL with ERR filled.
  */
 struct lnch_guest *lnch_guest_attach(struct event_base *base, const struct lnch_config *cfg,
-				     const char *id, pid_t pid, const struct lnch_guest_cbs *cbs,
-				     void *arg, char *err, size_t errlen);
+				     const char *id, pid_t pid, const struct lnch_profile *probe,
+				     const struct lnch_guest_cbs *cbs, void *arg, char *err,
+				     size_t errlen);
 
 /*
  * Stop: GRACE_MS > 0 asks the guest to power down first (ACPI), then QMP

@@ -1,0 +1,1154 @@
+/*
+ * Sessions and their state machine. Owns the quota ledger, the launcher
+ * guests and the session rows in sqlite. Runs on the loop: guest events,
+ * API calls and a one-second housekeeping tick drive it. Never blocks
+ * beyond short sqlite statements.
+ */
+#include "nestor-config.h"
+#include "broker.h"
+#include "accel.h"
+#include "auth.h"
+#include "launcher.h"
+#include "log.h"
+#include "quota.h"
+#include "throttle.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TICK_MS 1000
+#define ENDED_KEEP 50 /* ended sessions kept in memory for late pollers */
+
+struct brk_watch {
+	struct brk_watch *next, **prevp;
+	struct brk_session *s;
+	brk_watch_fn cb;
+	void *arg;
+};
+
+struct brk_session {
+	struct brk_session *next;
+	struct brk *b;
+	struct db_session rec;
+	enum brk_state state;
+	uint64_t qid;
+	struct lnch_guest *guest;
+	struct db_image img;
+	char title[129];
+	int64_t since_ms;	 /* entered the current state */
+	int64_t activity_ms;	 /* last input or attach */
+	int64_t created_ms;
+	int64_t start_ms;	 /* admitted */
+	bool admitted;		 /* counted in the ledger */
+	bool counted_starting;	 /* counted as starting in the ledger */
+	char reason[256];	 /* why queued / why ended */
+	struct brk_watch *watchers;
+};
+
+struct brk {
+	struct event_base *base;
+	struct brk_config cfg;
+	struct brk_options opts;
+	struct db *db;
+	struct auth *auth;
+	struct throttle thr;
+	struct quota_ledger quota;
+	struct lnch_config lcfg;
+	char vm_dir[BRK_PATH_MAX];
+	bool accel_ready;
+	struct lnch_accel_choice accel;
+	struct brk_session *sessions;
+	uint64_t next_qid;
+	struct event *tick;
+	bool stopping;
+	void (*stop_done)(void *arg);
+	void *stop_arg;
+	unsigned max_starting_auto;
+};
+
+static void pump(struct brk *b);
+static void start_guest(struct brk *b, struct brk_session *s);
+static void set_state(struct brk *b, struct brk_session *s, enum brk_state st);
+
+static const char *const state_names[] = {"queued",	  "starting", "ready", "connected",
+					  "disconnected", "ending",   "ended"};
+
+const char *brk_state_name(enum brk_state st)
+{
+	return (unsigned)st < ARRAY_LEN(state_names) ? state_names[st] : "?";
+}
+
+int brk_state_parse(const char *name, enum brk_state *out)
+{
+	for (unsigned i = 0; i < ARRAY_LEN(state_names); i++) {
+		if (strcmp(name, state_names[i]) == 0) {
+			*out = (enum brk_state)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static bool live(const struct brk_session *s)
+{
+	return s->state != BRK_ENDED;
+}
+
+static unsigned image_timeout(unsigned per_image, unsigned dflt)
+{
+	return per_image ? per_image : dflt;
+}
+
+static void save(struct brk *b, struct brk_session *s)
+{
+	snprintf(s->rec.state, sizeof(s->rec.state), "%s", brk_state_name(s->state));
+	if (db_session_save(b->db, &s->rec) < 0)
+		log_err("session=%s cannot be saved", s->rec.id);
+}
+
+static void watch_unlink(struct brk_watch *w)
+{
+	if (!w->prevp)
+		return;
+	*w->prevp = w->next;
+	if (w->next)
+		w->next->prevp = w->prevp;
+	w->prevp = NULL;
+	w->next = NULL;
+}
+
+static void notify(struct brk_session *s)
+{
+	while (s->watchers) {
+		struct brk_watch *w = s->watchers;
+		watch_unlink(w);
+		w->cb(s, s->state, w->arg);
+		free(w);
+	}
+}
+
+static void set_state(struct brk *b, struct brk_session *s, enum brk_state st)
+{
+	if (s->state == st)
+		return;
+	log_info("session=%s user=%s %s -> %s", s->rec.id, s->rec.user, brk_state_name(s->state),
+		 brk_state_name(st));
+	s->state = st;
+	s->since_ms = util_now_ms();
+	save(b, s);
+	notify(s);
+}
+
+/* --- guests --- */
+
+static int ready_spec(const char *spec, struct lnch_profile *p)
+{
+	if (strncmp(spec, "serial:", 7) == 0 && spec[7]) {
+		p->ready = LNCH_READY_SERIAL;
+		p->ready_marker = spec + 7;
+	} else if (strncmp(spec, "tcp:", 4) == 0) {
+		char *end;
+		unsigned long port = strtoul(spec + 4, &end, 10);
+		if (*end || port == 0 || port > 65535)
+			return -EINVAL;
+		p->ready = LNCH_READY_TCP;
+		p->guest_port = (unsigned)port;
+		p->net = LNCH_NET_RESTRICTED;
+	} else if (strcmp(spec, "running") == 0) {
+		p->ready = LNCH_READY_RUNNING;
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void profile_of(const struct db_image *img, struct lnch_profile *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->machine = img->machine;
+	p->memory_mb = img->memory_mb;
+	p->cpus = 1;
+	p->disk = img->base;
+	p->kernel = img->kernel[0] ? img->kernel : NULL;
+	p->initrd = img->initrd[0] ? img->initrd : NULL;
+	p->append = img->append[0] ? img->append : NULL;
+	p->vnc = true;
+	p->net = LNCH_NET_NONE;
+	p->serial_probe = true;
+	if (ready_spec(img->ready, p) < 0) {
+		p->ready = LNCH_READY_RUNNING;
+	}
+}
+
+static void end_session(struct brk *b, struct brk_session *s, const char *reason)
+{
+	if (s->state == BRK_QUEUED)
+		quota_cancel(&b->quota, s->qid);
+	if (reason && !s->rec.end_reason[0])
+		snprintf(s->rec.end_reason, sizeof(s->rec.end_reason), "%s", reason);
+	s->rec.ended = util_wall_s();
+	s->rec.pid = 0;
+	if (s->admitted)
+		quota_ended(&b->quota, s->rec.user, s->rec.image, s->rec.memory_mb,
+			    s->counted_starting, util_now_ms());
+	s->admitted = s->counted_starting = false;
+	db_audit(b->db, "session-end", s->rec.user, s->rec.client, s->rec.id, s->rec.end_reason);
+	set_state(b, s, BRK_ENDED);
+}
+
+static void on_guest_spawned(struct lnch_guest *g, pid_t pid, void *arg)
+{
+	struct brk_session *s = arg;
+	s->rec.pid = pid;
+	/* Persist at once: a broker crash from here on must find this guest. */
+	save(s->b, s);
+}
+
+static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
+			   const char *detail, void *arg)
+{
+	struct brk_session *s = arg;
+	struct brk *b = s->b;
+	switch (st) {
+	case LNCH_STARTING:
+	case LNCH_STOPPING:
+		break;
+	case LNCH_READY:
+		if (s->state == BRK_STARTING) {
+			int64_t took = util_now_ms() - s->start_ms;
+			if (s->counted_starting)
+				quota_started(&b->quota, took);
+			s->counted_starting = false;
+			s->rec.ready = util_wall_s();
+			s->activity_ms = util_now_ms();
+			set_state(b, s, BRK_READY);
+			db_audit(b->db, "session-ready", s->rec.user, s->rec.client, s->rec.id,
+				 s->rec.start_path);
+			pump(b);
+		} else if (s->state == BRK_ENDING) {
+			lnch_guest_stop(g, (int)b->cfg.timeouts.stop_grace * 1000);
+		}
+		break;
+	case LNCH_STOPPED: {
+		char reason[300];
+		if (s->state == BRK_ENDING)
+			snprintf(reason, sizeof(reason), "%s", s->reason);
+		else
+			snprintf(reason, sizeof(reason), "%s%s%s", lnch_end_name(why),
+				 detail && *detail ? ": " : "", detail ? detail : "");
+		s->guest = NULL;
+		lnch_guest_destroy(g);
+		end_session(b, s, reason);
+		pump(b);
+		if (b->stopping && b->stop_done) {
+			bool any = false;
+			for (struct brk_session *x = b->sessions; x; x = x->next)
+				any |= x->guest != NULL;
+			if (!any) {
+				void (*done)(void *) = b->stop_done;
+				b->stop_done = NULL;
+				done(b->stop_arg);
+			}
+		}
+		break;
+	}
+	}
+}
+
+static const struct lnch_guest_cbs guest_cbs = {
+	.state = on_guest_state,
+	.spawned = on_guest_spawned,
+};
+
+static void start_guest(struct brk *b, struct brk_session *s)
+{
+	struct lnch_profile p;
+	profile_of(&s->img, &p);
+	struct lnch_config lc = b->lcfg;
+	lc.start_timeout_ms = (int)image_timeout(s->img.start_timeout, b->cfg.timeouts.start) * 1000;
+	char err[512];
+	s->start_ms = util_now_ms();
+	s->admitted = s->counted_starting = true;
+	s->rec.started = util_wall_s();
+	snprintf(s->rec.start_path, sizeof(s->rec.start_path), "cold");
+	set_state(b, s, BRK_STARTING);
+	s->guest = lnch_guest_start(b->base, &lc, s->rec.id, &p, NULL, &guest_cbs, s, err,
+				    sizeof(err));
+	if (!s->guest) {
+		log_err("session=%s cannot start: %s", s->rec.id, err);
+		end_session(b, s, err);
+		return;
+	}
+	snprintf(s->rec.qmp, sizeof(s->rec.qmp), "%s", lnch_guest_qmp_path(s->guest));
+	snprintf(s->rec.vnc, sizeof(s->rec.vnc), "%s", lnch_guest_vnc_path(s->guest));
+	snprintf(s->rec.overlay, sizeof(s->rec.overlay), "%s", lnch_guest_overlay_path(s->guest));
+	save(b, s);
+	db_audit(b->db, "session-start", s->rec.user, s->rec.client, s->rec.id, s->img.name);
+}
+
+static struct brk_session *by_qid(struct brk *b, uint64_t qid)
+{
+	for (struct brk_session *s = b->sessions; s; s = s->next)
+		if (s->qid == qid && s->state == BRK_QUEUED)
+			return s;
+	return NULL;
+}
+
+/* Start whatever the ledger admits now; expire what waited too long. */
+static void pump(struct brk *b)
+{
+	if (!b->accel_ready || b->stopping)
+		return;
+	int64_t now = util_now_ms();
+	struct quota_req r;
+	while (quota_expired(&b->quota, now, &r)) {
+		struct brk_session *s = by_qid(b, r.id);
+		if (s)
+			end_session(b, s, "waited too long in the queue");
+	}
+	while (quota_next(&b->quota, now, &r)) {
+		struct brk_session *s = by_qid(b, r.id);
+		if (s)
+			start_guest(b, s);
+		else
+			quota_ended(&b->quota, r.user, r.image, r.memory_mb, true, now);
+	}
+}
+
+/* --- sessions --- */
+
+static struct brk_session *session_new(struct brk *b)
+{
+	struct brk_session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->b = b;
+	s->qid = ++b->next_qid;
+	s->created_ms = s->since_ms = s->activity_ms = util_now_ms();
+	s->next = b->sessions;
+	b->sessions = s;
+	return s;
+}
+
+static void session_free(struct brk_session *s)
+{
+	while (s->watchers) {
+		struct brk_watch *w = s->watchers;
+		watch_unlink(w);
+		w->cb(s, BRK_ENDED, w->arg);
+		free(w);
+	}
+	lnch_guest_destroy(s->guest);
+	free(s);
+}
+
+/* Keep memory bounded: drop the oldest ended sessions beyond ENDED_KEEP. */
+static void reap_ended(struct brk *b)
+{
+	unsigned n = 0;
+	for (struct brk_session **pp = &b->sessions; *pp;) {
+		struct brk_session *s = *pp;
+		if (s->state == BRK_ENDED && ++n > ENDED_KEEP) {
+			*pp = s->next;
+			session_free(s);
+			continue;
+		}
+		pp = &s->next;
+	}
+}
+
+struct brk_session *brk_session_find(struct brk *b, const char *id)
+{
+	for (struct brk_session *s = b->sessions; s; s = s->next)
+		if (strcmp(s->rec.id, id) == 0)
+			return s;
+	return NULL;
+}
+
+enum brk_state brk_session_state(const struct brk_session *s)
+{
+	return s->state;
+}
+
+const char *brk_session_id(const struct brk_session *s)
+{
+	return s->rec.id;
+}
+
+const char *brk_session_user(const struct brk_session *s)
+{
+	return s->rec.user;
+}
+
+int brk_connect(struct brk *b, const char *user, const char *app, const char *client,
+		struct brk_session **out, char *err, size_t errlen)
+{
+	if (b->stopping) {
+		snprintf(err, errlen, "nestord is shutting down");
+		return -ESHUTDOWN;
+	}
+	for (struct brk_session *s = b->sessions; s; s = s->next) {
+		if (live(s) && s->state != BRK_ENDING && strcmp(s->rec.user, user) == 0 &&
+		    strcmp(s->rec.app, app) == 0) {
+			log_info("session=%s user=%s reconnect", s->rec.id, user);
+			if (client && *client)
+				snprintf(s->rec.client, sizeof(s->rec.client), "%s", client);
+			*out = s;
+			return 0;
+		}
+	}
+	struct db_app a;
+	if (db_app_get(b->db, app, &a) < 0) {
+		snprintf(err, errlen, "unknown app '%s'", app);
+		return -ENOENT;
+	}
+	struct db_image img;
+	if (db_image_get(b->db, a.image, &img) < 0) {
+		snprintf(err, errlen, "app '%s' uses image '%s', which is not registered", app,
+			 a.image);
+		return -ENOENT;
+	}
+	struct brk_session *s = session_new(b);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	char id[17];
+	util_random_hex(id, 8);
+	snprintf(s->rec.id, sizeof(s->rec.id), "%s", id);
+	snprintf(s->rec.user, sizeof(s->rec.user), "%s", user);
+	snprintf(s->rec.app, sizeof(s->rec.app), "%s", app);
+	snprintf(s->rec.image, sizeof(s->rec.image), "%s", img.name);
+	snprintf(s->rec.client, sizeof(s->rec.client), "%s", client ? client : "");
+	snprintf(s->title, sizeof(s->title), "%s", a.title);
+	s->rec.memory_mb = img.memory_mb;
+	s->rec.created = util_wall_s();
+	s->img = img;
+	s->state = BRK_QUEUED;
+
+	struct quota_req r = {.id = s->qid, .memory_mb = img.memory_mb};
+	snprintf(r.user, sizeof(r.user), "%s", user);
+	snprintf(r.image, sizeof(r.image), "%s", img.name);
+	unsigned wait = image_timeout(img.queue_wait, b->cfg.timeouts.queue_wait);
+	r.enqueued_ms = util_now_ms();
+	r.deadline_ms = wait ? r.enqueued_ms + (int64_t)wait * 1000 : 0;
+	quota_set_image_cap(&b->quota, img.name, img.max_sessions);
+	struct quota_decision d = quota_request(&b->quota, &r, r.enqueued_ms);
+	if (d.verdict == QUOTA_REFUSE) {
+		snprintf(err, errlen, "%s", d.reason);
+		db_audit(b->db, "session-refused", user, client, NULL, d.reason);
+		b->sessions = s->next;
+		free(s);
+		return -EBUSY;
+	}
+	save(b, s);
+	*out = s;
+	if (d.verdict == QUOTA_ADMIT && b->accel_ready) {
+		start_guest(b, s);
+	} else {
+		if (d.verdict == QUOTA_ADMIT) {
+			/* admitted before the accelerator is known: wait for it */
+			quota_ended(&b->quota, user, img.name, img.memory_mb, true, util_now_ms());
+			quota_request(&b->quota, &r, r.enqueued_ms);
+		}
+		snprintf(s->reason, sizeof(s->reason), "%s", d.reason ? d.reason : "starting soon");
+		log_info("session=%s user=%s queued at %u: %s", s->rec.id, user, d.position,
+			 s->reason);
+		db_audit(b->db, "session-queued", user, client, s->rec.id, s->reason);
+	}
+	return 0;
+}
+
+json_object *brk_session_json(struct brk *b, const struct brk_session *s)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(s->rec.id));
+	json_object_object_add(o, "user", json_object_new_string(s->rec.user));
+	json_object_object_add(o, "app", json_object_new_string(s->rec.app));
+	json_object_object_add(o, "title", json_object_new_string(s->title));
+	json_object_object_add(o, "image", json_object_new_string(s->rec.image));
+	json_object_object_add(o, "state", json_object_new_string(brk_state_name(s->state)));
+	json_object_object_add(o, "client", json_object_new_string(s->rec.client));
+	json_object_object_add(o, "created", json_object_new_int64(s->rec.created));
+	json_object_object_add(o, "memory_mb", json_object_new_int64(s->rec.memory_mb));
+	int64_t now = util_now_ms();
+	json_object_object_add(o, "elapsed_ms", json_object_new_int64(now - s->created_ms));
+	if (s->state == BRK_QUEUED) {
+		struct quota_decision d;
+		if (quota_position(&b->quota, s->qid, now, &d) == 0) {
+			json_object_object_add(o, "position", json_object_new_int64(d.position));
+			json_object_object_add(o, "estimate_ms", json_object_new_int64(d.estimate_ms));
+			json_object_object_add(o, "reason", json_object_new_string(d.reason));
+		}
+	}
+	if (s->rec.start_path[0])
+		json_object_object_add(o, "start_path", json_object_new_string(s->rec.start_path));
+	if (s->rec.pid)
+		json_object_object_add(o, "pid", json_object_new_int64(s->rec.pid));
+	if (s->state >= BRK_READY && s->state <= BRK_DISCONNECTED) {
+		json_object_object_add(o, "vnc", json_object_new_string(s->rec.vnc));
+		json_object_object_add(o, "ready", json_object_new_int64(s->rec.ready));
+	}
+	if (s->state == BRK_ENDED)
+		json_object_object_add(o, "end_reason", json_object_new_string(s->rec.end_reason));
+	return o;
+}
+
+json_object *brk_sessions_json(struct brk *b)
+{
+	json_object *arr = json_object_new_array();
+	/* oldest first: the list is newest first */
+	unsigned n = 0;
+	for (struct brk_session *s = b->sessions; s; s = s->next)
+		n += live(s);
+	struct brk_session **v = calloc(n ? n : 1, sizeof(*v));
+	unsigned i = n;
+	for (struct brk_session *s = b->sessions; s && v; s = s->next)
+		if (live(s))
+			v[--i] = s;
+	for (i = 0; v && i < n; i++)
+		json_object_array_add(arr, brk_session_json(b, v[i]));
+	free(v);
+	return arr;
+}
+
+json_object *brk_status_json(struct brk *b)
+{
+	json_object *o = json_object_new_object(), *caps = json_object_new_object(),
+		    *use = json_object_new_object();
+	json_object_object_add(caps, "max_sessions", json_object_new_int64(b->quota.host.max_sessions));
+	json_object_object_add(caps, "max_starting", json_object_new_int64(b->quota.host.max_starting));
+	json_object_object_add(caps, "max_memory_mb",
+			       json_object_new_int64(b->quota.host.max_memory_mb));
+	json_object_object_add(caps, "user_max_sessions",
+			       json_object_new_int64(b->quota.user_default_max));
+	unsigned v;
+	json_object_object_add(caps, "max_starting_auto",
+			       json_object_new_boolean(db_cap_get(b->db, "max_starting", &v) < 0 &&
+						       b->cfg.max_starting < 0));
+	json_object_object_add(use, "sessions", json_object_new_int64(b->quota.sessions));
+	json_object_object_add(use, "starting", json_object_new_int64(b->quota.starting));
+	json_object_object_add(use, "memory_mb", json_object_new_int64(b->quota.memory_mb));
+	json_object_object_add(use, "queued", json_object_new_int64((int64_t)b->quota.n_queue));
+	json_object_object_add(o, "caps", caps);
+	json_object_object_add(o, "usage", use);
+	json_object_object_add(o, "accel",
+			       json_object_new_string(!b->accel_ready ? "probing"
+						      : b->accel.accel == LNCH_ACCEL_KVM ? "kvm"
+											: "tcg"));
+	json_object_object_add(o, "version", json_object_new_string(NESTOR_VERSION));
+	return o;
+}
+
+int brk_session_attach(struct brk *b, struct brk_session *s, char *err, size_t errlen)
+{
+	if (s->state != BRK_READY && s->state != BRK_CONNECTED && s->state != BRK_DISCONNECTED) {
+		snprintf(err, errlen, "session is %s, not ready", brk_state_name(s->state));
+		return -EAGAIN;
+	}
+	s->activity_ms = util_now_ms();
+	set_state(b, s, BRK_CONNECTED);
+	db_audit(b->db, "session-attach", s->rec.user, s->rec.client, s->rec.id, NULL);
+	return 0;
+}
+
+int brk_session_detach(struct brk *b, struct brk_session *s)
+{
+	if (s->state != BRK_CONNECTED)
+		return -EINVAL;
+	set_state(b, s, BRK_DISCONNECTED);
+	db_audit(b->db, "session-detach", s->rec.user, s->rec.client, s->rec.id, NULL);
+	return 0;
+}
+
+void brk_session_activity(struct brk *b, struct brk_session *s)
+{
+	s->activity_ms = util_now_ms();
+}
+
+int brk_session_end(struct brk *b, struct brk_session *s, const char *reason)
+{
+	if (s->state == BRK_ENDED || s->state == BRK_ENDING)
+		return 0;
+	snprintf(s->reason, sizeof(s->reason), "%s", reason);
+	snprintf(s->rec.end_reason, sizeof(s->rec.end_reason), "%s", reason);
+	if (s->state == BRK_QUEUED) {
+		end_session(b, s, reason);
+		pump(b);
+		return 0;
+	}
+	bool starting = s->state == BRK_STARTING;
+	if (s->counted_starting) {
+		/* The start slot is released now; the ledger still counts the session. */
+		quota_started(&b->quota, -1);
+		s->counted_starting = false;
+	}
+	set_state(b, s, BRK_ENDING);
+	if (s->guest)
+		lnch_guest_stop(s->guest, starting ? 0 : (int)b->cfg.timeouts.stop_grace * 1000);
+	else
+		end_session(b, s, reason);
+	pump(b);
+	return 0;
+}
+
+struct brk_watch *brk_watch(struct brk_session *s, brk_watch_fn cb, void *arg)
+{
+	struct brk_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->s = s;
+	w->cb = cb;
+	w->arg = arg;
+	w->next = s->watchers;
+	if (w->next)
+		w->next->prevp = &w->next;
+	w->prevp = &s->watchers;
+	s->watchers = w;
+	return w;
+}
+
+void brk_unwatch(struct brk_watch *w)
+{
+	if (!w)
+		return;
+	watch_unlink(w);
+	free(w);
+}
+
+/* --- timeouts: one tick a second --- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct brk *b = arg;
+	int64_t now = util_now_ms();
+	for (struct brk_session *s = b->sessions; s; s = s->next) {
+		const struct db_image *m = &s->img;
+		const struct brk_timeouts *t = &b->cfg.timeouts;
+		unsigned life = image_timeout(m->max_lifetime, t->max_lifetime);
+		unsigned keep = image_timeout(m->keepalive, t->keepalive);
+		unsigned idle = image_timeout(m->idle, t->idle);
+		const char *why = NULL;
+		if (!live(s) || s->state == BRK_ENDING || s->state == BRK_QUEUED)
+			continue;
+		if (life && now - s->created_ms >= (int64_t)life * 1000)
+			why = "maximum session lifetime reached";
+		else if ((s->state == BRK_DISCONNECTED || s->state == BRK_READY) && keep &&
+			 now - s->since_ms >= (int64_t)keep * 1000)
+			why = s->state == BRK_READY ? "nobody connected to the ready session"
+						    : "disconnected for too long";
+		else if (s->state == BRK_CONNECTED && idle && now - s->activity_ms >= (int64_t)idle * 1000)
+			why = "idle for too long";
+		if (why) {
+			log_info("session=%s timeout: %s", s->rec.id, why);
+			brk_session_end(b, s, why);
+		}
+	}
+	pump(b);
+	reap_ended(b);
+}
+
+/* --- authentication --- */
+
+struct authreq {
+	struct brk *b;
+	char user[65];
+	char client[64];
+	brk_auth_fn cb;
+	void *arg;
+};
+
+static void on_auth(enum auth_result res, const char *reason, void *arg)
+{
+	struct authreq *a = arg;
+	struct brk *b = a->b;
+	char ukey[80], ckey[80];
+	snprintf(ukey, sizeof(ukey), "u:%s", a->user);
+	snprintf(ckey, sizeof(ckey), "a:%s", a->client);
+	int64_t now = util_wall_s();
+	int status = 0;
+	if (res == AUTH_OK) {
+		throttle_ok(&b->thr, ukey);
+		throttle_ok(&b->thr, ckey);
+		db_audit(b->db, "login-ok", a->user, a->client, NULL, NULL);
+	} else {
+		unsigned lu = throttle_fail(&b->thr, ukey, now);
+		unsigned lc = a->client[0] ? throttle_fail(&b->thr, ckey, now) : 0;
+		db_audit(b->db, "login-failed", a->user, a->client, NULL, reason);
+		if (lu || lc) {
+			char d[96];
+			snprintf(d, sizeof(d), "locked for %u s", lu > lc ? lu : lc);
+			db_audit(b->db, "login-throttled", a->user, a->client, NULL, d);
+		}
+		status = res == AUTH_DENIED ? -EACCES : res == AUTH_ACCOUNT ? -EPERM : -EIO;
+		log_info("login failed user=%s client=%s: %s", a->user, a->client, reason);
+	}
+	a->cb(status, reason, a->arg);
+	free(a);
+}
+
+int brk_authenticate(struct brk *b, const char *user, const char *password, const char *client,
+		     brk_auth_fn cb, void *arg)
+{
+	if (!util_name_valid(user))
+		return -EINVAL;
+	client = client ? client : "";
+	char ukey[80], ckey[80];
+	snprintf(ukey, sizeof(ukey), "u:%s", user);
+	snprintf(ckey, sizeof(ckey), "a:%.64s", client);
+	int64_t now = util_wall_s();
+	if (throttle_locked(&b->thr, ukey, now) || (*client && throttle_locked(&b->thr, ckey, now))) {
+		db_audit(b->db, "login-throttled", user, client, NULL, "refused while locked");
+		return -EAGAIN;
+	}
+	struct authreq *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->b = b;
+	snprintf(a->user, sizeof(a->user), "%s", user);
+	snprintf(a->client, sizeof(a->client), "%s", client);
+	a->cb = cb;
+	a->arg = arg;
+	int r = auth_check(b->auth, user, password, on_auth, a);
+	if (r < 0)
+		free(a);
+	return r;
+}
+
+/* --- caps, images, apps --- */
+
+static unsigned auto_max_starting(const struct brk *b)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores < 1)
+		cores = 1;
+	/* A TCG start keeps a core busy for seconds; KVM starts are cheap. */
+	if (b->accel_ready && b->accel.accel == LNCH_ACCEL_KVM)
+		return (unsigned)cores * 4;
+	return (unsigned)cores;
+}
+
+static void load_caps(struct brk *b)
+{
+	struct quota_caps c = {b->cfg.max_sessions, 0, b->cfg.max_memory_mb};
+	unsigned v;
+	if (db_cap_get(b->db, "max_sessions", &v) == 0)
+		c.max_sessions = v;
+	if (db_cap_get(b->db, "max_memory_mb", &v) == 0)
+		c.max_memory_mb = v;
+	if (db_cap_get(b->db, "max_starting", &v) == 0)
+		c.max_starting = v;
+	else if (b->cfg.max_starting >= 0)
+		c.max_starting = (unsigned)b->cfg.max_starting;
+	else
+		c.max_starting = auto_max_starting(b);
+	unsigned umax = b->cfg.user_max_sessions;
+	if (db_cap_get(b->db, "user_max_sessions", &v) == 0)
+		umax = v;
+	quota_set_host_caps(&b->quota, c);
+	quota_set_user_default(&b->quota, umax);
+}
+
+int brk_caps_set(struct brk *b, const char *key, unsigned value)
+{
+	if (strcmp(key, "max_sessions") && strcmp(key, "max_starting") &&
+	    strcmp(key, "max_memory_mb") && strcmp(key, "user_max_sessions"))
+		return -EINVAL;
+	int r = db_cap_set(b->db, key, value);
+	if (r < 0)
+		return r;
+	char d[96];
+	snprintf(d, sizeof(d), "%s=%u", key, value);
+	db_audit(b->db, "caps-set", NULL, NULL, NULL, d);
+	load_caps(b);
+	pump(b); /* raising a cap admits at once */
+	return 0;
+}
+
+static int user_cap_apply(struct brk *b, const char *user)
+{
+	unsigned max;
+	if (db_user_cap_get(b->db, user, &max) == 0)
+		return quota_set_user_cap(&b->quota, user, true, max);
+	return quota_set_user_cap(&b->quota, user, false, 0);
+}
+
+int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max)
+{
+	if (!util_name_valid(user))
+		return -EINVAL;
+	int r = has_cap ? db_user_cap_set(b->db, user, max) : db_user_cap_del(b->db, user);
+	if (r < 0 && !(r == -ENOENT && !has_cap))
+		return r;
+	char d[96];
+	if (has_cap)
+		snprintf(d, sizeof(d), "max_sessions=%u", max);
+	else
+		snprintf(d, sizeof(d), "max_sessions=default");
+	db_audit(b->db, "user-caps-set", user, NULL, NULL, d);
+	r = user_cap_apply(b, user);
+	pump(b);
+	return r;
+}
+
+int brk_image_add(struct brk *b, const struct db_image *img, char *err, size_t errlen)
+{
+	if (!util_name_valid(img->name)) {
+		snprintf(err, errlen, "invalid image name (1-64 of A-Z a-z 0-9 . _ -)");
+		return -EINVAL;
+	}
+	struct lnch_profile p;
+	profile_of(img, &p);
+	struct lnch_profile check;
+	memset(&check, 0, sizeof(check));
+	if (ready_spec(img->ready, &check) < 0) {
+		snprintf(err, errlen, "ready must be serial:MARKER, tcp:PORT or running");
+		return -EINVAL;
+	}
+	if (lnch_profile_check(&p, err, errlen) < 0)
+		return -EINVAL;
+	const char *files[] = {img->base, img->kernel, img->initrd};
+	for (unsigned i = 0; i < ARRAY_LEN(files); i++) {
+		if (files[i][0] && access(files[i], R_OK) < 0) {
+			snprintf(err, errlen, "%s: %s", files[i], strerror(errno));
+			return -EINVAL;
+		}
+	}
+	int r = db_image_put(b->db, img);
+	if (r == -EEXIST)
+		snprintf(err, errlen, "image '%s' already exists", img->name);
+	else if (r < 0)
+		snprintf(err, errlen, "database error");
+	else
+		db_audit(b->db, "image-add", NULL, NULL, NULL, img->name);
+	return r;
+}
+
+int brk_image_remove(struct brk *b, const char *name, char *err, size_t errlen)
+{
+	for (struct brk_session *s = b->sessions; s; s = s->next) {
+		if (live(s) && strcmp(s->rec.image, name) == 0) {
+			snprintf(err, errlen, "image '%s' has live sessions", name);
+			return -EBUSY;
+		}
+	}
+	int r = db_image_del(b->db, name);
+	if (r == -EBUSY)
+		snprintf(err, errlen, "image '%s' is used by apps: remove them first", name);
+	else if (r == -ENOENT)
+		snprintf(err, errlen, "no image '%s'", name);
+	else if (r == 0)
+		db_audit(b->db, "image-remove", NULL, NULL, NULL, name);
+	return r;
+}
+
+int brk_app_add(struct brk *b, const struct db_app *app, char *err, size_t errlen)
+{
+	struct db_image img;
+	if (!util_name_valid(app->alias)) {
+		snprintf(err, errlen, "invalid app alias (1-64 of A-Z a-z 0-9 . _ -)");
+		return -EINVAL;
+	}
+	if (!app->title[0]) {
+		snprintf(err, errlen, "an app needs a title");
+		return -EINVAL;
+	}
+	if (db_image_get(b->db, app->image, &img) < 0) {
+		snprintf(err, errlen, "no image '%s'", app->image);
+		return -ENOENT;
+	}
+	int r = db_app_put(b->db, app);
+	if (r == -EEXIST)
+		snprintf(err, errlen, "app '%s' already exists", app->alias);
+	else if (r == 0)
+		db_audit(b->db, "app-add", NULL, NULL, NULL, app->alias);
+	return r;
+}
+
+int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen)
+{
+	int r = db_app_del(b->db, alias);
+	if (r == -ENOENT)
+		snprintf(err, errlen, "no app '%s'", alias);
+	else if (r == 0)
+		db_audit(b->db, "app-remove", NULL, NULL, NULL, alias);
+	return r;
+}
+
+struct db *brk_db(struct brk *b)
+{
+	return b->db;
+}
+
+const struct brk_config *brk_config(const struct brk *b)
+{
+	return &b->cfg;
+}
+
+/* --- start-up: reattach, sweep --- */
+
+static void restore_one(const struct db_session *rec, void *arg)
+{
+	struct brk *b = arg;
+	enum brk_state st;
+	if (brk_state_parse(rec->state, &st) < 0)
+		st = BRK_ENDING;
+	struct brk_session *s = session_new(b);
+	if (!s)
+		return;
+	s->rec = *rec;
+	s->state = st;
+	struct db_app a;
+	if (db_app_get(b->db, rec->app, &a) == 0)
+		snprintf(s->title, sizeof(s->title), "%s", a.title);
+	if (db_image_get(b->db, rec->image, &s->img) < 0)
+		snprintf(s->img.name, sizeof(s->img.name), "%s", rec->image);
+	if (rec->created > 0)
+		s->created_ms = util_now_ms() - (util_wall_s() - rec->created) * 1000;
+
+	if (st == BRK_QUEUED) {
+		struct quota_req r = {.id = s->qid, .memory_mb = rec->memory_mb,
+				      .enqueued_ms = s->created_ms};
+		snprintf(r.user, sizeof(r.user), "%s", rec->user);
+		snprintf(r.image, sizeof(r.image), "%s", rec->image);
+		unsigned wait = image_timeout(s->img.queue_wait, b->cfg.timeouts.queue_wait);
+		r.deadline_ms = wait ? s->created_ms + (int64_t)wait * 1000 : 0;
+		quota_set_image_cap(&b->quota, rec->image, s->img.max_sessions);
+		struct quota_decision d = quota_request(&b->quota, &r, util_now_ms());
+		if (d.verdict == QUOTA_ADMIT) {
+			/* start once the accelerator is known: put it back in line */
+			quota_ended(&b->quota, r.user, r.image, r.memory_mb, true, util_now_ms());
+			quota_request(&b->quota, &r, util_now_ms());
+		} else if (d.verdict == QUOTA_REFUSE) {
+			end_session(b, s, d.reason);
+		}
+		log_info("session=%s restored (queued)", s->rec.id);
+		return;
+	}
+	quota_set_image_cap(&b->quota, rec->image, s->img.max_sessions);
+	quota_restore(&b->quota, rec->user, rec->image, rec->memory_mb, st == BRK_STARTING);
+	s->admitted = true;
+	s->counted_starting = st == BRK_STARTING;
+	s->start_ms = util_now_ms();
+	char err[256];
+	struct lnch_profile p;
+	profile_of(&s->img, &p);
+	s->guest = lnch_guest_attach(b->base, &b->lcfg, rec->id, rec->pid,
+				     st == BRK_STARTING ? &p : NULL, &guest_cbs, s, err,
+				     sizeof(err));
+	if (!s->guest) {
+		log_err("session=%s cannot be reattached: %s", rec->id, err);
+		end_session(b, s, "could not be reattached after a broker restart");
+		return;
+	}
+	if (st == BRK_ENDING)
+		snprintf(s->reason, sizeof(s->reason), "%s",
+			 rec->end_reason[0] ? rec->end_reason : "ended");
+	log_info("session=%s user=%s reattaching pid %d (%s)", rec->id, rec->user, (int)rec->pid,
+		 rec->state);
+}
+
+/* Overlays and guest dirs that belong to no live session are leftovers of a crash. */
+static void sweep(struct brk *b)
+{
+	const char *dirs[] = {b->cfg.overlay_dir, b->vm_dir};
+	for (unsigned k = 0; k < 2; k++) {
+		DIR *d = opendir(dirs[k]);
+		if (!d)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char id[64];
+			snprintf(id, sizeof(id), "%.63s", e->d_name);
+			char *dot = strchr(id, '.');
+			if (dot)
+				*dot = '\0';
+			struct brk_session *s = brk_session_find(b, id);
+			if (s && live(s))
+				continue;
+			char path[BRK_PATH_MAX + 80];
+			snprintf(path, sizeof(path), "%s/%s", dirs[k], e->d_name);
+			log_info("sweep: removing leftover %s", path);
+			if (k == 0)
+				unlink(path);
+			else
+				util_rmdir_flat(path);
+		}
+		closedir(d);
+	}
+}
+
+static void on_accel(struct lnch_accel_choice c, void *arg)
+{
+	struct brk *b = arg;
+	if (c.err) {
+		log_err("%s: no guest can start until this is fixed", c.reason);
+		return;
+	}
+	b->accel = c;
+	b->accel_ready = true;
+	b->lcfg.accel = c.accel;
+	log_info("accelerator: %s", c.reason);
+	load_caps(b);
+	log_info("caps: max_sessions=%u max_starting=%u max_memory_mb=%u user_max_sessions=%u",
+		 b->quota.host.max_sessions, b->quota.host.max_starting,
+		 b->quota.host.max_memory_mb, b->quota.user_default_max);
+	pump(b);
+}
+
+static int resolve_user(const char *name, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	if (getpwnam_r(name, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+		snprintf(err, errlen, "qemu_user '%s' does not exist", name);
+		return -ENOENT;
+	}
+	*uid = pw.pw_uid;
+	*gid = pw.pw_gid;
+	return 0;
+}
+
+struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
+		       const struct brk_options *opts, char *err, size_t errlen)
+{
+	struct brk *b = calloc(1, sizeof(*b));
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->base = base;
+	b->cfg = *cfg;
+	b->opts = *opts;
+	quota_ledger_init(&b->quota);
+	throttle_init(&b->thr, cfg->auth_max_failures, cfg->auth_window, cfg->auth_lockout);
+	snprintf(b->vm_dir, sizeof(b->vm_dir), "%.4000s/vm", cfg->run_dir);
+	const char *dirs[] = {cfg->state_dir, cfg->run_dir, b->vm_dir, cfg->overlay_dir};
+	for (unsigned i = 0; i < ARRAY_LEN(dirs); i++) {
+		int r = util_mkdir_p(dirs[i], 0700);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot create %s: %s", dirs[i], strerror(-r));
+			goto fail;
+		}
+	}
+	b->lcfg = (struct lnch_config){
+		.qemu = b->cfg.qemu,
+		.qemu_img = b->cfg.qemu_img,
+		.run_dir = b->vm_dir,
+		.overlay_dir = b->cfg.overlay_dir,
+		.accel = LNCH_ACCEL_TCG,
+		.sandbox = cfg->sandbox,
+		.start_timeout_ms = (int)cfg->timeouts.start * 1000,
+		.stop_timeout_ms = (int)cfg->timeouts.stop_grace * 1000,
+	};
+	if (cfg->qemu_user[0]) {
+		if (resolve_user(cfg->qemu_user, &b->lcfg.uid, &b->lcfg.gid, err, errlen) < 0)
+			goto fail;
+		/* QEMU must reach its run and overlay dirs, nothing else of ours. */
+		chmod(cfg->run_dir, 0711);
+		if (chown(b->vm_dir, b->lcfg.uid, b->lcfg.gid) < 0 ||
+		    chown(cfg->overlay_dir, b->lcfg.uid, b->lcfg.gid) < 0) {
+			snprintf(err, errlen, "cannot hand guest dirs to %s: %s", cfg->qemu_user,
+				 strerror(errno));
+			goto fail;
+		}
+	}
+	char dbpath[BRK_PATH_MAX + 16];
+	snprintf(dbpath, sizeof(dbpath), "%s/nestor.db", cfg->state_dir);
+	b->db = db_open(dbpath, err, errlen);
+	if (!b->db)
+		goto fail;
+	b->auth = auth_create(base, cfg->pam_service, 2);
+	if (!b->auth) {
+		snprintf(err, errlen, "cannot start PAM workers");
+		goto fail;
+	}
+	load_caps(b);
+	/* per-user overrides */
+	json_object *uc = db_user_caps_json(b->db);
+	for (size_t i = 0; i < json_object_array_length(uc); i++) {
+		json_object *u;
+		if (json_object_object_get_ex(json_object_array_get_idx(uc, i), "user", &u))
+			user_cap_apply(b, json_object_get_string(u));
+	}
+	json_object_put(uc);
+
+	db_sessions_live(b->db, restore_one, b);
+	sweep(b);
+
+	b->tick = event_new(base, -1, EV_PERSIST, on_tick, b);
+	struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+	if (!b->tick || event_add(b->tick, &tv) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	enum lnch_accel_mode mode = LNCH_ACCEL_AUTO;
+	lnch_accel_mode_parse(cfg->accel, &mode);
+	if (lnch_accel_probe(base, cfg->qemu, b->cfg.run_dir, mode, 3000, on_accel, b) < 0) {
+		snprintf(err, errlen, "cannot probe the accelerator");
+		goto fail;
+	}
+	return b;
+fail:
+	brk_destroy(b);
+	return NULL;
+}
+
+void brk_shutdown(struct brk *b, void (*done)(void *arg), void *arg)
+{
+	b->stopping = true;
+	b->stop_done = done;
+	b->stop_arg = arg;
+	bool waiting = false;
+	for (struct brk_session *s = b->sessions; s; s = s->next) {
+		if (!live(s))
+			continue;
+		if (b->opts.keep_guests) {
+			/* Rows stay as they are: the next nestord reattaches. */
+			lnch_guest_detach(s->guest);
+			s->guest = NULL;
+			continue;
+		}
+		if (s->state == BRK_QUEUED) {
+			end_session(b, s, "nestord shut down");
+			continue;
+		}
+		brk_session_end(b, s, "nestord shut down");
+		waiting |= s->guest != NULL;
+	}
+	if (!waiting) {
+		b->stop_done = NULL;
+		done(arg);
+	}
+}
+
+void brk_destroy(struct brk *b)
+{
+	if (!b)
+		return;
+	while (b->sessions) {
+		struct brk_session *s = b->sessions;
+		b->sessions = s->next;
+		/* Guests still running here are detached, never killed behind sqlite's back. */
+		lnch_guest_detach(s->guest);
+		s->guest = NULL;
+		session_free(s);
+	}
+	if (b->tick)
+		event_free(b->tick);
+	auth_destroy(b->auth);
+	db_close(b->db);
+	quota_ledger_finish(&b->quota);
+	free(b);
+}

@@ -1,0 +1,101 @@
+/*
+ * The broker: sessions and their state machine, admission through quotas/,
+ * guests through launcher/, state in sqlite, PAM through auth.c. Everything
+ * runs on one event loop; nothing here blocks.
+ *
+ *   queued -> starting -> ready -> connected <-> disconnected -> ending -> ended
+ *
+ * int functions return 0 or a negative errno; where a person needs the
+ * reason, ERR (last) gets it.
+ */
+#ifndef NESTOR_BROKER_H
+#define NESTOR_BROKER_H
+
+#include "config.h"
+#include "db.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct brk;
+struct brk_session;
+
+enum brk_state {
+	BRK_QUEUED,
+	BRK_STARTING,
+	BRK_READY,
+	BRK_CONNECTED,
+	BRK_DISCONNECTED,
+	BRK_ENDING,
+	BRK_ENDED,
+};
+
+const char *brk_state_name(enum brk_state st);
+int brk_state_parse(const char *name, enum brk_state *out);
+
+struct brk_options {
+	bool keep_guests; /* on SIGTERM leave guests running for the next nestord */
+};
+
+struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
+		       const struct brk_options *opts, char *err, size_t errlen);
+/* Begin shutdown; DONE runs once every guest is stopped (or detached). */
+void brk_shutdown(struct brk *b, void (*done)(void *arg), void *arg);
+void brk_destroy(struct brk *b);
+
+/* Authentication through PAM with throttling and audit; CB runs on the loop. */
+typedef void (*brk_auth_fn)(int status, const char *reason, void *arg);
+/* STATUS: 0 ok, -EACCES denied, -EPERM account refused, -EAGAIN throttled, -EIO PAM error. */
+int brk_authenticate(struct brk *b, const char *user, const char *password, const char *client,
+		     brk_auth_fn cb, void *arg);
+
+/*
+ * The user's session for APP: their live one if there is one (reconnect),
+ * else a new one admitted, queued or refused. *OUT is borrowed.
+ * Returns 0, -ENOENT (unknown app; ERR says), -EBUSY (refused by caps;
+ * ERR says why) or another negative errno.
+ */
+int brk_connect(struct brk *b, const char *user, const char *app, const char *client,
+		struct brk_session **out, char *err, size_t errlen);
+
+struct brk_session *brk_session_find(struct brk *b, const char *id);
+enum brk_state brk_session_state(const struct brk_session *s);
+const char *brk_session_id(const struct brk_session *s);
+const char *brk_session_user(const struct brk_session *s);
+/* The session as JSON; returns a new reference. */
+json_object *brk_session_json(struct brk *b, const struct brk_session *s);
+/* Every live session; returns a new reference. */
+json_object *brk_sessions_json(struct brk *b);
+/* Host caps, usage and queue; returns a new reference. */
+json_object *brk_status_json(struct brk *b);
+
+int brk_session_attach(struct brk *b, struct brk_session *s, char *err, size_t errlen);
+int brk_session_detach(struct brk *b, struct brk_session *s);
+void brk_session_activity(struct brk *b, struct brk_session *s);
+/* End a session (admin or user). REASON is recorded. */
+int brk_session_end(struct brk *b, struct brk_session *s, const char *reason);
+
+/*
+ * Watch one session: CB runs once, at its next state change (or when the
+ * session is freed, with ENDED); the watch is freed after CB. Returns a
+ * handle; brk_unwatch cancels (and frees) a watch that has not fired.
+ */
+typedef void (*brk_watch_fn)(struct brk_session *s, enum brk_state st, void *arg);
+struct brk_watch *brk_watch(struct brk_session *s, brk_watch_fn cb, void *arg);
+void brk_unwatch(struct brk_watch *w);
+
+/* Caps: KEY is max_sessions|max_starting|max_memory_mb. */
+int brk_caps_set(struct brk *b, const char *key, unsigned value);
+int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max);
+/* Images and apps (validated; ERR says what is wrong). */
+int brk_image_add(struct brk *b, const struct db_image *img, char *err, size_t errlen);
+int brk_image_remove(struct brk *b, const char *name, char *err, size_t errlen);
+int brk_app_add(struct brk *b, const struct db_app *app, char *err, size_t errlen);
+int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen);
+
+struct db *brk_db(struct brk *b);
+const struct brk_config *brk_config(const struct brk *b);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * nestord's configuration: an INI file parsed with libinih. Every key is
+ * documented in docs/configuration.md. Unknown sections or keys and bad
+ * values are errors naming the file, line and key.
+ *
+ * int functions return 0 or a negative errno; ERR gets the reason.
+ */
+#ifndef NESTOR_BRK_CONFIG_H
+#define NESTOR_BRK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define BRK_PATH_MAX 4096
+
+/* Session timeouts in seconds; 0 disables one. */
+struct brk_timeouts {
+	unsigned queue_wait;
+	unsigned start;
+	unsigned keepalive; /* disconnected session kept this long */
+	unsigned idle;	    /* connected session without input */
+	unsigned max_lifetime;
+	unsigned stop_grace; /* ACPI power-down before quit */
+};
+
+struct brk_config {
+	char state_dir[BRK_PATH_MAX];
+	char run_dir[BRK_PATH_MAX];
+	char overlay_dir[BRK_PATH_MAX];
+	char api_socket[BRK_PATH_MAX];
+	char api_group[64];
+	char pam_service[64];
+	char qemu[BRK_PATH_MAX];
+	char qemu_img[BRK_PATH_MAX];
+	char accel[8]; /* auto|kvm|tcg */
+	char qemu_user[64];
+	bool sandbox;
+	char log_level[8];
+
+	unsigned auth_max_failures;
+	unsigned auth_window;
+	unsigned auth_lockout;
+
+	struct brk_timeouts timeouts;
+
+	/* initial caps; runtime changes live in the database */
+	unsigned max_sessions;
+	int max_starting; /* -1: auto from cores and accelerator */
+	unsigned max_memory_mb;
+	unsigned user_max_sessions;
+};
+
+void brk_config_defaults(struct brk_config *c);
+/* Parse TEXT as if read from NAME (for messages). */
+int brk_config_parse(struct brk_config *c, const char *name, const char *text, char *err,
+		     size_t errlen);
+int brk_config_load(struct brk_config *c, const char *path, char *err, size_t errlen);
+
+#endif

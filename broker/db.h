@@ -1,0 +1,86 @@
+/*
+ * nestord's state in sqlite3 (WAL, short transactions on the loop): caps,
+ * images and apps, sessions, and the audit log. Never passwords.
+ *
+ * int functions return 0 or a negative errno; -ENOENT for a missing row,
+ * -EEXIST for a duplicate.
+ */
+#ifndef NESTOR_DB_H
+#define NESTOR_DB_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct db;
+
+struct db_image {
+	char name[65];
+	char base[4096];
+	char kernel[4096]; /* optional direct boot (test and demo guests) */
+	char initrd[4096];
+	char append[1024];
+	char machine[65];
+	unsigned memory_mb;
+	char ready[128]; /* serial:MARKER | tcp:PORT | running */
+	unsigned max_sessions;
+	/* per-image timeouts in seconds; 0 = the configured default */
+	unsigned keepalive, idle, max_lifetime, start_timeout, queue_wait;
+};
+
+struct db_app {
+	char alias[65];
+	char image[65];
+	char title[129];
+	char command[1024];
+};
+
+struct db_session {
+	char id[33];
+	char user[65];
+	char app[65];
+	char image[65];
+	char state[16];
+	pid_t pid;
+	char qmp[256];
+	char vnc[256];
+	char overlay[4096];
+	char client[64];
+	char end_reason[256];
+	char start_path[16];
+	unsigned memory_mb;
+	int64_t created, started, ready, ended; /* wall clock, seconds; 0 unset */
+};
+
+struct db *db_open(const char *path, char *err, size_t errlen);
+void db_close(struct db *db);
+
+int db_cap_get(struct db *db, const char *key, unsigned *out);
+int db_cap_set(struct db *db, const char *key, unsigned value);
+int db_user_cap_get(struct db *db, const char *user, unsigned *max);
+int db_user_cap_set(struct db *db, const char *user, unsigned max);
+int db_user_cap_del(struct db *db, const char *user);
+/* JSON array of {"user","max_sessions"}; returns a new reference. */
+json_object *db_user_caps_json(struct db *db);
+
+int db_image_put(struct db *db, const struct db_image *img); /* -EEXIST if present */
+int db_image_get(struct db *db, const char *name, struct db_image *out);
+int db_image_del(struct db *db, const char *name); /* -EBUSY if apps use it */
+json_object *db_images_json(struct db *db);
+int db_app_put(struct db *db, const struct db_app *app);
+int db_app_get(struct db *db, const char *alias, struct db_app *out);
+int db_app_del(struct db *db, const char *alias);
+json_object *db_apps_json(struct db *db);
+
+int db_session_save(struct db *db, const struct db_session *s); /* insert or replace */
+/* Calls FN for every session not yet ended, oldest first. */
+int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void *arg), void *arg);
+/* Ended sessions, newest first, at most LIMIT; returns a new reference. */
+json_object *db_sessions_ended_json(struct db *db, unsigned limit);
+
+void db_audit(struct db *db, const char *kind, const char *user, const char *client,
+	      const char *session, const char *detail);
+json_object *db_audit_json(struct db *db, unsigned limit);
+
+#endif

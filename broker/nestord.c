@@ -1,0 +1,176 @@
+/*
+ * nestord: the nestor broker. Parses options and configuration, opens the
+ * state, serves the API and runs the loop until SIGTERM/SIGINT.
+ */
+#include "nestor-config.h"
+#include "api.h"
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: nestord [--config FILE] [--keep-guests] [--log-level LEVEL]\n"
+	"\n"
+	"The nestor session broker: authenticates users with PAM, admits them\n"
+	"under the host's caps, starts and watches their throwaway QEMU guests,\n"
+	"and serves the HTTP/JSON API used by nestor-gateway and nestorctl.\n"
+	"\n"
+	"  -c, --config FILE     configuration file (default " NESTOR_SYSCONFDIR
+	"/nestor/nestor.conf;\n"
+	"                        a missing default file means built-in defaults)\n"
+	"  -k, --keep-guests     on SIGTERM leave guests running; the next nestord\n"
+	"                        reattaches them (default: end every session)\n"
+	"  -l, --log-level LVL   err, warn, info or debug (overrides the file)\n"
+	"  -t, --check-config    parse the configuration, print it, and exit\n"
+	"  -V, --version         print the version and exit\n"
+	"  -h, --help            this text\n"
+	"\n"
+	"See docs/configuration.md and docs/operations.md.\n";
+
+struct app {
+	struct event_base *base;
+	struct brk *brk;
+	struct api *api;
+	struct event *sig_term, *sig_int;
+	bool stopping;
+};
+
+static void on_stopped(void *arg)
+{
+	struct app *a = arg;
+	log_info("all sessions handled, exiting");
+	event_base_loopexit(a->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *a = arg;
+	if (a->stopping) {
+		log_warn("second signal: exiting now");
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	a->stopping = true;
+	log_info("signal %d: shutting down", (int)sig);
+	api_destroy(a->api); /* stop accepting */
+	a->api = NULL;
+	brk_shutdown(a->brk, on_stopped, a);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"keep-guests", no_argument, NULL, 'k'},
+					     {"log-level", required_argument, NULL, 'l'},
+					     {"check-config", no_argument, NULL, 't'},
+					     {"version", no_argument, NULL, 'V'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *config = NULL, *level = NULL;
+	struct brk_options bo = {0};
+	bool check = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:kl:tVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			bo.keep_guests = true;
+			break;
+		case 'l':
+			level = optarg;
+			break;
+		case 't':
+			check = true;
+			break;
+		case 'V':
+			printf("nestord %s\n", NESTOR_VERSION);
+			return 0;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "nestord: unexpected argument '%s'\n%s", argv[optind], usage);
+		return 2;
+	}
+
+	struct brk_config cfg;
+	char err[1024];
+	brk_config_defaults(&cfg);
+	const char *path = config ? config : NESTOR_SYSCONFDIR "/nestor/nestor.conf";
+	int r = brk_config_load(&cfg, path, err, sizeof(err));
+	if (r == -ENOENT && !config)
+		r = brk_config_parse(&cfg, "(defaults)", "", err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "nestord: %s\n", err);
+		return 1;
+	}
+	if (level)
+		snprintf(cfg.log_level, sizeof(cfg.log_level), "%s", level);
+	enum log_level lvl;
+	if (log_level_parse(cfg.log_level, &lvl) < 0) {
+		fprintf(stderr, "nestord: bad log level '%s'\n", cfg.log_level);
+		return 2;
+	}
+	if (check) {
+		printf("state_dir=%s\nrun_dir=%s\noverlay_dir=%s\napi_socket=%s\npam_service=%s\n"
+		       "qemu=%s\naccel=%s\nsandbox=%s\n",
+		       cfg.state_dir, cfg.run_dir, cfg.overlay_dir, cfg.api_socket,
+		       cfg.pam_service, cfg.qemu, cfg.accel, cfg.sandbox ? "true" : "false");
+		return 0;
+	}
+	log_init("nestord", lvl);
+	log_hook_libevent();
+	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
+
+	struct app a = {0};
+	a.base = event_base_new();
+	if (!a.base) {
+		log_err("cannot create the event loop");
+		return 1;
+	}
+	a.brk = brk_create(a.base, &cfg, &bo, err, sizeof(err));
+	if (!a.brk) {
+		log_err("%s", err);
+		event_base_free(a.base);
+		return 1;
+	}
+	a.api = api_create(a.base, a.brk, cfg.api_socket, cfg.api_group, err, sizeof(err));
+	if (!a.api) {
+		log_err("%s", err);
+		brk_destroy(a.brk);
+		event_base_free(a.base);
+		return 1;
+	}
+	a.sig_term = evsignal_new(a.base, SIGTERM, on_signal, &a);
+	a.sig_int = evsignal_new(a.base, SIGINT, on_signal, &a);
+	evsignal_add(a.sig_term, NULL);
+	evsignal_add(a.sig_int, NULL);
+	log_info("nestord %s started (state %s)", NESTOR_VERSION, cfg.state_dir);
+
+	event_base_dispatch(a.base);
+
+	api_destroy(a.api);
+	brk_destroy(a.brk);
+	event_free(a.sig_term);
+	event_free(a.sig_int);
+	event_base_free(a.base);
+	log_info("nestord stopped");
+	return 0;
+}
