@@ -48,6 +48,7 @@ struct parse {
 	char *err;
 	size_t errlen;
 	int failed;
+	int fail_line;
 };
 
 static char *reader(char *str, int num, void *stream)
@@ -187,6 +188,7 @@ static int handler(void *user, const char *section, const char *name, const char
 		return 1;
 	if (!p->failed) {
 		p->failed = r == -ENOENT ? -ENOENT : -EINVAL;
+		p->fail_line = p->line;
 		if (r == -ENOENT)
 			snprintf(p->err, p->errlen, "%s:%d: unknown key '%s' in section [%s]", p->name,
 				 p->line, name, section);
@@ -202,7 +204,7 @@ int brk_config_parse(struct brk_config *c, const char *name, const char *text, c
 {
 	struct parse p = {.c = c, .name = name, .text = text, .err = err, .errlen = errlen};
 	int r = ini_parse_stream(reader, &p, handler, &p);
-	if (p.failed)
+	if (p.failed && !(r > 0 && r < p.fail_line))
 		return p.failed;
 	if (r != 0) {
 		snprintf(err, errlen, "%s:%d: syntax error", name, r > 0 ? r : p.line);

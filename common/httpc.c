@@ -15,7 +15,7 @@
 static int write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
@@ -51,8 +51,9 @@ int httpc_request(const char *socket_path, const char *method, const char *path,
 	char *buf = NULL;
 	if (hn < 0 || hn >= (int)sizeof(head))
 		goto out;
-	if ((r = write_all(fd, head, (size_t)hn)) < 0 || (r = write_all(fd, body, blen)) < 0)
-		goto out;
+	/* A server may refuse early (413) and close: read its answer even if a write failed. */
+	if (write_all(fd, head, (size_t)hn) == 0)
+		write_all(fd, body, blen);
 	size_t len = 0, cap = 8192;
 	buf = malloc(cap + 1);
 	r = -ENOMEM;

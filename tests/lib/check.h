@@ -33,9 +33,15 @@ extern int check_count;
 		}                                                                                  \
 	} while (0)
 
-#define CHECK_STR(a, b)                                                                            \
-	CHECK_MSG((a) && (b) && strcmp((a), (b)) == 0, "'%s' != '%s'", (a) ? (a) : "(null)",    \
-		  (b) ? (b) : "(null)")
+static inline int check_streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+static inline const char *check_s(const char *a)
+{
+	return a ? a : "(null)";
+}
+#define CHECK_STR(a, b) CHECK_MSG(check_streq((a), (b)), "'%s' != '%s'", check_s(a), check_s(b))
 
 /* Print the summary and return the exit status. */
 int check_done(const char *name);

@@ -1,0 +1,406 @@
+/*
+ * nestord for real: real sqlite, real PAM (pam_wrapper + pam_matrix), real
+ * QEMU test guests. Authentication and throttling; connect -> ready with a
+ * long-poll; reconnect; a session cap with a queue; max_starting
+ * serializing starts; kill -9 and restart; malformed requests and the API
+ * corpus replay; graceful shutdown.
+ */
+#include "check.h"
+#include "daemon.h"
+#include "httpc.h"
+#include "testenv.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char USERS[] = "alice:alice-pw:nestor\n"
+			    "bob:bob-pw:nestor\n"
+			    "carol:carol-pw:nestor\n"
+			    "dave:dave-pw:nestor\n"
+			    "erin:erin-pw:nestor\n"
+			    "locked:locked-pw:other-service\n";
+
+static struct nestord d;
+
+static int auth(const char *user, const char *pw, const char *client)
+{
+	char body[256];
+	snprintf(body, sizeof(body), "{\"user\":\"%s\",\"password\":\"%s\",\"client\":\"%s\"}", user,
+		 pw, client);
+	return api(&d, "POST", "/v1/auth", body, NULL);
+}
+
+static int connect_(const char *user, const char *app, json_object **out)
+{
+	char body[256];
+	snprintf(body, sizeof(body),
+		 "{\"user\":\"%s\",\"password\":\"%s-pw\",\"app\":\"%s\",\"client\":\"10.1.0.9\"}",
+		 user, user, app);
+	return api(&d, "POST", "/v1/sessions", body, out);
+}
+
+static void end_session(const char *id)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	CHECK(api(&d, "DELETE", path, NULL, NULL) == 200);
+}
+
+static void test_auth(void)
+{
+	CHECK(auth("alice", "alice-pw", "10.0.0.1") == 200);
+	CHECK(auth("alice", "wrong", "10.0.0.1") == 401);
+	CHECK(auth("nobody", "x", "10.0.0.1") == 401);
+	CHECK(auth("locked", "locked-pw", "10.0.0.1") == 403);
+	/* A burst of wrong passwords for one user: locked out, even with the right one. */
+	for (int i = 0; i < 3; i++)
+		CHECK(auth("bob", "guess", "10.0.0.2") == 401);
+	CHECK(auth("bob", "bob-pw", "10.0.0.3") == 429);
+	/* ... and the address that guessed is locked for other users too */
+	CHECK(auth("carol", "carol-pw", "10.0.0.2") == 429);
+	CHECK(auth("carol", "carol-pw", "10.0.0.4") == 200);
+	/* audit has the failures, never a password */
+	json_object *a = NULL;
+	CHECK(api(&d, "GET", "/v1/audit?limit=100", NULL, &a) == 200);
+	const char *text = json_object_to_json_string(a);
+	CHECK(strstr(text, "login-failed") && strstr(text, "login-throttled") &&
+	      strstr(text, "login-ok"));
+	CHECK(!strstr(text, "alice-pw") && !strstr(text, "guess"));
+	json_object_put(a);
+	/* and neither does the log */
+	char *log = testenv_slurp(d.log, NULL);
+	CHECK(log && !strstr(log, "alice-pw") && !strstr(log, "guess"));
+	free(log);
+}
+
+static void test_connect_reconnect(void)
+{
+	json_object *s = NULL;
+	CHECK(connect_("alice", "ledger", &s) == 200);
+	char id[64];
+	snprintf(id, sizeof(id), "%s", jget(s, "id"));
+	CHECK(strcmp(jget(s, "state"), "starting") == 0);
+	json_object_put(s);
+	/* long-poll: returns when the state leaves "starting" */
+	char path[160];
+	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=starting&timeout=60", id);
+	int64_t t0 = util_now_ms();
+	CHECK(api(&d, "GET", path, NULL, &s) == 200);
+	CHECK_MSG(strcmp(jget(s, "state"), "ready") == 0, "state %s", jget(s, "state"));
+	fprintf(stderr, "connect -> ready (long-poll) %.2f s\n", (util_now_ms() - t0) / 1000.0);
+	CHECK(jint(s, "pid") > 0 && pid_alive((pid_t)jint(s, "pid")));
+	CHECK(*jget(s, "vnc") == '/');
+	json_object_put(s);
+	/* reconnect: same session, never a second guest */
+	CHECK(connect_("alice", "ledger", &s) == 200);
+	CHECK_STR(jget(s, "id"), id);
+	json_object_put(s);
+	snprintf(path, sizeof(path), "/v1/sessions/%s/attach", id);
+	CHECK(api(&d, "POST", path, NULL, &s) == 200);
+	CHECK_STR(jget(s, "state"), "connected");
+	json_object_put(s);
+	snprintf(path, sizeof(path), "/v1/sessions/%s/detach", id);
+	CHECK(api(&d, "POST", path, NULL, NULL) == 200);
+	CHECK(connect_("alice", "ledger", &s) == 200);
+	CHECK_STR(jget(s, "id"), id);
+	CHECK_STR(jget(s, "state"), "disconnected");
+	json_object_put(s);
+	/* unknown app: a clear 404 */
+	CHECK(connect_("alice", "no-such-app", &s) == 404);
+	CHECK(strstr(jget(s, "error"), "unknown app") != NULL);
+	json_object_put(s);
+	end_session(id);
+	CHECK(wait_state(&d, id, "ended", 30000));
+}
+
+static void test_cap_queue(void)
+{
+	CHECK(api(&d, "PUT", "/v1/caps", "{\"max_sessions\":2,\"max_starting\":0}", NULL) == 200);
+	json_object *a = NULL, *b = NULL, *c = NULL;
+	CHECK(connect_("alice", "ledger", &a) == 200);
+	/* bob is still locked out from test_auth: connect authenticates too */
+	CHECK(connect_("bob", "ledger", &b) == 429);
+	json_object_put(b);
+	CHECK(connect_("dave", "ledger", &b) == 200);
+	CHECK(connect_("erin", "ledger", &c) == 200);
+	CHECK_STR(jget(c, "state"), "queued");
+	CHECK(jint(c, "position") == 1);
+	CHECK(strstr(jget(c, "reason"), "session limit") != NULL);
+	char ida[64], idb[64], idc[64];
+	snprintf(ida, sizeof(ida), "%s", jget(a, "id"));
+	snprintf(idb, sizeof(idb), "%s", jget(b, "id"));
+	snprintf(idc, sizeof(idc), "%s", jget(c, "id"));
+	json_object_put(a);
+	json_object_put(b);
+	json_object_put(c);
+	CHECK(wait_state(&d, ida, "ready", 60000));
+	CHECK(wait_state(&d, idb, "ready", 60000));
+	CHECK(wait_state(&d, idc, "queued", 100));
+	/* one ends: the queued user is admitted */
+	end_session(ida);
+	CHECK(wait_state(&d, idc, "ready", 60000));
+	/* lowering the cap never ends running sessions */
+	CHECK(api(&d, "PUT", "/v1/caps", "{\"max_sessions\":1}", NULL) == 200);
+	CHECK(wait_state(&d, idb, "ready", 100));
+	CHECK(wait_state(&d, idc, "ready", 100));
+	end_session(idb);
+	end_session(idc);
+	CHECK(wait_state(&d, idb, "ended", 30000));
+	CHECK(wait_state(&d, idc, "ended", 30000));
+	CHECK(api(&d, "PUT", "/v1/caps", "{\"max_sessions\":0}", NULL) == 200);
+}
+
+static void test_max_starting(void)
+{
+	CHECK(api(&d, "PUT", "/v1/caps", "{\"max_starting\":1}", NULL) == 200);
+	const char *users[4] = {"alice", "carol", "dave", "erin"};
+	char ids[4][64];
+	for (int i = 0; i < 4; i++) {
+		json_object *s = NULL;
+		CHECK(connect_(users[i], "ledger", &s) == 200);
+		snprintf(ids[i], sizeof(ids[i]), "%s", jget(s, "id"));
+		json_object_put(s);
+	}
+	/* at no time more than one guest starting; all four get there */
+	int max_starting = 0, ready = 0;
+	int64_t end = util_now_ms() + 120000;
+	while (ready < 4 && util_now_ms() < end) {
+		json_object *st = NULL, *u;
+		api(&d, "GET", "/v1/status", NULL, &st);
+		if (json_object_object_get_ex(st, "usage", &u) && jint(u, "starting") > max_starting)
+			max_starting = (int)jint(u, "starting");
+		json_object_put(st);
+		ready = 0;
+		for (int i = 0; i < 4; i++)
+			ready += wait_state(&d, ids[i], "ready", 0);
+		usleep(100000);
+	}
+	CHECK_MSG(ready == 4, "ready %d of 4", ready);
+	CHECK_MSG(max_starting == 1, "max starting seen %d", max_starting);
+	/* the sessions started one after another: each start after the previous ready */
+	json_object *all = NULL;
+	CHECK(api(&d, "GET", "/v1/sessions", NULL, &all) == 200);
+	CHECK(json_object_array_length(all) == 4);
+	json_object_put(all);
+	CHECK(api(&d, "PUT", "/v1/caps", "{\"max_starting\":4}", NULL) == 200);
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *dd = opendir(dir);
+	int n = 0;
+	struct dirent *e;
+	while (dd && (e = readdir(dd)))
+		n += e->d_name[0] != '.';
+	if (dd)
+		closedir(dd);
+	return n;
+}
+
+static void test_crash_restart(void)
+{
+	/* four sessions from test_max_starting are live: kill -9 the broker */
+	json_object *before = NULL;
+	CHECK(api(&d, "GET", "/v1/sessions", NULL, &before) == 200);
+	size_t n = json_object_array_length(before);
+	CHECK(n == 4);
+	pid_t pids[8] = {0};
+	for (size_t i = 0; i < n && i < 8; i++)
+		pids[i] = (pid_t)jint(json_object_array_get_idx(before, i), "pid");
+	/* one guest dies while the broker is down: it must be reaped on restart */
+	nestord_stop(&d, SIGKILL, 5000);
+	for (size_t i = 0; i < n; i++)
+		CHECK_MSG(pid_alive(pids[i]), "guest %zu died with the broker", i);
+	kill(pids[0], SIGKILL);
+	usleep(300000);
+	CHECK(nestord_start(&d));
+	json_object *after = NULL;
+	/* reattach is asynchronous: give it a moment */
+	for (int i = 0; i < 50; i++) {
+		json_object_put(after);
+		after = NULL;
+		api(&d, "GET", "/v1/sessions", NULL, &after);
+		if (json_object_array_length(after) == n - 1)
+			break;
+		usleep(100000);
+	}
+	CHECK_MSG(json_object_array_length(after) == n - 1, "%zu sessions after restart",
+		  json_object_array_length(after));
+	for (size_t i = 0; i < json_object_array_length(after); i++) {
+		json_object *s = json_object_array_get_idx(after, i);
+		CHECK_STR(jget(s, "state"), "ready");
+		CHECK(pid_alive((pid_t)jint(s, "pid")));
+	}
+	/* the dead one is ended with a reason and its overlay is gone */
+	const char *dead = jget(json_object_array_get_idx(before, 0), "id");
+	CHECK(wait_state(&d, dead, "ended", 5000));
+	char dpath[128];
+	json_object *ds = NULL;
+	snprintf(dpath, sizeof(dpath), "/v1/sessions/%s", dead);
+	CHECK(api(&d, "GET", dpath, NULL, &ds) == 200);
+	CHECK_MSG(strstr(jget(ds, "end_reason"), "lost") != NULL, "end_reason: %s",
+		  jget(ds, "end_reason"));
+	json_object_put(ds);
+	char ovl[512];
+	snprintf(ovl, sizeof(ovl), "%s/state/overlays", d.dir);
+	CHECK_MSG(count_entries(ovl) == (int)n - 1, "%d overlays", count_entries(ovl));
+	/* the reattached guests are controlled again: end them all */
+	for (size_t i = 0; i < json_object_array_length(after); i++)
+		end_session(jget(json_object_array_get_idx(after, i), "id"));
+	for (size_t i = 0; i < json_object_array_length(after); i++)
+		CHECK(wait_state(&d, jget(json_object_array_get_idx(after, i), "id"), "ended",
+				 30000));
+	usleep(200000);
+	for (size_t i = 0; i < n; i++)
+		CHECK_MSG(!pid_alive(pids[i]), "guest pid %d still alive", (int)pids[i]);
+	CHECK(count_entries(ovl) == 0);
+	json_object_put(before);
+	json_object_put(after);
+}
+
+static void test_malformed(void)
+{
+	static const struct {
+		const char *method, *path, *body;
+		int want;
+	} t[] = {
+		{"POST", "/v1/auth", "{", 400},
+		{"POST", "/v1/auth", "[]", 400},
+		{"POST", "/v1/auth", "{\"user\":\"a\"}", 400},
+		{"POST", "/v1/auth", "{\"user\":\"a\",\"password\":1}", 400},
+		{"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\",\"x\":1}", 400},
+		{"POST", "/v1/auth", "{\"user\":\"../etc\",\"password\":\"p\"}", 400},
+		{"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\"} trailing", 400},
+		{"PUT", "/v1/caps", "{\"max_sessions\":-1}", 400},
+		{"PUT", "/v1/caps", "{\"max_sessions\":\"2\"}", 400},
+		{"PUT", "/v1/caps", "{\"max_sessions\":1e3}", 400},
+		{"POST", "/v1/images", "{\"name\":\"x\",\"base\":\"/nonexistent\",\"memory_mb\":64}",
+		 400},
+		{"POST", "/v1/images", "{\"name\":\"x y\",\"base\":\"/x\",\"memory_mb\":64}", 400},
+		{"POST", "/v1/apps", "{\"alias\":\"a\",\"image\":\"nope\",\"title\":\"t\"}", 404},
+		{"DELETE", "/v1/images/demo", NULL, 409},
+		{"GET", "/v1/sessions/deadbeef", NULL, 404},
+		{"GET", "/v1/sessions?ended=x", NULL, 400},
+		{"GET", "/v1/nothing", NULL, 404},
+		{"GET", "/v2/status", NULL, 404},
+		{"DELETE", "/v1/status", NULL, 405},
+		{"GET", "/v1/sessions/..%2f..", NULL, 400},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		json_object *o = NULL;
+		int st = api(&d, t[i].method, t[i].path, t[i].body, &o);
+		CHECK_MSG(st == t[i].want, "%s %s: %d want %d", t[i].method, t[i].path, st,
+			  t[i].want);
+		CHECK_MSG(*jget(o, "error"), "%s %s: an error message", t[i].method, t[i].path);
+		json_object_put(o);
+	}
+	/* oversized body */
+	size_t big = 80 * 1024; /* over the 64 KiB limit, within one socket buffer */
+	char *body = malloc(big + 1);
+	memset(body, 'a', big);
+	body[big] = '\0';
+	int st = api(&d, "POST", "/v1/auth", body, NULL);
+	CHECK_MSG(st == 413, "oversized: %d", st);
+	free(body);
+	/* still alive */
+	CHECK(api(&d, "GET", "/v1/status", NULL, NULL) == 200);
+}
+
+/* Raw bytes from the corpus straight onto the socket; nestord must survive all. */
+static void test_corpus(void)
+{
+	const char *src = getenv("NESTOR_SRC");
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/api", src ? src : ".");
+	DIR *dd = opendir(dir);
+	CHECK(dd != NULL);
+	int files = 0;
+	struct dirent *e;
+	while (dd && (e = readdir(dd))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		size_t len = 0;
+		char *data = testenv_slurp(path, &len);
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", d.sock);
+		if (data && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			ssize_t w = write(fd, data, len);
+			(void)w;
+			shutdown(fd, SHUT_WR);
+			char buf[4096];
+			struct timeval tv = {5, 0};
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			while (read(fd, buf, sizeof(buf)) > 0)
+				;
+		}
+		close(fd);
+		free(data);
+		files++;
+		CHECK_MSG(api(&d, "GET", "/v1/status", NULL, NULL) == 200, "after %s", e->d_name);
+	}
+	if (dd)
+		closedir(dd);
+	CHECK(files > 5);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	testenv_guest_dir();
+	nestord_setup(&d, "broker", USERS,
+		      "[auth]\nmax_failures = 3\nwindow = 300\nlockout = 600\n"
+		      "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 4\n");
+	if (!nestord_start(&d)) {
+		CHECK(!"nestord started");
+		return check_done("test_broker");
+	}
+	nestord_add_demo(&d, "ledger");
+	test_auth();
+	test_connect_reconnect();
+	test_cap_queue();
+	test_max_starting();
+	test_crash_restart();
+	test_malformed();
+	test_corpus();
+
+	/* graceful shutdown with a live session: the guest is ended, nothing left */
+	json_object *s = NULL;
+	CHECK(connect_("alice", "ledger", &s) == 200);
+	pid_t gpid = 0;
+	char id[64];
+	snprintf(id, sizeof(id), "%s", jget(s, "id"));
+	json_object_put(s);
+	CHECK(wait_state(&d, id, "ready", 60000));
+	api(&d, "GET", "/v1/sessions", NULL, &s);
+	gpid = (pid_t)jint(json_object_array_get_idx(s, 0), "pid");
+	json_object_put(s);
+	int st = nestord_stop(&d, SIGTERM, 30000);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nestord exit status %d", st);
+	usleep(200000);
+	CHECK(!pid_alive(gpid));
+	char path[512];
+	snprintf(path, sizeof(path), "%s/state/overlays", d.dir);
+	CHECK(count_entries(path) == 0);
+	snprintf(path, sizeof(path), "%s/run/vm", d.dir);
+	CHECK(count_entries(path) == 0);
+	snprintf(path, sizeof(path), "%s/run/api.sock", d.dir);
+	CHECK(access(path, F_OK) != 0);
+	int r = check_done("test_broker");
+	if (r == 0)
+		testenv_rmtree(d.dir);
+	else
+		fprintf(stderr, "nestord log kept in %s\n", d.log);
+	return r;
+}

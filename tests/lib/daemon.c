@@ -1,0 +1,203 @@
+/* Running nestord for integration tests; blocking by design (tests). */
+#include "daemon.h"
+#include "check.h"
+#include "httpc.h"
+#include "nestor-config.h"
+#include "testenv.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAM_MATRIX "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so"
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+		perror(path);
+		exit(1);
+	}
+}
+
+void nestord_setup(struct nestord *d, const char *name, const char *users, const char *extra)
+{
+	if (access(PAM_MATRIX, R_OK) != 0) {
+		fprintf(stderr, "pam_matrix not installed (libpam-wrapper): cannot test PAM\n");
+		exit(77);
+	}
+	memset(d, 0, sizeof(*d));
+	char *dir = testenv_scratch(name);
+	snprintf(d->dir, sizeof(d->dir), "%s", dir);
+	free(dir);
+	char path[512], text[4096];
+	snprintf(path, sizeof(path), "%s/pam", d->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/passdb", d->dir);
+	write_file(path, users);
+	snprintf(text, sizeof(text),
+		 "auth required " PAM_MATRIX " passdb=%s/passdb\n"
+		 "account required " PAM_MATRIX " passdb=%s/passdb\n",
+		 d->dir, d->dir);
+	snprintf(path, sizeof(path), "%s/pam/nestor", d->dir);
+	write_file(path, text);
+	snprintf(d->conf, sizeof(d->conf), "%s/nestor.conf", d->dir);
+	snprintf(d->sock, sizeof(d->sock), "%s/run/api.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/nestord.log", d->dir);
+	/* accel=tcg: the probe has its own test in test_launcher; restarts stay fast */
+	snprintf(text, sizeof(text),
+		 "[nestord]\nstate_dir = %s/state\nrun_dir = %s/run\naccel = tcg\nlog_level = %s\n"
+		 "qemu = %s\nqemu_img = %s\n%s\n",
+		 d->dir, d->dir, getenv("NESTOR_DEBUG") ? "debug" : "info", NESTOR_QEMU,
+		 NESTOR_QEMU_IMG, extra ? extra : "");
+	write_file(d->conf, text);
+}
+
+bool nestord_start(struct nestord *d)
+{
+	const char *build = getenv("NESTOR_BUILD");
+	char exe[512];
+	snprintf(exe, sizeof(exe), "%s/broker/nestord", build ? build : ".");
+	pid_t pid = fork();
+	if (pid == 0) {
+		char pamdir[300];
+		snprintf(pamdir, sizeof(pamdir), "%s/pam", d->dir);
+		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
+		setenv("PAM_WRAPPER", "1", 1);
+		setenv("PAM_WRAPPER_SERVICE_DIR", pamdir, 1);
+		/* ASan must not insist on being first: pam_wrapper is preloaded */
+		const char *asan = getenv("ASAN_OPTIONS");
+		char opts[512];
+		snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+			 asan && *asan ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(exe, exe, "--config", d->conf, (char *)NULL);
+		_exit(127);
+	}
+	d->pid = pid;
+	for (int i = 0; i < 200; i++) {
+		json_object *o = NULL;
+		if (api(d, "GET", "/v1/status", NULL, &o) == 200) {
+			const char *accel = jget(o, "accel");
+			bool ok = strcmp(accel, "probing") != 0;
+			json_object_put(o);
+			if (ok)
+				return true;
+		}
+		json_object_put(o);
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			fprintf(stderr, "nestord exited at start; see %s\n", d->log);
+			d->pid = 0;
+			return false;
+		}
+		usleep(50000);
+	}
+	return false;
+}
+
+int nestord_stop(struct nestord *d, int sig, int timeout_ms)
+{
+	int st = -1;
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, sig);
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return st;
+		}
+		usleep(50000);
+	}
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, &st, 0);
+	d->pid = 0;
+	return -1;
+}
+
+int api(struct nestord *d, const char *method, const char *path, const char *body,
+	json_object **out)
+{
+	char *resp = NULL;
+	int st = httpc_request(d->sock, method, path, body, 70000, &resp);
+	if (out)
+		*out = resp ? json_tokener_parse(resp) : NULL;
+	free(resp);
+	return st;
+}
+
+void nestord_add_demo(struct nestord *d, const char *alias)
+{
+	const char *g = testenv_guest_dir();
+	char body[2048];
+	snprintf(body, sizeof(body),
+		 "{\"name\":\"demo\",\"base\":\"%s/base.qcow2\",\"kernel\":\"%s/vmlinuz\","
+		 "\"initrd\":\"%s/initrd.gz\",\"append\":\"console=ttyS0 quiet panic=-1\","
+		 "\"memory_mb\":256,\"ready\":\"serial:NESTOR-READY\"}",
+		 g, g, g);
+	int st = api(d, "POST", "/v1/images", body, NULL);
+	CHECK_MSG(st == 201 || st == 409, "add image: %d", st);
+	snprintf(body, sizeof(body), "{\"alias\":\"%s\",\"image\":\"demo\",\"title\":\"Ledger\"}",
+		 alias);
+	st = api(d, "POST", "/v1/apps", body, NULL);
+	CHECK_MSG(st == 201 || st == 409, "add app: %d", st);
+}
+
+const char *jget(json_object *o, const char *key)
+{
+	json_object *v;
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return "";
+	return json_object_get_string(v);
+}
+
+long long jint(json_object *o, const char *key)
+{
+	json_object *v;
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return -1;
+	return json_object_get_int64(v);
+}
+
+bool wait_state(struct nestord *d, const char *id, const char *state, int timeout_ms)
+{
+	int64_t end = util_now_ms() + timeout_ms;
+	char path[128];
+	for (;;) {
+		json_object *o = NULL;
+		snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+		api(d, "GET", path, NULL, &o);
+		bool ok = strcmp(jget(o, "state"), state) == 0;
+		json_object_put(o);
+		if (ok)
+			return true;
+		if (util_now_ms() >= end)
+			return false;
+		usleep(100000);
+	}
+}
+
+bool pid_alive(pid_t pid)
+{
+	if (pid <= 0 || kill(pid, 0) != 0)
+		return false;
+	/* a zombie waiting for its new parent to reap it is not alive */
+	char path[64], *stat = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (util_read_file(path, 4096, &stat, NULL) < 0)
+		return false;
+	const char *p = strrchr(stat, ')');
+	bool alive = !(p && p[1] == ' ' && p[2] == 'Z');
+	free(stat);
+	return alive;
+}

@@ -1,0 +1,39 @@
+/*
+ * Integration helpers for running nestord for real: a scratch state dir,
+ * a pam_wrapper + pam_matrix PAM stack with a passdb, nestord started as a
+ * child with those, and a JSON API client over its socket.
+ */
+#ifndef NESTOR_DAEMON_H
+#define NESTOR_DAEMON_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct nestord {
+	char dir[256];	   /* scratch root */
+	char conf[320];
+	char sock[320];
+	char log[320];
+	pid_t pid;
+};
+
+/* Set up DIR with a passdb (USERS: "user:password:service" lines) and a config
+ * whose [caps]/[auth]/[sessions] sections are EXTRA_CONF. */
+void nestord_setup(struct nestord *d, const char *name, const char *users, const char *extra_conf);
+/* Start nestord and wait until its API answers. Returns false on failure. */
+bool nestord_start(struct nestord *d);
+/* Send SIG and wait for the exit; returns the wait status. */
+int nestord_stop(struct nestord *d, int sig, int timeout_ms);
+/* Call the API: returns the HTTP status, *OUT (if given) the parsed body. */
+int api(struct nestord *d, const char *method, const char *path, const char *body,
+	json_object **out);
+/* Register the test guest as image "demo" and app ALIAS on it. */
+void nestord_add_demo(struct nestord *d, const char *alias);
+const char *jget(json_object *o, const char *key);
+long long jint(json_object *o, const char *key);
+/* Poll GET /v1/sessions/ID until its state is STATE or TIMEOUT_MS passes. */
+bool wait_state(struct nestord *d, const char *id, const char *state, int timeout_ms);
+bool pid_alive(pid_t pid);
+
+#endif
