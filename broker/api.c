@@ -753,12 +753,12 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 	}
 	api->base = base;
 	api->b = b;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "api_socket path too long");
 		goto fail;
 	}
-	strcpy(sa.sun_path, path);
-	snprintf(api->path, sizeof(api->path), "%s", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	memcpy(api->path, path, strlen(path) + 1);
 	unlink(path); /* a stale socket of an earlier nestord */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	mode_t old = umask(0117);

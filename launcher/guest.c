@@ -171,7 +171,7 @@ static void finish(struct lnch_guest *g)
 	qmp_client_destroy(g->qmp);
 	g->qmp = NULL;
 	g->qmp_ready = false;
-	if (g->overlay[0] && unlink(g->overlay) < 0 && errno != ENOENT)
+	if (g->overlay[0] && !g->opts.keep_overlay && unlink(g->overlay) < 0 && errno != ENOENT)
 		log_warn("vm=%s cannot remove overlay %s: %s", g->id, g->overlay, strerror(errno));
 	util_rmdir_flat(g->rundir);
 	if (g->why == LNCH_END_NONE)
@@ -364,7 +364,7 @@ static void tcp_probe_ok(struct lnch_guest *g)
 static void start_probe(struct lnch_guest *g)
 {
 	g->step = S_PROBE;
-	if (g->opts.state_file && g->profile.ready != LNCH_READY_TCP) {
+	if (g->state_file && g->profile.ready != LNCH_READY_TCP) {
 		/* A restored clone was ready when its template was saved. */
 		became_ready(g);
 		return;
@@ -821,6 +821,15 @@ struct lnch_guest *lnch_guest_start(struct event_base *base, const struct lnch_c
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	if (opts->overlay) {
+		if (strlen(opts->overlay) >= sizeof(g->overlay)) {
+			snprintf(err, errlen, "overlay path too long");
+			goto fail;
+		}
+		strcpy(g->overlay, opts->overlay);
+	}
+	g->opts.overlay = NULL; /* g->overlay holds it */
+	g->opts.backing = g->opts.ram_file = g->opts.state_file = NULL;
 	if (access(g->backing, R_OK) < 0) {
 		snprintf(err, errlen, "backing image %s: %s", g->backing, strerror(errno));
 		goto fail;
@@ -1136,4 +1145,28 @@ const char *lnch_guest_probe_path(const struct lnch_guest *g)
 struct qmp_client *lnch_guest_qmp(struct lnch_guest *g)
 {
 	return g->qmp_ready ? g->qmp : NULL;
+}
+
+void lnch_fingerprint(const struct lnch_config *cfg, const struct lnch_profile *profile,
+		      char out[17])
+{
+	struct lnch_argv_opts o = {.qemu = cfg->qemu, .accel = cfg->accel, .sandbox = cfg->sandbox,
+				   .name = "ID"};
+	struct lnch_paths p = {.overlay = "OVERLAY", .qmp = "QMP", .vnc = "VNC",
+			       .serial_log = "SERIAL", .probe = "PROBE", .ram_file = "RAM",
+			       .incoming = true, .host_port = profile->guest_port ? 1 : 0};
+	struct lnch_profile prof = *profile;
+	prof.disk = "/BACKING"; /* the clone's backing is the template disk */
+	struct lnch_argv a;
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	if (lnch_argv_build(&o, &prof, &p, &a, NULL, 0) == 0) {
+		for (size_t i = 0; i < a.n; i++)
+			for (const char *c = a.v[i];; c++) {
+				h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+				if (!*c)
+					break;
+			}
+		lnch_argv_free(&a);
+	}
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

@@ -59,7 +59,17 @@ struct lnch_start_opts {
 	bool keep_paused;	/* warm pool: restored, ready, not resumed */
 	bool share_ram;		/* template build: RAM file mapped share=on */
 	unsigned host_port;	/* forward for profile->guest_port */
+	const char *overlay;	/* explicit overlay path (template disk); default OVERLAY_DIR/ID */
+	bool keep_overlay;	/* template build: the disk outlives the guest */
 };
+
+/*
+ * A short hash of the QEMU command line a template clone of PROFILE gets
+ * under these options, with per-guest paths left out: a template saved
+ * under another fingerprint cannot be restored. OUT gets 16 hex digits.
+ */
+void lnch_fingerprint(const struct lnch_config *cfg, const struct lnch_profile *profile,
+		      char out[17]);
 
 struct lnch_guest_cbs {
 	/* DETAIL is human text (may be empty); borrowed. */

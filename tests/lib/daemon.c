@@ -73,6 +73,9 @@ bool nestord_start(struct nestord *d)
 		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
 		setenv("PAM_WRAPPER", "1", 1);
 		setenv("PAM_WRAPPER_SERVICE_DIR", pamdir, 1);
+		/* RTLD_DEEPBIND breaks ASan; pam_wrapper 1.1 reads this (sic) name */
+		setenv("UID_WRAPPER_DISABLE_DEEPBIND", "1", 1);
+		setenv("PAM_WRAPPER_DISABLE_DEEPBIND", "1", 1);
 		/* ASan must not insist on being first: pam_wrapper is preloaded */
 		const char *asan = getenv("ASAN_OPTIONS");
 		char opts[512];
