@@ -50,6 +50,7 @@ struct pending {
 	char client[64];
 	char user[65];
 	bool connect; /* POST /v1/sessions: connect after auth */
+	bool created; /* reply 201 on success */
 };
 
 /* --- replies --- */
@@ -249,6 +250,23 @@ static void wipe_password(json_object *o)
 }
 
 /* --- handlers --- */
+
+static int errno_status(int r)
+{
+	switch (r) {
+	case -ENOENT:
+		return 404;
+	case -EEXIST:
+	case -EBUSY:
+		return 409;
+	case -ESHUTDOWN:
+		return 503;
+	case -EINVAL:
+		return 400;
+	default:
+		return 500;
+	}
+}
 
 static void session_reply(struct api *api, struct evhttp_request *req, int code,
 			  struct brk_session *s)
@@ -480,23 +498,25 @@ static void do_user_caps(struct api *api, struct evhttp_request *req, enum evhtt
 	reply_json(req, 200, o);
 }
 
-static int errno_status(int r)
+
+static void on_done(int err, const char *msg, void *arg)
 {
-	switch (r) {
-	case -ENOENT:
-		return 404;
-	case -EEXIST:
-	case -EBUSY:
-		return 409;
-	case -EINVAL:
-		return 400;
-	default:
-		return 500;
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	if (req) {
+		if (err) {
+			reply_err(req, errno_status(err), "%s", msg);
+		} else {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "result", json_object_new_string(msg));
+			reply_json(req, p->created ? 201 : 200, o);
+		}
 	}
+	pending_free(p);
 }
 
 static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
-		      const char *name)
+		      const char *name, const char *sub)
 {
 	static const struct field f[] = {{"name", F_STR, true, 64},
 					 {"base", F_STR, true, 4000},
@@ -506,16 +526,34 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 					 {"machine", F_STR, false, 64},
 					 {"memory_mb", F_UINT, true, 65536},
 					 {"ready", F_STR, false, 120},
+					 {"backend", F_STR, false, 15},
+					 {"rdp_port", F_UINT, false, 65535},
 					 {"max_sessions", F_UINT, false, 100000},
+					 {"warm_pool", F_UINT, false, 1000},
 					 {"keepalive", F_UINT, false, 7 * 86400},
 					 {"idle", F_UINT, false, 7 * 86400},
 					 {"max_lifetime", F_UINT, false, 30 * 86400},
 					 {"start_timeout", F_UINT, false, 3600},
 					 {"queue_wait", F_UINT, false, 86400},
 					 {NULL, 0, 0, 0}};
+	static const struct field setf[] = {{"warm_pool", F_UINT, false, 1000},
+					    {"max_sessions", F_UINT, false, 100000},
+					    {NULL, 0, 0, 0}};
 	char err[512];
 	if (m == EVHTTP_REQ_GET && !name) {
-		reply_json(req, 200, db_images_json(brk_db(api->b)));
+		reply_json(req, 200, brk_images_json(api->b));
+	} else if (m == EVHTTP_REQ_GET && name && !sub) {
+		json_object *all = brk_images_json(api->b), *found = NULL;
+		for (size_t i = 0; i < json_object_array_length(all) && !found; i++) {
+			json_object *o = json_object_array_get_idx(all, i);
+			if (!strcmp(jstr(o, "name"), name))
+				found = json_object_get(o);
+		}
+		json_object_put(all);
+		if (found)
+			reply_json(req, 200, found);
+		else
+			reply_err(req, 404, "no image '%s'", name);
 	} else if (m == EVHTTP_REQ_POST && !name) {
 		json_object *o = parse_body(req, f, err, sizeof(err));
 		if (!o) {
@@ -533,23 +571,63 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 			 *jstr(o, "machine") ? jstr(o, "machine") : "pc-i440fx-7.2");
 		snprintf(img.ready, sizeof(img.ready), "%s",
 			 *jstr(o, "ready") ? jstr(o, "ready") : "running");
+		snprintf(img.backend, sizeof(img.backend), "%s",
+			 *jstr(o, "backend") ? jstr(o, "backend") : "console");
 		juint(o, "memory_mb", &img.memory_mb);
+		juint(o, "rdp_port", &img.rdp_port);
 		juint(o, "max_sessions", &img.max_sessions);
+		juint(o, "warm_pool", &img.warm_pool);
 		juint(o, "keepalive", &img.keepalive);
 		juint(o, "idle", &img.idle);
 		juint(o, "max_lifetime", &img.max_lifetime);
 		juint(o, "start_timeout", &img.start_timeout);
 		juint(o, "queue_wait", &img.queue_wait);
 		json_object_put(o);
-		int r = brk_image_add(api->b, &img, err, sizeof(err));
-		if (r < 0) {
-			reply_err(req, errno_status(r), "%s", err);
+		if (img.base[0] != '/') {
+			reply_err(req, 400, "base must be an absolute path");
 			return;
 		}
-		o = json_object_new_object();
-		json_object_object_add(o, "name", json_object_new_string(img.name));
-		reply_json(req, 201, o);
-	} else if (m == EVHTTP_REQ_DELETE && name) {
+		struct pending *p = pending_new(api, req);
+		if (!p) {
+			reply_err(req, 503, "out of memory");
+			return;
+		}
+		p->created = true;
+		int r = brk_image_add(api->b, &img, on_done, p, err, sizeof(err));
+		if (r < 0) {
+			pending_take(p);
+			pending_free(p);
+			reply_err(req, errno_status(r), "%s", err);
+		}
+	} else if (m == EVHTTP_REQ_POST && name && sub && !strcmp(sub, "template")) {
+		struct pending *p = pending_new(api, req);
+		if (!p) {
+			reply_err(req, 503, "out of memory");
+			return;
+		}
+		p->created = false;
+		int r = brk_template_build(api->b, name, on_done, p, err, sizeof(err));
+		if (r < 0) {
+			pending_take(p);
+			pending_free(p);
+			reply_err(req, errno_status(r), "%s", err);
+		}
+	} else if (m == EVHTTP_REQ_PUT && name && !sub) {
+		json_object *o = parse_body(req, setf, err, sizeof(err));
+		if (!o) {
+			reply_err(req, 400, "%s", err);
+			return;
+		}
+		unsigned wp, ms;
+		bool has_wp = juint(o, "warm_pool", &wp), has_ms = juint(o, "max_sessions", &ms);
+		json_object_put(o);
+		int r = brk_image_set(api->b, name, has_wp ? &wp : NULL, has_ms ? &ms : NULL, err,
+				      sizeof(err));
+		if (r < 0)
+			reply_err(req, errno_status(r), "%s", err);
+		else
+			reply_json(req, 200, json_object_new_object());
+	} else if (m == EVHTTP_REQ_DELETE && name && !sub) {
 		int r = brk_image_remove(api->b, name, err, sizeof(err));
 		if (r < 0)
 			reply_err(req, errno_status(r), "%s", err);
@@ -722,8 +800,8 @@ static void route(struct evhttp_request *req, void *arg)
 	} else if (!strcmp(what, "users") && (n == 3 || n == 4) &&
 		   (n == 3 ? !strcmp(seg[2], "caps") : !strcmp(seg[3], "caps"))) {
 		do_user_caps(api, req, m, n == 4 ? seg[2] : NULL);
-	} else if (!strcmp(what, "images") && n <= 3) {
-		do_images(api, req, m, id);
+	} else if (!strcmp(what, "images") && n <= 4) {
+		do_images(api, req, m, id, sub);
 	} else if (!strcmp(what, "apps") && n <= 3) {
 		do_apps(api, req, m, id);
 	} else if (!strcmp(what, "audit") && n == 2) {

@@ -5,13 +5,10 @@
  * beyond short sqlite statements.
  */
 #include "nestor-config.h"
-#include "broker.h"
-#include "accel.h"
-#include "auth.h"
-#include "launcher.h"
+#include "brk-private.h"
+#include "image.h"
 #include "log.h"
-#include "quota.h"
-#include "throttle.h"
+#include "template.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -19,6 +16,7 @@
 #include <event2/event.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,54 +26,6 @@
 #define TICK_MS 1000
 #define ENDED_KEEP 50 /* ended sessions kept in memory for late pollers */
 
-struct brk_watch {
-	struct brk_watch *next, **prevp;
-	struct brk_session *s;
-	brk_watch_fn cb;
-	void *arg;
-};
-
-struct brk_session {
-	struct brk_session *next;
-	struct brk *b;
-	struct db_session rec;
-	enum brk_state state;
-	uint64_t qid;
-	struct lnch_guest *guest;
-	struct db_image img;
-	char title[129];
-	int64_t since_ms;	 /* entered the current state */
-	int64_t activity_ms;	 /* last input or attach */
-	int64_t created_ms;
-	int64_t start_ms;	 /* admitted */
-	bool admitted;		 /* counted in the ledger */
-	bool counted_starting;	 /* counted as starting in the ledger */
-	char reason[256];	 /* why queued / why ended */
-	struct brk_watch *watchers;
-};
-
-struct brk {
-	struct event_base *base;
-	struct brk_config cfg;
-	struct brk_options opts;
-	struct db *db;
-	struct auth *auth;
-	struct throttle thr;
-	struct quota_ledger quota;
-	struct lnch_config lcfg;
-	char vm_dir[BRK_PATH_MAX];
-	bool accel_ready;
-	struct lnch_accel_choice accel;
-	struct brk_session *sessions;
-	uint64_t next_qid;
-	struct event *tick;
-	bool stopping;
-	void (*stop_done)(void *arg);
-	void *stop_arg;
-	unsigned max_starting_auto;
-};
-
-static void pump(struct brk *b);
 static void start_guest(struct brk *b, struct brk_session *s);
 static void set_state(struct brk *b, struct brk_session *s, enum brk_state st);
 
@@ -171,7 +121,7 @@ static int ready_spec(const char *spec, struct lnch_profile *p)
 	return 0;
 }
 
-static void profile_of(const struct db_image *img, struct lnch_profile *p)
+void brk_profile_of(const struct db_image *img, struct lnch_profile *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->machine = img->machine;
@@ -233,7 +183,7 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 			set_state(b, s, BRK_READY);
 			db_audit(b->db, "session-ready", s->rec.user, s->rec.client, s->rec.id,
 				 s->rec.start_path);
-			pump(b);
+			brk_pump(b);
 		} else if (s->state == BRK_ENDING) {
 			lnch_guest_stop(g, (int)b->cfg.timeouts.stop_grace * 1000);
 		}
@@ -248,17 +198,8 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 		s->guest = NULL;
 		lnch_guest_destroy(g);
 		end_session(b, s, reason);
-		pump(b);
-		if (b->stopping && b->stop_done) {
-			bool any = false;
-			for (struct brk_session *x = b->sessions; x; x = x->next)
-				any |= x->guest != NULL;
-			if (!any) {
-				void (*done)(void *) = b->stop_done;
-				b->stop_done = NULL;
-				done(b->stop_arg);
-			}
-		}
+		brk_pump(b);
+		brk_check_stopped(b);
 		break;
 	}
 	}
@@ -269,20 +210,74 @@ static const struct lnch_guest_cbs guest_cbs = {
 	.spawned = on_guest_spawned,
 };
 
+static void on_handout(struct lnch_guest *g, int err, void *arg)
+{
+	struct brk_session *s = arg;
+	if (s->state != BRK_STARTING)
+		return;
+	if (err) {
+		brk_session_end(s->b, s, "the warm guest could not be resumed");
+		return;
+	}
+	on_guest_state(g, LNCH_READY, LNCH_END_NONE, "", s);
+}
+
 static void start_guest(struct brk *b, struct brk_session *s)
 {
 	struct lnch_profile p;
-	profile_of(&s->img, &p);
+	brk_profile_of(&s->img, &p);
 	struct lnch_config lc = b->lcfg;
 	lc.start_timeout_ms = (int)image_timeout(s->img.start_timeout, b->cfg.timeouts.start) * 1000;
 	char err[512];
 	s->start_ms = util_now_ms();
 	s->admitted = s->counted_starting = true;
 	s->rec.started = util_wall_s();
-	snprintf(s->rec.start_path, sizeof(s->rec.start_path), "cold");
 	set_state(b, s, BRK_STARTING);
-	s->guest = lnch_guest_start(b->base, &lc, s->rec.id, &p, NULL, &guest_cbs, s, err,
-				    sizeof(err));
+
+	/* A modified base would corrupt every clone: refuse, naming the image. */
+	char why[600];
+	if (s->img.size &&
+	    img_verify_unchanged(s->img.base, s->img.size, s->img.mtime_ns, why, sizeof(why)) < 0) {
+		snprintf(err, sizeof(err), "image %s: %.400s; re-register it", s->img.name, why);
+		log_err("session=%s %s", s->rec.id, err);
+		db_audit(b->db, "image-modified", s->rec.user, s->rec.client, s->rec.id, err);
+		if (s->handout) {
+			lnch_guest_stop(s->handout->guest, 0);
+			pool_release(s->handout);
+			s->handout = NULL;
+		}
+		end_session(b, s, err);
+		return;
+	}
+
+	if (s->handout) {
+		/* Fastest: a restored, paused clone that only needs "cont". */
+		struct warm *w = s->handout;
+		s->handout = NULL;
+		s->guest = w->guest;
+		snprintf(s->rec.template_dir, sizeof(s->rec.template_dir), "%s", w->template_dir);
+		pool_release(w);
+		lnch_guest_set_cbs(s->guest, &guest_cbs, s);
+		snprintf(s->rec.start_path, sizeof(s->rec.start_path), "warm");
+		s->rec.pid = lnch_guest_pid(s->guest);
+		if (lnch_guest_resume(s->guest, on_handout, s) < 0) {
+			lnch_guest_stop(s->guest, 0);
+			brk_session_end(b, s, "the warm guest could not be resumed");
+			return;
+		}
+	} else {
+		struct lnch_start_opts o = {0};
+		char tdir[BRK_PATH_MAX], paths[3][4200];
+		if (pool_template_for(b, &s->img, tdir, sizeof(tdir))) {
+			img_template_clone_opts(tdir, &o, paths);
+			snprintf(s->rec.template_dir, sizeof(s->rec.template_dir), "%s", tdir);
+			snprintf(s->rec.start_path, sizeof(s->rec.start_path), "template");
+		} else {
+			snprintf(s->rec.start_path, sizeof(s->rec.start_path), "cold");
+		}
+		s->guest = lnch_guest_start(b->base, &lc, s->rec.id, &p, &o, &guest_cbs, s, err,
+					    sizeof(err));
+	}
 	if (!s->guest) {
 		log_err("session=%s cannot start: %s", s->rec.id, err);
 		end_session(b, s, err);
@@ -292,7 +287,7 @@ static void start_guest(struct brk *b, struct brk_session *s)
 	snprintf(s->rec.vnc, sizeof(s->rec.vnc), "%s", lnch_guest_vnc_path(s->guest));
 	snprintf(s->rec.overlay, sizeof(s->rec.overlay), "%s", lnch_guest_overlay_path(s->guest));
 	save(b, s);
-	db_audit(b->db, "session-start", s->rec.user, s->rec.client, s->rec.id, s->img.name);
+	db_audit(b->db, "session-start", s->rec.user, s->rec.client, s->rec.id, s->rec.start_path);
 }
 
 static struct brk_session *by_qid(struct brk *b, uint64_t qid)
@@ -304,7 +299,7 @@ static struct brk_session *by_qid(struct brk *b, uint64_t qid)
 }
 
 /* Start whatever the ledger admits now; expire what waited too long. */
-static void pump(struct brk *b)
+void brk_pump(struct brk *b)
 {
 	if (!b->accel_ready || b->stopping)
 		return;
@@ -315,13 +310,20 @@ static void pump(struct brk *b)
 		if (s)
 			end_session(b, s, "waited too long in the queue");
 	}
-	while (quota_next(&b->quota, now, &r)) {
-		struct brk_session *s = by_qid(b, r.id);
-		if (s)
-			start_guest(b, s);
-		else
-			quota_ended(&b->quota, r.user, r.image, r.memory_mb, true, now);
+	for (;;) {
+		while (quota_next(&b->quota, now, &r)) {
+			struct brk_session *s = by_qid(b, r.id);
+			if (s)
+				start_guest(b, s);
+			else
+				quota_ended(&b->quota, r.user, r.image, r.memory_mb, true, now);
+		}
+		/* Users first: warm guests make room for people who wait. */
+		if (!b->quota.n_queue || !pool_evict(b))
+			break;
 	}
+	pool_run_tjobs(b);
+	pool_refill(b);
 }
 
 /* --- sessions --- */
@@ -424,6 +426,10 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	}
 	char id[17];
 	util_random_hex(id, 8);
+	/* A warm guest of this image: its capacity is freed for this request. */
+	s->handout = b->quota.n_queue == 0 ? pool_take(b, img.name) : NULL;
+	if (s->handout)
+		memcpy(id, s->handout->id, sizeof(id)); /* the session takes the guest's id */
 	snprintf(s->rec.id, sizeof(s->rec.id), "%s", id);
 	snprintf(s->rec.user, sizeof(s->rec.user), "%s", user);
 	snprintf(s->rec.app, sizeof(s->rec.app), "%s", app);
@@ -443,6 +449,13 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	r.deadline_ms = wait ? r.enqueued_ms + (int64_t)wait * 1000 : 0;
 	quota_set_image_cap(&b->quota, img.name, img.max_sessions);
 	struct quota_decision d = quota_request(&b->quota, &r, r.enqueued_ms);
+	if (d.verdict != QUOTA_ADMIT && s->handout) {
+		/* not admitted after all: the warm guest goes back, with its id */
+		pool_put_back(b, s->handout);
+		s->handout = NULL;
+		util_random_hex(id, 8);
+		snprintf(s->rec.id, sizeof(s->rec.id), "%s", id);
+	}
 	if (d.verdict == QUOTA_REFUSE) {
 		snprintf(err, errlen, "%s", d.reason);
 		db_audit(b->db, "session-refused", user, client, NULL, d.reason);
@@ -583,7 +596,7 @@ int brk_session_end(struct brk *b, struct brk_session *s, const char *reason)
 	snprintf(s->rec.end_reason, sizeof(s->rec.end_reason), "%s", reason);
 	if (s->state == BRK_QUEUED) {
 		end_session(b, s, reason);
-		pump(b);
+		brk_pump(b);
 		return 0;
 	}
 	bool starting = s->state == BRK_STARTING;
@@ -597,7 +610,7 @@ int brk_session_end(struct brk *b, struct brk_session *s, const char *reason)
 		lnch_guest_stop(s->guest, starting ? 0 : (int)b->cfg.timeouts.stop_grace * 1000);
 	else
 		end_session(b, s, reason);
-	pump(b);
+	brk_pump(b);
 	return 0;
 }
 
@@ -623,6 +636,21 @@ void brk_unwatch(struct brk_watch *w)
 		return;
 	watch_unlink(w);
 	free(w);
+}
+
+/* During shutdown: report once no guest (session or warm) is left. */
+void brk_check_stopped(struct brk *b)
+{
+	if (!b->stopping || !b->stop_done)
+		return;
+	for (struct brk_session *x = b->sessions; x; x = x->next)
+		if (x->guest)
+			return;
+	if (pool_busy(b) || b->tjobs)
+		return;
+	void (*done)(void *) = b->stop_done;
+	b->stop_done = NULL;
+	done(b->stop_arg);
 }
 
 /* --- timeouts: one tick a second --- */
@@ -653,7 +681,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			brk_session_end(b, s, why);
 		}
 	}
-	pump(b);
+	brk_pump(b);
 	reap_ended(b);
 }
 
@@ -770,7 +798,7 @@ int brk_caps_set(struct brk *b, const char *key, unsigned value)
 	snprintf(d, sizeof(d), "%s=%u", key, value);
 	db_audit(b->db, "caps-set", NULL, NULL, NULL, d);
 	load_caps(b);
-	pump(b); /* raising a cap admits at once */
+	brk_pump(b); /* raising a cap admits at once */
 	return 0;
 }
 
@@ -796,40 +824,7 @@ int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max
 		snprintf(d, sizeof(d), "max_sessions=default");
 	db_audit(b->db, "user-caps-set", user, NULL, NULL, d);
 	r = user_cap_apply(b, user);
-	pump(b);
-	return r;
-}
-
-int brk_image_add(struct brk *b, const struct db_image *img, char *err, size_t errlen)
-{
-	if (!util_name_valid(img->name)) {
-		snprintf(err, errlen, "invalid image name (1-64 of A-Z a-z 0-9 . _ -)");
-		return -EINVAL;
-	}
-	struct lnch_profile p;
-	profile_of(img, &p);
-	struct lnch_profile check;
-	memset(&check, 0, sizeof(check));
-	if (ready_spec(img->ready, &check) < 0) {
-		snprintf(err, errlen, "ready must be serial:MARKER, tcp:PORT or running");
-		return -EINVAL;
-	}
-	if (lnch_profile_check(&p, err, errlen) < 0)
-		return -EINVAL;
-	const char *files[] = {img->base, img->kernel, img->initrd};
-	for (unsigned i = 0; i < ARRAY_LEN(files); i++) {
-		if (files[i][0] && access(files[i], R_OK) < 0) {
-			snprintf(err, errlen, "%s: %s", files[i], strerror(errno));
-			return -EINVAL;
-		}
-	}
-	int r = db_image_put(b->db, img);
-	if (r == -EEXIST)
-		snprintf(err, errlen, "image '%s' already exists", img->name);
-	else if (r < 0)
-		snprintf(err, errlen, "database error");
-	else
-		db_audit(b->db, "image-add", NULL, NULL, NULL, img->name);
+	brk_pump(b);
 	return r;
 }
 
@@ -882,6 +877,11 @@ int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen)
 	else if (r == 0)
 		db_audit(b->db, "app-remove", NULL, NULL, NULL, alias);
 	return r;
+}
+
+const struct lnch_config *brk_lcfg(const struct brk *b)
+{
+	return &b->lcfg;
 }
 
 struct db *brk_db(struct brk *b)
@@ -941,7 +941,7 @@ static void restore_one(const struct db_session *rec, void *arg)
 	s->start_ms = util_now_ms();
 	char err[256];
 	struct lnch_profile p;
-	profile_of(&s->img, &p);
+	brk_profile_of(&s->img, &p);
 	s->guest = lnch_guest_attach(b->base, &b->lcfg, rec->id, rec->pid,
 				     st == BRK_STARTING ? &p : NULL, &guest_cbs, s, err,
 				     sizeof(err));
@@ -955,6 +955,35 @@ static void restore_one(const struct db_session *rec, void *arg)
 			 rec->end_reason[0] ? rec->end_reason : "ended");
 	log_info("session=%s user=%s reattaching pid %d (%s)", rec->id, rec->user, (int)rec->pid,
 		 rec->state);
+}
+
+/* Kill a QEMU left running from guest dir DIR (a warm guest or template build
+ * of a crashed broker: nobody can reattach those). */
+static void kill_orphan(const char *dir)
+{
+	char needle[BRK_PATH_MAX + 32];
+	snprintf(needle, sizeof(needle), "%.4000s/qmp.sock", dir);
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		char path[300], *cmd = NULL;
+		size_t n = 0;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if (util_read_file(path, 64 * 1024, &cmd, &n) < 0)
+			continue;
+		for (size_t i = 0; i < n; i += strlen(cmd + i) + 1) {
+			if (strstr(cmd + i, needle)) {
+				log_warn("sweep: killing orphaned QEMU pid %s (%s)", e->d_name, dir);
+				kill(atoi(e->d_name), SIGKILL);
+				break;
+			}
+		}
+		free(cmd);
+	}
+	if (d)
+		closedir(d);
 }
 
 /* Overlays and guest dirs that belong to no live session are leftovers of a crash. */
@@ -980,10 +1009,12 @@ static void sweep(struct brk *b)
 			char path[BRK_PATH_MAX + 80];
 			snprintf(path, sizeof(path), "%s/%s", dirs[k], e->d_name);
 			log_info("sweep: removing leftover %s", path);
-			if (k == 0)
+			if (k == 0) {
 				unlink(path);
-			else
+			} else {
+				kill_orphan(path);
 				util_rmdir_flat(path);
+			}
 		}
 		closedir(d);
 	}
@@ -1004,7 +1035,7 @@ static void on_accel(struct lnch_accel_choice c, void *arg)
 	log_info("caps: max_sessions=%u max_starting=%u max_memory_mb=%u user_max_sessions=%u",
 		 b->quota.host.max_sessions, b->quota.host.max_starting,
 		 b->quota.host.max_memory_mb, b->quota.user_default_max);
-	pump(b);
+	brk_pump(b);
 }
 
 static int resolve_user(const char *name, uid_t *uid, gid_t *gid, char *err, size_t errlen)
@@ -1034,7 +1065,10 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	quota_ledger_init(&b->quota);
 	throttle_init(&b->thr, cfg->auth_max_failures, cfg->auth_window, cfg->auth_lockout);
 	snprintf(b->vm_dir, sizeof(b->vm_dir), "%.4000s/vm", cfg->run_dir);
-	const char *dirs[] = {cfg->state_dir, cfg->run_dir, b->vm_dir, cfg->overlay_dir};
+	snprintf(b->tpl_root, sizeof(b->tpl_root), "%.4000s/templates", cfg->state_dir);
+	snprintf(b->image_dir, sizeof(b->image_dir), "%s", cfg->image_dir);
+	const char *dirs[] = {cfg->state_dir, cfg->run_dir, b->vm_dir, cfg->overlay_dir,
+			      b->tpl_root, b->image_dir};
 	for (unsigned i = 0; i < ARRAY_LEN(dirs); i++) {
 		int r = util_mkdir_p(dirs[i], 0700);
 		if (r < 0) {
@@ -1057,8 +1091,10 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 			goto fail;
 		/* QEMU must reach its run and overlay dirs, nothing else of ours. */
 		chmod(cfg->run_dir, 0711);
+		chmod(cfg->state_dir, 0711);
 		if (chown(b->vm_dir, b->lcfg.uid, b->lcfg.gid) < 0 ||
-		    chown(cfg->overlay_dir, b->lcfg.uid, b->lcfg.gid) < 0) {
+		    chown(cfg->overlay_dir, b->lcfg.uid, b->lcfg.gid) < 0 ||
+		    chown(b->tpl_root, b->lcfg.uid, b->lcfg.gid) < 0) {
 			snprintf(err, errlen, "cannot hand guest dirs to %s: %s", cfg->qemu_user,
 				 strerror(errno));
 			goto fail;
@@ -1075,6 +1111,9 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 		goto fail;
 	}
 	load_caps(b);
+	/* warm guests and template builds are bounded by the host caps only */
+	quota_set_user_cap(&b->quota, POOL_USER, true, 0);
+	quota_set_user_cap(&b->quota, TEMPLATE_USER, true, 0);
 	/* per-user overrides */
 	json_object *uc = db_user_caps_json(b->db);
 	for (size_t i = 0; i < json_object_array_length(uc); i++) {
@@ -1086,6 +1125,8 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 
 	db_sessions_live(b->db, restore_one, b);
 	sweep(b);
+	pool_sweep_templates(b);
+	pool_start_version_probe(b);
 
 	b->tick = event_new(base, -1, EV_PERSIST, on_tick, b);
 	struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
@@ -1110,7 +1151,25 @@ void brk_shutdown(struct brk *b, void (*done)(void *arg), void *arg)
 	b->stopping = true;
 	b->stop_done = done;
 	b->stop_arg = arg;
-	bool waiting = false;
+	pool_stop_all(b, false);
+	/* queued template builds never start; running ones finish or fail */
+	for (struct tjob *t = b->tjobs, *next; t; t = next) {
+		next = t->next;
+		if (!t->running) {
+			for (struct tjob **pp = &b->tjobs; *pp; pp = &(*pp)->next)
+				if (*pp == t) {
+					*pp = t->next;
+					break;
+				}
+			while (t->waiters) {
+				struct tjob_waiter *w = t->waiters;
+				t->waiters = w->next;
+				w->cb(-ESHUTDOWN, "nestord is shutting down", w->arg);
+				free(w);
+			}
+			free(t);
+		}
+	}
 	for (struct brk_session *s = b->sessions; s; s = s->next) {
 		if (!live(s))
 			continue;
@@ -1125,18 +1184,25 @@ void brk_shutdown(struct brk *b, void (*done)(void *arg), void *arg)
 			continue;
 		}
 		brk_session_end(b, s, "nestord shut down");
-		waiting |= s->guest != NULL;
 	}
-	if (!waiting) {
-		b->stop_done = NULL;
-		done(arg);
-	}
+	brk_check_stopped(b);
 }
 
 void brk_destroy(struct brk *b)
 {
 	if (!b)
 		return;
+	pool_stop_all(b, true);
+	while (b->tjobs) {
+		struct tjob *t = b->tjobs;
+		b->tjobs = t->next;
+		while (t->waiters) {
+			struct tjob_waiter *w = t->waiters;
+			t->waiters = w->next;
+			free(w);
+		}
+		free(t);
+	}
 	while (b->sessions) {
 		struct brk_session *s = b->sessions;
 		b->sessions = s->next;

@@ -89,8 +89,23 @@ void brk_unwatch(struct brk_watch *w);
 /* Caps: KEY is max_sessions|max_starting|max_memory_mb. */
 int brk_caps_set(struct brk *b, const char *key, unsigned value);
 int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max);
-/* Images and apps (validated; ERR says what is wrong). */
-int brk_image_add(struct brk *b, const struct db_image *img, char *err, size_t errlen);
+/* Completion of a slow admin operation: ERR 0 or a negative errno, MSG says why. */
+typedef void (*brk_done_fn)(int err, const char *msg, void *arg);
+
+/*
+ * Register an image: validated, inspected (qemu-img info, sha256) in the
+ * background, made read-only, stored. CB runs once from the loop.
+ */
+int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, void *arg,
+		  char *err, size_t errlen);
+/* Build (or rebuild) IMAGE's template; CB runs when it is saved or failed. */
+int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *arg, char *err,
+		       size_t errlen);
+/* Change an image's warm pool size and session cap at runtime. */
+int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
+		  const unsigned *max_sessions, char *err, size_t errlen);
+/* Images with their template and warm pool state; returns a new reference. */
+json_object *brk_images_json(struct brk *b);
 int brk_image_remove(struct brk *b, const char *name, char *err, size_t errlen);
 int brk_app_add(struct brk *b, const struct db_app *app, char *err, size_t errlen);
 int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen);

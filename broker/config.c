@@ -24,6 +24,7 @@ void brk_config_defaults(struct brk_config *c)
 	strcpy(c->accel, "auto");
 	strcpy(c->log_level, "info");
 	c->sandbox = true;
+	c->auto_template = true;
 	c->auth_max_failures = 5;
 	c->auth_window = 300;
 	c->auth_lockout = 60;
@@ -151,6 +152,10 @@ static int handler(void *user, const char *section, const char *name, const char
 			    ? set_str(c->log_level, sizeof(c->log_level), value)
 			    : -EINVAL,
 		want = "err, warn, info or debug";
+	else if (IS("images", "image_dir"))
+		r = set_path(c->image_dir, sizeof(c->image_dir), value), want = "an absolute path";
+	else if (IS("images", "auto_template"))
+		r = set_bool(&c->auto_template, value), want = "true or false";
 	else if (IS("auth", "max_failures"))
 		r = set_uint(&c->auth_max_failures, value, 1000), want = "0..1000";
 	else if (IS("auth", "window"))
@@ -212,6 +217,8 @@ int brk_config_parse(struct brk_config *c, const char *name, const char *text, c
 	}
 	if (!c->overlay_dir[0])
 		snprintf(c->overlay_dir, sizeof(c->overlay_dir), "%.4000s/overlays", c->state_dir);
+	if (!c->image_dir[0])
+		snprintf(c->image_dir, sizeof(c->image_dir), "%.4000s/images", c->state_dir);
 	if (!c->api_socket[0])
 		snprintf(c->api_socket, sizeof(c->api_socket), "%.4000s/api.sock", c->run_dir);
 	/* socket paths under run_dir must fit sun_path: RUN/vm/ID(32)/probe.sock */

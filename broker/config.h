@@ -27,6 +27,8 @@ struct brk_config {
 	char state_dir[BRK_PATH_MAX];
 	char run_dir[BRK_PATH_MAX];
 	char overlay_dir[BRK_PATH_MAX];
+	char image_dir[BRK_PATH_MAX];
+	bool auto_template;
 	char api_socket[BRK_PATH_MAX];
 	char api_group[64];
 	char pam_service[64];

@@ -31,12 +31,15 @@ static const char SCHEMA[] =
 	" memory_mb INTEGER NOT NULL, ready TEXT NOT NULL, max_sessions INTEGER DEFAULT 0,"
 	" keepalive INTEGER DEFAULT 0, idle INTEGER DEFAULT 0, max_lifetime INTEGER DEFAULT 0,"
 	" start_timeout INTEGER DEFAULT 0, queue_wait INTEGER DEFAULT 0,"
-	" created INTEGER NOT NULL);"
+	" sha256 TEXT, size INTEGER, mtime_ns INTEGER, virtual_mb INTEGER, warm_pool INTEGER"
+	" DEFAULT 0, backend TEXT DEFAULT 'console', rdp_port INTEGER DEFAULT 0,"
+	" template_dir TEXT, created INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS apps(alias TEXT PRIMARY KEY,"
 	" image TEXT NOT NULL REFERENCES images(name), title TEXT NOT NULL, command TEXT);"
 	"CREATE TABLE IF NOT EXISTS sessions(id TEXT PRIMARY KEY, user TEXT NOT NULL,"
 	" app TEXT NOT NULL, image TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,"
 	" qmp TEXT, vnc TEXT, overlay TEXT, client TEXT, end_reason TEXT, start_path TEXT,"
+	" template_dir TEXT,"
 	" memory_mb INTEGER, created INTEGER, started INTEGER, ready INTEGER, ended INTEGER);"
 	"CREATE INDEX IF NOT EXISTS sessions_live ON sessions(state) WHERE state != 'ended';"
 	"CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -206,14 +209,13 @@ json_object *db_user_caps_json(struct db *db)
 	return rows_json(db, prep(db, "SELECT user, max_sessions FROM user_caps ORDER BY user"));
 }
 
-int db_image_put(struct db *db, const struct db_image *m)
+#define IMAGE_COLS                                                                                 \
+	"name, base, kernel, initrd, append, machine, memory_mb, ready, max_sessions, keepalive,"  \
+	" idle, max_lifetime, start_timeout, queue_wait, sha256, size, mtime_ns, virtual_mb,"      \
+	" warm_pool, backend, rdp_port, template_dir"
+
+static void bind_image(sqlite3_stmt *st, const struct db_image *m)
 {
-	sqlite3_stmt *st = prep(db, "INSERT INTO images(name, base, kernel, initrd, append, machine,"
-				    " memory_mb, ready, max_sessions, keepalive, idle, max_lifetime,"
-				    " start_timeout, queue_wait, created)"
-				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-	if (!st)
-		return -EIO;
 	bind_text(st, 1, m->name);
 	bind_text(st, 2, m->base);
 	bind_text(st, 3, m->kernel);
@@ -228,15 +230,44 @@ int db_image_put(struct db *db, const struct db_image *m)
 	sqlite3_bind_int64(st, 12, m->max_lifetime);
 	sqlite3_bind_int64(st, 13, m->start_timeout);
 	sqlite3_bind_int64(st, 14, m->queue_wait);
-	sqlite3_bind_int64(st, 15, util_wall_s());
+	bind_text(st, 15, m->sha256);
+	sqlite3_bind_int64(st, 16, (sqlite3_int64)m->size);
+	sqlite3_bind_int64(st, 17, m->mtime_ns);
+	sqlite3_bind_int64(st, 18, m->virtual_mb);
+	sqlite3_bind_int64(st, 19, m->warm_pool);
+	bind_text(st, 20, m->backend[0] ? m->backend : "console");
+	sqlite3_bind_int64(st, 21, m->rdp_port);
+	bind_text(st, 22, m->template_dir);
+}
+
+int db_image_put(struct db *db, const struct db_image *m)
+{
+	sqlite3_stmt *st = prep(db, "INSERT INTO images(" IMAGE_COLS ", created)"
+				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	if (!st)
+		return -EIO;
+	bind_image(st, m);
+	sqlite3_bind_int64(st, 23, util_wall_s());
 	return step_done(db, st);
+}
+
+int db_image_update(struct db *db, const struct db_image *m)
+{
+	sqlite3_stmt *st = prep(db, "UPDATE images SET max_sessions=?2, warm_pool=?3,"
+				    " template_dir=?4 WHERE name=?1");
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, m->name);
+	sqlite3_bind_int64(st, 2, m->max_sessions);
+	sqlite3_bind_int64(st, 3, m->warm_pool);
+	bind_text(st, 4, m->template_dir);
+	int e = step_done(db, st);
+	return e ? e : sqlite3_changes(db->h) ? 0 : -ENOENT;
 }
 
 int db_image_get(struct db *db, const char *name, struct db_image *m)
 {
-	sqlite3_stmt *st = prep(db, "SELECT name, base, kernel, initrd, append, machine, memory_mb,"
-				    " ready, max_sessions, keepalive, idle, max_lifetime,"
-				    " start_timeout, queue_wait FROM images WHERE name=?");
+	sqlite3_stmt *st = prep(db, "SELECT " IMAGE_COLS " FROM images WHERE name=?");
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, name);
@@ -257,6 +288,14 @@ int db_image_get(struct db *db, const char *name, struct db_image *m)
 		m->max_lifetime = (unsigned)sqlite3_column_int64(st, 11);
 		m->start_timeout = (unsigned)sqlite3_column_int64(st, 12);
 		m->queue_wait = (unsigned)sqlite3_column_int64(st, 13);
+		col_text(st, 14, m->sha256, sizeof(m->sha256));
+		m->size = (uint64_t)sqlite3_column_int64(st, 15);
+		m->mtime_ns = sqlite3_column_int64(st, 16);
+		m->virtual_mb = (unsigned)sqlite3_column_int64(st, 17);
+		m->warm_pool = (unsigned)sqlite3_column_int64(st, 18);
+		col_text(st, 19, m->backend, sizeof(m->backend));
+		m->rdp_port = (unsigned)sqlite3_column_int64(st, 20);
+		col_text(st, 21, m->template_dir, sizeof(m->template_dir));
 		e = 0;
 	}
 	sqlite3_finalize(st);
@@ -283,10 +322,7 @@ int db_image_del(struct db *db, const char *name)
 
 json_object *db_images_json(struct db *db)
 {
-	return rows_json(db, prep(db, "SELECT name, base, kernel, initrd, append, machine,"
-				      " memory_mb, ready, max_sessions, keepalive, idle,"
-				      " max_lifetime, start_timeout, queue_wait, created"
-				      " FROM images ORDER BY name"));
+	return rows_json(db, prep(db, "SELECT " IMAGE_COLS ", created FROM images ORDER BY name"));
 }
 
 int db_app_put(struct db *db, const struct db_app *a)
@@ -339,8 +375,8 @@ int db_session_save(struct db *db, const struct db_session *s)
 {
 	sqlite3_stmt *st = prep(db, "INSERT OR REPLACE INTO sessions(id, user, app, image, state,"
 				    " pid, qmp, vnc, overlay, client, end_reason, start_path,"
-				    " memory_mb, created, started, ready, ended)"
-				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+				    " memory_mb, created, started, ready, ended, template_dir)"
+				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, s->id);
@@ -360,14 +396,16 @@ int db_session_save(struct db *db, const struct db_session *s)
 	sqlite3_bind_int64(st, 15, s->started);
 	sqlite3_bind_int64(st, 16, s->ready);
 	sqlite3_bind_int64(st, 17, s->ended);
+	bind_text(st, 18, s->template_dir);
 	return step_done(db, st);
 }
 
 int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void *arg), void *arg)
 {
 	sqlite3_stmt *st = prep(db, "SELECT id, user, app, image, state, pid, qmp, vnc, overlay,"
-				    " client, start_path, memory_mb, created, started, ready"
-				    " FROM sessions WHERE state != 'ended' ORDER BY created, id");
+				    " client, start_path, memory_mb, created, started, ready,"
+				    " template_dir FROM sessions WHERE state != 'ended'"
+				    " ORDER BY created, id");
 	if (!st)
 		return -EIO;
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -388,6 +426,7 @@ int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void 
 		s.created = sqlite3_column_int64(st, 12);
 		s.started = sqlite3_column_int64(st, 13);
 		s.ready = sqlite3_column_int64(st, 14);
+		col_text(st, 15, s.template_dir, sizeof(s.template_dir));
 		fn(&s, arg);
 	}
 	sqlite3_finalize(st);
@@ -397,7 +436,7 @@ int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void 
 json_object *db_sessions_ended_json(struct db *db, unsigned limit)
 {
 	sqlite3_stmt *st = prep(db, "SELECT id, user, app, image, state, client, end_reason,"
-				    " start_path, created, started, ready, ended FROM sessions"
+				    " start_path, created, started, ready, ended, memory_mb FROM sessions"
 				    " WHERE state = 'ended' ORDER BY ended DESC, id LIMIT ?");
 	if (st)
 		sqlite3_bind_int64(st, 1, limit);

@@ -27,7 +27,19 @@ struct db_image {
 	unsigned max_sessions;
 	/* per-image timeouts in seconds; 0 = the configured default */
 	unsigned keepalive, idle, max_lifetime, start_timeout, queue_wait;
+	/* recorded at registration: a changed base is refused */
+	char sha256[65];
+	uint64_t size;
+	int64_t mtime_ns;
+	unsigned virtual_mb;
+	unsigned warm_pool;
+	char backend[16]; /* console | rdp */
+	unsigned rdp_port;
+	char template_dir[4096]; /* the current template, "" none */
 };
+
+/* Change an image's runtime settings and template. */
+int db_image_update(struct db *db, const struct db_image *img);
 
 struct db_app {
 	char alias[65];
@@ -49,6 +61,7 @@ struct db_session {
 	char client[64];
 	char end_reason[256];
 	char start_path[16];
+	char template_dir[4096]; /* template the guest was cloned from */
 	unsigned memory_mb;
 	int64_t created, started, ready, ended; /* wall clock, seconds; 0 unset */
 };

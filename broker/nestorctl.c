@@ -32,10 +32,15 @@ static const char usage[] =
 	"  session show ID                 one session\n"
 	"  session end ID                  end a session (its guest is stopped)\n"
 	"  images                          registered images\n"
-	"  images add NAME --base FILE --memory MB [--kernel F --initrd F --append S]\n"
+	"  images add NAME --base FILE.qcow2 --memory MB [--kernel F --initrd F --append S]\n"
 	"             [--machine TYPE] [--ready serial:MARKER|tcp:PORT|running]\n"
+	"             [--backend console|rdp] [--rdp-port N] [--warm-pool N]\n"
 	"             [--max-sessions N] [--keepalive S] [--idle S] [--max-lifetime S]\n"
 	"             [--start-timeout S] [--queue-wait S]\n"
+	"                                  register (checked, hashed, made read-only)\n"
+	"  images show NAME                one image, its template and warm pool\n"
+	"  images template NAME            build (or rebuild) NAME's template; waits\n"
+	"  images set NAME [--warm-pool N] [--max-sessions N]\n"
 	"  images remove NAME\n"
 	"  apps                            published apps\n"
 	"  apps add ALIAS --image NAME --title TEXT [--command TEXT]\n"
@@ -301,22 +306,69 @@ static int cmd_images(int argc, char **argv)
 		if (json_out) {
 			print_json(o);
 		} else {
-			printf("%-16s %-8s %-22s %-6s %s\n", "NAME", "MEMORY", "READY", "MAX", "BASE");
+			printf("%-16s %-7s %-20s %-5s %-9s %-9s %s\n", "NAME", "MEMORY", "READY", "MAX",
+			       "TEMPLATE", "WARM", "BASE");
 			for (size_t i = 0; i < json_object_array_length(o); i++) {
 				json_object *r = json_object_array_get_idx(o, i);
-				printf("%-16s %-8s %-22s %-6s %s\n", s_(r, "name"), s_(r, "memory_mb"),
-				       s_(r, "ready"), i_(r, "max_sessions") ? s_(r, "max_sessions") : "-",
-				       s_(r, "base"));
+				char warm[32];
+				snprintf(warm, sizeof(warm), "%lld/%lld", i_(r, "warm_ready"),
+					 i_(r, "warm_pool"));
+				printf("%-16s %-7s %-20s %-5s %-9s %-9s %s\n", s_(r, "name"),
+				       s_(r, "memory_mb"), s_(r, "ready"),
+				       i_(r, "max_sessions") ? s_(r, "max_sessions") : "-",
+				       s_(r, "template"), warm, s_(r, "base"));
 			}
 		}
 		json_object_put(o);
 		return 0;
 	}
-	if (!strcmp(argv[1], "remove") && argc == 3) {
-		char path[128];
+	char path[160];
+	if (argc == 3)
 		snprintf(path, sizeof(path), "/v1/images/%s", argv[2]);
+	if (!strcmp(argv[1], "remove") && argc == 3) {
 		json_object_put(call("DELETE", path, NULL));
 		printf("image %s removed\n", argv[2]);
+		return 0;
+	}
+	if (!strcmp(argv[1], "show") && argc == 3) {
+		json_object *o = call("GET", path, NULL);
+		if (json_out)
+			print_json(o);
+		else {
+			json_object_object_foreach(o, k, v) printf("%-20s %s\n", k,
+								   json_object_get_string(v));
+		}
+		json_object_put(o);
+		return 0;
+	}
+	if (!strcmp(argv[1], "template") && argc == 3) {
+		snprintf(path, sizeof(path), "/v1/images/%s/template", argv[2]);
+		fprintf(stderr, "building the template of %s (boots the image once)...\n", argv[2]);
+		json_object *o = call("POST", path, NULL);
+		if (json_out)
+			print_json(o);
+		else
+			printf("%s\n", s_(o, "result"));
+		json_object_put(o);
+		return 0;
+	}
+	if (!strcmp(argv[1], "set") && argc >= 5) {
+		json_object *body = json_object_new_object();
+		for (int i = 3; i + 1 < argc; i += 2) {
+			if (!strcmp(argv[i], "--warm-pool"))
+				json_object_object_add(body, "warm_pool",
+						       json_object_new_int64(parse_uint(argv[i + 1],
+										"--warm-pool")));
+			else if (!strcmp(argv[i], "--max-sessions"))
+				json_object_object_add(body, "max_sessions",
+						       json_object_new_int64(parse_uint(
+							       argv[i + 1], "--max-sessions")));
+			else
+				die_usage("images set: use --warm-pool N and/or --max-sessions N");
+		}
+		snprintf(path, sizeof(path), "/v1/images/%s", argv[2]);
+		json_object_put(call("PUT", path, body));
+		printf("image %s updated\n", argv[2]);
 		return 0;
 	}
 	if (strcmp(argv[1], "add") != 0 || argc < 3)
@@ -329,7 +381,10 @@ static int cmd_images(int argc, char **argv)
 		{"keepalive", required_argument, NULL, 'K'}, {"idle", required_argument, NULL, 'I'},
 		{"max-lifetime", required_argument, NULL, 'L'},
 		{"start-timeout", required_argument, NULL, 'T'},
-		{"queue-wait", required_argument, NULL, 'Q'}, {NULL, 0, NULL, 0}};
+		{"queue-wait", required_argument, NULL, 'Q'},
+		{"backend", required_argument, NULL, 'B'},
+		{"rdp-port", required_argument, NULL, 'P'},
+		{"warm-pool", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
 	json_object *body = json_object_new_object();
 	json_object_object_add(body, "name", json_object_new_string(argv[2]));
 	int c;
@@ -351,10 +406,13 @@ static int cmd_images(int argc, char **argv)
 		case 'L': key = "max_lifetime"; num = true; break;
 		case 'T': key = "start_timeout"; num = true; break;
 		case 'Q': key = "queue_wait"; num = true; break;
+		case 'B': key = "backend"; break;
+		case 'P': key = "rdp_port"; num = true; break;
+		case 'W': key = "warm_pool"; num = true; break;
 		default: die_usage("images add: unknown option");
 		}
 		if (!num && strcmp(key, "append") && strcmp(key, "ready") && strcmp(key, "machine") &&
-		    optarg[0] != '/') {
+		    strcmp(key, "backend") && optarg[0] != '/') {
 			char *abs = realpath(optarg, NULL);
 			if (!abs) {
 				fprintf(stderr, "nestorctl: %s: %s\n", optarg, strerror(errno));
@@ -372,7 +430,7 @@ static int cmd_images(int argc, char **argv)
 	if (json_out)
 		print_json(res);
 	else
-		printf("image %s added\n", argv[2]);
+		printf("%s\n", s_(res, "result"));
 	json_object_put(res);
 	return 0;
 }

@@ -922,11 +922,39 @@ struct lnch_guest *lnch_guest_attach(struct event_base *base, const struct lnch_
 	return g;
 }
 
-int lnch_guest_resume(struct lnch_guest *g)
+struct resume {
+	struct lnch_guest *g;
+	lnch_done_fn cb;
+	void *arg;
+};
+
+static void on_resumed(struct qmp_client *c, int err, json_object *res, const char *desc,
+		       void *arg)
+{
+	struct resume *r = arg;
+	if (r->cb && err != -ECANCELED)
+		r->cb(r->g, err, r->arg);
+	free(r);
+}
+
+int lnch_guest_resume(struct lnch_guest *g, lnch_done_fn cb, void *arg)
 {
 	if (g->step != S_READY || !g->qmp_ready)
 		return -ENOTCONN;
-	return qmp_client_call(g->qmp, "cont", NULL, -1, QMP_TIMEOUT_MS, NULL, NULL);
+	struct resume *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (struct resume){g, cb, arg};
+	int e = qmp_client_call(g->qmp, "cont", NULL, -1, QMP_TIMEOUT_MS, on_resumed, r);
+	if (e < 0)
+		free(r);
+	return e;
+}
+
+void lnch_guest_set_cbs(struct lnch_guest *g, const struct lnch_guest_cbs *cbs, void *arg)
+{
+	g->cbs = *cbs;
+	g->arg = arg;
 }
 
 /* --- ping over the probe serial port --- */

@@ -113,8 +113,11 @@ struct lnch_guest *lnch_guest_attach(struct event_base *base, const struct lnch_
  */
 void lnch_guest_stop(struct lnch_guest *g, int grace_ms);
 
-/* Resume a guest kept paused (warm pool). Returns 0 or a negative errno. */
-int lnch_guest_resume(struct lnch_guest *g);
+/* Resume a guest kept paused (warm pool). CB (may be NULL) gets 0 or a negative errno. */
+typedef void (*lnch_done_fn)(struct lnch_guest *g, int err, void *arg);
+int lnch_guest_resume(struct lnch_guest *g, lnch_done_fn cb, void *arg);
+/* Hand the guest to a new owner (warm pool -> session). */
+void lnch_guest_set_cbs(struct lnch_guest *g, const struct lnch_guest_cbs *cbs, void *arg);
 
 /* Stop watching without touching QEMU (broker shutdown with --keep-guests). Accepts NULL. */
 void lnch_guest_detach(struct lnch_guest *g);

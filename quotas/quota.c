@@ -274,6 +274,13 @@ struct quota_decision quota_request(struct quota_ledger *l, const struct quota_r
 	return d;
 }
 
+bool quota_try(struct quota_ledger *l, const struct quota_req *req)
+{
+	if (l->n_queue || host_block(l, req->memory_mb) || own_block(l, req))
+		return false;
+	return admit(l, req) == 0;
+}
+
 static void remove_at(struct quota_ledger *l, size_t k, struct quota_req *out)
 {
 	if (out)

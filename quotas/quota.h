@@ -99,6 +99,12 @@ struct quota_decision quota_request(struct quota_ledger *l, const struct quota_r
 				    int64_t now_ms);
 
 /*
+ * Admit REQ only if it fits now and nobody is waiting (background work:
+ * warm-pool refills, template builds). Never queues. Returns true if admitted.
+ */
+bool quota_try(struct quota_ledger *l, const struct quota_req *req);
+
+/*
  * Take the next queued request that may start now into *OUT (it is removed
  * from the queue and counted as admitted). Returns true if there was one.
  */

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,12 +145,23 @@ int api(struct nestord *d, const char *method, const char *path, const char *bod
 void nestord_add_demo(struct nestord *d, const char *alias)
 {
 	const char *g = testenv_guest_dir();
-	char body[2048];
+	char body[2048], src[512], dst[512];
+	/* the registered base becomes read-only: register a copy of our own */
+	snprintf(src, sizeof(src), "%s/base.qcow2", g);
+	snprintf(dst, sizeof(dst), "%s/demo.qcow2", d->dir);
+	size_t len = 0;
+	char *data = testenv_slurp(src, &len);
+	FILE *f = data ? fopen(dst, "wb") : NULL;
+	if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+		perror(dst);
+		exit(1);
+	}
+	free(data);
 	snprintf(body, sizeof(body),
-		 "{\"name\":\"demo\",\"base\":\"%s/base.qcow2\",\"kernel\":\"%s/vmlinuz\","
+		 "{\"name\":\"demo\",\"base\":\"%s\",\"kernel\":\"%s/vmlinuz\","
 		 "\"initrd\":\"%s/initrd.gz\",\"append\":\"console=ttyS0 quiet panic=-1\","
 		 "\"memory_mb\":256,\"ready\":\"serial:NESTOR-READY\"}",
-		 g, g, g);
+		 dst, g, g);
 	int st = api(d, "POST", "/v1/images", body, NULL);
 	CHECK_MSG(st == 201 || st == 409, "add image: %d", st);
 	snprintf(body, sizeof(body), "{\"alias\":\"%s\",\"image\":\"demo\",\"title\":\"Ledger\"}",
@@ -203,4 +217,57 @@ bool pid_alive(pid_t pid)
 	bool alive = !(p && p[1] == ' ' && p[2] == 'Z');
 	free(stat);
 	return alive;
+}
+
+char *guest_cmd(struct nestord *d, const char *session, const char *line, int timeout_ms)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/run/vm/%s/probe.sock", d->dir, session);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", path);
+	char *out = NULL;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto done;
+	char req[256];
+	int n = snprintf(req, sizeof(req), "%s\n", line);
+	if (write(fd, req, (size_t)n) != n)
+		goto done;
+	char buf[512];
+	size_t len = 0;
+	int64_t end = util_now_ms() + timeout_ms;
+	while (util_now_ms() < end && len < sizeof(buf) - 1) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		buf[len] = '\0';
+		char *nl = strchr(buf, '\n');
+		if (nl) {
+			*nl = '\0';
+			out = strdup(buf);
+			break;
+		}
+	}
+done:
+	if (fd >= 0)
+		close(fd);
+	return out;
+}
+
+char *file_sha256(const char *path)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "sha256sum '%s'", path);
+	FILE *p = popen(cmd, "r");
+	char sum[65] = "";
+	if (p) {
+		if (fscanf(p, "%64s", sum) != 1)
+			sum[0] = '\0';
+		pclose(p);
+	}
+	return sum[0] ? strdup(sum) : NULL;
 }

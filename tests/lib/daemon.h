@@ -35,5 +35,9 @@ long long jint(json_object *o, const char *key);
 /* Poll GET /v1/sessions/ID until its state is STATE or TIMEOUT_MS passes. */
 bool wait_state(struct nestord *d, const char *id, const char *state, int timeout_ms);
 bool pid_alive(pid_t pid);
+/* One line to the test guest's probe port of SESSION; returns its answer (new string) or NULL. */
+char *guest_cmd(struct nestord *d, const char *session, const char *line, int timeout_ms);
+/* sha256 of a file as hex (new string) or NULL. */
+char *file_sha256(const char *path);
 
 #endif

@@ -1,0 +1,127 @@
+/*
+ * Broker internals shared by broker.c (sessions) and pool.c (image
+ * registration, templates, warm pools). Not a public interface.
+ */
+#ifndef NESTOR_BRK_PRIVATE_H
+#define NESTOR_BRK_PRIVATE_H
+
+#include "accel.h"
+#include "auth.h"
+#include "broker.h"
+#include "launcher.h"
+#include "quota.h"
+#include "throttle.h"
+
+#define POOL_USER "@warm"	  /* ledger owner of warm guests */
+#define TEMPLATE_USER "@template" /* ledger owner of template builds */
+
+struct brk_watch {
+	struct brk_watch *next, **prevp;
+	struct brk_session *s;
+	brk_watch_fn cb;
+	void *arg;
+};
+
+/* A paused template clone waiting to be handed out. */
+struct warm {
+	struct warm *next;
+	struct brk *b;
+	char id[17];
+	char image[65];
+	char template_dir[BRK_PATH_MAX];
+	unsigned memory_mb;
+	struct lnch_guest *guest;
+	bool ready;
+	bool stopping;
+	bool released; /* already out of the ledger */
+	int64_t start_ms;
+};
+
+/* A template build, queued or running, and who waits for it. */
+struct tjob_waiter {
+	struct tjob_waiter *next;
+	brk_done_fn cb;
+	void *arg;
+};
+
+struct tjob {
+	struct tjob *next;
+	struct brk *b;
+	char image[65];
+	char dir[BRK_PATH_MAX];
+	unsigned memory_mb;
+	bool running;
+	struct tjob_waiter *waiters;
+};
+
+struct brk_session {
+	struct brk_session *next;
+	struct brk *b;
+	struct db_session rec;
+	enum brk_state state;
+	uint64_t qid;
+	struct lnch_guest *guest;
+	struct db_image img;
+	char title[129];
+	int64_t since_ms;	 /* entered the current state */
+	int64_t activity_ms;	 /* last input or attach */
+	int64_t created_ms;
+	int64_t start_ms;	 /* admitted */
+	bool admitted;		 /* counted in the ledger */
+	bool counted_starting;	 /* counted as starting in the ledger */
+	char reason[256];	 /* why queued / why ended */
+	struct warm *handout;	 /* warm guest reserved for this session */
+	struct brk_watch *watchers;
+};
+
+struct brk {
+	struct event_base *base;
+	struct brk_config cfg;
+	struct brk_options opts;
+	struct db *db;
+	struct auth *auth;
+	struct throttle thr;
+	struct quota_ledger quota;
+	struct lnch_config lcfg;
+	char vm_dir[BRK_PATH_MAX];
+	bool accel_ready;
+	struct lnch_accel_choice accel;
+	struct brk_session *sessions;
+	uint64_t next_qid;
+	struct event *tick;
+	bool stopping;
+	void (*stop_done)(void *arg);
+	void *stop_arg;
+	char qemu_version[96]; /* "" until known: templates wait for it */
+	char tpl_root[BRK_PATH_MAX];
+	char image_dir[BRK_PATH_MAX];
+	struct warm *warm;
+	struct tjob *tjobs;
+};
+
+
+
+/* broker.c */
+void brk_check_stopped(struct brk *b);
+void brk_pump(struct brk *b);
+void brk_profile_of(const struct db_image *img, struct lnch_profile *p);
+const struct lnch_config *brk_lcfg(const struct brk *b);
+
+/* pool.c */
+void pool_refill(struct brk *b);
+bool pool_evict(struct brk *b);
+/* A ready warm guest of IMAGE, removed from the pool and from the ledger. */
+struct warm *pool_take(struct brk *b, const char *image);
+/* Put an unused warm guest back (the ledger counts it again). */
+void pool_put_back(struct brk *b, struct warm *w);
+/* Free the pool entry after its guest was handed to a session. */
+void pool_release(struct warm *w);
+void pool_stop_all(struct brk *b, bool detach);
+bool pool_busy(const struct brk *b);
+/* Usable template dir for IMG ("" none); starts a build if auto-templates are on. */
+bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, size_t len);
+void pool_run_tjobs(struct brk *b);
+void pool_start_version_probe(struct brk *b);
+void pool_sweep_templates(struct brk *b);
+
+#endif
