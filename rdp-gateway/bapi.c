@@ -1,0 +1,96 @@
+/* Blocking calls to nestord from a peer thread (see bapi.h). */
+#include "bapi.h"
+#include "httpc.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TIMEOUT_MS 30000
+
+static const char *js(json_object *o, const char *k)
+{
+	json_object *v;
+	return o && json_object_object_get_ex(o, k, &v) && !json_object_is_type(v, json_type_null)
+		       ? json_object_get_string(v)
+		       : "";
+}
+
+static long long ji(json_object *o, const char *k, long long dflt)
+{
+	json_object *v;
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : dflt;
+}
+
+static void fill(json_object *o, struct gw_session *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->id, sizeof(s->id), "%s", js(o, "id"));
+	snprintf(s->state, sizeof(s->state), "%s", js(o, "state"));
+	snprintf(s->title, sizeof(s->title), "%s", js(o, "title"));
+	snprintf(s->vnc, sizeof(s->vnc), "%s", js(o, "vnc"));
+	const char *r = js(o, "reason");
+	snprintf(s->reason, sizeof(s->reason), "%s", *r ? r : js(o, "end_reason"));
+	s->position = (unsigned)ji(o, "position", 0);
+	s->estimate_ms = ji(o, "estimate_ms", -1);
+	s->elapsed_ms = ji(o, "elapsed_ms", 0);
+	s->pid = ji(o, "pid", 0);
+}
+
+int gw_bapi_connect(const char *sock, const char *user, const char *password, const char *app,
+		    const char *client, struct gw_session *out, char *msg, size_t msglen)
+{
+	json_object *b = json_object_new_object();
+	json_object_object_add(b, "user", json_object_new_string(user));
+	json_object_object_add(b, "password", json_object_new_string(password));
+	json_object_object_add(b, "app", json_object_new_string(app));
+	json_object_object_add(b, "client", json_object_new_string(client));
+	const char *text = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN);
+	char *resp = NULL;
+	int st = httpc_request(sock, "POST", "/v1/sessions", text, TIMEOUT_MS, &resp);
+	/* the password was in there: wipe the JSON's copy */
+	explicit_bzero((char *)text, strlen(text));
+	json_object *pw;
+	if (json_object_object_get_ex(b, "password", &pw))
+		explicit_bzero((char *)json_object_get_string(pw),
+			       (size_t)json_object_get_string_len(pw));
+	json_object_put(b);
+	if (st < 0) {
+		snprintf(msg, msglen, "the session service is not available");
+		return st;
+	}
+	json_object *o = json_tokener_parse(resp ? resp : "");
+	free(resp);
+	if (st == 200 && o) {
+		fill(o, out);
+		json_object_put(o);
+		return 0;
+	}
+	snprintf(msg, msglen, "%s", *js(o, "error") ? js(o, "error") : "the request failed");
+	json_object_put(o);
+	return st == 200 ? 502 : st;
+}
+
+int gw_bapi_get(const char *sock, const char *id, struct gw_session *out)
+{
+	char path[96], *resp = NULL;
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	int st = httpc_request(sock, "GET", path, NULL, TIMEOUT_MS, &resp);
+	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
+	free(resp);
+	if (!o)
+		return st < 0 ? st : -EPROTO;
+	fill(o, out);
+	json_object_put(o);
+	return 0;
+}
+
+int gw_bapi_post(const char *sock, const char *id, const char *verb)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sessions/%s/%s", id, verb);
+	int st = httpc_request(sock, "POST", path, NULL, TIMEOUT_MS, NULL);
+	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
+}

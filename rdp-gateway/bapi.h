@@ -1,0 +1,32 @@
+/*
+ * The gateway's client of nestord's API: blocking calls over the UNIX
+ * socket, made from a peer's own thread (never shared between peers).
+ */
+#ifndef NESTOR_GW_BAPI_H
+#define NESTOR_GW_BAPI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct gw_session {
+	char id[33];
+	char state[16];
+	char title[129];
+	char vnc[108];
+	char reason[256]; /* queue reason or end reason */
+	unsigned position;
+	long long estimate_ms;
+	long long elapsed_ms;
+	long long pid;
+};
+
+/*
+ * POST /v1/sessions. Returns 0, or the HTTP status (401, 403, 404, 429, ...)
+ * with MSG set, or a negative errno when nestord is unreachable.
+ */
+int gw_bapi_connect(const char *sock, const char *user, const char *password, const char *app,
+		    const char *client, struct gw_session *out, char *msg, size_t msglen);
+int gw_bapi_get(const char *sock, const char *id, struct gw_session *out);
+int gw_bapi_post(const char *sock, const char *id, const char *verb); /* attach|detach|activity */
+
+#endif

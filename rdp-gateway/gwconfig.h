@@ -1,0 +1,37 @@
+/*
+ * nestor-gateway's configuration (INI, docs/gateway.md). Pure parser over
+ * common/conf.c; unknown keys and bad values name the file, line and key.
+ */
+#ifndef NESTOR_GW_CONFIG_H
+#define NESTOR_GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct gw_config {
+	char listen[64];
+	unsigned port;
+	char api_socket[108];
+	char state_dir[4096];	/* self-signed certificate lives here */
+	char certificate[4096]; /* PEM; empty: generate */
+	char private_key[4096];
+	char user[64];		/* drop privileges to this user when started as root */
+	char font[4096];
+	char default_app[65];	/* for desktop clients that name no app */
+	bool rdp_security;	/* allow standard RDP security (never for untrusted networks) */
+	unsigned handshake_timeout; /* seconds */
+	unsigned max_connections;
+	unsigned max_per_address;   /* concurrent */
+	unsigned rate_per_address;  /* new connections per minute */
+	unsigned login_attempts;
+	unsigned frame_rate;
+	unsigned width, height;	    /* wait-screen size when the client asks for none */
+	char log_level[8];
+};
+
+void gw_config_defaults(struct gw_config *c);
+int gw_config_parse(struct gw_config *c, const char *name, const char *text, char *err,
+		    size_t errlen);
+int gw_config_load(struct gw_config *c, const char *path, char *err, size_t errlen);
+
+#endif

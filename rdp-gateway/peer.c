@@ -1,0 +1,917 @@
+/*
+ * One RDP connection, on its own thread (FreeRDP 2 peers block in their
+ * handshake and in writes: one shared loop would let one client stall all).
+ * The connection moves through phases:
+ *
+ *   handshake -> login (own screen, if the client sent no or wrong
+ *   credentials) -> wait (own screen: queue position, estimate, elapsed)
+ *   -> guest (console backend: VNC) ; any -> fail (message, then close)
+ *
+ * nestord is called with blocking requests from this thread only. The
+ * screen the client sees is one framebuffer, sent as planar-compressed
+ * 64x64 tiles; damage is tracked per tile and frames are paced, so a slow
+ * client only ever delays itself (its writes block this thread, and
+ * damage coalesces meanwhile).
+ */
+#include "bapi.h"
+#include "gateway.h"
+#include "keymap.h"
+#include "log.h"
+#include "util.h"
+#include "vnc.h"
+
+#include <errno.h>
+#include <freerdp/channels/wtsvc.h>
+#include <freerdp/codec/planar.h>
+#include <freerdp/freerdp.h>
+#include <freerdp/server/rail.h>
+#include <freerdp/update.h>
+#include <freerdp/window.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <winpr/synch.h>
+#include <winpr/wtsapi.h>
+
+#define TILE 64
+#define POLL_MS 250	  /* nestord polling while waiting */
+#define ACTIVITY_MS 30000 /* at most one activity report per this */
+#define FAIL_SHOW_MS 4000 /* how long a final message stays up */
+#define WINDOW_ID 0x4e57  /* our one RemoteApp window */
+
+enum phase { PH_HANDSHAKE, PH_LOGIN, PH_WAIT, PH_GUEST, PH_FAIL };
+
+struct gw_peer {
+	rdpContext ctx; /* must be first: FreeRDP allocates ContextSize */
+	struct gw *gw;
+	struct gw_peer *next;
+	freerdp_peer *client;
+	int64_t accepted_ms;
+	volatile bool activated;
+	bool cut;
+	char addr[64];
+	HANDLE vcm;
+	RailServerContext *rail;
+	pthread_mutex_t lock; /* sends from the RAIL thread vs ours; rail fields */
+
+	enum phase phase;
+	bool first_activation_done;
+	struct gw_fb screen;
+	uint8_t *dirty;
+	unsigned tiles_x, tiles_y;
+	BITMAP_PLANAR_CONTEXT *planar;
+	bool suppress;
+	int64_t last_frame_ms;
+	bool need_resize;
+
+	struct gw_login login;
+	unsigned attempts;
+	char message[160];
+
+	char user[65];
+	char app[65];
+	char title[129];
+	struct gw_session sess;
+	int64_t wait_started_ms, last_poll_ms, last_draw_ms, last_activity_ms;
+	unsigned tick;
+
+	struct gw_vnc *vnc;
+	HANDLE vnc_event;
+	int buttons;
+
+	bool rail_mode;
+	bool rail_started;
+	char rail_alias[65]; /* from the client's exec, set on the RAIL thread */
+	bool rail_exec_seen;
+	bool window_created;
+	unsigned win_w, win_h;
+
+	int64_t fail_until_ms;
+};
+
+static int64_t now_ms(void)
+{
+	return util_now_ms();
+}
+
+/* --- screen and encoding --- */
+
+static int screen_resize(struct gw_peer *p, unsigned w, unsigned h)
+{
+	gw_fb_finish(&p->screen);
+	free(p->dirty);
+	p->dirty = NULL;
+	if (gw_fb_init(&p->screen, w, h) < 0)
+		return -ENOMEM;
+	p->tiles_x = (w + TILE - 1) / TILE;
+	p->tiles_y = (h + TILE - 1) / TILE;
+	p->dirty = calloc((size_t)p->tiles_x * p->tiles_y, 1);
+	return p->dirty ? 0 : -ENOMEM;
+}
+
+static void damage(struct gw_peer *p, int x, int y, int w, int h)
+{
+	if (!p->dirty || w <= 0 || h <= 0)
+		return;
+	int x0 = x < 0 ? 0 : x / TILE, y0 = y < 0 ? 0 : y / TILE;
+	int x1 = (x + w - 1) / TILE, y1 = (y + h - 1) / TILE;
+	if (x1 >= (int)p->tiles_x)
+		x1 = (int)p->tiles_x - 1;
+	if (y1 >= (int)p->tiles_y)
+		y1 = (int)p->tiles_y - 1;
+	for (int ty = y0; ty <= y1; ty++)
+		for (int tx = x0; tx <= x1; tx++)
+			p->dirty[ty * (int)p->tiles_x + tx] = 1;
+}
+
+static void damage_all(struct gw_peer *p)
+{
+	damage(p, 0, 0, (int)p->screen.width, (int)p->screen.height);
+}
+
+/* Send dirty tiles as planar bitmap updates, in batches that fit one PDU. */
+static bool flush(struct gw_peer *p, bool force)
+{
+	rdpSettings *s = p->ctx.settings;
+	if (!p->activated || p->suppress || !p->dirty || p->need_resize)
+		return true;
+	if (p->rail_mode && !p->window_created)
+		return true;
+	int64_t now = now_ms();
+	if (!force && now - p->last_frame_ms < 1000 / (int64_t)p->gw->cfg.frame_rate)
+		return true;
+	size_t n = (size_t)p->tiles_x * p->tiles_y, count = 0;
+	for (size_t i = 0; i < n; i++)
+		count += p->dirty[i];
+	if (!count)
+		return true;
+	p->last_frame_ms = now;
+	BITMAP_DATA *bd = calloc(count, sizeof(*bd));
+	if (!bd)
+		return false;
+	size_t k = 0;
+	for (unsigned ty = 0; ty < p->tiles_y; ty++) {
+		for (unsigned tx = 0; tx < p->tiles_x; tx++) {
+			if (!p->dirty[ty * p->tiles_x + tx])
+				continue;
+			p->dirty[ty * p->tiles_x + tx] = 0;
+			unsigned x = tx * TILE, y = ty * TILE;
+			unsigned w = p->screen.width - x < TILE ? p->screen.width - x : TILE;
+			unsigned h = p->screen.height - y < TILE ? p->screen.height - y : TILE;
+			/* planar wants multiples of 4: the framebuffer is padded, clients clip */
+			w = (w + 3) & ~3u;
+			h = (h + 3) & ~3u;
+			BITMAP_DATA *b = &bd[k];
+			const BYTE *src = p->screen.pixels + (size_t)y * p->screen.stride + x * 4;
+			UINT32 size = 0;
+			b->bitmapDataStream = freerdp_bitmap_compress_planar(
+				p->planar, src, PIXEL_FORMAT_BGRX32, w, h, p->screen.stride, NULL, &size);
+			if (!b->bitmapDataStream)
+				continue;
+			b->destLeft = x;
+			b->destTop = y;
+			b->width = w;
+			b->height = h;
+			b->destRight = x + w - 1;
+			b->destBottom = y + h - 1;
+			b->bitsPerPixel = 32;
+			b->compressed = TRUE;
+			b->bitmapLength = size;
+			b->cbCompMainBodySize = size;
+			b->cbScanWidth = w * 4;
+			b->cbUncompressedSize = w * h * 4;
+			k++;
+		}
+	}
+	bool ok = true;
+	UINT32 max = s->MultifragMaxRequestSize ? s->MultifragMaxRequestSize : 0x3f0000;
+	size_t i = 0;
+	pthread_mutex_lock(&p->lock);
+	while (i < k && ok) {
+		size_t j = i, bytes = 1024;
+		while (j < k && (j == i || bytes + bd[j].bitmapLength + 64 < max)) {
+			bytes += bd[j].bitmapLength + 64;
+			j++;
+		}
+		BITMAP_UPDATE up = {0};
+		up.number = up.count = (UINT32)(j - i);
+		up.rectangles = &bd[i];
+		ok = p->ctx.update->BitmapUpdate(&p->ctx, &up);
+		i = j;
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (size_t m = 0; m < k; m++)
+		free(bd[m].bitmapDataStream);
+	free(bd);
+	return ok;
+}
+
+/* --- RemoteApp window --- */
+
+static void utf16_title(const char *s, RAIL_UNICODE_STRING *out, WCHAR *buf, size_t cap)
+{
+	size_t n = 0;
+	for (; s[n] && n < cap; n++)
+		buf[n] = (WCHAR)(unsigned char)s[n];
+	out->string = (BYTE *)buf;
+	out->length = (UINT16)(n * 2);
+}
+
+static bool rail_window(struct gw_peer *p, bool create)
+{
+	WINDOW_ORDER_INFO oi = {0};
+	WINDOW_STATE_ORDER ws = {0};
+	RECTANGLE_16 rect = {0, 0, (UINT16)p->screen.width, (UINT16)p->screen.height};
+	WCHAR title[128];
+	oi.windowId = WINDOW_ID;
+	oi.fieldFlags = WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_FIELD_TITLE |
+			WINDOW_ORDER_FIELD_CLIENT_AREA_OFFSET | WINDOW_ORDER_FIELD_CLIENT_AREA_SIZE |
+			WINDOW_ORDER_FIELD_WND_OFFSET | WINDOW_ORDER_FIELD_WND_SIZE |
+			WINDOW_ORDER_FIELD_WND_RECTS | WINDOW_ORDER_FIELD_VIS_OFFSET |
+			WINDOW_ORDER_FIELD_VISIBILITY | WINDOW_ORDER_FIELD_WND_CLIENT_DELTA;
+	if (create)
+		oi.fieldFlags |= WINDOW_ORDER_STATE_NEW | WINDOW_ORDER_FIELD_OWNER |
+				 WINDOW_ORDER_FIELD_STYLE | WINDOW_ORDER_FIELD_SHOW |
+				 WINDOW_ORDER_FIELD_RP_CONTENT | WINDOW_ORDER_FIELD_ROOT_PARENT;
+	ws.ownerWindowId = 0;
+	ws.style = 0x14CF0000;	    /* WS_OVERLAPPEDWINDOW | WS_VISIBLE | WS_CLIPSIBLINGS */
+	ws.extendedStyle = 0x40000; /* WS_EX_APPWINDOW: a taskbar button */
+	ws.showState = 5;	    /* SW_SHOW */
+	utf16_title(p->title[0] ? p->title : "nestor", &ws.titleInfo, title, 127);
+	ws.clientOffsetX = 0;
+	ws.clientOffsetY = 0;
+	ws.clientAreaWidth = p->screen.width;
+	ws.clientAreaHeight = p->screen.height;
+	ws.windowOffsetX = 0;
+	ws.windowOffsetY = 0;
+	ws.windowWidth = p->screen.width;
+	ws.windowHeight = p->screen.height;
+	ws.numWindowRects = 1;
+	ws.windowRects = &rect;
+	ws.visibleOffsetX = 0;
+	ws.visibleOffsetY = 0;
+	ws.numVisibilityRects = 1;
+	ws.visibilityRects = &rect;
+	pthread_mutex_lock(&p->lock);
+	rdpWindowUpdate *wu = p->ctx.update->window;
+	BOOL ok = create ? wu->WindowCreate(&p->ctx, &oi, &ws) : wu->WindowUpdate(&p->ctx, &oi, &ws);
+	pthread_mutex_unlock(&p->lock);
+	if (ok) {
+		p->window_created = true;
+		p->win_w = p->screen.width;
+		p->win_h = p->screen.height;
+		damage_all(p);
+	}
+	return ok;
+}
+
+/* RAIL callbacks run on the channel's own thread. */
+static UINT rail_client_exec(RailServerContext *rc, const RAIL_EXEC_ORDER *exec)
+{
+	struct gw_peer *p = rc->custom;
+	const char *prog = exec->RemoteApplicationProgram ? exec->RemoteApplicationProgram : "";
+	while (*prog == '|')
+		prog++;
+	RAIL_EXEC_RESULT_ORDER res = {0};
+	res.flags = exec->flags;
+	res.execResult = RAIL_EXEC_S_OK;
+	/* the exe name must not be empty or the PDU is truncated */
+	res.exeOrFile.string = (BYTE *)L"n\0";
+	res.exeOrFile.length = 2;
+	pthread_mutex_lock(&p->lock);
+	snprintf(p->rail_alias, sizeof(p->rail_alias), "%s", prog);
+	p->rail_exec_seen = true;
+	UINT r = rc->ServerExecResult(rc, &res);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+static UINT rail_client_handshake(RailServerContext *rc, const RAIL_HANDSHAKE_ORDER *h)
+{
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_status(RailServerContext *rc, const RAIL_CLIENT_STATUS_ORDER *s)
+{
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_sysparam(RailServerContext *rc, const RAIL_SYSPARAM_ORDER *s)
+{
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_activate(RailServerContext *rc, const RAIL_ACTIVATE_ORDER *a)
+{
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_syscommand(RailServerContext *rc, const RAIL_SYSCOMMAND_ORDER *c)
+{
+	struct gw_peer *p = rc->custom;
+	if (c->command == 0xF060) /* SC_CLOSE: the user closed the window */
+		shutdown(p->client->sockfd, SHUT_RDWR);
+	return CHANNEL_RC_OK;
+}
+
+static bool rail_start(struct gw_peer *p)
+{
+	if (!WTSVirtualChannelManagerIsChannelJoined(p->vcm, "rail"))
+		return false;
+	p->rail = rail_server_context_new(p->vcm);
+	if (!p->rail)
+		return false;
+	p->rail->custom = p;
+	p->rail->rdpcontext = &p->ctx;
+	p->rail->ClientHandshake = rail_client_handshake;
+	p->rail->ClientClientStatus = rail_client_status;
+	p->rail->ClientExec = rail_client_exec;
+	p->rail->ClientSysparam = rail_client_sysparam;
+	p->rail->ClientActivate = rail_client_activate;
+	p->rail->ClientSyscommand = rail_client_syscommand;
+	if (p->rail->Start(p->rail) != CHANNEL_RC_OK)
+		return false;
+	RAIL_HANDSHAKE_ORDER hs = {.buildNumber = 7601};
+	pthread_mutex_lock(&p->lock);
+	UINT r = p->rail->ServerHandshake(p->rail, &hs);
+	pthread_mutex_unlock(&p->lock);
+	p->rail_started = r == CHANNEL_RC_OK;
+	return p->rail_started;
+}
+
+/* --- phases --- */
+
+static void show_fail(struct gw_peer *p, const char *title, const char *msg)
+{
+	log_info("peer %s: %s: %s", p->addr, title, msg);
+	p->phase = PH_FAIL;
+	p->fail_until_ms = now_ms() + FAIL_SHOW_MS;
+	gw_draw_message(&p->screen, &p->gw->font, title, msg);
+	damage_all(p);
+	flush(p, true);
+}
+
+static void draw_login(struct gw_peer *p)
+{
+	struct gw_login_view v = {.user = p->login.user,
+				  .password_len = strlen(p->login.pass),
+				  .focus_password = p->login.focus_password,
+				  .message = p->message,
+				  .app_title = p->title[0] ? p->title : p->app};
+	gw_draw_login(&p->screen, &p->gw->font, &v);
+	damage_all(p);
+}
+
+static void draw_wait(struct gw_peer *p)
+{
+	struct gw_wait_view v = {.app_title = p->sess.title[0] ? p->sess.title : p->app,
+				 .state = p->sess.state,
+				 .position = !strcmp(p->sess.state, "queued") ? p->sess.position : 0,
+				 .estimate_ms = p->sess.estimate_ms,
+				 .elapsed_ms = now_ms() - p->wait_started_ms,
+				 .reason = p->sess.reason,
+				 .tick = p->tick++};
+	gw_draw_wait(&p->screen, &p->gw->font, &v);
+	damage_all(p);
+	p->last_draw_ms = now_ms();
+}
+
+static void enter_login(struct gw_peer *p, const char *user, const char *msg)
+{
+	p->phase = PH_LOGIN;
+	gw_login_clear(&p->login);
+	snprintf(p->login.user, sizeof(p->login.user), "%s", user ? user : "");
+	p->login.focus_password = p->login.user[0] != '\0';
+	snprintf(p->message, sizeof(p->message), "%s", msg ? msg : "");
+	draw_login(p);
+}
+
+/* Authenticate and connect through nestord; wipes PASSWORD. */
+static void try_connect(struct gw_peer *p, const char *user, char *password)
+{
+	char msg[256];
+	struct gw_session s;
+	snprintf(p->user, sizeof(p->user), "%s", user);
+	int r = gw_bapi_connect(p->gw->cfg.api_socket, user, password, p->app, p->addr, &s, msg,
+				sizeof(msg));
+	explicit_bzero(password, strlen(password));
+	if (r == 0) {
+		p->sess = s;
+		snprintf(p->title, sizeof(p->title), "%s", s.title);
+		p->phase = PH_WAIT;
+		p->wait_started_ms = now_ms();
+		p->last_poll_ms = 0;
+		log_info("peer %s: user=%s session=%s app=%s %s", p->addr, user, s.id, p->app,
+			 s.state);
+		if (p->rail_mode && p->window_created)
+			rail_window(p, false); /* the title is known now */
+		draw_wait(p);
+		return;
+	}
+	if (r == 401) {
+		p->attempts++;
+		if (p->attempts >= p->gw->cfg.login_attempts) {
+			show_fail(p, "Sign-in failed", "Too many failed attempts. Goodbye.");
+			return;
+		}
+		char m[160];
+		snprintf(m, sizeof(m), "Wrong user name or password (%u of %u)", p->attempts,
+			 p->gw->cfg.login_attempts);
+		enter_login(p, user, m);
+		return;
+	}
+	if (r == 403 || r == 429) {
+		show_fail(p, r == 403 ? "Access refused" : "Not now", msg);
+		return;
+	}
+	if (r == 404) {
+		show_fail(p, "Unknown app", msg);
+		return;
+	}
+	show_fail(p, "Cannot start", msg);
+}
+
+static void on_vnc_damage(void *arg, int x, int y, int w, int h)
+{
+	struct gw_peer *p = arg;
+	int gw_, gh;
+	const uint8_t *px = gw_vnc_pixels(p->vnc, &gw_, &gh);
+	if (!px)
+		return;
+	/* copy the guest's pixels into what the client sees */
+	int x1 = x + w > (int)p->screen.width ? (int)p->screen.width : x + w;
+	int y1 = y + h > (int)p->screen.height ? (int)p->screen.height : y + h;
+	x1 = x1 > gw_ ? gw_ : x1;
+	y1 = y1 > gh ? gh : y1;
+	if (x < 0 || y < 0 || x1 <= x || y1 <= y)
+		return;
+	for (int yy = y; yy < y1; yy++)
+		memcpy(p->screen.pixels + (size_t)yy * p->screen.stride + (size_t)x * 4,
+		       px + ((size_t)yy * (size_t)gw_ + (size_t)x) * 4, (size_t)(x1 - x) * 4);
+	damage(p, x, y, x1 - x, y1 - y);
+}
+
+/* The guest's size becomes the session's: desktop resize, or a RAIL window resize. */
+static void on_vnc_resize(void *arg, int w, int h)
+{
+	struct gw_peer *p = arg;
+	rdpSettings *s = p->ctx.settings;
+	log_debug("peer %s: guest screen %dx%d", p->addr, w, h);
+	if ((unsigned)w == p->screen.width && (unsigned)h == p->screen.height)
+		return;
+	if (p->rail_mode) {
+		screen_resize(p, (unsigned)w, (unsigned)h);
+		if (p->window_created)
+			rail_window(p, false);
+		return;
+	}
+	if (s->DesktopResize) {
+		screen_resize(p, (unsigned)w, (unsigned)h);
+		s->DesktopWidth = (UINT32)w;
+		s->DesktopHeight = (UINT32)h;
+		p->need_resize = true; /* sent from the loop, outside libvncclient */
+	}
+	/* else: the guest is shown at the top left of the client's desktop, clipped */
+}
+
+static void enter_guest(struct gw_peer *p)
+{
+	p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_vnc_resize, p);
+	if (!p->vnc) {
+		show_fail(p, "Cannot show your app", "The guest's screen is not reachable.");
+		return;
+	}
+	p->vnc_event = CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc), WINPR_FD_READ);
+	if (gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "attach") < 0)
+		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
+	p->phase = PH_GUEST;
+	p->last_activity_ms = now_ms();
+	gw_fill(&p->screen, 0, 0, (int)p->screen.width, (int)p->screen.height, 0);
+	damage_all(p);
+	gw_vnc_refresh(p->vnc);
+	log_info("peer %s: session=%s showing the guest", p->addr, p->sess.id);
+}
+
+static void poll_session(struct gw_peer *p)
+{
+	int64_t now = now_ms();
+	if (now - p->last_poll_ms >= POLL_MS) {
+		p->last_poll_ms = now;
+		struct gw_session s;
+		if (gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, &s) == 0) {
+			p->sess = s;
+			if (!strcmp(s.state, "ready") || !strcmp(s.state, "connected") ||
+			    !strcmp(s.state, "disconnected")) {
+				enter_guest(p);
+				return;
+			}
+			if (!strcmp(s.state, "ended") || !strcmp(s.state, "ending")) {
+				show_fail(p, "Your session could not start",
+					  s.reason[0] ? s.reason : "It ended.");
+				return;
+			}
+		} else {
+			show_fail(p, "Cannot start", "The session service went away.");
+			return;
+		}
+	}
+	if (now - p->last_draw_ms >= 1000) /* at least once a second */
+		draw_wait(p);
+}
+
+static void report_activity(struct gw_peer *p)
+{
+	int64_t now = now_ms();
+	if (p->phase == PH_GUEST && now - p->last_activity_ms >= ACTIVITY_MS) {
+		p->last_activity_ms = now;
+		gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "activity");
+	}
+}
+
+/* --- FreeRDP callbacks (this thread) --- */
+
+static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
+{
+	struct gw_peer *p = (struct gw_peer *)input->context;
+	if (p->phase == PH_LOGIN) {
+		enum gw_login_ev ev = gw_login_key(&p->login, flags, code);
+		if (ev == GW_LOGIN_SUBMIT) {
+			char user[65];
+			snprintf(user, sizeof(user), "%s", p->login.user);
+			char pass[257];
+			snprintf(pass, sizeof(pass), "%s", p->login.pass);
+			gw_login_clear(&p->login);
+			try_connect(p, user, pass);
+		} else if (ev == GW_LOGIN_CHANGED) {
+			draw_login(p);
+		}
+	} else if (p->phase == PH_GUEST && p->vnc) {
+		int q = gw_qnum(flags, code);
+		if (q > 0)
+			gw_vnc_key(p->vnc, q, !(flags & GW_KBD_RELEASE));
+		report_activity(p);
+	}
+	return TRUE;
+}
+
+static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
+{
+	struct gw_peer *p = (struct gw_peer *)input->context;
+	if (p->phase == PH_LOGIN) {
+		enum gw_login_ev ev = gw_login_unicode(&p->login, flags, code);
+		if (ev == GW_LOGIN_SUBMIT) {
+			char user[65], pass[257];
+			snprintf(user, sizeof(user), "%s", p->login.user);
+			snprintf(pass, sizeof(pass), "%s", p->login.pass);
+			gw_login_clear(&p->login);
+			try_connect(p, user, pass);
+		} else if (ev == GW_LOGIN_CHANGED) {
+			draw_login(p);
+		}
+	} else if (p->phase == PH_GUEST && p->vnc) {
+		gw_vnc_keysym(p->vnc, gw_keysym(code), !(flags & GW_KBD_RELEASE));
+		report_activity(p);
+	}
+	return TRUE;
+}
+
+static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
+{
+	struct gw_peer *p = (struct gw_peer *)input->context;
+	if (p->phase != PH_GUEST || !p->vnc)
+		return TRUE;
+	int wheel;
+	p->buttons = gw_buttons(flags, p->buttons, &wheel);
+	gw_vnc_pointer(p->vnc, x, y, p->buttons);
+	if (wheel) {
+		gw_vnc_pointer(p->vnc, x, y, p->buttons | wheel);
+		gw_vnc_pointer(p->vnc, x, y, p->buttons);
+	}
+	report_activity(p);
+	return TRUE;
+}
+
+static BOOL on_extended_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
+{
+	return on_mouse(input, 0x0800, x, y); /* extra buttons: treat as a move */
+}
+
+static BOOL on_synchronize(rdpInput *input, UINT32 flags)
+{
+	return TRUE;
+}
+
+static BOOL on_refresh_rect(rdpContext *ctx, BYTE count, const RECTANGLE_16 *areas)
+{
+	struct gw_peer *p = (struct gw_peer *)ctx;
+	for (BYTE i = 0; i < count; i++)
+		damage(p, areas[i].left, areas[i].top, areas[i].right - areas[i].left + 1,
+		       areas[i].bottom - areas[i].top + 1);
+	if (!count)
+		damage_all(p);
+	return TRUE;
+}
+
+static BOOL on_suppress_output(rdpContext *ctx, BYTE allow, const RECTANGLE_16 *area)
+{
+	struct gw_peer *p = (struct gw_peer *)ctx;
+	p->suppress = !allow;
+	if (allow)
+		damage_all(p);
+	return TRUE;
+}
+
+static BOOL on_capabilities(freerdp_peer *client)
+{
+	rdpSettings *s = client->settings;
+	if (s->RemoteApplicationMode) {
+		/* without these the client drops RAIL (2.11: level 3 is refused) */
+		s->RemoteApplicationSupportLevel = 0x5F; /* RAIL_LEVEL_SUPPORTED and friends */
+		s->RemoteWndSupportLevel = 2;
+	}
+	return TRUE;
+}
+
+static BOOL on_post_connect(freerdp_peer *client)
+{
+	return TRUE;
+}
+
+static BOOL on_activate(freerdp_peer *client)
+{
+	struct gw_peer *p = (struct gw_peer *)client->context;
+	rdpSettings *s = client->settings;
+	p->activated = true;
+	p->need_resize = false;
+	if (p->first_activation_done) {
+		/* reactivation after a desktop resize: resend everything */
+		if (p->vnc)
+			gw_vnc_refresh(p->vnc);
+		damage_all(p);
+		return TRUE;
+	}
+	p->first_activation_done = true;
+	p->rail_mode = s->RemoteApplicationMode;
+	if (s->ColorDepth < 32)
+		s->ColorDepth = 32; /* planar at 32 bpp is what every client we support takes */
+	unsigned w = s->DesktopWidth ? s->DesktopWidth : p->gw->cfg.width;
+	unsigned h = s->DesktopHeight ? s->DesktopHeight : p->gw->cfg.height;
+	if (p->rail_mode) {
+		w = 720; /* the window the wait screen lives in until the guest's size is known */
+		h = 400;
+	}
+	if (screen_resize(p, w, h) < 0)
+		return FALSE;
+	if (s->ClientAddress && *s->ClientAddress)
+		snprintf(p->addr, sizeof(p->addr), "%s", s->ClientAddress);
+	log_info("peer %s: activated %ux%u%s, %s security", p->addr, w, h,
+		 p->rail_mode ? " RemoteApp" : "", s->UseRdpSecurityLayer ? "RDP" : "TLS");
+
+	if (p->rail_mode) {
+		if (!rail_start(p)) {
+			log_warn("peer %s: RemoteApp asked for but the rail channel is not joined",
+				 p->addr);
+			return FALSE;
+		}
+		return TRUE; /* the app alias arrives with the client's exec */
+	}
+	snprintf(p->app, sizeof(p->app), "%s", p->gw->cfg.default_app);
+	if (s->AlternateShell && *s->AlternateShell && util_name_valid(s->AlternateShell))
+		snprintf(p->app, sizeof(p->app), "%s", s->AlternateShell);
+	return TRUE;
+}
+
+/* After activation (and, for RemoteApp, the exec): credentials or the login screen. */
+static void begin(struct gw_peer *p)
+{
+	rdpSettings *s = p->ctx.settings;
+	if (!p->app[0]) {
+		show_fail(p, "No app", "This gateway has no default app: ask for one by name.");
+		return;
+	}
+	const char *user = s->Username ? s->Username : "";
+	if (*user && s->Password && *s->Password && util_name_valid(user)) {
+		char pass[257];
+		snprintf(pass, sizeof(pass), "%s", s->Password);
+		explicit_bzero(s->Password, strlen(s->Password));
+		try_connect(p, user, pass);
+		return;
+	}
+	if (s->Password)
+		explicit_bzero(s->Password, strlen(s->Password));
+	enter_login(p, util_name_valid(user) ? user : "", NULL);
+}
+
+static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
+{
+	struct gw_peer *p = (struct gw_peer *)ctx;
+	p->gw = client->ContextExtra;
+	p->client = client;
+	pthread_mutex_init(&p->lock, NULL);
+	p->vcm = WTSOpenServerA((LPSTR)client->context);
+	if (!p->vcm || p->vcm == INVALID_HANDLE_VALUE)
+		return FALSE;
+	p->planar = freerdp_bitmap_planar_context_new(
+		PLANAR_FORMAT_HEADER_NA | PLANAR_FORMAT_HEADER_RLE, TILE, TILE);
+	return p->planar != NULL;
+}
+
+static void context_free(freerdp_peer *client, rdpContext *ctx)
+{
+	struct gw_peer *p = (struct gw_peer *)ctx;
+	if (p->rail) {
+		p->rail->Stop(p->rail);
+		rail_server_context_free(p->rail);
+	}
+	if (p->vcm && p->vcm != INVALID_HANDLE_VALUE)
+		WTSCloseServer(p->vcm);
+	freerdp_bitmap_planar_context_free(p->planar);
+	gw_fb_finish(&p->screen);
+	free(p->dirty);
+	gw_login_clear(&p->login);
+	pthread_mutex_destroy(&p->lock);
+}
+
+/* --- the connection's thread --- */
+
+static void unregister(struct gw_peer *p)
+{
+	struct gw *gw = p->gw;
+	pthread_mutex_lock(&gw->lock);
+	for (struct gw_peer **pp = &gw->peers; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&gw->lock);
+}
+
+void gw_watchdog_scan(struct gw *gw, int64_t now)
+{
+	int64_t limit = (int64_t)gw->cfg.handshake_timeout * 1000;
+	pthread_mutex_lock(&gw->lock);
+	for (struct gw_peer *p = gw->peers; p; p = p->next) {
+		if (!p->activated && !p->cut && now - p->accepted_ms > limit) {
+			log_warn("peer %s: handshake not done after %u s, cutting it", p->addr,
+				 gw->cfg.handshake_timeout);
+			p->cut = true;
+			shutdown(p->client->sockfd, SHUT_RDWR);
+		}
+	}
+	pthread_mutex_unlock(&gw->lock);
+}
+
+static void *peer_main(void *arg)
+{
+	freerdp_peer *client = arg;
+	struct gw *gw = client->ContextExtra;
+	char addr[64];
+	snprintf(addr, sizeof(addr), "%s", client->hostname);
+	client->ContextSize = sizeof(struct gw_peer);
+	client->ContextNew = context_new;
+	client->ContextFree = context_free;
+	if (!freerdp_peer_context_new(client)) {
+		log_err("peer %s: cannot create its context", addr);
+		gw_release_slot(gw, addr);
+		freerdp_peer_free(client);
+		return NULL;
+	}
+	struct gw_peer *p = (struct gw_peer *)client->context;
+	snprintf(p->addr, sizeof(p->addr), "%s", addr);
+	p->accepted_ms = now_ms();
+	pthread_mutex_lock(&gw->lock);
+	p->next = gw->peers;
+	gw->peers = p;
+	pthread_mutex_unlock(&gw->lock);
+
+	rdpSettings *s = client->settings;
+	s->CertificateFile = strdup(gw->cert);
+	s->PrivateKeyFile = strdup(gw->key);
+	s->RdpKeyFile = strdup(gw->key);
+	s->TlsSecurity = TRUE;
+	s->NlaSecurity = FALSE; /* NLA needs the NT hash of the password: PAM cannot give it */
+	s->RdpSecurity = gw->cfg.rdp_security;
+	s->EncryptionLevel = ENCRYPTION_LEVEL_CLIENT_COMPATIBLE;
+	s->ColorDepth = 32;
+	s->SuppressOutput = TRUE;
+	s->RefreshRect = TRUE;
+	s->DesktopResize = TRUE;
+	s->RemoteFxCodec = FALSE;
+	s->NSCodec = FALSE;
+	s->MultifragMaxRequestSize = 0x3f0000;
+	client->Capabilities = on_capabilities;
+	client->PostConnect = on_post_connect;
+	client->Activate = on_activate;
+	client->input->KeyboardEvent = on_keyboard;
+	client->input->UnicodeKeyboardEvent = on_unicode;
+	client->input->MouseEvent = on_mouse;
+	client->input->ExtendedMouseEvent = on_extended_mouse;
+	client->input->SynchronizeEvent = on_synchronize;
+	client->update->RefreshRect = on_refresh_rect;
+	client->update->SuppressOutput = on_suppress_output;
+	if (!client->Initialize(client)) {
+		log_warn("peer %s: initialisation failed", addr);
+		goto out;
+	}
+	log_debug("peer %s: connected", addr);
+
+	bool begun = false;
+	while (!p->cut) {
+		HANDLE h[40];
+		DWORD n = client->GetEventHandles(client, h, 32);
+		if (!n)
+			break;
+		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
+		if (p->vnc_event)
+			h[n++] = p->vnc_event;
+		DWORD timeout = p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
+		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
+			break;
+		if (!client->CheckFileDescriptor(client))
+			break;
+		if (!WTSVirtualChannelManagerCheckFileDescriptor(p->vcm))
+			break;
+		if (!p->activated)
+			continue;
+		if (!begun) {
+			if (p->rail_mode) {
+				pthread_mutex_lock(&p->lock);
+				bool seen = p->rail_exec_seen;
+				if (seen)
+					snprintf(p->app, sizeof(p->app), "%s", p->rail_alias);
+				pthread_mutex_unlock(&p->lock);
+				if (!seen)
+					continue;
+				if (!util_name_valid(p->app)) {
+					rail_window(p, true);
+					show_fail(p, "Unknown app", "That app name is not valid.");
+					begun = true;
+					continue;
+				}
+				rail_window(p, true);
+			}
+			begun = true;
+			begin(p);
+		}
+		if (p->need_resize) {
+			p->need_resize = false;
+			pthread_mutex_lock(&p->lock);
+			client->update->DesktopResize(client->context);
+			pthread_mutex_unlock(&p->lock);
+			p->activated = false; /* the client reactivates */
+			continue;
+		}
+		switch (p->phase) {
+		case PH_WAIT:
+			poll_session(p);
+			break;
+		case PH_GUEST:
+			if (p->vnc && !gw_vnc_pump(p->vnc)) {
+				log_info("peer %s: session=%s guest screen closed", p->addr,
+					 p->sess.id);
+				CloseHandle(p->vnc_event);
+				p->vnc_event = NULL;
+				gw_vnc_close(p->vnc);
+				p->vnc = NULL;
+				show_fail(p, "Your session has ended", "The application was closed.");
+			}
+			break;
+		case PH_FAIL:
+			if (now_ms() > p->fail_until_ms)
+				goto out;
+			break;
+		default:
+			break;
+		}
+		if (!flush(p, false))
+			break;
+	}
+out:
+	log_info("peer %s: disconnected", p->addr);
+	if (p->phase == PH_GUEST && p->sess.id[0])
+		gw_bapi_post(gw->cfg.api_socket, p->sess.id, "detach");
+	if (p->vnc_event)
+		CloseHandle(p->vnc_event);
+	gw_vnc_close(p->vnc);
+	p->vnc = NULL;
+	unregister(p);
+	client->Disconnect(client);
+	freerdp_peer_context_free(client);
+	freerdp_peer_free(client);
+	gw_release_slot(gw, addr);
+	return NULL;
+}
+
+bool gw_peer_start(struct gw *gw, freerdp_peer *client)
+{
+	client->ContextExtra = gw;
+	pthread_t t;
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	bool ok = pthread_create(&t, &a, peer_main, client) == 0;
+	pthread_attr_destroy(&a);
+	return ok;
+}
