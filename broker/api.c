@@ -515,6 +515,20 @@ static void on_done(int err, const char *msg, void *arg)
 	pending_free(p);
 }
 
+static void on_dumped(int err, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	if (req && err) {
+		reply_err(req, 500, "%s", msg);
+	} else if (req) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "file", json_object_new_string(msg));
+		reply_json(req, 200, o);
+	}
+	pending_free(p);
+}
+
 static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
 		      const char *name, const char *sub)
 {
@@ -789,6 +803,17 @@ static void route(struct evhttp_request *req, void *arg)
 				reply_err(req, 409, "session is not connected");
 			else
 				session_reply(api, req, 200, s);
+		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "screendump")) {
+			struct pending *p = pending_new(api, req);
+			int r = p ? brk_session_screendump(api->b, s, on_dumped, p) : -ENOMEM;
+			if (r < 0) {
+				if (p) {
+					pending_take(p);
+					pending_free(p);
+				}
+				reply_err(req, 409, "no screen to dump (session %s)",
+					  brk_state_name(brk_session_state(s)));
+			}
 		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "activity")) {
 			brk_session_activity(api->b, s);
 			session_reply(api, req, 200, s);

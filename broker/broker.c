@@ -7,6 +7,7 @@
 #include "nestor-config.h"
 #include "brk-private.h"
 #include "image.h"
+#include "qmp_client.h"
 #include "log.h"
 #include "template.h"
 #include "util.h"
@@ -586,6 +587,41 @@ int brk_session_detach(struct brk *b, struct brk_session *s)
 void brk_session_activity(struct brk *b, struct brk_session *s)
 {
 	s->activity_ms = util_now_ms();
+}
+
+struct dump {
+	brk_done_fn cb;
+	void *arg;
+	char path[BRK_PATH_MAX + 32];
+};
+
+static void on_dump(struct qmp_client *c, int err, json_object *res, const char *desc, void *arg)
+{
+	struct dump *d = arg;
+	if (err)
+		d->cb(err == -EREMOTEIO ? -EIO : err, desc ? desc : "screendump failed", d->arg);
+	else
+		d->cb(0, d->path, d->arg);
+	free(d);
+}
+
+int brk_session_screendump(struct brk *b, struct brk_session *s, brk_done_fn cb, void *arg)
+{
+	struct qmp_client *c = s->guest ? lnch_guest_qmp(s->guest) : NULL;
+	if (!c || s->state < BRK_READY || s->state > BRK_DISCONNECTED)
+		return -EAGAIN;
+	struct dump *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->cb = cb;
+	d->arg = arg;
+	snprintf(d->path, sizeof(d->path), "%.4000s/%s/screen.ppm", b->vm_dir, s->rec.id);
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "filename", json_object_new_string(d->path));
+	int r = qmp_client_call(c, "screendump", a, -1, 10000, on_dump, d);
+	if (r < 0)
+		free(d);
+	return r;
 }
 
 int brk_session_end(struct brk *b, struct brk_session *s, const char *reason)

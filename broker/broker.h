@@ -22,6 +22,9 @@ struct event_base;
 struct brk;
 struct brk_session;
 
+/* Completion of a slow operation: ERR 0 or a negative errno, MSG says why (or the result). */
+typedef void (*brk_done_fn)(int err, const char *msg, void *arg);
+
 enum brk_state {
 	BRK_QUEUED,
 	BRK_STARTING,
@@ -74,6 +77,12 @@ json_object *brk_status_json(struct brk *b);
 int brk_session_attach(struct brk *b, struct brk_session *s, char *err, size_t errlen);
 int brk_session_detach(struct brk *b, struct brk_session *s);
 void brk_session_activity(struct brk *b, struct brk_session *s);
+/*
+ * Save the guest's screen as a PPM file (QMP screendump) in its run
+ * directory; CB gets the path or an error. For support and tests.
+ */
+int brk_session_screendump(struct brk *b, struct brk_session *s, brk_done_fn cb, void *arg);
+
 /* End a session (admin or user). REASON is recorded. */
 int brk_session_end(struct brk *b, struct brk_session *s, const char *reason);
 
@@ -89,8 +98,6 @@ void brk_unwatch(struct brk_watch *w);
 /* Caps: KEY is max_sessions|max_starting|max_memory_mb. */
 int brk_caps_set(struct brk *b, const char *key, unsigned value);
 int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max);
-/* Completion of a slow admin operation: ERR 0 or a negative errno, MSG says why. */
-typedef void (*brk_done_fn)(int err, const char *msg, void *arg);
 
 /*
  * Register an image: validated, inspected (qemu-img info, sha256) in the
