@@ -66,6 +66,12 @@ static void *run(void *arg)
 	}
 	w->ready_s = (double)(util_now_ms() - w->t0) / 1000.0;
 	w->ok = !strcmp(state, "ready");
+	/* the guest's pid, for its memory */
+	snprintf(path, sizeof(path), "/v1/sessions/%s", w->id);
+	s = NULL;
+	if (api(&d, "GET", path, NULL, &s) == 200)
+		w->pid = jint(s, "pid");
+	json_object_put(s);
 	return NULL;
 }
 
@@ -233,7 +239,10 @@ int main(int argc, char **argv)
 	if (json)
 		json_object_to_file_ext(json, results, JSON_C_TO_STRING_PRETTY);
 	json_object_put(results);
-	nestord_stop(&d, SIGTERM, 60000);
-	testenv_rmtree(d.dir);
+	int st = nestord_stop(&d, SIGTERM, 60000);
+	if (st == 0 && !getenv("NESTOR_KEEP"))
+		testenv_rmtree(d.dir);
+	else
+		fprintf(stderr, "nestord state and log kept in %s\n", d.dir);
 	return 0;
 }

@@ -82,6 +82,7 @@ struct brk {
 	struct auth *auth;
 	struct throttle thr;
 	struct quota_ledger quota;
+	struct quota_caps caps; /* as configured; backpressure may lower max_starting */
 	struct lnch_config lcfg;
 	char vm_dir[BRK_PATH_MAX];
 	bool accel_ready;

@@ -28,6 +28,7 @@
 #define ENDED_KEEP 50 /* ended sessions kept in memory for late pollers */
 
 static void start_guest(struct brk *b, struct brk_session *s);
+static void apply_pressure(struct brk *b);
 static void set_state(struct brk *b, struct brk_session *s, enum brk_state st);
 
 static const char *const state_names[] = {"queued",	  "starting", "ready", "connected",
@@ -717,6 +718,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			brk_session_end(b, s, why);
 		}
 	}
+	apply_pressure(b);
 	brk_pump(b);
 	reap_ended(b);
 }
@@ -818,8 +820,32 @@ static void load_caps(struct brk *b)
 	unsigned umax = b->cfg.user_max_sessions;
 	if (db_cap_get(b->db, "user_max_sessions", &v) == 0)
 		umax = v;
+	b->caps = c;
 	quota_set_host_caps(&b->quota, c);
 	quota_set_user_default(&b->quota, umax);
+}
+
+/* Backpressure: fewer concurrent starts while the host's CPU is saturated. */
+static void apply_pressure(struct brk *b)
+{
+	if (!b->cfg.pressure_high)
+		return;
+	char *text = NULL;
+	double some = 0;
+	if (util_read_file("/proc/pressure/cpu", 512, &text, NULL) == 0) {
+		if (sscanf(text, "some avg10=%lf", &some) != 1)
+			some = 0;
+		free(text);
+	}
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	struct quota_caps c = b->caps;
+	c.max_starting = quota_pressure_starting(b->caps.max_starting, cores > 0 ? (unsigned)cores : 1,
+						 some, b->cfg.pressure_high,
+						 b->cfg.pressure_critical);
+	if (c.max_starting != b->quota.host.max_starting)
+		log_info("cpu pressure %.1f%%: max_starting %u -> %u", some,
+			 b->quota.host.max_starting, c.max_starting);
+	quota_set_host_caps(&b->quota, c);
 }
 
 int brk_caps_set(struct brk *b, const char *key, unsigned value)

@@ -38,6 +38,7 @@ void brk_config_defaults(struct brk_config *c)
 	};
 	c->max_starting = -1;
 	c->user_max_sessions = 2;
+	c->pressure_critical = 95;
 }
 
 #define DAY (24 * 3600U)
@@ -117,6 +118,10 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->max_starting = (int)v;
 	} else if (IS("caps", "max_memory_mb"))
 		r = conf_uint(&c->max_memory_mb, value, 16 * 1024 * 1024), want = "MiB, 0 unlimited";
+	else if (IS("caps", "cpu_pressure_high"))
+		r = conf_uint(&c->pressure_high, value, 100), want = "0 (off)..100 percent";
+	else if (IS("caps", "cpu_pressure_critical"))
+		r = conf_uint(&c->pressure_critical, value, 100), want = "0 (off)..100 percent";
 	else if (IS("caps", "user_max_sessions"))
 		r = conf_uint(&c->user_max_sessions, value, 1000), want = "0 (unlimited)..1000";
 

@@ -50,6 +50,8 @@ struct brk_config {
 	int max_starting; /* -1: auto from cores and accelerator */
 	unsigned max_memory_mb;
 	unsigned user_max_sessions;
+	unsigned pressure_high;	    /* % CPU pressure that halves max_starting; 0 off */
+	unsigned pressure_critical; /* % that allows one start at a time */
 };
 
 void brk_config_defaults(struct brk_config *c);

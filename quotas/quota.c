@@ -64,6 +64,17 @@ void quota_set_host_caps(struct quota_ledger *l, struct quota_caps caps)
 	l->host = caps;
 }
 
+unsigned quota_pressure_starting(unsigned max_starting, unsigned cores, double pressure,
+				 unsigned high, unsigned critical)
+{
+	if (!high || pressure < (double)high)
+		return max_starting;
+	if (critical && pressure >= (double)critical)
+		return 1;
+	unsigned base = max_starting ? max_starting : (cores ? cores : 1);
+	return base / 2 ? base / 2 : 1;
+}
+
 void quota_set_user_default(struct quota_ledger *l, unsigned max_sessions)
 {
 	l->user_default_max = max_sessions;

@@ -85,6 +85,16 @@ void quota_ledger_finish(struct quota_ledger *l);
 
 void quota_set_host_caps(struct quota_ledger *l, struct quota_caps caps);
 void quota_set_user_default(struct quota_ledger *l, unsigned max_sessions);
+
+/*
+ * Backpressure: the start cap to use when the host's CPU pressure
+ * (/proc/pressure/cpu "some avg10", percent) is PRESSURE. Below HIGH the
+ * configured cap stands; from HIGH it is halved (at least 1); from CRITICAL
+ * only one guest starts at a time. HIGH 0 disables backpressure. MAX 0
+ * (unlimited) becomes CORES from HIGH on.
+ */
+unsigned quota_pressure_starting(unsigned max_starting, unsigned cores, double pressure,
+				 unsigned high, unsigned critical);
 /* HAS_CAP false removes a user's override. */
 int quota_set_user_cap(struct quota_ledger *l, const char *user, bool has_cap, unsigned max);
 int quota_set_image_cap(struct quota_ledger *l, const char *image, unsigned max);

@@ -333,8 +333,33 @@ static void test_property(void)
 	quota_ledger_finish(&l);
 }
 
+static void test_pressure(void)
+{
+	static const struct {
+		unsigned max, cores;
+		double p;
+		unsigned high, crit, want;
+	} t[] = {
+		{4, 2, 90.0, 0, 0, 4},	  /* disabled */
+		{4, 2, 10.0, 60, 90, 4},  /* calm */
+		{4, 2, 60.0, 60, 90, 2},  /* high: halved */
+		{3, 2, 75.0, 60, 90, 1},
+		{1, 2, 75.0, 60, 90, 1},  /* never 0 */
+		{4, 2, 90.0, 60, 90, 1},  /* critical: one at a time */
+		{0, 2, 10.0, 60, 90, 0},  /* unlimited stays unlimited when calm */
+		{0, 8, 70.0, 60, 90, 4},  /* unlimited: half the cores under pressure */
+		{0, 0, 70.0, 60, 90, 1},
+		{8, 2, 99.0, 60, 0, 4},	  /* no critical level */
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		unsigned got = quota_pressure_starting(t[i].max, t[i].cores, t[i].p, t[i].high, t[i].crit);
+		CHECK_MSG(got == t[i].want, "case %zu: %u want %u", i, got, t[i].want);
+	}
+}
+
 int main(void)
 {
+	test_pressure();
 	test_caps_table();
 	test_queue_positions();
 	test_fairness();
