@@ -160,11 +160,18 @@ static void child_exec(const struct job_spec *spec, int out_w)
 		err = out;
 	if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 		_exit(126);
-	sigset_t all;
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
+	/*
+	 * Signals are blocked across fork (see job_run): reset every handler
+	 * before unblocking. An inherited libevent handler would otherwise
+	 * forward a signal meant for this child (say SIGTERM right after a
+	 * start) to the parent's loop, as if the parent had received it.
+	 */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (spec->new_session && setsid() < 0)
 		_exit(126);
 	if (spec->gid && (setgroups(0, NULL) < 0 || setgid(spec->gid) < 0))
@@ -185,16 +192,20 @@ struct job *job_run(struct event_base *base, const struct job_spec *spec, job_do
 	int pipefd[2] = {-1, -1};
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return NULL;
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
 	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(pipefd[0]);
-		close(pipefd[1]);
-		errno = e;
-		return NULL;
-	}
 	if (pid == 0)
 		child_exec(spec, pipefd[1]);
+	int fork_errno = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		errno = fork_errno;
+		return NULL;
+	}
 	close(pipefd[1]);
 	struct job *job = job_alloc(base, pid, done, arg);
 	if (!job) {

@@ -12,6 +12,7 @@
 #include "nestor-config.h"
 #include "httpc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/gdi/gdi.h>
@@ -124,6 +125,8 @@ struct sample {
 	double t;
 	double load1, cpu_some10, mem_some10;
 	int queued, starting, sessions, ready;
+	double guests_pss_mib; /* QEMU processes visible on this host, -1 not sampled */
+	int guests;
 };
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sample *samples;
@@ -450,8 +453,47 @@ static double psi(const char *path)
 	return v;
 }
 
+/* Sum of Pss of the QEMU processes on this host (when the storm runs there). */
+static double guests_pss(int *count)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	long kb = 0;
+	*count = 0;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		char path[300], comm[64] = "";
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+		if (strncmp(comm, "qemu-system", 11))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/smaps_rollup", e->d_name);
+		f = fopen(path, "r");
+		char line[256];
+		long v;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "Pss: %ld kB", &v) == 1) {
+				kb += v;
+				(*count)++;
+				break;
+			}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return (double)kb / 1024.0;
+}
+
 static void *sampler_main(void *arg)
 {
+	unsigned round = 0;
 	while (!atomic_load(&storm_over)) {
 		struct sample s = {.t = (double)(now_ms() - t0_ms) / 1000.0, .queued = -1,
 				   .starting = -1, .sessions = -1, .ready = -1};
@@ -463,6 +505,9 @@ static void *sampler_main(void *arg)
 		}
 		s.cpu_some10 = psi("/proc/pressure/cpu");
 		s.mem_some10 = psi("/proc/pressure/memory");
+		s.guests_pss_mib = -1;
+		if (round++ % 5 == 0)
+			s.guests_pss_mib = guests_pss(&s.guests);
 		if (opt.socket) {
 			char *body = NULL;
 			if (httpc_request(opt.socket, "GET", "/v1/sessions", NULL, 5000, &body) == 200) {
@@ -640,8 +685,8 @@ static int report(double end_s)
 		       pct(during, nd, 99), nd);
 	else
 		printf("canary: %s\n", opt.canary.fail[0] ? opt.canary.fail : "did not run");
-	int peakq = -1, peaks = -1;
-	double peakload = 0, peakpsi = 0;
+	int peakq = -1, peaks = -1, peakg = 0;
+	double peakload = 0, peakpsi = 0, peakpss = 0;
 	for (size_t i = 0; i < n_samples; i++) {
 		if (samples[i].queued > peakq)
 			peakq = samples[i].queued;
@@ -651,10 +696,17 @@ static int report(double end_s)
 			peakload = samples[i].load1;
 		if (samples[i].cpu_some10 > peakpsi)
 			peakpsi = samples[i].cpu_some10;
+		if (samples[i].guests_pss_mib > peakpss) {
+			peakpss = samples[i].guests_pss_mib;
+			peakg = samples[i].guests;
+		}
 	}
 	if (opt.socket)
 		printf("peak queue %d, peak starting %d; ", peakq, peaks);
 	printf("peak load %.2f, peak cpu pressure (some avg10) %.1f%%\n", peakload, peakpsi);
+	if (peakpss > 0)
+		printf("peak guest memory: %.0f MiB Pss in %d QEMU processes on this host\n", peakpss,
+		       peakg);
 
 	if (opt.json) {
 		json_object *o = json_object_new_object(), *us = json_object_new_array(),
@@ -663,6 +715,7 @@ static int report(double end_s)
 		json_object_object_add(o, "arrival", json_object_new_string(opt.arrival));
 		json_object_object_add(o, "ok", json_object_new_int(ok));
 		json_object_object_add(o, "all_guests_s", json_object_new_double(last));
+		json_object_object_add(o, "peak_guests_pss_mib", json_object_new_double(peakpss));
 		for (int i = 0; i < opt.n; i++) {
 			struct user *u = &opt.users[i];
 			json_object *j = json_object_new_object();
@@ -685,6 +738,9 @@ static int report(double end_s)
 			json_object_object_add(j, "queued", json_object_new_int(samples[i].queued));
 			json_object_object_add(j, "starting", json_object_new_int(samples[i].starting));
 			json_object_object_add(j, "ready", json_object_new_int(samples[i].ready));
+			if (samples[i].guests_pss_mib >= 0)
+				json_object_object_add(j, "guests_pss_mib",
+						       json_object_new_double(samples[i].guests_pss_mib));
 			json_object_array_add(ss, j);
 		}
 		for (size_t i = 0; i < n_rtts; i++) {
