@@ -50,6 +50,7 @@ struct gw_peer {
 	freerdp_peer *client;
 	int64_t accepted_ms;
 	volatile bool activated;
+	volatile bool handshake_done; /* first activation; never reset */
 	bool cut;
 	char addr[64];
 	HANDLE vcm;
@@ -75,6 +76,7 @@ struct gw_peer {
 	char title[129];
 	struct gw_session sess;
 	int64_t wait_started_ms, last_poll_ms, last_draw_ms, last_activity_ms;
+	bool wait_shown; /* a wait-screen frame went out: the guest may replace it */
 	unsigned tick;
 
 	struct gw_vnc *vnc;
@@ -202,6 +204,8 @@ static bool flush(struct gw_peer *p, bool force)
 		i = j;
 	}
 	pthread_mutex_unlock(&p->lock);
+	if (ok && p->phase == PH_WAIT)
+		p->wait_shown = true;
 	for (size_t m = 0; m < k; m++)
 		free(bd[m].bitmapDataStream);
 	free(bd);
@@ -488,8 +492,7 @@ static void enter_guest(struct gw_peer *p)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
 	p->phase = PH_GUEST;
 	p->last_activity_ms = now_ms();
-	gw_fill(&p->screen, 0, 0, (int)p->screen.width, (int)p->screen.height, 0);
-	damage_all(p);
+	/* the guest's first full update replaces the wait screen: no black frame between */
 	gw_vnc_refresh(p->vnc);
 	log_info("peer %s: session=%s showing the guest", p->addr, p->sess.id);
 }
@@ -502,11 +505,15 @@ static void poll_session(struct gw_peer *p)
 		struct gw_session s;
 		if (gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, &s) == 0) {
 			p->sess = s;
-			if (!strcmp(s.state, "ready") || !strcmp(s.state, "connected") ||
-			    !strcmp(s.state, "disconnected")) {
+			/* switch once the wait screen was seen, however fast the guest was */
+			if ((!strcmp(s.state, "ready") || !strcmp(s.state, "connected") ||
+			     !strcmp(s.state, "disconnected")) &&
+			    p->wait_shown) {
 				enter_guest(p);
 				return;
 			}
+			if (!strcmp(s.state, "ready") && !p->wait_shown)
+				p->last_poll_ms = 0; /* again right after the next frame */
 			if (!strcmp(s.state, "ended") || !strcmp(s.state, "ending")) {
 				show_fail(p, "Your session could not start",
 					  s.reason[0] ? s.reason : "It ended.");
@@ -644,6 +651,7 @@ static BOOL on_activate(freerdp_peer *client)
 	struct gw_peer *p = (struct gw_peer *)client->context;
 	rdpSettings *s = client->settings;
 	p->activated = true;
+	p->handshake_done = true;
 	p->need_resize = false;
 	if (p->first_activation_done) {
 		/* reactivation after a desktop resize: resend everything */
@@ -753,7 +761,8 @@ void gw_watchdog_scan(struct gw *gw, int64_t now)
 	int64_t limit = (int64_t)gw->cfg.handshake_timeout * 1000;
 	pthread_mutex_lock(&gw->lock);
 	for (struct gw_peer *p = gw->peers; p; p = p->next) {
-		if (!p->activated && !p->cut && now - p->accepted_ms > limit) {
+		/* only the first handshake: a reactivation after a resize is not a stall */
+		if (!p->handshake_done && !p->cut && now - p->accepted_ms > limit) {
 			log_warn("peer %s: handshake not done after %u s, cutting it", p->addr,
 				 gw->cfg.handshake_timeout);
 			p->cut = true;

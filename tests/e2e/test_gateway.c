@@ -32,7 +32,7 @@
 
 static const char USERS[] = "alice:alice-pw:nestor\nbob:bob-pw:nestor\ncarol:carol-pw:nestor\n";
 static struct nestord d;
-static char display[16], fbdir[512], gwconf[512], gwlog[512];
+static char display[16], fbdir[512], gwlog[600];
 static pid_t xvfb, gateway;
 static unsigned port;
 
@@ -52,14 +52,7 @@ static pid_t spawn(const char *const argv[], const char *log)
 
 static void stop_pid(pid_t *pid)
 {
-	if (*pid <= 0)
-		return;
-	kill(*pid, SIGTERM);
-	for (int i = 0; i < 50 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
-		usleep(100000);
-	kill(*pid, SIGKILL);
-	waitpid(*pid, NULL, 0);
-	*pid = 0;
+	child_stop(pid);
 }
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -82,16 +75,6 @@ static char *sh_out(const char *cmd)
 		pclose(p);
 	buf[n] = '\0';
 	return strdup(buf);
-}
-
-static bool port_open(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	bool ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(s);
-	return ok;
 }
 
 static pid_t xfreerdp(const char *user, const char *pass, const char *app, const char *log)
@@ -425,22 +408,9 @@ int main(void)
 	for (int i = 0; i < 100 && access(xsock, F_OK); i++)
 		usleep(100000);
 
-	snprintf(gwconf, sizeof(gwconf), "%s/gateway.conf", d.dir);
-	snprintf(gwlog, sizeof(gwlog), "%s/gateway.log", d.dir);
 	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", d.dir);
-	FILE *f = fopen(gwconf, "w");
-	fprintf(f,
-		"[gateway]\nlisten = 127.0.0.1\nport = %u\napi_socket = %s\nstate_dir = %s/gw\n"
-		"default_app = ledger\nlog_level = debug\n[limits]\nhandshake_timeout = 3\n",
-		port, d.sock, d.dir);
-	fclose(f);
-	char exe[512];
-	snprintf(exe, sizeof(exe), "%s/rdp-gateway/nestor-gateway", getenv("NESTOR_BUILD"));
-	const char *gargv[] = {exe, "--config", gwconf, NULL};
-	gateway = spawn(gargv, gwlog);
-	for (int i = 0; i < 100 && !port_open(); i++)
-		usleep(100000);
-	CHECK(port_open());
+	gateway = gateway_start(&d, port, "[limits]\nhandshake_timeout = 3\n", gwlog, sizeof(gwlog));
+	CHECK(gateway > 0);
 
 	test_desktop();
 	test_remoteapp();

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -270,4 +272,54 @@ char *file_sha256(const char *path)
 		pclose(p);
 	}
 	return sum[0] ? strdup(sum) : NULL;
+}
+
+static bool port_open(unsigned port)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	bool ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(s);
+	return ok;
+}
+
+pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *log, size_t loglen)
+{
+	char conf[600];
+	snprintf(conf, sizeof(conf), "%s/gateway.conf", d->dir);
+	snprintf(log, loglen, "%s/gateway.log", d->dir);
+	FILE *f = fopen(conf, "w");
+	if (!f)
+		return -1;
+	fprintf(f,
+		"[gateway]\nlisten = 127.0.0.1\nport = %u\napi_socket = %s\nstate_dir = %s/gw\n"
+		"default_app = ledger\nlog_level = debug\n%s\n",
+		port, d->sock, d->dir, extra ? extra : "");
+	fclose(f);
+	char exe[512];
+	snprintf(exe, sizeof(exe), "%s/rdp-gateway/nestor-gateway", getenv("NESTOR_BUILD"));
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(exe, exe, "--config", conf, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && !port_open(port); i++)
+		usleep(100000);
+	return port_open(port) ? pid : -1;
+}
+
+void child_stop(pid_t *pid)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, SIGTERM);
+	for (int i = 0; i < 50 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+		usleep(100000);
+	kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	*pid = 0;
 }

@@ -37,6 +37,11 @@ bool wait_state(struct nestord *d, const char *id, const char *state, int timeou
 bool pid_alive(pid_t pid);
 /* One line to the test guest's probe port of SESSION; returns its answer (new string) or NULL. */
 char *guest_cmd(struct nestord *d, const char *session, const char *line, int timeout_ms);
+/* Start nestor-gateway for D on 127.0.0.1:PORT (EXTRA: more config lines); LOG gets
+ * its log path. Returns its pid once it listens, or -1. */
+pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *log, size_t loglen);
+/* SIGTERM, then SIGKILL after 5 s; reaps. */
+void child_stop(pid_t *pid);
 /* sha256 of a file as hex (new string) or NULL. */
 char *file_sha256(const char *path);
 
