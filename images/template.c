@@ -252,6 +252,10 @@ int img_template_build(struct event_base *base, const struct lnch_config *cfg, c
 		       const char *qemu_version, img_template_fn cb, void *arg, char *err,
 		       size_t errlen)
 {
+	if (!dir || !profile || !cfg) {
+		snprintf(err, errlen, "template build without a directory or profile");
+		return -EINVAL;
+	}
 	if (mkdir(dir, 0700) < 0) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return -errno;

@@ -539,21 +539,25 @@ static void report_activity(struct gw_peer *p)
 
 /* --- FreeRDP callbacks (this thread) --- */
 
+/* The login form changed or was submitted (the password is wiped by try_connect). */
+static void login_event(struct gw_peer *p, enum gw_login_ev ev)
+{
+	if (ev == GW_LOGIN_CHANGED) {
+		draw_login(p);
+	} else if (ev == GW_LOGIN_SUBMIT) {
+		char user[65], pass[257];
+		snprintf(user, sizeof(user), "%s", p->login.user);
+		snprintf(pass, sizeof(pass), "%s", p->login.pass);
+		gw_login_clear(&p->login);
+		try_connect(p, user, pass);
+	}
+}
+
 static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 {
 	struct gw_peer *p = (struct gw_peer *)input->context;
 	if (p->phase == PH_LOGIN) {
-		enum gw_login_ev ev = gw_login_key(&p->login, flags, code);
-		if (ev == GW_LOGIN_SUBMIT) {
-			char user[65];
-			snprintf(user, sizeof(user), "%s", p->login.user);
-			char pass[257];
-			snprintf(pass, sizeof(pass), "%s", p->login.pass);
-			gw_login_clear(&p->login);
-			try_connect(p, user, pass);
-		} else if (ev == GW_LOGIN_CHANGED) {
-			draw_login(p);
-		}
+		login_event(p, gw_login_key(&p->login, flags, code));
 	} else if (p->phase == PH_GUEST && p->vnc) {
 		int q = gw_qnum(flags, code);
 		if (q > 0)
@@ -567,16 +571,7 @@ static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 {
 	struct gw_peer *p = (struct gw_peer *)input->context;
 	if (p->phase == PH_LOGIN) {
-		enum gw_login_ev ev = gw_login_unicode(&p->login, flags, code);
-		if (ev == GW_LOGIN_SUBMIT) {
-			char user[65], pass[257];
-			snprintf(user, sizeof(user), "%s", p->login.user);
-			snprintf(pass, sizeof(pass), "%s", p->login.pass);
-			gw_login_clear(&p->login);
-			try_connect(p, user, pass);
-		} else if (ev == GW_LOGIN_CHANGED) {
-			draw_login(p);
-		}
+		login_event(p, gw_login_unicode(&p->login, flags, code));
 	} else if (p->phase == PH_GUEST && p->vnc) {
 		gw_vnc_keysym(p->vnc, gw_keysym(code), !(flags & GW_KBD_RELEASE));
 		report_activity(p);
