@@ -68,7 +68,7 @@ static void reply_json(struct evhttp_request *req, int code, json_object *o)
 }
 
 static void reply_err(struct evhttp_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void reply_err(struct evhttp_request *req, int code, const char *fmt, ...)
 {
 	char msg[512];
@@ -207,9 +207,11 @@ static json_object *parse_body(struct evhttp_request *req, const struct field *f
 				break;
 			/* fall through */
 		case F_UINT:
-			if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 0 ||
+			if (!json_object_is_type(val, json_type_int) ||
+			    json_object_get_int64(val) < 0 ||
 			    (uint64_t)json_object_get_int64(val) > f->max) {
-				snprintf(err, errlen, "field '%s' must be an integer 0..%zu", key, f->max);
+				snprintf(err, errlen, "field '%s' must be an integer 0..%zu", key,
+					 f->max);
 				goto bad;
 			}
 			break;
@@ -246,7 +248,8 @@ static void wipe_password(json_object *o)
 {
 	json_object *v;
 	if (json_object_object_get_ex(o, "password", &v) && json_object_get_string_len(v) > 0)
-		explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
+		explicit_bzero((char *)json_object_get_string(v),
+			       (size_t)json_object_get_string_len(v));
 }
 
 /* --- handlers --- */
@@ -430,10 +433,10 @@ static void do_get_session(struct api *api, struct evhttp_request *req, struct b
 static void do_caps(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m)
 {
 	static const struct field f[] = {{"max_sessions", F_UINT, false, 100000},
-					  {"max_starting", F_UINT, false, 10000},
-					  {"max_memory_mb", F_UINT, false, 16u << 20},
-					  {"user_max_sessions", F_UINT, false, 1000},
-					  {NULL, 0, 0, 0}};
+					 {"max_starting", F_UINT, false, 10000},
+					 {"max_memory_mb", F_UINT, false, 16u << 20},
+					 {"user_max_sessions", F_UINT, false, 1000},
+					 {NULL, 0, 0, 0}};
 	if (m == EVHTTP_REQ_PUT) {
 		char err[256];
 		json_object *o = parse_body(req, f, err, sizeof(err));
@@ -497,7 +500,6 @@ static void do_user_caps(struct api *api, struct evhttp_request *req, enum evhtt
 	json_object_object_add(o, "max_sessions", has ? json_object_new_int64(v) : NULL);
 	reply_json(req, 200, o);
 }
-
 
 static void on_done(int err, const char *msg, void *arg)
 {
@@ -888,7 +890,7 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 	evhttp_set_max_headers_size(api->http, 16 * 1024);
 	evhttp_set_timeout(api->http, WAIT_MAX_S + 30);
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						      EVHTTP_REQ_DELETE);
+						  EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, route, api);
 	if (evhttp_accept_socket(api->http, fd) < 0) {
 		snprintf(err, errlen, "cannot serve on %s", path);

@@ -200,8 +200,7 @@ fail:
 	return NULL;
 }
 
-int auth_check(struct auth *a, const char *user, const char *password, auth_done_fn cb,
-	       void *arg)
+int auth_check(struct auth *a, const char *user, const char *password, auth_done_fn cb, void *arg)
 {
 	if (strlen(user) >= sizeof(((struct job *)0)->user) ||
 	    strlen(password) >= sizeof(((struct job *)0)->password))

@@ -25,8 +25,7 @@ struct auth *auth_create(struct event_base *base, const char *service, unsigned 
  * (the caller wipes its own). CB runs on the loop, never inside this call.
  * Returns 0 or a negative errno.
  */
-int auth_check(struct auth *a, const char *user, const char *password, auth_done_fn cb,
-	       void *arg);
+int auth_check(struct auth *a, const char *user, const char *password, auth_done_fn cb, void *arg);
 /* Joins the workers; pending callbacks are dropped. Accepts NULL. */
 void auth_destroy(struct auth *a);
 const char *auth_result_name(enum auth_result r);

@@ -63,14 +63,14 @@ struct brk_session {
 	struct lnch_guest *guest;
 	struct db_image img;
 	char title[129];
-	int64_t since_ms;	 /* entered the current state */
-	int64_t activity_ms;	 /* last input or attach */
+	int64_t since_ms;    /* entered the current state */
+	int64_t activity_ms; /* last input or attach */
 	int64_t created_ms;
-	int64_t start_ms;	 /* admitted */
-	bool admitted;		 /* counted in the ledger */
-	bool counted_starting;	 /* counted as starting in the ledger */
-	char reason[256];	 /* why queued / why ended */
-	struct warm *handout;	 /* warm guest reserved for this session */
+	int64_t start_ms;      /* admitted */
+	bool admitted;	       /* counted in the ledger */
+	bool counted_starting; /* counted as starting in the ledger */
+	char reason[256];      /* why queued / why ended */
+	struct warm *handout;  /* warm guest reserved for this session */
 	struct brk_watch *watchers;
 };
 
@@ -99,8 +99,6 @@ struct brk {
 	struct warm *warm;
 	struct tjob *tjobs;
 };
-
-
 
 /* broker.c */
 void brk_check_stopped(struct brk *b);

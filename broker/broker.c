@@ -208,8 +208,8 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 }
 
 static const struct lnch_guest_cbs guest_cbs = {
-	.state = on_guest_state,
-	.spawned = on_guest_spawned,
+    .state = on_guest_state,
+    .spawned = on_guest_spawned,
 };
 
 static void on_handout(struct lnch_guest *g, int err, void *arg)
@@ -229,7 +229,8 @@ static void start_guest(struct brk *b, struct brk_session *s)
 	struct lnch_profile p;
 	brk_profile_of(&s->img, &p);
 	struct lnch_config lc = b->lcfg;
-	lc.start_timeout_ms = (int)image_timeout(s->img.start_timeout, b->cfg.timeouts.start) * 1000;
+	lc.start_timeout_ms =
+	    (int)image_timeout(s->img.start_timeout, b->cfg.timeouts.start) * 1000;
 	char err[512];
 	s->start_ms = util_now_ms();
 	s->admitted = s->counted_starting = true;
@@ -501,7 +502,8 @@ json_object *brk_session_json(struct brk *b, const struct brk_session *s)
 		struct quota_decision d;
 		if (quota_position(&b->quota, s->qid, now, &d) == 0) {
 			json_object_object_add(o, "position", json_object_new_int64(d.position));
-			json_object_object_add(o, "estimate_ms", json_object_new_int64(d.estimate_ms));
+			json_object_object_add(o, "estimate_ms",
+					       json_object_new_int64(d.estimate_ms));
 			json_object_object_add(o, "reason", json_object_new_string(d.reason));
 		}
 	}
@@ -540,8 +542,10 @@ json_object *brk_status_json(struct brk *b)
 {
 	json_object *o = json_object_new_object(), *caps = json_object_new_object(),
 		    *use = json_object_new_object();
-	json_object_object_add(caps, "max_sessions", json_object_new_int64(b->quota.host.max_sessions));
-	json_object_object_add(caps, "max_starting", json_object_new_int64(b->quota.host.max_starting));
+	json_object_object_add(caps, "max_sessions",
+			       json_object_new_int64(b->quota.host.max_sessions));
+	json_object_object_add(caps, "max_starting",
+			       json_object_new_int64(b->quota.host.max_starting));
 	json_object_object_add(caps, "max_memory_mb",
 			       json_object_new_int64(b->quota.host.max_memory_mb));
 	json_object_object_add(caps, "user_max_sessions",
@@ -557,9 +561,9 @@ json_object *brk_status_json(struct brk *b)
 	json_object_object_add(o, "caps", caps);
 	json_object_object_add(o, "usage", use);
 	json_object_object_add(o, "accel",
-			       json_object_new_string(!b->accel_ready ? "probing"
+			       json_object_new_string(!b->accel_ready			 ? "probing"
 						      : b->accel.accel == LNCH_ACCEL_KVM ? "kvm"
-											: "tcg"));
+											 : "tcg"));
 	json_object_object_add(o, "version", json_object_new_string(NESTOR_VERSION));
 	return o;
 }
@@ -711,7 +715,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			 now - s->since_ms >= (int64_t)keep * 1000)
 			why = s->state == BRK_READY ? "nobody connected to the ready session"
 						    : "disconnected for too long";
-		else if (s->state == BRK_CONNECTED && idle && now - s->activity_ms >= (int64_t)idle * 1000)
+		else if (s->state == BRK_CONNECTED && idle &&
+			 now - s->activity_ms >= (int64_t)idle * 1000)
 			why = "idle for too long";
 		if (why) {
 			log_info("session=%s timeout: %s", s->rec.id, why);
@@ -772,7 +777,8 @@ int brk_authenticate(struct brk *b, const char *user, const char *password, cons
 	snprintf(ukey, sizeof(ukey), "u:%s", user);
 	snprintf(ckey, sizeof(ckey), "a:%.64s", client);
 	int64_t now = util_wall_s();
-	if (throttle_locked(&b->thr, ukey, now) || (*client && throttle_locked(&b->thr, ckey, now))) {
+	if (throttle_locked(&b->thr, ukey, now) ||
+	    (*client && throttle_locked(&b->thr, ckey, now))) {
 		db_audit(b->db, "login-throttled", user, client, NULL, "refused while locked");
 		return -EAGAIN;
 	}
@@ -839,9 +845,9 @@ static void apply_pressure(struct brk *b)
 	}
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	struct quota_caps c = b->caps;
-	c.max_starting = quota_pressure_starting(b->caps.max_starting, cores > 0 ? (unsigned)cores : 1,
-						 some, b->cfg.pressure_high,
-						 b->cfg.pressure_critical);
+	c.max_starting =
+	    quota_pressure_starting(b->caps.max_starting, cores > 0 ? (unsigned)cores : 1, some,
+				    b->cfg.pressure_high, b->cfg.pressure_critical);
 	if (c.max_starting != b->quota.host.max_starting)
 		log_info("cpu pressure %.1f%%: max_starting %u -> %u", some,
 			 b->quota.host.max_starting, c.max_starting);
@@ -978,8 +984,8 @@ static void restore_one(const struct db_session *rec, void *arg)
 		s->created_ms = util_now_ms() - (util_wall_s() - rec->created) * 1000;
 
 	if (st == BRK_QUEUED) {
-		struct quota_req r = {.id = s->qid, .memory_mb = rec->memory_mb,
-				      .enqueued_ms = s->created_ms};
+		struct quota_req r = {
+		    .id = s->qid, .memory_mb = rec->memory_mb, .enqueued_ms = s->created_ms};
 		snprintf(r.user, sizeof(r.user), "%s", rec->user);
 		snprintf(r.image, sizeof(r.image), "%s", rec->image);
 		unsigned wait = image_timeout(s->img.queue_wait, b->cfg.timeouts.queue_wait);
@@ -1004,9 +1010,9 @@ static void restore_one(const struct db_session *rec, void *arg)
 	char err[256];
 	struct lnch_profile p;
 	brk_profile_of(&s->img, &p);
-	s->guest = lnch_guest_attach(b->base, &b->lcfg, rec->id, rec->pid,
-				     st == BRK_STARTING ? &p : NULL, &guest_cbs, s, err,
-				     sizeof(err));
+	s->guest =
+	    lnch_guest_attach(b->base, &b->lcfg, rec->id, rec->pid, st == BRK_STARTING ? &p : NULL,
+			      &guest_cbs, s, err, sizeof(err));
 	if (!s->guest) {
 		log_err("session=%s cannot be reattached: %s", rec->id, err);
 		end_session(b, s, "could not be reattached after a broker restart");
@@ -1037,7 +1043,8 @@ static void kill_orphan(const char *dir)
 			continue;
 		for (size_t i = 0; i < n; i += strlen(cmd + i) + 1) {
 			if (strstr(cmd + i, needle)) {
-				log_warn("sweep: killing orphaned QEMU pid %s (%s)", e->d_name, dir);
+				log_warn("sweep: killing orphaned QEMU pid %s (%s)", e->d_name,
+					 dir);
 				kill(atoi(e->d_name), SIGKILL);
 				break;
 			}
@@ -1129,8 +1136,8 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	snprintf(b->vm_dir, sizeof(b->vm_dir), "%.4000s/vm", cfg->run_dir);
 	snprintf(b->tpl_root, sizeof(b->tpl_root), "%.4000s/templates", cfg->state_dir);
 	snprintf(b->image_dir, sizeof(b->image_dir), "%s", cfg->image_dir);
-	const char *dirs[] = {cfg->state_dir, cfg->run_dir, b->vm_dir, cfg->overlay_dir,
-			      b->tpl_root, b->image_dir};
+	const char *dirs[] = {cfg->state_dir,	cfg->run_dir, b->vm_dir,
+			      cfg->overlay_dir, b->tpl_root,  b->image_dir};
 	for (unsigned i = 0; i < ARRAY_LEN(dirs); i++) {
 		int r = util_mkdir_p(dirs[i], 0700);
 		if (r < 0) {
@@ -1139,14 +1146,14 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 		}
 	}
 	b->lcfg = (struct lnch_config){
-		.qemu = b->cfg.qemu,
-		.qemu_img = b->cfg.qemu_img,
-		.run_dir = b->vm_dir,
-		.overlay_dir = b->cfg.overlay_dir,
-		.accel = LNCH_ACCEL_TCG,
-		.sandbox = cfg->sandbox,
-		.start_timeout_ms = (int)cfg->timeouts.start * 1000,
-		.stop_timeout_ms = (int)cfg->timeouts.stop_grace * 1000,
+	    .qemu = b->cfg.qemu,
+	    .qemu_img = b->cfg.qemu_img,
+	    .run_dir = b->vm_dir,
+	    .overlay_dir = b->cfg.overlay_dir,
+	    .accel = LNCH_ACCEL_TCG,
+	    .sandbox = cfg->sandbox,
+	    .start_timeout_ms = (int)cfg->timeouts.start * 1000,
+	    .stop_timeout_ms = (int)cfg->timeouts.stop_grace * 1000,
 	};
 	if (cfg->qemu_user[0]) {
 		if (resolve_user(cfg->qemu_user, &b->lcfg.uid, &b->lcfg.gid, err, errlen) < 0)

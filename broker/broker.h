@@ -103,8 +103,8 @@ int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max
  * Register an image: validated, inspected (qemu-img info, sha256) in the
  * background, made read-only, stored. CB runs once from the loop.
  */
-int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, void *arg,
-		  char *err, size_t errlen);
+int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, void *arg, char *err,
+		  size_t errlen);
 /* Build (or rebuild) IMAGE's template; CB runs when it is saved or failed. */
 int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *arg, char *err,
 		       size_t errlen);

@@ -29,12 +29,12 @@ void brk_config_defaults(struct brk_config *c)
 	c->auth_window = 300;
 	c->auth_lockout = 60;
 	c->timeouts = (struct brk_timeouts){
-		.queue_wait = 600,
-		.start = 300,
-		.keepalive = 900,
-		.idle = 4 * 3600,
-		.max_lifetime = 12 * 3600,
-		.stop_grace = 20,
+	    .queue_wait = 600,
+	    .start = 300,
+	    .keepalive = 900,
+	    .idle = 4 * 3600,
+	    .max_lifetime = 12 * 3600,
+	    .stop_grace = 20,
 	};
 	c->max_starting = -1;
 	c->user_max_sessions = 2;
@@ -58,7 +58,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		r = conf_path(c->overlay_dir, sizeof(c->overlay_dir), value),
 		want = "an absolute path";
 	else if (IS("nestord", "api_socket"))
-		r = conf_path(c->api_socket, sizeof(c->api_socket), value), want = "an absolute path";
+		r = conf_path(c->api_socket, sizeof(c->api_socket), value),
+		want = "an absolute path";
 	else if (IS("nestord", "api_group"))
 		r = conf_str(c->api_group, sizeof(c->api_group), value), want = "a group name";
 	else if (IS("nestord", "pam_service"))
@@ -71,8 +72,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		r = conf_path(c->qemu_img, sizeof(c->qemu_img), value), want = "an absolute path";
 	else if (IS("nestord", "accel"))
 		r = (!strcmp(value, "auto") || !strcmp(value, "kvm") || !strcmp(value, "tcg"))
-			    ? conf_str(c->accel, sizeof(c->accel), value)
-			    : -EINVAL,
+			? conf_str(c->accel, sizeof(c->accel), value)
+			: -EINVAL,
 		want = "auto, kvm or tcg";
 	else if (IS("nestord", "qemu_user"))
 		r = conf_str(c->qemu_user, sizeof(c->qemu_user), value), want = "a user name";
@@ -81,8 +82,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	else if (IS("nestord", "log_level"))
 		r = (!strcmp(value, "err") || !strcmp(value, "warn") || !strcmp(value, "info") ||
 		     !strcmp(value, "debug"))
-			    ? conf_str(c->log_level, sizeof(c->log_level), value)
-			    : -EINVAL,
+			? conf_str(c->log_level, sizeof(c->log_level), value)
+			: -EINVAL,
 		want = "err, warn, info or debug";
 	else if (IS("images", "image_dir"))
 		r = conf_path(c->image_dir, sizeof(c->image_dir), value), want = "an absolute path";
@@ -99,7 +100,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	else if (IS("sessions", "start_timeout"))
 		r = conf_uint(&c->timeouts.start, value, 3600), want = "seconds, up to an hour";
 	else if (IS("sessions", "keepalive"))
-		r = conf_uint(&c->timeouts.keepalive, value, 7 * DAY), want = "seconds, up to a week";
+		r = conf_uint(&c->timeouts.keepalive, value, 7 * DAY),
+		want = "seconds, up to a week";
 	else if (IS("sessions", "idle"))
 		r = conf_uint(&c->timeouts.idle, value, 7 * DAY), want = "seconds, up to a week";
 	else if (IS("sessions", "max_lifetime"))
@@ -117,7 +119,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		else if ((r = conf_uint(&v, value, 10000)) == 0)
 			c->max_starting = (int)v;
 	} else if (IS("caps", "max_memory_mb"))
-		r = conf_uint(&c->max_memory_mb, value, 16 * 1024 * 1024), want = "MiB, 0 unlimited";
+		r = conf_uint(&c->max_memory_mb, value, 16 * 1024 * 1024),
+		want = "MiB, 0 unlimited";
 	else if (IS("caps", "cpu_pressure_high"))
 		r = conf_uint(&c->pressure_high, value, 100), want = "0 (off)..100 percent";
 	else if (IS("caps", "cpu_pressure_critical"))

@@ -18,33 +18,33 @@ struct db {
 };
 
 static const char SCHEMA[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=NORMAL;"
-	"PRAGMA foreign_keys=ON;"
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-	"INSERT OR IGNORE INTO meta VALUES('schema', '1');"
-	"CREATE TABLE IF NOT EXISTS host_caps(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS user_caps(user TEXT PRIMARY KEY, max_sessions INTEGER NOT "
-	"NULL);"
-	"CREATE TABLE IF NOT EXISTS images(name TEXT PRIMARY KEY, base TEXT NOT NULL,"
-	" kernel TEXT, initrd TEXT, append TEXT, machine TEXT NOT NULL,"
-	" memory_mb INTEGER NOT NULL, ready TEXT NOT NULL, max_sessions INTEGER DEFAULT 0,"
-	" keepalive INTEGER DEFAULT 0, idle INTEGER DEFAULT 0, max_lifetime INTEGER DEFAULT 0,"
-	" start_timeout INTEGER DEFAULT 0, queue_wait INTEGER DEFAULT 0,"
-	" sha256 TEXT, size INTEGER, mtime_ns INTEGER, virtual_mb INTEGER, warm_pool INTEGER"
-	" DEFAULT 0, backend TEXT DEFAULT 'console', rdp_port INTEGER DEFAULT 0,"
-	" template_dir TEXT, created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS apps(alias TEXT PRIMARY KEY,"
-	" image TEXT NOT NULL REFERENCES images(name), title TEXT NOT NULL, command TEXT);"
-	"CREATE TABLE IF NOT EXISTS sessions(id TEXT PRIMARY KEY, user TEXT NOT NULL,"
-	" app TEXT NOT NULL, image TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,"
-	" qmp TEXT, vnc TEXT, overlay TEXT, client TEXT, end_reason TEXT, start_path TEXT,"
-	" template_dir TEXT,"
-	" memory_mb INTEGER, created INTEGER, started INTEGER, ready INTEGER, ended INTEGER);"
-	"CREATE INDEX IF NOT EXISTS sessions_live ON sessions(state) WHERE state != 'ended';"
-	"CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" ts INTEGER NOT NULL, kind TEXT NOT NULL, user TEXT, client TEXT, session TEXT,"
-	" detail TEXT);";
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA foreign_keys=ON;"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+    "INSERT OR IGNORE INTO meta VALUES('schema', '1');"
+    "CREATE TABLE IF NOT EXISTS host_caps(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS user_caps(user TEXT PRIMARY KEY, max_sessions INTEGER NOT "
+    "NULL);"
+    "CREATE TABLE IF NOT EXISTS images(name TEXT PRIMARY KEY, base TEXT NOT NULL,"
+    " kernel TEXT, initrd TEXT, append TEXT, machine TEXT NOT NULL,"
+    " memory_mb INTEGER NOT NULL, ready TEXT NOT NULL, max_sessions INTEGER DEFAULT 0,"
+    " keepalive INTEGER DEFAULT 0, idle INTEGER DEFAULT 0, max_lifetime INTEGER DEFAULT 0,"
+    " start_timeout INTEGER DEFAULT 0, queue_wait INTEGER DEFAULT 0,"
+    " sha256 TEXT, size INTEGER, mtime_ns INTEGER, virtual_mb INTEGER, warm_pool INTEGER"
+    " DEFAULT 0, backend TEXT DEFAULT 'console', rdp_port INTEGER DEFAULT 0,"
+    " template_dir TEXT, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS apps(alias TEXT PRIMARY KEY,"
+    " image TEXT NOT NULL REFERENCES images(name), title TEXT NOT NULL, command TEXT);"
+    "CREATE TABLE IF NOT EXISTS sessions(id TEXT PRIMARY KEY, user TEXT NOT NULL,"
+    " app TEXT NOT NULL, image TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,"
+    " qmp TEXT, vnc TEXT, overlay TEXT, client TEXT, end_reason TEXT, start_path TEXT,"
+    " template_dir TEXT,"
+    " memory_mb INTEGER, created INTEGER, started INTEGER, ready INTEGER, ended INTEGER);"
+    "CREATE INDEX IF NOT EXISTS sessions_live ON sessions(state) WHERE state != 'ended';"
+    "CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " ts INTEGER NOT NULL, kind TEXT NOT NULL, user TEXT, client TEXT, session TEXT,"
+    " detail TEXT);";
 
 struct db *db_open(const char *path, char *err, size_t errlen)
 {
@@ -187,15 +187,16 @@ static json_object *rows_json(struct db *db, sqlite3_stmt *st)
 			const char *k = sqlite3_column_name(st, i);
 			switch (sqlite3_column_type(st, i)) {
 			case SQLITE_INTEGER:
-				json_object_object_add(o, k,
-						       json_object_new_int64(sqlite3_column_int64(st, i)));
+				json_object_object_add(
+				    o, k, json_object_new_int64(sqlite3_column_int64(st, i)));
 				break;
 			case SQLITE_NULL:
 				break;
 			default:
 				json_object_object_add(
-					o, k,
-					json_object_new_string((const char *)sqlite3_column_text(st, i)));
+				    o, k,
+				    json_object_new_string(
+					(const char *)sqlite3_column_text(st, i)));
 			}
 		}
 		json_object_array_add(arr, o);
@@ -435,9 +436,10 @@ int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void 
 
 json_object *db_sessions_ended_json(struct db *db, unsigned limit)
 {
-	sqlite3_stmt *st = prep(db, "SELECT id, user, app, image, state, client, end_reason,"
-				    " start_path, created, started, ready, ended, memory_mb FROM sessions"
-				    " WHERE state = 'ended' ORDER BY ended DESC, id LIMIT ?");
+	sqlite3_stmt *st =
+	    prep(db, "SELECT id, user, app, image, state, client, end_reason,"
+		     " start_path, created, started, ready, ended, memory_mb FROM sessions"
+		     " WHERE state = 'ended' ORDER BY ended DESC, id LIMIT ?");
 	if (st)
 		sqlite3_bind_int64(st, 1, limit);
 	return rows_json(db, st);

@@ -19,40 +19,40 @@
 #define DEFAULT_SOCKET "/run/nestor/api.sock"
 
 static const char usage[] =
-	"usage: nestorctl [--socket PATH] [--json] COMMAND ...\n"
-	"\n"
-	"Commands:\n"
-	"  status                          caps, usage, queue and accelerator\n"
-	"  caps show                       host caps\n"
-	"  caps set [--max-sessions N] [--max-starting N] [--max-memory-mb N]\n"
-	"           [--user-max-sessions N]   change host caps (0 = unlimited)\n"
-	"  users caps                      per-user overrides\n"
-	"  users caps set USER --max-sessions N|default\n"
-	"  sessions [--ended N]            live sessions (or the N last ended)\n"
-	"  session show ID                 one session\n"
-	"  session end ID                  end a session (its guest is stopped)\n"
-	"  images                          registered images\n"
-	"  images add NAME --base FILE.qcow2 --memory MB [--kernel F --initrd F --append S]\n"
-	"             [--machine TYPE] [--ready serial:MARKER|tcp:PORT|running]\n"
-	"             [--backend console|rdp] [--rdp-port N] [--warm-pool N]\n"
-	"             [--max-sessions N] [--keepalive S] [--idle S] [--max-lifetime S]\n"
-	"             [--start-timeout S] [--queue-wait S]\n"
-	"                                  register (checked, hashed, made read-only)\n"
-	"  images show NAME                one image, its template and warm pool\n"
-	"  images template NAME            build (or rebuild) NAME's template; waits\n"
-	"  images set NAME [--warm-pool N] [--max-sessions N]\n"
-	"  images remove NAME\n"
-	"  apps                            published apps\n"
-	"  apps add ALIAS --image NAME --title TEXT [--command TEXT]\n"
-	"  apps remove ALIAS\n"
-	"  audit [--limit N]               the audit log, newest first\n"
-	"\n"
-	"Options:\n"
-	"  -s, --socket PATH   nestord's API socket (default $NESTOR_SOCKET or " DEFAULT_SOCKET ")\n"
-	"  -j, --json          print the API's JSON instead of a table\n"
-	"  -h, --help          this text; COMMAND --help for one command\n"
-	"\n"
-	"Exit status: 0 ok, 1 refused or failed, 2 usage error, 3 nestord unreachable.\n";
+    "usage: nestorctl [--socket PATH] [--json] COMMAND ...\n"
+    "\n"
+    "Commands:\n"
+    "  status                          caps, usage, queue and accelerator\n"
+    "  caps show                       host caps\n"
+    "  caps set [--max-sessions N] [--max-starting N] [--max-memory-mb N]\n"
+    "           [--user-max-sessions N]   change host caps (0 = unlimited)\n"
+    "  users caps                      per-user overrides\n"
+    "  users caps set USER --max-sessions N|default\n"
+    "  sessions [--ended N]            live sessions (or the N last ended)\n"
+    "  session show ID                 one session\n"
+    "  session end ID                  end a session (its guest is stopped)\n"
+    "  images                          registered images\n"
+    "  images add NAME --base FILE.qcow2 --memory MB [--kernel F --initrd F --append S]\n"
+    "             [--machine TYPE] [--ready serial:MARKER|tcp:PORT|running]\n"
+    "             [--backend console|rdp] [--rdp-port N] [--warm-pool N]\n"
+    "             [--max-sessions N] [--keepalive S] [--idle S] [--max-lifetime S]\n"
+    "             [--start-timeout S] [--queue-wait S]\n"
+    "                                  register (checked, hashed, made read-only)\n"
+    "  images show NAME                one image, its template and warm pool\n"
+    "  images template NAME            build (or rebuild) NAME's template; waits\n"
+    "  images set NAME [--warm-pool N] [--max-sessions N]\n"
+    "  images remove NAME\n"
+    "  apps                            published apps\n"
+    "  apps add ALIAS --image NAME --title TEXT [--command TEXT]\n"
+    "  apps remove ALIAS\n"
+    "  audit [--limit N]               the audit log, newest first\n"
+    "\n"
+    "Options:\n"
+    "  -s, --socket PATH   nestord's API socket (default $NESTOR_SOCKET or " DEFAULT_SOCKET ")\n"
+    "  -j, --json          print the API's JSON instead of a table\n"
+    "  -h, --help          this text; COMMAND --help for one command\n"
+    "\n"
+    "Exit status: 0 ok, 1 refused or failed, 2 usage error, 3 nestord unreachable.\n";
 
 static const char *sock;
 static int json_out;
@@ -78,8 +78,8 @@ static json_object *call(const char *method, const char *path, json_object *body
 	if (st >= 300) {
 		json_object *e;
 		const char *msg = o && json_object_object_get_ex(o, "error", &e)
-					  ? json_object_get_string(e)
-					  : resp;
+				      ? json_object_get_string(e)
+				      : resp;
 		fprintf(stderr, "nestorctl: %s (HTTP %d)\n", msg ? msg : "error", st);
 		free(resp);
 		json_object_put(o);
@@ -129,7 +129,8 @@ static unsigned parse_uint(const char *s, const char *what)
 	errno = 0;
 	unsigned long v = strtoul(s, &end, 10);
 	if (!*s || *end || errno || *s == '-' || v > 0xffffffffUL) {
-		fprintf(stderr, "nestorctl: %s must be a non-negative integer, not '%s'\n", what, s);
+		fprintf(stderr, "nestorctl: %s must be a non-negative integer, not '%s'\n", what,
+			s);
 		exit(2);
 	}
 	return (unsigned)v;
@@ -190,7 +191,8 @@ static int cmd_caps(int argc, char **argv)
 					     : NULL;
 		if (c == 'h') {
 			puts("usage: nestorctl caps set [--max-sessions N] [--max-starting N]\n"
-			     "                          [--max-memory-mb N] [--user-max-sessions N]\n"
+			     "                          [--max-memory-mb N] [--user-max-sessions "
+			     "N]\n"
 			     "0 means unlimited. Lowering a cap never ends running sessions;\n"
 			     "raising one admits queued users at once.");
 			exit(0);
@@ -229,8 +231,8 @@ static int cmd_users(int argc, char **argv)
 	json_object *body = json_object_new_object();
 	json_object_object_add(body, "max_sessions",
 			       strcmp(argv[5], "default") == 0
-				       ? NULL
-				       : json_object_new_int64(parse_uint(argv[5], "max-sessions")));
+				   ? NULL
+				   : json_object_new_int64(parse_uint(argv[5], "max-sessions")));
 	char path[256];
 	snprintf(path, sizeof(path), "/v1/users/%s/caps", argv[3]);
 	json_object *o = call("PUT", path, body);
@@ -259,7 +261,8 @@ static int cmd_sessions(int argc, char **argv)
 {
 	char path[64] = "/v1/sessions";
 	if (argc == 3 && !strcmp(argv[1], "--ended"))
-		snprintf(path, sizeof(path), "/v1/sessions?ended=%u", parse_uint(argv[2], "--ended"));
+		snprintf(path, sizeof(path), "/v1/sessions?ended=%u",
+			 parse_uint(argv[2], "--ended"));
 	else if (argc == 2 && !strcmp(argv[1], "--help")) {
 		puts("usage: nestorctl sessions [--ended N]\nLive sessions, oldest first; with "
 		     "--ended the N most recently ended.");
@@ -293,7 +296,8 @@ static int cmd_session(int argc, char **argv)
 	if (json_out) {
 		print_json(o);
 	} else {
-		json_object_object_foreach(o, k, v) printf("%-12s %s\n", k, json_object_get_string(v));
+		json_object_object_foreach(o, k, v)
+		    printf("%-12s %s\n", k, json_object_get_string(v));
 	}
 	json_object_put(o);
 	return 0;
@@ -306,8 +310,8 @@ static int cmd_images(int argc, char **argv)
 		if (json_out) {
 			print_json(o);
 		} else {
-			printf("%-16s %-7s %-20s %-5s %-9s %-9s %s\n", "NAME", "MEMORY", "READY", "MAX",
-			       "TEMPLATE", "WARM", "BASE");
+			printf("%-16s %-7s %-20s %-5s %-9s %-9s %s\n", "NAME", "MEMORY", "READY",
+			       "MAX", "TEMPLATE", "WARM", "BASE");
 			for (size_t i = 0; i < json_object_array_length(o); i++) {
 				json_object *r = json_object_array_get_idx(o, i);
 				char warm[32];
@@ -335,8 +339,8 @@ static int cmd_images(int argc, char **argv)
 		if (json_out)
 			print_json(o);
 		else {
-			json_object_object_foreach(o, k, v) printf("%-20s %s\n", k,
-								   json_object_get_string(v));
+			json_object_object_foreach(o, k, v)
+			    printf("%-20s %s\n", k, json_object_get_string(v));
 		}
 		json_object_put(o);
 		return 0;
@@ -356,13 +360,13 @@ static int cmd_images(int argc, char **argv)
 		json_object *body = json_object_new_object();
 		for (int i = 3; i + 1 < argc; i += 2) {
 			if (!strcmp(argv[i], "--warm-pool"))
-				json_object_object_add(body, "warm_pool",
-						       json_object_new_int64(parse_uint(argv[i + 1],
-										"--warm-pool")));
+				json_object_object_add(
+				    body, "warm_pool",
+				    json_object_new_int64(parse_uint(argv[i + 1], "--warm-pool")));
 			else if (!strcmp(argv[i], "--max-sessions"))
 				json_object_object_add(body, "max_sessions",
 						       json_object_new_int64(parse_uint(
-							       argv[i + 1], "--max-sessions")));
+							   argv[i + 1], "--max-sessions")));
 			else
 				die_usage("images set: use --warm-pool N and/or --max-sessions N");
 		}
@@ -373,18 +377,23 @@ static int cmd_images(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "add") != 0 || argc < 3)
 		die_usage("usage: nestorctl images [add NAME ... | remove NAME]");
-	static const struct option o[] = {
-		{"base", required_argument, NULL, 'b'},	   {"memory", required_argument, NULL, 'm'},
-		{"kernel", required_argument, NULL, 'k'},  {"initrd", required_argument, NULL, 'i'},
-		{"append", required_argument, NULL, 'a'},  {"machine", required_argument, NULL, 'M'},
-		{"ready", required_argument, NULL, 'r'},   {"max-sessions", required_argument, NULL, 's'},
-		{"keepalive", required_argument, NULL, 'K'}, {"idle", required_argument, NULL, 'I'},
-		{"max-lifetime", required_argument, NULL, 'L'},
-		{"start-timeout", required_argument, NULL, 'T'},
-		{"queue-wait", required_argument, NULL, 'Q'},
-		{"backend", required_argument, NULL, 'B'},
-		{"rdp-port", required_argument, NULL, 'P'},
-		{"warm-pool", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
+	static const struct option o[] = {{"base", required_argument, NULL, 'b'},
+					  {"memory", required_argument, NULL, 'm'},
+					  {"kernel", required_argument, NULL, 'k'},
+					  {"initrd", required_argument, NULL, 'i'},
+					  {"append", required_argument, NULL, 'a'},
+					  {"machine", required_argument, NULL, 'M'},
+					  {"ready", required_argument, NULL, 'r'},
+					  {"max-sessions", required_argument, NULL, 's'},
+					  {"keepalive", required_argument, NULL, 'K'},
+					  {"idle", required_argument, NULL, 'I'},
+					  {"max-lifetime", required_argument, NULL, 'L'},
+					  {"start-timeout", required_argument, NULL, 'T'},
+					  {"queue-wait", required_argument, NULL, 'Q'},
+					  {"backend", required_argument, NULL, 'B'},
+					  {"rdp-port", required_argument, NULL, 'P'},
+					  {"warm-pool", required_argument, NULL, 'W'},
+					  {NULL, 0, NULL, 0}};
 	json_object *body = json_object_new_object();
 	json_object_object_add(body, "name", json_object_new_string(argv[2]));
 	int c;
@@ -393,26 +402,68 @@ static int cmd_images(int argc, char **argv)
 		const char *key = NULL;
 		bool num = false;
 		switch (c) {
-		case 'b': key = "base"; break;
-		case 'm': key = "memory_mb"; num = true; break;
-		case 'k': key = "kernel"; break;
-		case 'i': key = "initrd"; break;
-		case 'a': key = "append"; break;
-		case 'M': key = "machine"; break;
-		case 'r': key = "ready"; break;
-		case 's': key = "max_sessions"; num = true; break;
-		case 'K': key = "keepalive"; num = true; break;
-		case 'I': key = "idle"; num = true; break;
-		case 'L': key = "max_lifetime"; num = true; break;
-		case 'T': key = "start_timeout"; num = true; break;
-		case 'Q': key = "queue_wait"; num = true; break;
-		case 'B': key = "backend"; break;
-		case 'P': key = "rdp_port"; num = true; break;
-		case 'W': key = "warm_pool"; num = true; break;
-		default: die_usage("images add: unknown option");
+		case 'b':
+			key = "base";
+			break;
+		case 'm':
+			key = "memory_mb";
+			num = true;
+			break;
+		case 'k':
+			key = "kernel";
+			break;
+		case 'i':
+			key = "initrd";
+			break;
+		case 'a':
+			key = "append";
+			break;
+		case 'M':
+			key = "machine";
+			break;
+		case 'r':
+			key = "ready";
+			break;
+		case 's':
+			key = "max_sessions";
+			num = true;
+			break;
+		case 'K':
+			key = "keepalive";
+			num = true;
+			break;
+		case 'I':
+			key = "idle";
+			num = true;
+			break;
+		case 'L':
+			key = "max_lifetime";
+			num = true;
+			break;
+		case 'T':
+			key = "start_timeout";
+			num = true;
+			break;
+		case 'Q':
+			key = "queue_wait";
+			num = true;
+			break;
+		case 'B':
+			key = "backend";
+			break;
+		case 'P':
+			key = "rdp_port";
+			num = true;
+			break;
+		case 'W':
+			key = "warm_pool";
+			num = true;
+			break;
+		default:
+			die_usage("images add: unknown option");
 		}
-		if (!num && strcmp(key, "append") && strcmp(key, "ready") && strcmp(key, "machine") &&
-		    strcmp(key, "backend") && optarg[0] != '/') {
+		if (!num && strcmp(key, "append") && strcmp(key, "ready") &&
+		    strcmp(key, "machine") && strcmp(key, "backend") && optarg[0] != '/') {
 			char *abs = realpath(optarg, NULL);
 			if (!abs) {
 				fprintf(stderr, "nestorctl: %s: %s\n", optarg, strerror(errno));
@@ -460,7 +511,8 @@ static int cmd_apps(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[1], "add") != 0 || argc < 3)
-		die_usage("usage: nestorctl apps [add ALIAS --image NAME --title TEXT | remove ALIAS]");
+		die_usage(
+		    "usage: nestorctl apps [add ALIAS --image NAME --title TEXT | remove ALIAS]");
 	static const struct option o[] = {{"image", required_argument, NULL, 'i'},
 					  {"title", required_argument, NULL, 't'},
 					  {"command", required_argument, NULL, 'c'},
@@ -470,7 +522,10 @@ static int cmd_apps(int argc, char **argv)
 	int c;
 	optind = 3;
 	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
-		const char *key = c == 'i' ? "image" : c == 't' ? "title" : c == 'c' ? "command" : NULL;
+		const char *key = c == 'i'   ? "image"
+				  : c == 't' ? "title"
+				  : c == 'c' ? "command"
+					     : NULL;
 		if (!key)
 			die_usage("apps add: unknown option");
 		json_object_object_add(body, key, json_object_new_string(optarg));

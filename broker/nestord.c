@@ -18,23 +18,23 @@
 #include <string.h>
 
 static const char usage[] =
-	"usage: nestord [--config FILE] [--keep-guests] [--log-level LEVEL]\n"
-	"\n"
-	"The nestor session broker: authenticates users with PAM, admits them\n"
-	"under the host's caps, starts and watches their throwaway QEMU guests,\n"
-	"and serves the HTTP/JSON API used by nestor-gateway and nestorctl.\n"
-	"\n"
-	"  -c, --config FILE     configuration file (default " NESTOR_SYSCONFDIR
-	"/nestor/nestor.conf;\n"
-	"                        a missing default file means built-in defaults)\n"
-	"  -k, --keep-guests     on SIGTERM leave guests running; the next nestord\n"
-	"                        reattaches them (default: end every session)\n"
-	"  -l, --log-level LVL   err, warn, info or debug (overrides the file)\n"
-	"  -t, --check-config    parse the configuration, print it, and exit\n"
-	"  -V, --version         print the version and exit\n"
-	"  -h, --help            this text\n"
-	"\n"
-	"See docs/configuration.md and docs/operations.md.\n";
+    "usage: nestord [--config FILE] [--keep-guests] [--log-level LEVEL]\n"
+    "\n"
+    "The nestor session broker: authenticates users with PAM, admits them\n"
+    "under the host's caps, starts and watches their throwaway QEMU guests,\n"
+    "and serves the HTTP/JSON API used by nestor-gateway and nestorctl.\n"
+    "\n"
+    "  -c, --config FILE     configuration file (default " NESTOR_SYSCONFDIR
+    "/nestor/nestor.conf;\n"
+    "                        a missing default file means built-in defaults)\n"
+    "  -k, --keep-guests     on SIGTERM leave guests running; the next nestord\n"
+    "                        reattaches them (default: end every session)\n"
+    "  -l, --log-level LVL   err, warn, info or debug (overrides the file)\n"
+    "  -t, --check-config    parse the configuration, print it, and exit\n"
+    "  -V, --version         print the version and exit\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "See docs/configuration.md and docs/operations.md.\n";
 
 struct app {
 	struct event_base *base;
@@ -130,8 +130,8 @@ int main(int argc, char **argv)
 	if (check) {
 		printf("state_dir=%s\nrun_dir=%s\noverlay_dir=%s\napi_socket=%s\npam_service=%s\n"
 		       "qemu=%s\naccel=%s\nsandbox=%s\n",
-		       cfg.state_dir, cfg.run_dir, cfg.overlay_dir, cfg.api_socket,
-		       cfg.pam_service, cfg.qemu, cfg.accel, cfg.sandbox ? "true" : "false");
+		       cfg.state_dir, cfg.run_dir, cfg.overlay_dir, cfg.api_socket, cfg.pam_service,
+		       cfg.qemu, cfg.accel, cfg.sandbox ? "true" : "false");
 		return 0;
 	}
 	log_init("nestord", lvl);

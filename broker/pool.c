@@ -97,8 +97,8 @@ static void on_inspected(int err, const struct img_facts *f, const char *msg, vo
 	brk_pump(b); /* a warm pool may want filling */
 }
 
-int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, void *arg,
-		  char *err, size_t errlen)
+int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, void *arg, char *err,
+		  size_t errlen)
 {
 	if (!util_name_valid(img->name)) {
 		snprintf(err, errlen, "invalid image name (1-64 of A-Z a-z 0-9 . _ -)");
@@ -223,7 +223,8 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 		snprintf(old, sizeof(old), "%s", img.template_dir);
 		snprintf(img.template_dir, sizeof(img.template_dir), "%s", t->dir);
 		db_image_update(b->db, &img);
-		snprintf(out, sizeof(out), "template of %s saved in %.2f s", t->image, meta->build_s);
+		snprintf(out, sizeof(out), "template of %s saved in %.2f s", t->image,
+			 meta->build_s);
 		db_audit(b->db, "template-built", NULL, NULL, NULL, out);
 		/* older generations go once no guest uses them */
 		pool_sweep_templates(b);
@@ -266,8 +267,8 @@ void pool_run_tjobs(struct brk *b)
 		struct lnch_profile p;
 		brk_profile_of(&img, &p);
 		log_info("template of %s: building in %s", img.name, t->dir);
-		if (img_template_build(b->base, &b->lcfg, id, &p, t->dir, b->qemu_version, on_template,
-				       t, err, sizeof(err)) < 0) {
+		if (img_template_build(b->base, &b->lcfg, id, &p, t->dir, b->qemu_version,
+				       on_template, t, err, sizeof(err)) < 0) {
 			quota_ended(&b->quota, TEMPLATE_USER, img.name, img.memory_mb, true,
 				    util_now_ms());
 			tjob_finish(t, -EIO, err);
@@ -320,8 +321,8 @@ bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, siz
 	if (!b->qemu_version[0])
 		return false;
 	brk_profile_of(img, &p);
-	if (img->template_dir[0] &&
-	    img_template_usable(img->template_dir, &b->lcfg, &p, b->qemu_version, why, sizeof(why))) {
+	if (img->template_dir[0] && img_template_usable(img->template_dir, &b->lcfg, &p,
+							b->qemu_version, why, sizeof(why))) {
 		snprintf(dir, len, "%s", img->template_dir);
 		return true;
 	}
@@ -357,8 +358,8 @@ void pool_sweep_templates(struct brk *b)
 		json_object *imgs = db_images_json(b->db);
 		for (size_t i = 0; i < json_object_array_length(imgs) && !used; i++) {
 			json_object *v;
-			if (json_object_object_get_ex(json_object_array_get_idx(imgs, i), "template_dir",
-						      &v))
+			if (json_object_object_get_ex(json_object_array_get_idx(imgs, i),
+						      "template_dir", &v))
 				used = !strcmp(json_object_get_string(v), path);
 		}
 		json_object_put(imgs);
@@ -382,8 +383,8 @@ static void warm_unlink(struct brk *b, struct warm *w)
 	}
 }
 
-static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
-		    const char *detail, void *arg)
+static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why, const char *detail,
+		    void *arg)
 {
 	struct warm *w = arg;
 	struct brk *b = w->b;
@@ -457,8 +458,8 @@ void pool_refill(struct brk *b)
 			struct lnch_start_opts so = {.keep_paused = true};
 			char paths[3][4200], err[512];
 			img_template_clone_opts(tdir, &so, paths);
-			w->guest = lnch_guest_start(b->base, &b->lcfg, w->id, &p, &so, &warm_cbs, w, err,
-						    sizeof(err));
+			w->guest = lnch_guest_start(b->base, &b->lcfg, w->id, &p, &so, &warm_cbs, w,
+						    err, sizeof(err));
 			if (!w->guest) {
 				log_err("warm guest of %s: %s", img.name, err);
 				quota_ended(&b->quota, POOL_USER, img.name, img.memory_mb, true,
@@ -477,12 +478,13 @@ bool pool_evict(struct brk *b)
 {
 	for (struct warm *w = b->warm; w; w = w->next) {
 		if (w->ready && !w->stopping) {
-			log_info("warm guest %s of %s stopped to make room for a waiting user", w->id,
-				 w->image);
+			log_info("warm guest %s of %s stopped to make room for a waiting user",
+				 w->id, w->image);
 			/* release at once so the waiting user is admitted now */
 			w->stopping = true;
 			w->released = true;
-			quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, false, util_now_ms());
+			quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, false,
+				    util_now_ms());
 			lnch_guest_stop(w->guest, 0);
 			return true;
 		}
@@ -495,7 +497,8 @@ struct warm *pool_take(struct brk *b, const char *image)
 	for (struct warm *w = b->warm; w; w = w->next) {
 		if (w->ready && !w->stopping && !strcmp(w->image, image)) {
 			warm_unlink(b, w);
-			quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, false, util_now_ms());
+			quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, false,
+				    util_now_ms());
 			return w;
 		}
 	}
@@ -557,22 +560,24 @@ json_object *brk_images_json(struct brk *b)
 		char why[300] = "";
 		struct lnch_profile p;
 		brk_profile_of(&img, &p);
-		const char *tstate = tjob_find(b, img.name)	 ? "building"
-				     : !img.template_dir[0]	 ? "none"
-				     : !b->qemu_version[0]	 ? "unknown"
+		const char *tstate = tjob_find(b, img.name) ? "building"
+				     : !img.template_dir[0] ? "none"
+				     : !b->qemu_version[0]  ? "unknown"
 				     : img_template_usable(img.template_dir, &b->lcfg, &p,
 							   b->qemu_version, why, sizeof(why))
-					     ? "ready"
-					     : "invalid";
+					 ? "ready"
+					 : "invalid";
 		json_object_object_add(o, "template", json_object_new_string(tstate));
 		if (why[0] && !strcmp(tstate, "invalid"))
 			json_object_object_add(o, "template_problem", json_object_new_string(why));
 		struct img_template_meta m;
 		if (img.template_dir[0] && img_template_meta_read(img.template_dir, &m) == 0) {
-			json_object_object_add(o, "template_qemu", json_object_new_string(m.qemu_version));
+			json_object_object_add(o, "template_qemu",
+					       json_object_new_string(m.qemu_version));
 			json_object_object_add(o, "template_fingerprint",
 					       json_object_new_string(m.fingerprint));
-			json_object_object_add(o, "template_build_s", json_object_new_double(m.build_s));
+			json_object_object_add(o, "template_build_s",
+					       json_object_new_double(m.build_s));
 		}
 	}
 	return arr;

@@ -13,7 +13,7 @@
 struct throttle_entry {
 	char key[72];
 	unsigned failures;
-	int64_t first;	     /* start of the current window */
+	int64_t first; /* start of the current window */
 	int64_t locked_until;
 	int64_t last;
 };

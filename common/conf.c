@@ -51,8 +51,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		p->failed = r == -ENOENT ? -ENOENT : -EINVAL;
 		p->fail_line = p->line;
 		if (r == -ENOENT)
-			snprintf(p->err, p->errlen, "%s:%d: unknown key '%s' in section [%s]", p->name,
-				 p->line, name, section);
+			snprintf(p->err, p->errlen, "%s:%d: unknown key '%s' in section [%s]",
+				 p->name, p->line, name, section);
 		else
 			snprintf(p->err, p->errlen, "%s:%d: bad value '%s' for %s.%s: expected %s",
 				 p->name, p->line, value, section, name, want);
@@ -63,8 +63,8 @@ static int handler(void *user, const char *section, const char *name, const char
 int conf_parse(const char *name, const char *text, conf_key_fn fn, void *user, char *err,
 	       size_t errlen)
 {
-	struct parse p = {.name = name, .text = text, .fn = fn, .user = user, .err = err,
-			  .errlen = errlen};
+	struct parse p = {
+	    .name = name, .text = text, .fn = fn, .user = user, .err = err, .errlen = errlen};
 	int r = ini_parse_stream(reader, &p, handler, &p);
 	if (p.failed && !(r > 0 && r < p.fail_line))
 		return p.failed;

@@ -26,8 +26,8 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int httpc_request(const char *socket_path, const char *method, const char *path,
-		  const char *body, int timeout_ms, char **resp_body)
+int httpc_request(const char *socket_path, const char *method, const char *path, const char *body,
+		  int timeout_ms, char **resp_body)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(socket_path) >= sizeof(sa.sun_path))

@@ -8,7 +8,7 @@
 #ifndef NESTOR_HTTPC_H
 #define NESTOR_HTTPC_H
 
-int httpc_request(const char *socket_path, const char *method, const char *path,
-		  const char *body, int timeout_ms, char **resp_body);
+int httpc_request(const char *socket_path, const char *method, const char *path, const char *body,
+		  int timeout_ms, char **resp_body);
 
 #endif

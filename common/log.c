@@ -66,9 +66,9 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 
 static void libevent_log(int severity, const char *msg)
 {
-	enum log_level l = severity >= EVENT_LOG_ERR    ? LOG_LVL_ERR
+	enum log_level l = severity >= EVENT_LOG_ERR	? LOG_LVL_ERR
 			   : severity >= EVENT_LOG_WARN ? LOG_LVL_WARN
-			   : severity >= EVENT_LOG_MSG  ? LOG_LVL_INFO
+			   : severity >= EVENT_LOG_MSG	? LOG_LVL_INFO
 							: LOG_LVL_DEBUG;
 	log_write(l, "libevent", 0, "%s", msg);
 }

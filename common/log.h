@@ -14,7 +14,7 @@ void log_set_level(enum log_level level);
 /* Returns 0, or -EINVAL for a name that is not err|warn|info|debug. */
 int log_level_parse(const char *name, enum log_level *out);
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* Route libevent's own messages through log_write. */
 void log_hook_libevent(void);
 

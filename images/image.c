@@ -27,7 +27,8 @@ int img_info_parse(const char *text, struct img_info *out, char *err, size_t err
 		snprintf(err, errlen, "qemu-img info gave no JSON object");
 		goto out;
 	}
-	if (!json_object_object_get_ex(o, "format", &v) || !json_object_is_type(v, json_type_string)) {
+	if (!json_object_object_get_ex(o, "format", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
 		snprintf(err, errlen, "qemu-img info: no format");
 		goto out;
 	}
@@ -36,8 +37,8 @@ int img_info_parse(const char *text, struct img_info *out, char *err, size_t err
 		snprintf(err, errlen, "base image must be qcow2, not %s", out->format);
 		goto out;
 	}
-	if (!json_object_object_get_ex(o, "virtual-size", &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int64(v) <= 0) {
+	if (!json_object_object_get_ex(o, "virtual-size", &v) ||
+	    !json_object_is_type(v, json_type_int) || json_object_get_int64(v) <= 0) {
 		snprintf(err, errlen, "qemu-img info: no virtual size");
 		goto out;
 	}

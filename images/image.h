@@ -32,8 +32,7 @@ struct img_facts {
 	int64_t mtime_ns;
 };
 
-typedef void (*img_inspect_fn)(int err, const struct img_facts *facts, const char *msg,
-			       void *arg);
+typedef void (*img_inspect_fn)(int err, const struct img_facts *facts, const char *msg, void *arg);
 
 /*
  * Inspect PATH through the loop: qemu-img info, then sha256sum; CB runs once

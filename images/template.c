@@ -87,8 +87,9 @@ static void on_migrate_status(struct qmp_client *c, int err, json_object *res, c
 		json_object *e;
 		char msg[300];
 		snprintf(msg, sizeof(msg), "migration %s: %s", st,
-			 json_object_object_get_ex(res, "error-desc", &e) ? json_object_get_string(e)
-									   : "no detail");
+			 json_object_object_get_ex(res, "error-desc", &e)
+			     ? json_object_get_string(e)
+			     : "no detail");
 		build_fail(b, msg);
 		return;
 	}
@@ -148,7 +149,8 @@ static void next_stage(struct build *b)
 	case 1: {
 		cmd = "migrate-set-capabilities";
 		json_object *cap = json_object_new_object();
-		json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
+		json_object_object_add(cap, "capability",
+				       json_object_new_string("x-ignore-shared"));
 		json_object_object_add(cap, "state", json_object_new_boolean(1));
 		json_object *caps = json_object_new_array();
 		json_object_array_add(caps, cap);
@@ -204,8 +206,9 @@ static void on_guest(struct lnch_guest *g, enum lnch_state st, enum lnch_end why
 	if (b->state_fd >= 0)
 		close(b->state_fd);
 	if (!b->saved && !b->err[0])
-		snprintf(b->err, sizeof(b->err), "template guest stopped before it was saved: %s%s%s",
-			 lnch_end_name(why), detail && *detail ? ": " : "", detail ? detail : "");
+		snprintf(b->err, sizeof(b->err),
+			 "template guest stopped before it was saved: %s%s%s", lnch_end_name(why),
+			 detail && *detail ? ": " : "", detail ? detail : "");
 	int err = b->err[0] ? -EIO : 0;
 	if (!err) {
 		/* Frozen: clones depend on these never changing. */
@@ -287,7 +290,7 @@ int img_template_build(struct event_base *base, const struct lnch_config *cfg, c
 	snprintf(disk, sizeof(disk), "%s/disk.qcow2", dir);
 	snprintf(ram, sizeof(ram), "%s/ram", dir);
 	struct lnch_start_opts o = {
-		.ram_file = ram, .share_ram = true, .overlay = disk, .keep_overlay = true};
+	    .ram_file = ram, .share_ram = true, .overlay = disk, .keep_overlay = true};
 	b->g = b->poll ? lnch_guest_start(base, cfg, id, profile, &o, &build_cbs, b, err, errlen)
 		       : NULL;
 	if (!b->g) {

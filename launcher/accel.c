@@ -59,8 +59,9 @@ struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_
 	if (mode == LNCH_ACCEL_WANT_KVM) {
 		c.err = -ENODEV;
 		c.reason = probe == LNCH_PROBE_HUNG ? "KVM required but a probe guest hung under it"
-			   : probe == LNCH_PROBE_NO_DEVICE ? "KVM required but /dev/kvm is not usable"
-							   : "KVM required but QEMU cannot use it";
+			   : probe == LNCH_PROBE_NO_DEVICE
+			       ? "KVM required but /dev/kvm is not usable"
+			       : "KVM required but QEMU cannot use it";
 	}
 	return c;
 }
@@ -196,10 +197,22 @@ int lnch_accel_probe(struct event_base *base, const char *qemu, const char *tmpd
 	}
 	close(fd);
 	char *chardev = util_strdup_printf("file,id=dbg,path=%s", p->path);
-	const char *argv[] = {qemu,	"-accel",   "kvm",	    "-machine",
-			      "pc",	"-m",	    "16",	    "-nodefaults",
-			      "-no-user-config", "-display", "none", "-no-reboot",
-			      "-chardev", chardev, "-device", "isa-debugcon,iobase=0x402,chardev=dbg",
+	const char *argv[] = {qemu,
+			      "-accel",
+			      "kvm",
+			      "-machine",
+			      "pc",
+			      "-m",
+			      "16",
+			      "-nodefaults",
+			      "-no-user-config",
+			      "-display",
+			      "none",
+			      "-no-reboot",
+			      "-chardev",
+			      chardev,
+			      "-device",
+			      "isa-debugcon,iobase=0x402,chardev=dbg",
 			      NULL};
 	struct job_spec spec = {.argv = argv, .stdout_fd = -1, .stderr_fd = -2};
 	p->job = chardev ? job_run(base, &spec, on_probe_exit, p) : NULL;

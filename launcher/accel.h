@@ -26,7 +26,7 @@ enum lnch_probe {
 };
 
 struct lnch_accel_choice {
-	int err;	    /* 0, or -ENODEV when KVM was required and cannot be used */
+	int err; /* 0, or -ENODEV when KVM was required and cannot be used */
 	enum lnch_accel accel;
 	const char *reason; /* static text for the log */
 };

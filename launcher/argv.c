@@ -73,7 +73,7 @@ void lnch_argv_free(struct lnch_argv *a)
 }
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int bad(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err && errlen) {

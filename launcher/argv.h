@@ -17,19 +17,19 @@ enum lnch_ready { LNCH_READY_SERIAL, LNCH_READY_TCP, LNCH_READY_RUNNING };
 
 /* What an image needs to run. Strings are borrowed. */
 struct lnch_profile {
-	const char *machine;	/* pinned machine type, e.g. "pc-i440fx-7.2" */
-	unsigned memory_mb;	/* 16..65536 */
-	unsigned cpus;		/* 1..16 */
-	const char *disk;	/* backing file of the overlay (qcow2) */
-	const char *kernel;	/* optional direct kernel boot */
-	const char *initrd;	/* optional, needs kernel */
-	const char *append;	/* optional, needs kernel */
-	bool vnc;		/* display on a VNC UNIX socket; else none */
+	const char *machine; /* pinned machine type, e.g. "pc-i440fx-7.2" */
+	unsigned memory_mb;  /* 16..65536 */
+	unsigned cpus;	     /* 1..16 */
+	const char *disk;    /* backing file of the overlay (qcow2) */
+	const char *kernel;  /* optional direct kernel boot */
+	const char *initrd;  /* optional, needs kernel */
+	const char *append;  /* optional, needs kernel */
+	bool vnc;	     /* display on a VNC UNIX socket; else none */
 	enum lnch_net net;
-	unsigned guest_port;	/* forwarded guest TCP port when net is restricted, 0 none */
+	unsigned guest_port; /* forwarded guest TCP port when net is restricted, 0 none */
 	enum lnch_ready ready;
 	const char *ready_marker; /* LNCH_READY_SERIAL: text on the first serial port */
-	bool serial_probe;	/* second serial port on a UNIX socket for PING/PONG */
+	bool serial_probe;	  /* second serial port on a UNIX socket for PING/PONG */
 };
 
 /* Where one guest's files live. Strings are borrowed. */
@@ -39,17 +39,17 @@ struct lnch_paths {
 	const char *vnc;
 	const char *serial_log;
 	const char *probe;
-	const char *ram_file;	/* template RAM file, NULL for anonymous RAM */
-	bool ram_shared;	/* share=on (template build) vs private copy */
-	bool incoming;		/* -incoming defer (template clone) */
-	unsigned host_port;	/* 127.0.0.1 port forwarded to guest_port */
+	const char *ram_file; /* template RAM file, NULL for anonymous RAM */
+	bool ram_shared;      /* share=on (template build) vs private copy */
+	bool incoming;	      /* -incoming defer (template clone) */
+	unsigned host_port;   /* 127.0.0.1 port forwarded to guest_port */
 };
 
 struct lnch_argv_opts {
-	const char *qemu;	/* binary */
+	const char *qemu; /* binary */
 	enum lnch_accel accel;
 	bool sandbox;
-	const char *name;	/* guest id, shown in ps */
+	const char *name; /* guest id, shown in ps */
 };
 
 /* A NULL-terminated argv; free with lnch_argv_free. */
@@ -61,7 +61,8 @@ struct lnch_argv {
 /* Check a profile; fills ERR with the first problem. */
 int lnch_profile_check(const struct lnch_profile *p, char *err, size_t errlen);
 int lnch_argv_build(const struct lnch_argv_opts *o, const struct lnch_profile *p,
-		    const struct lnch_paths *paths, struct lnch_argv *out, char *err, size_t errlen);
+		    const struct lnch_paths *paths, struct lnch_argv *out, char *err,
+		    size_t errlen);
 void lnch_argv_free(struct lnch_argv *a);
 /* QEMU option-value escaping: "a,b" -> "a,,b". Returns a new string. */
 char *lnch_qemu_escape(const char *s);

@@ -61,11 +61,11 @@ struct lnch_guest {
 	pid_t pid;
 	struct qmp_client *qmp;
 	bool qmp_ready;
-	struct event *t_start;	/* start deadline */
-	struct event *t_poll;	/* readiness polling */
-	struct event *t_stop;	/* stop escalation */
-	struct event *t_defer;	/* deferred work from the loop */
-	int stop_phase;		/* 0 none, 1 powerdown, 2 quit, 3 kill */
+	struct event *t_start; /* start deadline */
+	struct event *t_poll;  /* readiness polling */
+	struct event *t_stop;  /* stop escalation */
+	struct event *t_defer; /* deferred work from the loop */
+	int stop_phase;	       /* 0 none, 1 powerdown, 2 quit, 3 kill */
 	enum lnch_end why;
 	char detail[512];
 	bool shutdown_seen;
@@ -98,7 +98,7 @@ const char *lnch_state_name(enum lnch_state st)
 
 const char *lnch_end_name(enum lnch_end why)
 {
-	static const char *const n[] = {"none",	   "guest shutdown", "stopped",	 "killed",
+	static const char *const n[] = {"none",	   "guest shutdown", "stopped",	     "killed",
 					"crashed", "start timeout",  "start failed", "lost"};
 	return (unsigned)why < ARRAY_LEN(n) ? n[why] : "?";
 }
@@ -130,7 +130,7 @@ static void set_timer(struct event *ev, int ms)
 }
 
 static void set_end(struct lnch_guest *g, enum lnch_end why, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_end(struct lnch_guest *g, enum lnch_end why, const char *fmt, ...)
 {
 	if (g->why != LNCH_END_NONE)
@@ -309,7 +309,8 @@ static bool serial_has_marker(struct lnch_guest *g)
 		found = memmem(buf, (size_t)r, g->marker, mlen) != NULL;
 		g->serial_off = (size_t)from + (size_t)r;
 		if (g->serial_off > SERIAL_SCAN_MAX)
-			g->serial_off = SERIAL_SCAN_MAX; /* a chatty guest: keep scanning the tail */
+			g->serial_off =
+			    SERIAL_SCAN_MAX; /* a chatty guest: keep scanning the tail */
 	}
 	close(fd);
 	return found;
@@ -483,7 +484,8 @@ static void on_caps_set(struct qmp_client *c, int err, json_object *res, const c
 	if (g->step != S_RESTORE)
 		return;
 	if (err) {
-		fail_start(g, LNCH_END_START_FAILED, desc ? desc : "migrate-set-capabilities failed");
+		fail_start(g, LNCH_END_START_FAILED,
+			   desc ? desc : "migrate-set-capabilities failed");
 		return;
 	}
 	int fd = open(g->state_file, O_RDONLY | O_CLOEXEC);
@@ -603,9 +605,9 @@ static void on_qmp_closed(struct qmp_client *c, const char *reason, void *arg)
 }
 
 static const struct qmp_client_cbs qmp_cbs = {
-	.ready = on_qmp_ready,
-	.event = on_qmp_event,
-	.closed = on_qmp_closed,
+    .ready = on_qmp_ready,
+    .event = on_qmp_event,
+    .closed = on_qmp_closed,
 };
 
 /* --- QEMU process --- */
@@ -615,17 +617,17 @@ static void spawn_qemu(struct lnch_guest *g)
 	char err[256];
 	struct lnch_argv av;
 	struct lnch_argv_opts o = {
-		.qemu = g->qemu, .accel = g->cfg.accel, .sandbox = g->cfg.sandbox, .name = g->id};
+	    .qemu = g->qemu, .accel = g->cfg.accel, .sandbox = g->cfg.sandbox, .name = g->id};
 	struct lnch_paths p = {
-		.overlay = g->overlay,
-		.qmp = g->qmp_path,
-		.vnc = g->vnc_path,
-		.serial_log = g->serial_path,
-		.probe = g->probe_path,
-		.ram_file = g->ram_file,
-		.ram_shared = g->opts.share_ram,
-		.incoming = g->state_file != NULL,
-		.host_port = g->opts.host_port,
+	    .overlay = g->overlay,
+	    .qmp = g->qmp_path,
+	    .vnc = g->vnc_path,
+	    .serial_log = g->serial_path,
+	    .probe = g->probe_path,
+	    .ram_file = g->ram_file,
+	    .ram_shared = g->opts.share_ram,
+	    .incoming = g->state_file != NULL,
+	    .host_port = g->opts.host_port,
 	};
 	if (lnch_argv_build(&o, &g->profile, &p, &av, err, sizeof(err)) < 0) {
 		fail_start(g, LNCH_END_START_FAILED, err);
@@ -638,12 +640,12 @@ static void spawn_qemu(struct lnch_guest *g)
 		return;
 	}
 	struct job_spec spec = {
-		.argv = (const char *const *)av.v,
-		.stdout_fd = logfd,
-		.stderr_fd = -2,
-		.new_session = true, /* guests outlive the broker */
-		.uid = g->cfg.uid,
-		.gid = g->cfg.gid,
+	    .argv = (const char *const *)av.v,
+	    .stdout_fd = logfd,
+	    .stderr_fd = -2,
+	    .new_session = true, /* guests outlive the broker */
+	    .uid = g->cfg.uid,
+	    .gid = g->cfg.gid,
 	};
 	g->qemu_job = job_run(g->base, &spec, on_qemu_exit, g);
 	int e = errno;
@@ -701,8 +703,8 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 	enter(g);
 	report(g, LNCH_STARTING);
 	if (g->step == S_OVERLAY) {
-		const char *argv[] = {g->qemu_img, "create", "-q", "-f", "qcow2", "-b", g->backing,
-				      "-F", "qcow2", g->overlay, NULL};
+		const char *argv[] = {g->qemu_img, "create", "-q",    "-f",	  "qcow2", "-b",
+				      g->backing,  "-F",     "qcow2", g->overlay, NULL};
 		struct job_spec spec = {.argv = argv,
 					.stdout_fd = -1,
 					.stderr_fd = -2,
@@ -721,8 +723,8 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 	leave(g);
 }
 
-static int set_paths(struct lnch_guest *g, const struct lnch_config *cfg, const char *id,
-		     char *err, size_t errlen)
+static int set_paths(struct lnch_guest *g, const struct lnch_config *cfg, const char *id, char *err,
+		     size_t errlen)
 {
 	if (!util_name_valid(id)) {
 		snprintf(err, errlen, "invalid guest id '%s'", id);
@@ -757,7 +759,7 @@ static struct lnch_guest *guest_alloc(struct event_base *base, const struct lnch
 	g->cbs = *cbs;
 	g->arg = arg;
 	g->restore_fd = -1;
-	g->reported = (enum lnch_state)-1;
+	g->reported = (enum lnch_state) - 1;
 	g->started_ms = util_now_ms();
 	g->qemu = strdup(cfg->qemu);
 	g->qemu_img = strdup(cfg->qemu_img);
@@ -867,7 +869,8 @@ static bool is_our_qemu(pid_t pid, const char *qmp_path)
 	bool found = false;
 	for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
 		const char *arg = buf + i;
-		if (strncmp(arg, "unix:", 5) == 0 && strncmp(arg + 5, qmp_path, strlen(qmp_path)) == 0 &&
+		if (strncmp(arg, "unix:", 5) == 0 &&
+		    strncmp(arg + 5, qmp_path, strlen(qmp_path)) == 0 &&
 		    arg[5 + strlen(qmp_path)] == ',') {
 			found = true;
 			break;
@@ -928,8 +931,7 @@ struct resume {
 	void *arg;
 };
 
-static void on_resumed(struct qmp_client *c, int err, json_object *res, const char *desc,
-		       void *arg)
+static void on_resumed(struct qmp_client *c, int err, json_object *res, const char *desc, void *arg)
 {
 	struct resume *r = arg;
 	if (r->cb && err != -ECANCELED)
@@ -1178,11 +1180,16 @@ struct qmp_client *lnch_guest_qmp(struct lnch_guest *g)
 void lnch_fingerprint(const struct lnch_config *cfg, const struct lnch_profile *profile,
 		      char out[17])
 {
-	struct lnch_argv_opts o = {.qemu = cfg->qemu, .accel = cfg->accel, .sandbox = cfg->sandbox,
-				   .name = "ID"};
-	struct lnch_paths p = {.overlay = "OVERLAY", .qmp = "QMP", .vnc = "VNC",
-			       .serial_log = "SERIAL", .probe = "PROBE", .ram_file = "RAM",
-			       .incoming = true, .host_port = profile->guest_port ? 1 : 0};
+	struct lnch_argv_opts o = {
+	    .qemu = cfg->qemu, .accel = cfg->accel, .sandbox = cfg->sandbox, .name = "ID"};
+	struct lnch_paths p = {.overlay = "OVERLAY",
+			       .qmp = "QMP",
+			       .vnc = "VNC",
+			       .serial_log = "SERIAL",
+			       .probe = "PROBE",
+			       .ram_file = "RAM",
+			       .incoming = true,
+			       .host_port = profile->guest_port ? 1 : 0};
 	struct lnch_profile prof = *profile;
 	prof.disk = "/BACKING"; /* the clone's backing is the template disk */
 	struct lnch_argv a;

@@ -47,7 +47,8 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *out, const char 
 	size_t used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 	if (!root || jerr != json_tokener_success)
-		return fail(jerr == json_tokener_error_depth ? "JSON nested too deep" : "malformed JSON",
+		return fail(jerr == json_tokener_error_depth ? "JSON nested too deep"
+							     : "malformed JSON",
 			    why, root);
 	if (used != len)
 		return fail("trailing bytes after JSON", why, root);
@@ -76,7 +77,8 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *out, const char 
 		if (!json_object_is_type(v, json_type_object) ||
 		    !json_object_object_get_ex(v, "class", &c) ||
 		    !json_object_is_type(c, json_type_string) ||
-		    !json_object_object_get_ex(v, "desc", &d) || !json_object_is_type(d, json_type_string))
+		    !json_object_object_get_ex(v, "desc", &d) ||
+		    !json_object_is_type(d, json_type_string))
 			return fail("error without class and desc strings", why, root);
 		out->kind = QMP_MSG_ERROR;
 		out->err_class = json_object_get_string(c);

@@ -226,16 +226,18 @@ static void fill_position(const struct quota_ledger *l, size_t k, struct quota_d
 		why = own_block(l, &l->queue[k]);
 	d->reason = why ? why : "waiting for a start slot";
 	int64_t start = avg_start_ms(l);
-	bool full = !under(l->sessions, l->host.max_sessions) ||
-		    (l->host.max_memory_mb && l->memory_mb + l->queue[k].memory_mb >
-						      l->host.max_memory_mb);
+	bool full =
+	    !under(l->sessions, l->host.max_sessions) ||
+	    (l->host.max_memory_mb && l->memory_mb + l->queue[k].memory_mb > l->host.max_memory_mb);
 	if (full) {
 		/* Each place ahead of us needs one session to end. */
 		int64_t gap = end_interval_ms(l);
-		d->estimate_ms = gap < 0 ? -1 : gap * (int64_t)d->position + (start > 0 ? start : 0);
+		d->estimate_ms =
+		    gap < 0 ? -1 : gap * (int64_t)d->position + (start > 0 ? start : 0);
 	} else {
 		unsigned conc = l->host.max_starting ? l->host.max_starting : 1;
-		d->estimate_ms = start < 0 ? -1 : start * (int64_t)((d->position + conc - 1) / conc);
+		d->estimate_ms =
+		    start < 0 ? -1 : start * (int64_t)((d->position + conc - 1) / conc);
 	}
 }
 
@@ -387,8 +389,8 @@ void quota_ended(struct quota_ledger *l, const char *uname, const char *iname, u
 		l->n_end++;
 }
 
-int quota_restore(struct quota_ledger *l, const char *uname, const char *iname,
-		  unsigned memory_mb, bool starting)
+int quota_restore(struct quota_ledger *l, const char *uname, const char *iname, unsigned memory_mb,
+		  bool starting)
 {
 	struct quota_req r = {.memory_mb = memory_mb};
 	if (strlen(uname) > QUOTA_NAME_MAX || strlen(iname) > QUOTA_NAME_MAX)

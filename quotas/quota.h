@@ -64,7 +64,7 @@ struct quota_ledger {
 	size_t n_images, cap_images;
 	struct quota_req *queue; /* kept in service order */
 	size_t n_queue, cap_queue;
-	unsigned round_served; /* highest round admitted so far */
+	unsigned round_served;		/* highest round admitted so far */
 	int64_t start_ms[QUOTA_RECENT]; /* recent launch-to-ready durations */
 	unsigned n_start, i_start;
 	int64_t end_at[QUOTA_RECENT]; /* recent session end times */

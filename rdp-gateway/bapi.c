@@ -14,8 +14,8 @@ static const char *js(json_object *o, const char *k)
 {
 	json_object *v;
 	return o && json_object_object_get_ex(o, k, &v) && !json_object_is_type(v, json_type_null)
-		       ? json_object_get_string(v)
-		       : "";
+		   ? json_object_get_string(v)
+		   : "";
 }
 
 static long long ji(json_object *o, const char *k, long long dflt)

@@ -39,7 +39,10 @@ static size_t utf8(const uint8_t *s, size_t n, uint32_t *cp)
 		*cp = s[0];
 		return 1;
 	}
-	size_t need = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	size_t need = (s[0] & 0xe0) == 0xc0   ? 2
+		      : (s[0] & 0xf0) == 0xe0 ? 3
+		      : (s[0] & 0xf8) == 0xf0 ? 4
+					      : 0;
 	if (!need || need > n) {
 		*cp = 0xfffd;
 		return 1;
@@ -98,8 +101,8 @@ int gw_font_load(struct gw_font *f, const char *path, char *err, size_t errlen)
 		f->height = h[6];
 		f->width = h[7];
 		has_table = h[3] & 1;
-		if (!f->width || f->width > 32 || !f->height || f->height > 64 || f->n_glyphs > 65536 ||
-		    f->bytes_per_glyph != f->height * ((f->width + 7) / 8))
+		if (!f->width || f->width > 32 || !f->height || f->height > 64 ||
+		    f->n_glyphs > 65536 || f->bytes_per_glyph != f->height * ((f->width + 7) / 8))
 			goto bad;
 		table = hdr + (size_t)f->n_glyphs * f->bytes_per_glyph;
 		if (hdr < 32 || table > n)
@@ -247,15 +250,16 @@ void gw_text(struct gw_fb *fb, const struct gw_font *f, int x, int y, unsigned s
 			for (unsigned gy = 0; gy < f->height; gy++)
 				for (unsigned gx = 0; gx < f->width; gx++)
 					if (gl[gy * rowbytes + gx / 8] & (0x80 >> (gx % 8)))
-						gw_fill(fb, x + (int)(gx * scale), y + (int)(gy * scale),
-							(int)scale, (int)scale, rgb);
+						gw_fill(fb, x + (int)(gx * scale),
+							y + (int)(gy * scale), (int)scale,
+							(int)scale, rgb);
 		}
 		x += (int)(f->width * scale);
 	}
 }
 
-static void centered(struct gw_fb *fb, const struct gw_font *f, int y, unsigned scale,
-		     uint32_t rgb, const char *text)
+static void centered(struct gw_fb *fb, const struct gw_font *f, int y, unsigned scale, uint32_t rgb,
+		     const char *text)
 {
 	int w = (int)gw_text_width(f, scale, text);
 	if (w > (int)fb->width - 16 && scale > 1) {
@@ -328,7 +332,8 @@ void gw_draw_wait(struct gw_fb *fb, const struct gw_font *f, const struct gw_wai
 	panel(fb, f, NULL, &y, &sc);
 	int lh = (int)(f->height * sc);
 	char line[160];
-	snprintf(line, sizeof(line), "Opening %s", v->app_title && *v->app_title ? v->app_title : "your app");
+	snprintf(line, sizeof(line), "Opening %s",
+		 v->app_title && *v->app_title ? v->app_title : "your app");
 	centered(fb, f, y, sc, FG, line);
 	y += lh * 2;
 	if (v->position) {
@@ -348,7 +353,8 @@ void gw_draw_wait(struct gw_fb *fb, const struct gw_font *f, const struct gw_wai
 		if (s < 60)
 			snprintf(line, sizeof(line), "Estimated wait: about %lld s", s);
 		else
-			snprintf(line, sizeof(line), "Estimated wait: about %lld min", (s + 59) / 60);
+			snprintf(line, sizeof(line), "Estimated wait: about %lld min",
+				 (s + 59) / 60);
 	} else {
 		snprintf(line, sizeof(line), "Estimated wait: a few moments");
 	}

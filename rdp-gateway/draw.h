@@ -51,12 +51,12 @@ struct gw_login_view {
 
 struct gw_wait_view {
 	const char *app_title;
-	const char *state;   /* "queued", "starting" */
-	unsigned position;   /* 0 when not queued */
+	const char *state;     /* "queued", "starting" */
+	unsigned position;     /* 0 when not queued */
 	long long estimate_ms; /* -1 unknown */
 	long long elapsed_ms;
-	const char *reason;  /* why queued */
-	unsigned tick;	     /* animation step */
+	const char *reason; /* why queued */
+	unsigned tick;	    /* animation step */
 };
 
 void gw_draw_login(struct gw_fb *fb, const struct gw_font *f, const struct gw_login_view *v);

@@ -31,20 +31,19 @@
 #include <winpr/wlog.h>
 
 static const char usage[] =
-	"usage: nestor-gateway [--config FILE] [--log-level LEVEL]\n"
-	"\n"
-	"The nestor RDP gateway: authenticates users through nestord, shows a\n"
-	"login and a wait screen, then the user's guest as a desktop or a\n"
-	"RemoteApp window (xfreerdp /app:\"||ALIAS\").\n"
-	"\n"
-	"  -c, --config FILE    configuration (default " NESTOR_SYSCONFDIR
-	"/nestor/gateway.conf;\n"
-	"                       a missing default file means built-in defaults)\n"
-	"  -l, --log-level LVL  err, warn, info or debug\n"
-	"  -V, --version        print the version and exit\n"
-	"  -h, --help           this text\n"
-	"\n"
-	"See docs/gateway.md.\n";
+    "usage: nestor-gateway [--config FILE] [--log-level LEVEL]\n"
+    "\n"
+    "The nestor RDP gateway: authenticates users through nestord, shows a\n"
+    "login and a wait screen, then the user's guest as a desktop or a\n"
+    "RemoteApp window (xfreerdp /app:\"||ALIAS\").\n"
+    "\n"
+    "  -c, --config FILE    configuration (default " NESTOR_SYSCONFDIR "/nestor/gateway.conf;\n"
+    "                       a missing default file means built-in defaults)\n"
+    "  -l, --log-level LVL  err, warn, info or debug\n"
+    "  -V, --version        print the version and exit\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "See docs/gateway.md.\n";
 
 static volatile sig_atomic_t stop;
 
@@ -174,9 +173,10 @@ static int certificate(struct gw *gw, char *err, size_t errlen)
 			char host[256] = "nestor-gateway", subj[300];
 			gethostname(host, sizeof(host) - 1);
 			snprintf(subj, sizeof(subj), "/CN=%s", host);
-			const char *argv[] = {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
-					      "-nodes", "-days", "3650", "-subj", subj, "-keyout",
-					      gw->key, "-out", gw->cert, NULL};
+			const char *argv[] = {
+			    "/usr/bin/openssl", "req",	 "-x509", "-newkey", "rsa:2048",
+			    "-nodes",		"-days", "3650",  "-subj",   subj,
+			    "-keyout",		gw->key, "-out",  gw->cert,  NULL};
 			mode_t old = umask(077);
 			int r = run(argv);
 			umask(old);
@@ -188,7 +188,8 @@ static int certificate(struct gw *gw, char *err, size_t errlen)
 		}
 	}
 	if (access(gw->cert, R_OK) != 0 || access(gw->key, R_OK) != 0) {
-		snprintf(err, errlen, "cannot read certificate %.400s or key %.400s", gw->cert, gw->key);
+		snprintf(err, errlen, "cannot read certificate %.400s or key %.400s", gw->cert,
+			 gw->key);
 		return -EACCES;
 	}
 	char cmd[4200];

@@ -36,10 +36,12 @@ static int key(void *user, const char *section, const char *name, const char *va
 	*want = "an absolute path";
 	if (IS("gateway", "listen")) {
 		*want = "an IPv4 or IPv6 address";
-		return strpbrk(value, " /") ? -EINVAL : conf_str(c->listen, sizeof(c->listen), value);
+		return strpbrk(value, " /") ? -EINVAL
+					    : conf_str(c->listen, sizeof(c->listen), value);
 	}
 	if (IS("gateway", "port"))
-		return *want = "1..65535", conf_uint(&c->port, value, 65535) < 0 || !c->port ? -EINVAL : 0;
+		return *want = "1..65535",
+		       conf_uint(&c->port, value, 65535) < 0 || !c->port ? -EINVAL : 0;
 	if (IS("gateway", "api_socket"))
 		return conf_path(c->api_socket, sizeof(c->api_socket), value);
 	if (IS("gateway", "state_dir"))
@@ -54,25 +56,27 @@ static int key(void *user, const char *section, const char *name, const char *va
 		return *want = "a user name", conf_str(c->user, sizeof(c->user), value);
 	if (IS("gateway", "default_app"))
 		return *want = "an app alias",
-		       util_name_valid(value) ? conf_str(c->default_app, sizeof(c->default_app), value)
-					      : -EINVAL;
+		       util_name_valid(value)
+			   ? conf_str(c->default_app, sizeof(c->default_app), value)
+			   : -EINVAL;
 	if (IS("gateway", "rdp_security"))
 		return *want = "true or false", conf_bool(&c->rdp_security, value);
 	if (IS("gateway", "log_level"))
 		return *want = "err, warn, info or debug",
 		       (!strcmp(value, "err") || !strcmp(value, "warn") || !strcmp(value, "info") ||
 			!strcmp(value, "debug"))
-			       ? conf_str(c->log_level, sizeof(c->log_level), value)
-			       : -EINVAL;
+			   ? conf_str(c->log_level, sizeof(c->log_level), value)
+			   : -EINVAL;
 	if (IS("limits", "handshake_timeout"))
 		return *want = "1..300 seconds",
 		       conf_uint(&c->handshake_timeout, value, 300) < 0 || !c->handshake_timeout
-			       ? -EINVAL
-			       : 0;
+			   ? -EINVAL
+			   : 0;
 	if (IS("limits", "max_connections"))
 		return *want = "1..10000",
-		       conf_uint(&c->max_connections, value, 10000) < 0 || !c->max_connections ? -EINVAL
-											       : 0;
+		       conf_uint(&c->max_connections, value, 10000) < 0 || !c->max_connections
+			   ? -EINVAL
+			   : 0;
 	if (IS("limits", "max_per_address"))
 		return *want = "0 (unlimited)..10000", conf_uint(&c->max_per_address, value, 10000);
 	if (IS("limits", "rate_per_address"))
@@ -80,7 +84,8 @@ static int key(void *user, const char *section, const char *name, const char *va
 		       conf_uint(&c->rate_per_address, value, 10000);
 	if (IS("limits", "login_attempts"))
 		return *want = "1..10",
-		       conf_uint(&c->login_attempts, value, 10) < 0 || !c->login_attempts ? -EINVAL : 0;
+		       conf_uint(&c->login_attempts, value, 10) < 0 || !c->login_attempts ? -EINVAL
+											  : 0;
 	if (IS("display", "frame_rate"))
 		return *want = "1..60",
 		       conf_uint(&c->frame_rate, value, 60) < 0 || !c->frame_rate ? -EINVAL : 0;

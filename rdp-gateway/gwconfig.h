@@ -15,17 +15,17 @@ struct gw_config {
 	char state_dir[4096];	/* self-signed certificate lives here */
 	char certificate[4096]; /* PEM; empty: generate */
 	char private_key[4096];
-	char user[64];		/* drop privileges to this user when started as root */
+	char user[64]; /* drop privileges to this user when started as root */
 	char font[4096];
-	char default_app[65];	/* for desktop clients that name no app */
-	bool rdp_security;	/* allow standard RDP security (never for untrusted networks) */
+	char default_app[65];	    /* for desktop clients that name no app */
+	bool rdp_security;	    /* allow standard RDP security (never for untrusted networks) */
 	unsigned handshake_timeout; /* seconds */
 	unsigned max_connections;
-	unsigned max_per_address;   /* concurrent */
-	unsigned rate_per_address;  /* new connections per minute */
+	unsigned max_per_address;  /* concurrent */
+	unsigned rate_per_address; /* new connections per minute */
 	unsigned login_attempts;
 	unsigned frame_rate;
-	unsigned width, height;	    /* wait-screen size when the client asks for none */
+	unsigned width, height; /* wait-screen size when the client asks for none */
 	char log_level[8];
 };
 

@@ -168,8 +168,9 @@ static bool flush(struct gw_peer *p, bool force)
 			BITMAP_DATA *b = &bd[k];
 			const BYTE *src = p->screen.pixels + (size_t)y * p->screen.stride + x * 4;
 			UINT32 size = 0;
-			b->bitmapDataStream = freerdp_bitmap_compress_planar(
-				p->planar, src, PIXEL_FORMAT_BGRX32, w, h, p->screen.stride, NULL, &size);
+			b->bitmapDataStream =
+			    freerdp_bitmap_compress_planar(p->planar, src, PIXEL_FORMAT_BGRX32, w,
+							   h, p->screen.stride, NULL, &size);
 			if (!b->bitmapDataStream)
 				continue;
 			b->destLeft = x;
@@ -231,10 +232,11 @@ static bool rail_window(struct gw_peer *p, bool create)
 	WCHAR title[128];
 	oi.windowId = WINDOW_ID;
 	oi.fieldFlags = WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_FIELD_TITLE |
-			WINDOW_ORDER_FIELD_CLIENT_AREA_OFFSET | WINDOW_ORDER_FIELD_CLIENT_AREA_SIZE |
-			WINDOW_ORDER_FIELD_WND_OFFSET | WINDOW_ORDER_FIELD_WND_SIZE |
-			WINDOW_ORDER_FIELD_WND_RECTS | WINDOW_ORDER_FIELD_VIS_OFFSET |
-			WINDOW_ORDER_FIELD_VISIBILITY | WINDOW_ORDER_FIELD_WND_CLIENT_DELTA;
+			WINDOW_ORDER_FIELD_CLIENT_AREA_OFFSET |
+			WINDOW_ORDER_FIELD_CLIENT_AREA_SIZE | WINDOW_ORDER_FIELD_WND_OFFSET |
+			WINDOW_ORDER_FIELD_WND_SIZE | WINDOW_ORDER_FIELD_WND_RECTS |
+			WINDOW_ORDER_FIELD_VIS_OFFSET | WINDOW_ORDER_FIELD_VISIBILITY |
+			WINDOW_ORDER_FIELD_WND_CLIENT_DELTA;
 	if (create)
 		oi.fieldFlags |= WINDOW_ORDER_STATE_NEW | WINDOW_ORDER_FIELD_OWNER |
 				 WINDOW_ORDER_FIELD_STYLE | WINDOW_ORDER_FIELD_SHOW |
@@ -260,7 +262,8 @@ static bool rail_window(struct gw_peer *p, bool create)
 	ws.visibilityRects = &rect;
 	pthread_mutex_lock(&p->lock);
 	rdpWindowUpdate *wu = p->ctx.update->window;
-	BOOL ok = create ? wu->WindowCreate(&p->ctx, &oi, &ws) : wu->WindowUpdate(&p->ctx, &oi, &ws);
+	BOOL ok =
+	    create ? wu->WindowCreate(&p->ctx, &oi, &ws) : wu->WindowUpdate(&p->ctx, &oi, &ws);
 	pthread_mutex_unlock(&p->lock);
 	if (ok) {
 		p->window_created = true;
@@ -372,7 +375,8 @@ static void draw_wait(struct gw_peer *p)
 {
 	struct gw_wait_view v = {.app_title = p->sess.title[0] ? p->sess.title : p->app,
 				 .state = p->sess.state,
-				 .position = !strcmp(p->sess.state, "queued") ? p->sess.position : 0,
+				 .position =
+				     !strcmp(p->sess.state, "queued") ? p->sess.position : 0,
 				 .estimate_ms = p->sess.estimate_ms,
 				 .elapsed_ms = now_ms() - p->wait_started_ms,
 				 .reason = p->sess.reason,
@@ -487,7 +491,8 @@ static void enter_guest(struct gw_peer *p)
 		show_fail(p, "Cannot show your app", "The guest's screen is not reachable.");
 		return;
 	}
-	p->vnc_event = CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc), WINPR_FD_READ);
+	p->vnc_event =
+	    CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc), WINPR_FD_READ);
 	if (gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "attach") < 0)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
 	p->phase = PH_GUEST;
@@ -717,7 +722,7 @@ static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
 	if (!p->vcm || p->vcm == INVALID_HANDLE_VALUE)
 		return FALSE;
 	p->planar = freerdp_bitmap_planar_context_new(
-		PLANAR_FORMAT_HEADER_NA | PLANAR_FORMAT_HEADER_RLE, TILE, TILE);
+	    PLANAR_FORMAT_HEADER_NA | PLANAR_FORMAT_HEADER_RLE, TILE, TILE);
 	return p->planar != NULL;
 }
 
@@ -830,7 +835,8 @@ static void *peer_main(void *arg)
 		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
 		if (p->vnc_event)
 			h[n++] = p->vnc_event;
-		DWORD timeout = p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
+		DWORD timeout =
+		    p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
 		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
 			break;
 		if (!client->CheckFileDescriptor(client))
@@ -879,7 +885,8 @@ static void *peer_main(void *arg)
 				p->vnc_event = NULL;
 				gw_vnc_close(p->vnc);
 				p->vnc = NULL;
-				show_fail(p, "Your session has ended", "The application was closed.");
+				show_fail(p, "Your session has ended",
+					  "The application was closed.");
 			}
 			break;
 		case PH_FAIL:

@@ -63,8 +63,8 @@ static void on_update(rfbClient *c, int x, int y, int w, int h)
 		v->damage(v->arg, x, y, w, h);
 }
 
-struct gw_vnc *gw_vnc_connect(const char *path, gw_vnc_damage_fn damage,
-			      gw_vnc_resize_fn resize, void *arg)
+struct gw_vnc *gw_vnc_connect(const char *path, gw_vnc_damage_fn damage, gw_vnc_resize_fn resize,
+			      void *arg)
 {
 	struct gw_vnc *v = calloc(1, sizeof(*v));
 	if (!v)

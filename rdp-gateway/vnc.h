@@ -18,8 +18,8 @@ typedef void (*gw_vnc_damage_fn)(void *arg, int x, int y, int w, int h);
 typedef void (*gw_vnc_resize_fn)(void *arg, int w, int h);
 
 /* Connect to the VNC UNIX socket PATH. Returns NULL on failure. */
-struct gw_vnc *gw_vnc_connect(const char *path, gw_vnc_damage_fn damage,
-			      gw_vnc_resize_fn resize, void *arg);
+struct gw_vnc *gw_vnc_connect(const char *path, gw_vnc_damage_fn damage, gw_vnc_resize_fn resize,
+			      void *arg);
 void gw_vnc_close(struct gw_vnc *v);
 int gw_vnc_fd(const struct gw_vnc *v);
 /* Process what the server sent; false when the connection is gone. */

@@ -42,31 +42,31 @@
 #define CANARY_MS 250
 
 static const char usage[] =
-	"usage: nestor-storm --gateway HOST:PORT (--users FILE | --user-pattern 'user%d:pass%d')\n"
-	"                    --sessions N [--arrival burst|ramp:SECONDS|poisson:RATE]\n"
-	"                    [--app ALIAS] [--hold SECONDS] [--timeout SECONDS]\n"
-	"                    [--canary USER:PASS] [--baseline SECONDS] [--socket API_SOCKET]\n"
-	"                    [--json FILE] [--svg FILE] [--seed N]\n"
-	"\n"
-	"Opens N real RDP connections through nestor-gateway, as users arriving at\n"
-	"once (burst), spread evenly over SECONDS (ramp) or at RATE per second on\n"
-	"average (poisson). For each: TCP connect, RDP/TLS handshake done,\n"
-	"authenticated (needs --socket), first wait-screen frame, first guest\n"
-	"frame, and failures with their reasons. A canary session, connected before\n"
-	"the storm, types a key every 250 ms and times until the screen changes.\n"
-	"Host load (/proc/loadavg, /proc/pressure) and nestord's queue (--socket)\n"
-	"are sampled every 500 ms.\n"
-	"\n"
-	"  --users FILE          one USER:PASSWORD per line\n"
-	"  --user-pattern P      e.g. 'user%d:pass%d' (%d = 1..N)\n"
-	"  --hold SECONDS        stay connected this long after the guest shows (default 5)\n"
-	"  --timeout SECONDS     give up on a connection after this (default 180)\n"
-	"  --canary USER:PASS    the canary's account (default: one more from the pattern/file)\n"
-	"  --baseline SECONDS    canary measurements before the storm (default 5)\n"
-	"  --socket PATH         nestord's API socket, for queue samples and auth times\n"
-	"  --json FILE           every measurement\n"
-	"  --svg FILE            a chart: sessions over time and the canary's latency\n"
-	"Exit status: 0 if every session reached its guest, 1 otherwise, 2 usage.\n";
+    "usage: nestor-storm --gateway HOST:PORT (--users FILE | --user-pattern 'user%d:pass%d')\n"
+    "                    --sessions N [--arrival burst|ramp:SECONDS|poisson:RATE]\n"
+    "                    [--app ALIAS] [--hold SECONDS] [--timeout SECONDS]\n"
+    "                    [--canary USER:PASS] [--baseline SECONDS] [--socket API_SOCKET]\n"
+    "                    [--json FILE] [--svg FILE] [--seed N]\n"
+    "\n"
+    "Opens N real RDP connections through nestor-gateway, as users arriving at\n"
+    "once (burst), spread evenly over SECONDS (ramp) or at RATE per second on\n"
+    "average (poisson). For each: TCP connect, RDP/TLS handshake done,\n"
+    "authenticated (needs --socket), first wait-screen frame, first guest\n"
+    "frame, and failures with their reasons. A canary session, connected before\n"
+    "the storm, types a key every 250 ms and times until the screen changes.\n"
+    "Host load (/proc/loadavg, /proc/pressure) and nestord's queue (--socket)\n"
+    "are sampled every 500 ms.\n"
+    "\n"
+    "  --users FILE          one USER:PASSWORD per line\n"
+    "  --user-pattern P      e.g. 'user%d:pass%d' (%d = 1..N)\n"
+    "  --hold SECONDS        stay connected this long after the guest shows (default 5)\n"
+    "  --timeout SECONDS     give up on a connection after this (default 180)\n"
+    "  --canary USER:PASS    the canary's account (default: one more from the pattern/file)\n"
+    "  --baseline SECONDS    canary measurements before the storm (default 5)\n"
+    "  --socket PATH         nestord's API socket, for queue samples and auth times\n"
+    "  --json FILE           every measurement\n"
+    "  --svg FILE            a chart: sessions over time and the canary's latency\n"
+    "Exit status: 0 if every session reached its guest, 1 otherwise, 2 usage.\n";
 
 enum phase_ix { PH_TCP, PH_HANDSHAKE, PH_AUTH, PH_WAITFRAME, PH_GUESTFRAME, PH_N };
 static const char *const phase_names[PH_N] = {"tcp_connect", "handshake", "authenticated",
@@ -178,7 +178,8 @@ static uint32_t fb_hash(rdpContext *ctx)
 	if (!gdi || !gdi->primary_buffer)
 		return 0;
 	for (int y = 0; y < gdi->height; y += 2) {
-		const uint32_t *row = (const uint32_t *)(gdi->primary_buffer + (size_t)y * gdi->stride);
+		const uint32_t *row =
+		    (const uint32_t *)(gdi->primary_buffer + (size_t)y * gdi->stride);
 		for (int x = 0; x < gdi->width; x += 2)
 			h = (h ^ row[x]) * 16777619u;
 	}
@@ -229,14 +230,14 @@ static BOOL on_post_connect(freerdp *inst)
 }
 
 static DWORD on_verify_cert(freerdp *inst, const char *host, UINT16 port, const char *cn,
-			   const char *subject, const char *issuer, const char *fp, DWORD flags)
+			    const char *subject, const char *issuer, const char *fp, DWORD flags)
 {
 	return 1; /* accept for this session: a capacity test, not a trust decision */
 }
 
 static DWORD on_verify_changed(freerdp *inst, const char *host, UINT16 port, const char *cn,
-			      const char *subject, const char *issuer, const char *fp,
-			      const char *os, const char *oi, const char *ofp, DWORD flags)
+			       const char *subject, const char *issuer, const char *fp,
+			       const char *os, const char *oi, const char *ofp, DWORD flags)
 {
 	return 1;
 }
@@ -374,8 +375,9 @@ static void *user_main(void *arg)
 		goto out;
 	}
 	if (!pump(inst, deadline, is_guest, c)) {
-		fail(u, "%s", now_ms() >= deadline ? "timed out before the guest showed"
-						    : reason_of(inst, c));
+		fail(u, "%s",
+		     now_ms() >= deadline ? "timed out before the guest showed"
+					  : reason_of(inst, c));
 	} else {
 		u->ok = true;
 		atomic_fetch_add(&progress_guest, 1);
@@ -403,7 +405,8 @@ static void *canary_main(void *arg)
 	if (!inst)
 		return NULL;
 	c->t0 = now_ms();
-	if (!freerdp_connect(inst) || !pump(inst, now_ms() + (int64_t)opt.timeout * 1000, is_guest, c)) {
+	if (!freerdp_connect(inst) ||
+	    !pump(inst, now_ms() + (int64_t)opt.timeout * 1000, is_guest, c)) {
 		fail(u, "canary: %s", reason_of(inst, c));
 		client_free(inst);
 		atomic_store(&canary_ready, true);
@@ -495,8 +498,11 @@ static void *sampler_main(void *arg)
 {
 	unsigned round = 0;
 	while (!atomic_load(&storm_over)) {
-		struct sample s = {.t = (double)(now_ms() - t0_ms) / 1000.0, .queued = -1,
-				   .starting = -1, .sessions = -1, .ready = -1};
+		struct sample s = {.t = (double)(now_ms() - t0_ms) / 1000.0,
+				   .queued = -1,
+				   .starting = -1,
+				   .sessions = -1,
+				   .ready = -1};
 		FILE *f = fopen("/proc/loadavg", "r");
 		if (f) {
 			if (fscanf(f, "%lf", &s.load1) != 1)
@@ -510,17 +516,18 @@ static void *sampler_main(void *arg)
 			s.guests_pss_mib = guests_pss(&s.guests);
 		if (opt.socket) {
 			char *body = NULL;
-			if (httpc_request(opt.socket, "GET", "/v1/sessions", NULL, 5000, &body) == 200) {
+			if (httpc_request(opt.socket, "GET", "/v1/sessions", NULL, 5000, &body) ==
+			    200) {
 				json_object *a = json_tokener_parse(body), *v;
 				s.queued = s.starting = s.ready = s.sessions = 0;
 				for (size_t i = 0; a && i < json_object_array_length(a); i++) {
 					json_object *o = json_object_array_get_idx(a, i);
 					const char *st = json_object_object_get_ex(o, "state", &v)
-								 ? json_object_get_string(v)
-								 : "";
+							     ? json_object_get_string(v)
+							     : "";
 					const char *un = json_object_object_get_ex(o, "user", &v)
-								 ? json_object_get_string(v)
-								 : "";
+							     ? json_object_get_string(v)
+							     : "";
 					s.sessions++;
 					if (!strcmp(st, "queued"))
 						s.queued++;
@@ -578,9 +585,11 @@ static void svg(const char *path, double end_s)
 	for (size_t i = 0; i < n_rtts; i++)
 		if (rtts[i].ms > maxrtt)
 			maxrtt = rtts[i].ms;
-	fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
-		   "font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
-		   "fill='white'/>\n", W, H);
+	fprintf(f,
+		"<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+		"font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
+		"fill='white'/>\n",
+		W, H);
 	fprintf(f, "<text x='%.0f' y='20' font-size='15'>nestor-storm: %d sessions, %s</text>\n", L,
 		opt.n, opt.arrival);
 	fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='black'/>\n", L, H - B,
@@ -598,12 +607,15 @@ static void svg(const char *path, double end_s)
 	static const struct {
 		const char *name, *color;
 		int off;
-	} series[] = {{"queued", "#e67e22", 0}, {"starting", "#2980b9", 1}, {"ready", "#27ae60", 2}};
+	} series[] = {
+	    {"queued", "#e67e22", 0}, {"starting", "#2980b9", 1}, {"ready", "#27ae60", 2}};
 	for (int k = 0; k < 3; k++) {
 		fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='",
 			series[k].color);
 		for (size_t i = 0; i < n_samples; i++) {
-			int v = k == 0 ? samples[i].queued : k == 1 ? samples[i].starting : samples[i].ready;
+			int v = k == 0	 ? samples[i].queued
+				: k == 1 ? samples[i].starting
+					 : samples[i].ready;
 			if (v >= 0 && samples[i].t >= 0)
 				fprintf(f, "%.1f,%.1f ", X(samples[i].t), Y(v, maxs));
 		}
@@ -636,7 +648,8 @@ static int report(double end_s)
 			continue;
 		}
 		double p50 = pct(v, k, 50), p95 = pct(v, k, 95), p99 = pct(v, k, 99), mx = v[k - 1];
-		printf("%-18s %6zu %8.3f %8.3f %8.3f %8.3f\n", phase_names[p], k, p50, p95, p99, mx);
+		printf("%-18s %6zu %8.3f %8.3f %8.3f %8.3f\n", phase_names[p], k, p50, p95, p99,
+		       mx);
 	}
 	/* everybody's guest: storm start to the last guest frame */
 	double last = -1;
@@ -671,7 +684,8 @@ static int report(double end_s)
 		nf++;
 	}
 	size_t nb = 0, nd = 0;
-	double *before = calloc(n_rtts + 1, sizeof(double)), *during = calloc(n_rtts + 1, sizeof(double));
+	double *before = calloc(n_rtts + 1, sizeof(double)),
+	       *during = calloc(n_rtts + 1, sizeof(double));
 	for (size_t i = 0; i < n_rtts; i++) {
 		if (rtts[i].during)
 			during[nd++] = rtts[i].ms;
@@ -679,10 +693,11 @@ static int report(double end_s)
 			before[nb++] = rtts[i].ms;
 	}
 	if (opt.canary.ok)
-		printf("canary round trip ms: before p50 %.0f p99 %.0f (n=%zu); during p50 %.0f p99 "
-		       "%.0f (n=%zu)\n",
-		       pct(before, nb, 50), pct(before, nb, 99), nb, pct(during, nd, 50),
-		       pct(during, nd, 99), nd);
+		printf(
+		    "canary round trip ms: before p50 %.0f p99 %.0f (n=%zu); during p50 %.0f p99 "
+		    "%.0f (n=%zu)\n",
+		    pct(before, nb, 50), pct(before, nb, 99), nb, pct(during, nd, 50),
+		    pct(during, nd, 99), nd);
 	else
 		printf("canary: %s\n", opt.canary.fail[0] ? opt.canary.fail : "did not run");
 	int peakq = -1, peaks = -1, peakg = 0;
@@ -705,8 +720,8 @@ static int report(double end_s)
 		printf("peak queue %d, peak starting %d; ", peakq, peaks);
 	printf("peak load %.2f, peak cpu pressure (some avg10) %.1f%%\n", peakload, peakpsi);
 	if (peakpss > 0)
-		printf("peak guest memory: %.0f MiB Pss in %d QEMU processes on this host\n", peakpss,
-		       peakg);
+		printf("peak guest memory: %.0f MiB Pss in %d QEMU processes on this host\n",
+		       peakpss, peakg);
 
 	if (opt.json) {
 		json_object *o = json_object_new_object(), *us = json_object_new_array(),
@@ -722,32 +737,40 @@ static int report(double end_s)
 			json_object_object_add(j, "user", json_object_new_string(u->name));
 			json_object_object_add(j, "start_s", json_object_new_double(u->start_s));
 			for (int p = 0; p < PH_N; p++)
-				json_object_object_add(j, phase_names[p],
-						       u->t[p] >= 0 ? json_object_new_double(u->t[p]) : NULL);
+				json_object_object_add(
+				    j, phase_names[p],
+				    u->t[p] >= 0 ? json_object_new_double(u->t[p]) : NULL);
 			json_object_object_add(j, "ok", json_object_new_boolean(u->ok));
 			if (!u->ok)
-				json_object_object_add(j, "failure", json_object_new_string(u->fail));
+				json_object_object_add(j, "failure",
+						       json_object_new_string(u->fail));
 			json_object_array_add(us, j);
 		}
 		for (size_t i = 0; i < n_samples; i++) {
 			json_object *j = json_object_new_object();
 			json_object_object_add(j, "t", json_object_new_double(samples[i].t));
-			json_object_object_add(j, "load1", json_object_new_double(samples[i].load1));
-			json_object_object_add(j, "cpu_some10", json_object_new_double(samples[i].cpu_some10));
-			json_object_object_add(j, "mem_some10", json_object_new_double(samples[i].mem_some10));
+			json_object_object_add(j, "load1",
+					       json_object_new_double(samples[i].load1));
+			json_object_object_add(j, "cpu_some10",
+					       json_object_new_double(samples[i].cpu_some10));
+			json_object_object_add(j, "mem_some10",
+					       json_object_new_double(samples[i].mem_some10));
 			json_object_object_add(j, "queued", json_object_new_int(samples[i].queued));
-			json_object_object_add(j, "starting", json_object_new_int(samples[i].starting));
+			json_object_object_add(j, "starting",
+					       json_object_new_int(samples[i].starting));
 			json_object_object_add(j, "ready", json_object_new_int(samples[i].ready));
 			if (samples[i].guests_pss_mib >= 0)
-				json_object_object_add(j, "guests_pss_mib",
-						       json_object_new_double(samples[i].guests_pss_mib));
+				json_object_object_add(
+				    j, "guests_pss_mib",
+				    json_object_new_double(samples[i].guests_pss_mib));
 			json_object_array_add(ss, j);
 		}
 		for (size_t i = 0; i < n_rtts; i++) {
 			json_object *j = json_object_new_object();
 			json_object_object_add(j, "t", json_object_new_double(rtts[i].t));
 			json_object_object_add(j, "ms", json_object_new_double(rtts[i].ms));
-			json_object_object_add(j, "during", json_object_new_boolean(rtts[i].during));
+			json_object_object_add(j, "during",
+					       json_object_new_boolean(rtts[i].during));
 			json_object_array_add(rs, j);
 		}
 		json_object_object_add(o, "users", us);
@@ -795,8 +818,8 @@ static int load_users(const char *file, const char *pattern, int need)
 			if (!line[0] || line[0] == '#')
 				continue;
 			if (parse_cred(line, &opt.users[n]) < 0) {
-				fprintf(stderr, "nestor-storm: %s: bad line '%s' (USER:PASSWORD)\n", file,
-					line);
+				fprintf(stderr, "nestor-storm: %s: bad line '%s' (USER:PASSWORD)\n",
+					file, line);
 				fclose(f);
 				return -1;
 			}
@@ -839,48 +862,90 @@ static bool pattern_ok(const char *p)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"gateway", required_argument, NULL, 'g'}, {"users", required_argument, NULL, 'u'},
-		{"user-pattern", required_argument, NULL, 'p'}, {"sessions", required_argument, NULL, 'n'},
-		{"arrival", required_argument, NULL, 'a'}, {"app", required_argument, NULL, 'A'},
-		{"hold", required_argument, NULL, 'H'}, {"timeout", required_argument, NULL, 'T'},
-		{"canary", required_argument, NULL, 'C'}, {"baseline", required_argument, NULL, 'B'},
-		{"socket", required_argument, NULL, 's'}, {"json", required_argument, NULL, 'j'},
-		{"svg", required_argument, NULL, 'S'}, {"seed", required_argument, NULL, 'r'},
-		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"gateway", required_argument, NULL, 'g'},
+					   {"users", required_argument, NULL, 'u'},
+					   {"user-pattern", required_argument, NULL, 'p'},
+					   {"sessions", required_argument, NULL, 'n'},
+					   {"arrival", required_argument, NULL, 'a'},
+					   {"app", required_argument, NULL, 'A'},
+					   {"hold", required_argument, NULL, 'H'},
+					   {"timeout", required_argument, NULL, 'T'},
+					   {"canary", required_argument, NULL, 'C'},
+					   {"baseline", required_argument, NULL, 'B'},
+					   {"socket", required_argument, NULL, 's'},
+					   {"json", required_argument, NULL, 'j'},
+					   {"svg", required_argument, NULL, 'S'},
+					   {"seed", required_argument, NULL, 'r'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
 	const char *gateway = NULL, *ufile = NULL, *pattern = NULL, *canary = NULL;
 	snprintf(opt.arrival, sizeof(opt.arrival), "burst");
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'g': gateway = optarg; break;
-		case 'u': ufile = optarg; break;
-		case 'p': pattern = optarg; break;
-		case 'n': opt.n = atoi(optarg); break;
-		case 'a': snprintf(opt.arrival, sizeof(opt.arrival), "%s", optarg); break;
-		case 'A': snprintf(opt.app, sizeof(opt.app), "%s", optarg); break;
-		case 'H': opt.hold = (unsigned)atoi(optarg); break;
-		case 'T': opt.timeout = (unsigned)atoi(optarg); break;
-		case 'C': canary = optarg; break;
-		case 'B': opt.baseline = (unsigned)atoi(optarg); break;
-		case 's': opt.socket = optarg; break;
-		case 'j': opt.json = optarg; break;
-		case 'S': opt.svg = optarg; break;
-		case 'r': opt.seed = (unsigned)atoi(optarg); break;
-		case 'h': fputs(usage, stdout); return 0;
-		default: fputs(usage, stderr); return 2;
+		case 'g':
+			gateway = optarg;
+			break;
+		case 'u':
+			ufile = optarg;
+			break;
+		case 'p':
+			pattern = optarg;
+			break;
+		case 'n':
+			opt.n = atoi(optarg);
+			break;
+		case 'a':
+			snprintf(opt.arrival, sizeof(opt.arrival), "%s", optarg);
+			break;
+		case 'A':
+			snprintf(opt.app, sizeof(opt.app), "%s", optarg);
+			break;
+		case 'H':
+			opt.hold = (unsigned)atoi(optarg);
+			break;
+		case 'T':
+			opt.timeout = (unsigned)atoi(optarg);
+			break;
+		case 'C':
+			canary = optarg;
+			break;
+		case 'B':
+			opt.baseline = (unsigned)atoi(optarg);
+			break;
+		case 's':
+			opt.socket = optarg;
+			break;
+		case 'j':
+			opt.json = optarg;
+			break;
+		case 'S':
+			opt.svg = optarg;
+			break;
+		case 'r':
+			opt.seed = (unsigned)atoi(optarg);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
 		}
 	}
 	const char *colon = gateway ? strrchr(gateway, ':') : NULL;
-	if (!gateway || !colon || colon == gateway || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535) {
+	if (!gateway || !colon || colon == gateway || atoi(colon + 1) <= 0 ||
+	    atoi(colon + 1) > 65535) {
 		fprintf(stderr, "nestor-storm: --gateway HOST:PORT is required\n%s", usage);
 		return 2;
 	}
 	snprintf(opt.host, sizeof(opt.host), "%.*s", (int)(colon - gateway), gateway);
 	opt.port = (unsigned)atoi(colon + 1);
-	if (opt.n < 1 || opt.n > MAXU - 1 || (!ufile == !pattern) || (pattern && !pattern_ok(pattern))) {
-		fprintf(stderr, "nestor-storm: need --sessions 1..%d and one of --users or a valid "
-				"--user-pattern\n%s",
+	if (opt.n < 1 || opt.n > MAXU - 1 || (!ufile == !pattern) ||
+	    (pattern && !pattern_ok(pattern))) {
+		fprintf(stderr,
+			"nestor-storm: need --sessions 1..%d and one of --users or a valid "
+			"--user-pattern\n%s",
 			MAXU - 1, usage);
 		return 2;
 	}

@@ -84,8 +84,9 @@ static pid_t xfreerdp(const char *user, const char *pass, const char *app, const
 	snprintf(u, sizeof(u), "/u:%s", user);
 	snprintf(p, sizeof(p), "/p:%s", pass);
 	snprintf(a, sizeof(a), "/app:||%s", app ? app : "");
-	const char *argv[] = {"xfreerdp", v, u, p, "/cert:ignore", "/size:1024x768", "-clipboard",
-			      app ? a : NULL, NULL};
+	const char *argv[] = {
+	    "xfreerdp",	    v,	 u, p, "/cert:ignore", "/size:1024x768", "-clipboard",
+	    app ? a : NULL, NULL};
 	return spawn(argv, log);
 }
 
@@ -100,7 +101,8 @@ static uint8_t *screen_rgb(int *w, int *h)
 	uint8_t *x = (uint8_t *)testenv_slurp(path, &len);
 	if (!x || len < 100)
 		return NULL;
-#define BE32(o) ((uint32_t)x[o] << 24 | (uint32_t)x[o + 1] << 16 | (uint32_t)x[o + 2] << 8 | x[o + 3])
+#define BE32(o)                                                                                    \
+	((uint32_t)x[o] << 24 | (uint32_t)x[o + 1] << 16 | (uint32_t)x[o + 2] << 8 | x[o + 3])
 	uint32_t hs = BE32(0), bpl = BE32(48), nc = BE32(76);
 	*w = (int)BE32(16);
 	*h = (int)BE32(20);
@@ -143,7 +145,8 @@ static bool window_geometry(const char *name_args, int *x, int *y, int *w, int *
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "xwininfo %s 2>/dev/null", name_args);
 	char *out = sh_out(cmd);
-	char *ax = strstr(out, "Absolute upper-left X:"), *ay = strstr(out, "Absolute upper-left Y:");
+	char *ax = strstr(out, "Absolute upper-left X:"),
+	     *ay = strstr(out, "Absolute upper-left Y:");
 	char *ww = strstr(out, "Width:"), *hh = strstr(out, "Height:");
 	bool ok = ax && ay && ww && hh;
 	if (ok) {
@@ -209,14 +212,15 @@ static bool pixels_match(const char *id, int *diff_out)
 		int diff = 0;
 		for (int yy = 0; yy < gh && y + yy < shh; yy++)
 			for (int xx = 0; xx < gw_ && x + xx < sw; xx++)
-				diff += memcmp(guest + ((size_t)yy * gw_ + xx) * 3,
-					       scr + ((size_t)(y + yy) * sw + (x + xx)) * 3, 3) != 0;
+				diff +=
+				    memcmp(guest + ((size_t)yy * gw_ + xx) * 3,
+					   scr + ((size_t)(y + yy) * sw + (x + xx)) * 3, 3) != 0;
 		*diff_out = diff;
 		ok = diff == 0 && w >= gw_ && h >= gh;
 	} else {
 		fprintf(stderr, "pixels: guest %s, window found %d\n", guest ? "ok" : "missing",
-			window_geometry("-id $(xdotool search --name 'FreeRDP:' | head -1)", &x, &y, &w,
-					&h));
+			window_geometry("-id $(xdotool search --name 'FreeRDP:' | head -1)", &x, &y,
+					&w, &h));
 	}
 	free(guest);
 	free(scr);
@@ -324,7 +328,8 @@ static bool is_login_color(void *unused)
 	int w, h;
 	uint8_t *s = screen_rgb(&w, &h);
 	/* the login screen's background (0x1d2b3a) fills the lower part of the window */
-	bool ok = s && s[((size_t)600 * w + 500) * 3] == 0x1d && s[((size_t)600 * w + 500) * 3 + 1] == 0x2b &&
+	bool ok = s && s[((size_t)600 * w + 500) * 3] == 0x1d &&
+		  s[((size_t)600 * w + 500) * 3 + 1] == 0x2b &&
 		  s[((size_t)600 * w + 500) * 3 + 2] == 0x3a;
 	free(s);
 	return ok;
@@ -348,7 +353,8 @@ static void test_stall(void)
 {
 	/* a client that sends half a connection request and stops */
 	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	CHECK(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	static const uint8_t partial[] = {0x03, 0x00, 0x00, 0x2c, 0x27, 0xe0};
@@ -400,8 +406,8 @@ int main(void)
 	setenv("DISPLAY", display, 1); /* for every xdotool/xwininfo, substitutions included */
 	snprintf(fbdir, sizeof(fbdir), "%s/fb", d.dir);
 	mkdir(fbdir, 0700);
-	const char *xargv[] = {"Xvfb", display, "-screen", "0", "1280x1024x24", "-fbdir", fbdir,
-			       "-nolisten", "tcp", NULL};
+	const char *xargv[] = {"Xvfb",	 display, "-screen",   "0",   "1280x1024x24",
+			       "-fbdir", fbdir,	  "-nolisten", "tcp", NULL};
 	xvfb = spawn(xargv, NULL);
 	char xsock[64];
 	snprintf(xsock, sizeof(xsock), "/tmp/.X11-unix/X%d", dn);
@@ -409,7 +415,8 @@ int main(void)
 		usleep(100000);
 
 	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", d.dir);
-	gateway = gateway_start(&d, port, "[limits]\nhandshake_timeout = 3\n", gwlog, sizeof(gwlog));
+	gateway =
+	    gateway_start(&d, port, "[limits]\nhandshake_timeout = 3\n", gwlog, sizeof(gwlog));
 	CHECK(gateway > 0);
 
 	test_desktop();

@@ -64,7 +64,7 @@ int main(void)
 		CHECK(json_object_object_get_ex(u, "ok", &v) && json_object_get_boolean(v));
 		for (size_t p = 0; p < 5; p++)
 			CHECK_MSG(json_object_object_get_ex(u, phases[p], &v) &&
-					  json_object_is_type(v, json_type_double),
+				      json_object_is_type(v, json_type_double),
 				  "user %zu lacks %s", i, phases[p]);
 	}
 	/* the canary answered before and during the storm */

@@ -34,8 +34,8 @@ static struct nestord d;
 static int auth(const char *user, const char *pw, const char *client)
 {
 	char body[256];
-	snprintf(body, sizeof(body), "{\"user\":\"%s\",\"password\":\"%s\",\"client\":\"%s\"}", user,
-		 pw, client);
+	snprintf(body, sizeof(body), "{\"user\":\"%s\",\"password\":\"%s\",\"client\":\"%s\"}",
+		 user, pw, client);
 	return api(&d, "POST", "/v1/auth", body, NULL);
 }
 
@@ -176,7 +176,8 @@ static void test_max_starting(void)
 	while (ready < 4 && util_now_ms() < end) {
 		json_object *st = NULL, *u;
 		api(&d, "GET", "/v1/status", NULL, &st);
-		if (json_object_object_get_ex(st, "usage", &u) && jint(u, "starting") > max_starting)
+		if (json_object_object_get_ex(st, "usage", &u) &&
+		    jint(u, "starting") > max_starting)
 			max_starting = (int)jint(u, "starting");
 		json_object_put(st);
 		ready = 0;
@@ -273,27 +274,27 @@ static void test_malformed(void)
 		const char *method, *path, *body;
 		int want;
 	} t[] = {
-		{"POST", "/v1/auth", "{", 400},
-		{"POST", "/v1/auth", "[]", 400},
-		{"POST", "/v1/auth", "{\"user\":\"a\"}", 400},
-		{"POST", "/v1/auth", "{\"user\":\"a\",\"password\":1}", 400},
-		{"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\",\"x\":1}", 400},
-		{"POST", "/v1/auth", "{\"user\":\"../etc\",\"password\":\"p\"}", 400},
-		{"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\"} trailing", 400},
-		{"PUT", "/v1/caps", "{\"max_sessions\":-1}", 400},
-		{"PUT", "/v1/caps", "{\"max_sessions\":\"2\"}", 400},
-		{"PUT", "/v1/caps", "{\"max_sessions\":1e3}", 400},
-		{"POST", "/v1/images", "{\"name\":\"x\",\"base\":\"/nonexistent\",\"memory_mb\":64}",
-		 400},
-		{"POST", "/v1/images", "{\"name\":\"x y\",\"base\":\"/x\",\"memory_mb\":64}", 400},
-		{"POST", "/v1/apps", "{\"alias\":\"a\",\"image\":\"nope\",\"title\":\"t\"}", 404},
-		{"DELETE", "/v1/images/demo", NULL, 409},
-		{"GET", "/v1/sessions/deadbeef", NULL, 404},
-		{"GET", "/v1/sessions?ended=x", NULL, 400},
-		{"GET", "/v1/nothing", NULL, 404},
-		{"GET", "/v2/status", NULL, 404},
-		{"DELETE", "/v1/status", NULL, 405},
-		{"GET", "/v1/sessions/..%2f..", NULL, 400},
+	    {"POST", "/v1/auth", "{", 400},
+	    {"POST", "/v1/auth", "[]", 400},
+	    {"POST", "/v1/auth", "{\"user\":\"a\"}", 400},
+	    {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":1}", 400},
+	    {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\",\"x\":1}", 400},
+	    {"POST", "/v1/auth", "{\"user\":\"../etc\",\"password\":\"p\"}", 400},
+	    {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\"} trailing", 400},
+	    {"PUT", "/v1/caps", "{\"max_sessions\":-1}", 400},
+	    {"PUT", "/v1/caps", "{\"max_sessions\":\"2\"}", 400},
+	    {"PUT", "/v1/caps", "{\"max_sessions\":1e3}", 400},
+	    {"POST", "/v1/images", "{\"name\":\"x\",\"base\":\"/nonexistent\",\"memory_mb\":64}",
+	     400},
+	    {"POST", "/v1/images", "{\"name\":\"x y\",\"base\":\"/x\",\"memory_mb\":64}", 400},
+	    {"POST", "/v1/apps", "{\"alias\":\"a\",\"image\":\"nope\",\"title\":\"t\"}", 404},
+	    {"DELETE", "/v1/images/demo", NULL, 409},
+	    {"GET", "/v1/sessions/deadbeef", NULL, 404},
+	    {"GET", "/v1/sessions?ended=x", NULL, 400},
+	    {"GET", "/v1/nothing", NULL, 404},
+	    {"GET", "/v2/status", NULL, 404},
+	    {"DELETE", "/v1/status", NULL, 405},
+	    {"GET", "/v1/sessions/..%2f..", NULL, 400},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		json_object *o = NULL;

@@ -260,7 +260,7 @@ static void test_modified_base(void)
 	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
 	api(&d, "GET", path, NULL, &s);
 	CHECK_MSG(strstr(jget(s, "end_reason"), "image demo") &&
-			  strstr(jget(s, "end_reason"), "modified"),
+		      strstr(jget(s, "end_reason"), "modified"),
 		  "end_reason: %s", jget(s, "end_reason"));
 	json_object_put(s);
 }
@@ -269,8 +269,9 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	testenv_guest_dir();
-	nestord_setup(&d, "images", USERS,
-		      "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 4\nuser_max_sessions = 1\n");
+	nestord_setup(
+	    &d, "images", USERS,
+	    "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 4\nuser_max_sessions = 1\n");
 	if (!nestord_start(&d)) {
 		CHECK(!"nestord started");
 		return check_done("test_images");

@@ -193,7 +193,7 @@ static void test_bad_start(const struct lnch_profile *p0)
 	char err[256] = "";
 	struct watch w = {0};
 	struct lnch_guest *g =
-		lnch_guest_start(base, &cfg, "bad", &p, NULL, &cbs, &w, err, sizeof(err));
+	    lnch_guest_start(base, &cfg, "bad", &p, NULL, &cbs, &w, err, sizeof(err));
 	CHECK(g == NULL);
 	CHECK_MSG(strstr(err, "/nonexistent/base.qcow2") != NULL, "err: %s", err);
 	/* A backing file that is not qcow2: qemu-img fails, reported as start failed. */
@@ -232,7 +232,8 @@ static void test_four(const struct lnch_profile *p)
 	for (int i = 0; i < 4; i++)
 		for (int j = i + 1; j < 4; j++)
 			CHECK(g[i] && g[j] &&
-			      strcmp(lnch_guest_overlay_path(g[i]), lnch_guest_overlay_path(g[j])) != 0);
+			      strcmp(lnch_guest_overlay_path(g[i]),
+				     lnch_guest_overlay_path(g[j])) != 0);
 	for (int i = 0; i < 4; i++)
 		if (g[i])
 			lnch_guest_stop(g[i], 0);
@@ -277,14 +278,14 @@ int main(void)
 	fprintf(stderr, "accelerator: %s\n", pr.c.reason);
 
 	cfg = (struct lnch_config){
-		.qemu = NESTOR_QEMU,
-		.qemu_img = NESTOR_QEMU_IMG,
-		.run_dir = run,
-		.overlay_dir = ovl,
-		.accel = pr.c.accel,
-		.sandbox = true,
-		.start_timeout_ms = 60000,
-		.stop_timeout_ms = 1000,
+	    .qemu = NESTOR_QEMU,
+	    .qemu_img = NESTOR_QEMU_IMG,
+	    .run_dir = run,
+	    .overlay_dir = ovl,
+	    .accel = pr.c.accel,
+	    .sandbox = true,
+	    .start_timeout_ms = 60000,
+	    .stop_timeout_ms = 1000,
 	};
 	struct lnch_profile p;
 	testenv_profile(&p);

@@ -277,7 +277,8 @@ char *file_sha256(const char *path)
 static bool port_open(unsigned port)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	bool ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 	close(s);

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 struct nestord {
-	char dir[256];	   /* scratch root */
+	char dir[256]; /* scratch root */
 	char conf[320];
 	char sock[320];
 	char log[320];

@@ -5,28 +5,28 @@
 static struct lnch_profile base_profile(void)
 {
 	struct lnch_profile p = {
-		.machine = "pc-i440fx-7.2",
-		.memory_mb = 256,
-		.cpus = 1,
-		.disk = "/img/base.qcow2",
-		.kernel = "/img/vmlinuz",
-		.initrd = "/img/initrd.gz",
-		.append = "console=ttyS0",
-		.vnc = true,
-		.net = LNCH_NET_NONE,
-		.ready = LNCH_READY_SERIAL,
-		.ready_marker = "READY",
-		.serial_probe = true,
+	    .machine = "pc-i440fx-7.2",
+	    .memory_mb = 256,
+	    .cpus = 1,
+	    .disk = "/img/base.qcow2",
+	    .kernel = "/img/vmlinuz",
+	    .initrd = "/img/initrd.gz",
+	    .append = "console=ttyS0",
+	    .vnc = true,
+	    .net = LNCH_NET_NONE,
+	    .ready = LNCH_READY_SERIAL,
+	    .ready_marker = "READY",
+	    .serial_probe = true,
 	};
 	return p;
 }
 
 static const struct lnch_paths base_paths = {
-	.overlay = "/run/o,v.qcow2",
-	.qmp = "/run/x/qmp.sock",
-	.vnc = "/run/x/vnc.sock",
-	.serial_log = "/run/x/serial.log",
-	.probe = "/run/x/probe.sock",
+    .overlay = "/run/o,v.qcow2",
+    .qmp = "/run/x/qmp.sock",
+    .vnc = "/run/x/vnc.sock",
+    .serial_log = "/run/x/serial.log",
+    .probe = "/run/x/probe.sock",
 };
 
 static int find(const struct lnch_argv *a, const char *opt, const char *val)
@@ -40,8 +40,8 @@ static int find(const struct lnch_argv *a, const char *opt, const char *val)
 static void test_cold(void)
 {
 	struct lnch_profile p = base_profile();
-	struct lnch_argv_opts o = {.qemu = "/usr/bin/qemu", .accel = LNCH_ACCEL_TCG,
-				   .sandbox = true, .name = "s1"};
+	struct lnch_argv_opts o = {
+	    .qemu = "/usr/bin/qemu", .accel = LNCH_ACCEL_TCG, .sandbox = true, .name = "s1"};
 	struct lnch_argv a;
 	char err[128] = "";
 	CHECK(lnch_argv_build(&o, &p, &base_paths, &a, err, sizeof(err)) == 0);
@@ -52,13 +52,15 @@ static void test_cold(void)
 	for (size_t i = 0; i < a.n; i++)
 		nd += strcmp(a.v[i], "-nodefaults") == 0;
 	CHECK(nd == 1);
-	CHECK(find(&a, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
-				   "resourcecontrol=deny") > 0);
+	CHECK(find(&a, "-sandbox",
+		   "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+		   "resourcecontrol=deny") > 0);
 	CHECK(find(&a, "-machine", "pc-i440fx-7.2") > 0);
 	CHECK(find(&a, "-m", "256") > 0);
 	/* the comma in the overlay path is doubled: it cannot inject options */
-	CHECK(find(&a, "-drive", "file=/run/o,,v.qcow2,format=qcow2,if=virtio,cache=writeback,"
-				 "discard=unmap") > 0);
+	CHECK(find(&a, "-drive",
+		   "file=/run/o,,v.qcow2,format=qcow2,if=virtio,cache=writeback,"
+		   "discard=unmap") > 0);
 	CHECK(find(&a, "-vnc", "unix:/run/x/vnc.sock") > 0);
 	CHECK(find(&a, "-qmp", "unix:/run/x/qmp.sock,server=on,wait=off") > 0);
 	CHECK(find(&a, "-chardev", "file,id=ser0,path=/run/x/serial.log") > 0);
@@ -89,8 +91,8 @@ static void test_template_and_net(void)
 		   "memory-backend-file,id=pc.ram,size=256M,mem-path=/tpl/T.ram,share=off") > 0);
 	CHECK(find(&a, "-machine", "pc-i440fx-7.2,memory-backend=pc.ram") > 0);
 	CHECK(find(&a, "-incoming", "defer") > 0);
-	CHECK(find(&a, "-netdev",
-		   "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:3389") > 0);
+	CHECK(find(&a, "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:3389") >
+	      0);
 	CHECK(find(&a, "-vga", "none") > 0);
 	CHECK(find(&a, "-vnc", NULL) < 0);
 	lnch_argv_free(&a);
@@ -137,7 +139,7 @@ static void test_invalid(void)
 static void test_escape(void)
 {
 	static const char *const t[][2] = {
-		{"", ""}, {"a", "a"}, {",", ",,"}, {"a,b,,c", "a,,b,,,,c"}, {"x,", "x,,"}};
+	    {"", ""}, {"a", "a"}, {",", ",,"}, {"a,b,,c", "a,,b,,,,c"}, {"x,", "x,,"}};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		char *e = lnch_qemu_escape(t[i][0]);
 		CHECK_STR(e, t[i][1]);

@@ -30,18 +30,19 @@ int main(void)
 		const char *text;
 		const char *want; /* in the message */
 	} bad[] = {
-		{"[nestord]\nstate_dir = relative\n", "t.conf:2: bad value 'relative' for nestord.state_dir"},
-		{"[nestord]\n\nbogus = 1\n", "t.conf:3: unknown key 'bogus' in section [nestord]"},
-		{"[caps]\nmax_sessions = -3\n", "t.conf:2: bad value '-3' for caps.max_sessions"},
-		{"[caps]\nmax_sessions = 12abc\n", "caps.max_sessions"},
-		{"[caps]\nmax_starting = lots\n", "expected auto or"},
-		{"[nestord]\naccel = fast\n", "expected auto, kvm or tcg"},
-		{"[nestord]\nsandbox = maybe\n", "expected true or false"},
-		{"[other]\nx = 1\n", "unknown key 'x' in section [other]"},
-		{"[nestord\nx = 1\n", "syntax error"},
-		{"[nestord]\nrun_dir = /a/very/long/run/directory/path/that/is/too/long/for/sockets\n",
-		 "too long"},
-		{"[nestord]\npam_service = ../../etc/x\n", "pam_service"},
+	    {"[nestord]\nstate_dir = relative\n",
+	     "t.conf:2: bad value 'relative' for nestord.state_dir"},
+	    {"[nestord]\n\nbogus = 1\n", "t.conf:3: unknown key 'bogus' in section [nestord]"},
+	    {"[caps]\nmax_sessions = -3\n", "t.conf:2: bad value '-3' for caps.max_sessions"},
+	    {"[caps]\nmax_sessions = 12abc\n", "caps.max_sessions"},
+	    {"[caps]\nmax_starting = lots\n", "expected auto or"},
+	    {"[nestord]\naccel = fast\n", "expected auto, kvm or tcg"},
+	    {"[nestord]\nsandbox = maybe\n", "expected true or false"},
+	    {"[other]\nx = 1\n", "unknown key 'x' in section [other]"},
+	    {"[nestord\nx = 1\n", "syntax error"},
+	    {"[nestord]\nrun_dir = /a/very/long/run/directory/path/that/is/too/long/for/sockets\n",
+	     "too long"},
+	    {"[nestord]\npam_service = ../../etc/x\n", "pam_service"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		brk_config_defaults(&c);

@@ -9,8 +9,8 @@
 
 static void test_keys(void)
 {
-	CHECK(gw_qnum(0, 0x1e) == 0x1e);			   /* a */
-	CHECK(gw_qnum(GW_KBD_EXTENDED, 0x1d) == 0x9d);		   /* right ctrl */
+	CHECK(gw_qnum(0, 0x1e) == 0x1e);				/* a */
+	CHECK(gw_qnum(GW_KBD_EXTENDED, 0x1d) == 0x9d);			/* right ctrl */
 	CHECK(gw_qnum(GW_KBD_EXTENDED | GW_KBD_RELEASE, 0x48) == 0xc8); /* up arrow */
 	CHECK(gw_qnum(0, 0) == -1);
 	CHECK(gw_qnum(0, 0x80) == -1);
@@ -86,27 +86,28 @@ static void test_config(void)
 	struct gw_config c;
 	char err[256];
 	gw_config_defaults(&c);
-	CHECK(gw_config_parse(&c, "g.conf", "[gateway]\nport = 3390\ndefault_app = ledger\n"
-					    "[limits]\nhandshake_timeout = 5\n",
+	CHECK(gw_config_parse(&c, "g.conf",
+			      "[gateway]\nport = 3390\ndefault_app = ledger\n"
+			      "[limits]\nhandshake_timeout = 5\n",
 			      err, sizeof(err)) == 0);
 	CHECK(c.port == 3390 && c.handshake_timeout == 5);
 	CHECK_STR(c.default_app, "ledger");
 	static const struct {
 		const char *text, *want;
 	} bad[] = {
-		{"[gateway]\nport = 0\n", "g.conf:2: bad value '0' for gateway.port"},
-		{"[gateway]\nport = 70000\n", "gateway.port"},
-		{"[gateway]\ncertificate = /a.crt\n", "go together"},
-		{"[gateway]\nbogus = 1\n", "unknown key 'bogus'"},
-		{"[limits]\nhandshake_timeout = 0\n", "handshake_timeout"},
-		{"[gateway]\ndefault_app = ../x\n", "default_app"},
-		{"[display]\nframe_rate = 100\n", "frame_rate"},
+	    {"[gateway]\nport = 0\n", "g.conf:2: bad value '0' for gateway.port"},
+	    {"[gateway]\nport = 70000\n", "gateway.port"},
+	    {"[gateway]\ncertificate = /a.crt\n", "go together"},
+	    {"[gateway]\nbogus = 1\n", "unknown key 'bogus'"},
+	    {"[limits]\nhandshake_timeout = 0\n", "handshake_timeout"},
+	    {"[gateway]\ndefault_app = ../x\n", "default_app"},
+	    {"[display]\nframe_rate = 100\n", "frame_rate"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		gw_config_defaults(&c);
 		err[0] = 0;
-		CHECK_MSG(gw_config_parse(&c, "g.conf", bad[i].text, err, sizeof(err)) < 0, "case %zu",
-			  i);
+		CHECK_MSG(gw_config_parse(&c, "g.conf", bad[i].text, err, sizeof(err)) < 0,
+			  "case %zu", i);
 		CHECK_MSG(strstr(err, bad[i].want) != NULL, "case %zu: '%s'", i, err);
 	}
 }
@@ -141,8 +142,11 @@ static void test_draw(void)
 	gw_draw_login(&fb, &f, &(struct gw_login_view){.user = "bob", .password_len = 4});
 	unsigned field = count(&fb, 0xffffff);
 	CHECK(field > 1000);
-	struct gw_wait_view v = {.app_title = "Ledger", .position = 3, .estimate_ms = 90000,
-				 .elapsed_ms = 5000, .reason = "host session limit reached"};
+	struct gw_wait_view v = {.app_title = "Ledger",
+				 .position = 3,
+				 .estimate_ms = 90000,
+				 .elapsed_ms = 5000,
+				 .reason = "host session limit reached"};
 	gw_draw_wait(&fb, &f, &v);
 	CHECK(count(&fb, 0xecf0f1) > 100); /* foreground text */
 	/* the wait screen changes every tick: visibly alive */
@@ -151,8 +155,9 @@ static void test_draw(void)
 	v.tick = 1;
 	gw_draw_wait(&fb2, &f, &v);
 	CHECK(memcmp(fb.pixels, fb2.pixels, (size_t)fb.stride * fb.height) != 0);
-	gw_draw_message(&fb, &f, "Title", "a long message that needs wrapping because it is longer "
-					  "than one line of the screen at this size, really long");
+	gw_draw_message(&fb, &f, "Title",
+			"a long message that needs wrapping because it is longer "
+			"than one line of the screen at this size, really long");
 	gw_fb_finish(&fb);
 	gw_fb_finish(&fb2);
 	gw_font_free(&f);

@@ -12,14 +12,14 @@ static void test_frame(void)
 		int want;
 		size_t len;
 	} t[] = {
-		{"", 100, 0, 0},
-		{"{\"a\":1}", 100, 0, 0},
-		{"{\"a\":1}\r\n", 100, 1, 9},
-		{"{}\n{}\n", 100, 1, 3},
-		{"\n", 100, 1, 1},
-		{"0123456789", 10, -EMSGSIZE, 0},
-		{"012345678\n", 10, 1, 10},
-		{"0123456789\n", 10, -EMSGSIZE, 0},
+	    {"", 100, 0, 0},
+	    {"{\"a\":1}", 100, 0, 0},
+	    {"{\"a\":1}\r\n", 100, 1, 9},
+	    {"{}\n{}\n", 100, 1, 3},
+	    {"\n", 100, 1, 1},
+	    {"0123456789", 10, -EMSGSIZE, 0},
+	    {"012345678\n", 10, 1, 10},
+	    {"0123456789\n", 10, -EMSGSIZE, 0},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		size_t len = 0;
@@ -39,32 +39,32 @@ static void test_parse(void)
 		long long id;
 		const char *name; /* event name or error class */
 	} t[] = {
-		{"{\"QMP\": {\"version\": {}, \"capabilities\": []}}", 1, QMP_MSG_GREETING, -1, NULL},
-		{"{\"return\": {}, \"id\": 7}", 1, QMP_MSG_RETURN, 7, NULL},
-		{"{\"return\": {\"status\": \"running\"}, \"id\": 0}\r\n", 1, QMP_MSG_RETURN, 0, NULL},
-		{"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 3}", 1,
-		 QMP_MSG_ERROR, 3, "GenericError"},
-		{"{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true}, \"timestamp\": {}}", 1,
-		 QMP_MSG_EVENT, -1, "SHUTDOWN"},
-		{"{\"event\": \"STOP\"}", 1, QMP_MSG_EVENT, -1, "STOP"},
-		/* malformed */
-		{"", 0, 0, 0, NULL},
-		{"not json", 0, 0, 0, NULL},
-		{"{\"return\": {}", 0, 0, 0, NULL},
-		{"[1,2]", 0, 0, 0, NULL},
-		{"\"str\"", 0, 0, 0, NULL},
-		{"{\"return\": {}}", 0, 0, 0, NULL},			      /* reply without id */
-		{"{\"return\": {}, \"id\": \"x\"}", 0, 0, 0, NULL},	      /* string id */
-		{"{\"return\": {}, \"id\": -1}", 0, 0, 0, NULL},	      /* negative id */
-		{"{\"error\": {\"class\": 1, \"desc\": \"d\"}, \"id\": 1}", 0, 0, 0, NULL},
-		{"{\"error\": \"x\", \"id\": 1}", 0, 0, 0, NULL},
-		{"{\"event\": 5}", 0, 0, 0, NULL},
-		{"{\"event\": \"\"}", 0, 0, 0, NULL},
-		{"{\"event\": \"X\", \"data\": 1}", 0, 0, 0, NULL},
-		{"{\"QMP\": 1}", 0, 0, 0, NULL},
-		{"{\"other\": 1}", 0, 0, 0, NULL},
-		{"{\"return\": {}, \"id\": 1} trailing", 0, 0, 0, NULL},
-		{"{\"return\": {}, \"id\": 1}{}", 0, 0, 0, NULL},
+	    {"{\"QMP\": {\"version\": {}, \"capabilities\": []}}", 1, QMP_MSG_GREETING, -1, NULL},
+	    {"{\"return\": {}, \"id\": 7}", 1, QMP_MSG_RETURN, 7, NULL},
+	    {"{\"return\": {\"status\": \"running\"}, \"id\": 0}\r\n", 1, QMP_MSG_RETURN, 0, NULL},
+	    {"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 3}", 1,
+	     QMP_MSG_ERROR, 3, "GenericError"},
+	    {"{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true}, \"timestamp\": {}}", 1,
+	     QMP_MSG_EVENT, -1, "SHUTDOWN"},
+	    {"{\"event\": \"STOP\"}", 1, QMP_MSG_EVENT, -1, "STOP"},
+	    /* malformed */
+	    {"", 0, 0, 0, NULL},
+	    {"not json", 0, 0, 0, NULL},
+	    {"{\"return\": {}", 0, 0, 0, NULL},
+	    {"[1,2]", 0, 0, 0, NULL},
+	    {"\"str\"", 0, 0, 0, NULL},
+	    {"{\"return\": {}}", 0, 0, 0, NULL},		/* reply without id */
+	    {"{\"return\": {}, \"id\": \"x\"}", 0, 0, 0, NULL}, /* string id */
+	    {"{\"return\": {}, \"id\": -1}", 0, 0, 0, NULL},	/* negative id */
+	    {"{\"error\": {\"class\": 1, \"desc\": \"d\"}, \"id\": 1}", 0, 0, 0, NULL},
+	    {"{\"error\": \"x\", \"id\": 1}", 0, 0, 0, NULL},
+	    {"{\"event\": 5}", 0, 0, 0, NULL},
+	    {"{\"event\": \"\"}", 0, 0, 0, NULL},
+	    {"{\"event\": \"X\", \"data\": 1}", 0, 0, 0, NULL},
+	    {"{\"QMP\": 1}", 0, 0, 0, NULL},
+	    {"{\"other\": 1}", 0, 0, 0, NULL},
+	    {"{\"return\": {}, \"id\": 1} trailing", 0, 0, 0, NULL},
+	    {"{\"return\": {}, \"id\": 1}{}", 0, 0, 0, NULL},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		struct qmp_msg m;

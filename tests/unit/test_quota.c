@@ -31,27 +31,47 @@ struct cap_case {
 static void test_caps_table(void)
 {
 	static const struct cap_case t[] = {
-		{"unlimited", {0, 0, 0}, 0, 0,
-		 {{"a", 256, QUOTA_ADMIT}, {"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_ADMIT}}},
-		{"host max_sessions 2", {2, 0, 0}, 0, 0,
-		 {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_ADMIT}, {"c", 256, QUOTA_QUEUE}}},
-		{"host max_starting 1", {0, 1, 0}, 0, 0,
-		 {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_QUEUE}, {"c", 256, QUOTA_QUEUE}}},
-		{"host memory 600", {0, 0, 600}, 0, 0,
-		 {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_ADMIT}, {"c", 256, QUOTA_QUEUE}}},
-		{"memory too big ever", {0, 0, 600}, 0, 0, {{"a", 1024, QUOTA_REFUSE}}},
-		{"user max 1", {0, 0, 0}, 1, 0,
-		 {{"a", 256, QUOTA_ADMIT}, {"a", 256, QUOTA_REFUSE}, {"b", 256, QUOTA_ADMIT}}},
-		{"image max 1", {0, 0, 0}, 0, 1,
-		 {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_QUEUE}}},
-		{"combined", {3, 2, 1000}, 1, 0,
-		 {{"a", 256, QUOTA_ADMIT},
-		  {"b", 256, QUOTA_ADMIT},
-		  {"c", 256, QUOTA_QUEUE},
-		  {"a", 256, QUOTA_REFUSE},
-		  {"d", 256, QUOTA_QUEUE}}},
-		{"queue blocks newcomers", {1, 0, 0}, 0, 0,
-		 {{"a", 16, QUOTA_ADMIT}, {"b", 16, QUOTA_QUEUE}, {"c", 16, QUOTA_QUEUE}}},
+	    {"unlimited",
+	     {0, 0, 0},
+	     0,
+	     0,
+	     {{"a", 256, QUOTA_ADMIT}, {"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_ADMIT}}},
+	    {"host max_sessions 2",
+	     {2, 0, 0},
+	     0,
+	     0,
+	     {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_ADMIT}, {"c", 256, QUOTA_QUEUE}}},
+	    {"host max_starting 1",
+	     {0, 1, 0},
+	     0,
+	     0,
+	     {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_QUEUE}, {"c", 256, QUOTA_QUEUE}}},
+	    {"host memory 600",
+	     {0, 0, 600},
+	     0,
+	     0,
+	     {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_ADMIT}, {"c", 256, QUOTA_QUEUE}}},
+	    {"memory too big ever", {0, 0, 600}, 0, 0, {{"a", 1024, QUOTA_REFUSE}}},
+	    {"user max 1",
+	     {0, 0, 0},
+	     1,
+	     0,
+	     {{"a", 256, QUOTA_ADMIT}, {"a", 256, QUOTA_REFUSE}, {"b", 256, QUOTA_ADMIT}}},
+	    {"image max 1", {0, 0, 0}, 0, 1, {{"a", 256, QUOTA_ADMIT}, {"b", 256, QUOTA_QUEUE}}},
+	    {"combined",
+	     {3, 2, 1000},
+	     1,
+	     0,
+	     {{"a", 256, QUOTA_ADMIT},
+	      {"b", 256, QUOTA_ADMIT},
+	      {"c", 256, QUOTA_QUEUE},
+	      {"a", 256, QUOTA_REFUSE},
+	      {"d", 256, QUOTA_QUEUE}}},
+	    {"queue blocks newcomers",
+	     {1, 0, 0},
+	     0,
+	     0,
+	     {{"a", 16, QUOTA_ADMIT}, {"b", 16, QUOTA_QUEUE}, {"c", 16, QUOTA_QUEUE}}},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		struct quota_ledger l;
@@ -63,11 +83,12 @@ static void test_caps_table(void)
 		for (unsigned k = 0; k < 6 && t[i].seq[k].user; k++) {
 			struct quota_req r = req(k + 1, t[i].seq[k].user, "img", t[i].seq[k].mem);
 			struct quota_decision d = quota_request(&l, &r, 1000 + k);
-			CHECK_MSG(d.verdict == t[i].seq[k].want, "%s step %u: verdict %d want %d (%s)",
-				  t[i].name, k, d.verdict, t[i].seq[k].want,
-				  d.reason ? d.reason : "-");
+			CHECK_MSG(d.verdict == t[i].seq[k].want,
+				  "%s step %u: verdict %d want %d (%s)", t[i].name, k, d.verdict,
+				  t[i].seq[k].want, d.reason ? d.reason : "-");
 			if (d.verdict != QUOTA_ADMIT)
-				CHECK_MSG(d.reason && *d.reason, "%s step %u: a reason", t[i].name, k);
+				CHECK_MSG(d.reason && *d.reason, "%s step %u: a reason", t[i].name,
+					  k);
 		}
 		quota_ledger_finish(&l);
 	}
@@ -324,10 +345,13 @@ static void test_property(void)
 		}
 	}
 	CHECK(l.n_queue == 0 && n_live == 0);
-	CHECK_MSG(arrived == admitted + refused + expired, "arrived %u = admitted %u + refused %u + "
-		  "expired %u", arrived, admitted, refused, expired);
+	CHECK_MSG(arrived == admitted + refused + expired,
+		  "arrived %u = admitted %u + refused %u + "
+		  "expired %u",
+		  arrived, admitted, refused, expired);
 	CHECK(l.sessions == 0 && l.starting == 0 && l.memory_mb == 0);
-	fprintf(stderr, "property: %u arrivals, %u admitted, %u refused, %u expired, max wait %lld\n",
+	fprintf(stderr,
+		"property: %u arrivals, %u admitted, %u refused, %u expired, max wait %lld\n",
 		arrived, admitted, refused, expired, (long long)max_wait);
 	CHECK(admitted > arrived / 2);
 	quota_ledger_finish(&l);
@@ -340,19 +364,18 @@ static void test_pressure(void)
 		double p;
 		unsigned high, crit, want;
 	} t[] = {
-		{4, 2, 90.0, 0, 0, 4},	  /* disabled */
-		{4, 2, 10.0, 60, 90, 4},  /* calm */
-		{4, 2, 60.0, 60, 90, 2},  /* high: halved */
-		{3, 2, 75.0, 60, 90, 1},
-		{1, 2, 75.0, 60, 90, 1},  /* never 0 */
-		{4, 2, 90.0, 60, 90, 1},  /* critical: one at a time */
-		{0, 2, 10.0, 60, 90, 0},  /* unlimited stays unlimited when calm */
-		{0, 8, 70.0, 60, 90, 4},  /* unlimited: half the cores under pressure */
-		{0, 0, 70.0, 60, 90, 1},
-		{8, 2, 99.0, 60, 0, 4},	  /* no critical level */
+	    {4, 2, 90.0, 0, 0, 4},			      /* disabled */
+	    {4, 2, 10.0, 60, 90, 4},			      /* calm */
+	    {4, 2, 60.0, 60, 90, 2},			      /* high: halved */
+	    {3, 2, 75.0, 60, 90, 1}, {1, 2, 75.0, 60, 90, 1}, /* never 0 */
+	    {4, 2, 90.0, 60, 90, 1},			      /* critical: one at a time */
+	    {0, 2, 10.0, 60, 90, 0}, /* unlimited stays unlimited when calm */
+	    {0, 8, 70.0, 60, 90, 4}, /* unlimited: half the cores under pressure */
+	    {0, 0, 70.0, 60, 90, 1}, {8, 2, 99.0, 60, 0, 4}, /* no critical level */
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		unsigned got = quota_pressure_starting(t[i].max, t[i].cores, t[i].p, t[i].high, t[i].crit);
+		unsigned got =
+		    quota_pressure_starting(t[i].max, t[i].cores, t[i].p, t[i].high, t[i].crit);
 		CHECK_MSG(got == t[i].want, "case %zu: %u want %u", i, got, t[i].want);
 	}
 }
