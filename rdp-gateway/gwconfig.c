@@ -22,6 +22,7 @@ void gw_config_defaults(struct gw_config *c)
 	c->rate_per_address = 60;
 	c->login_attempts = 3;
 	c->frame_rate = 30;
+	c->remotefx = true;
 	c->width = 1024;
 	c->height = 768;
 	strcpy(c->log_level, "info");
@@ -89,6 +90,8 @@ static int key(void *user, const char *section, const char *name, const char *va
 	if (IS("display", "frame_rate"))
 		return *want = "1..60",
 		       conf_uint(&c->frame_rate, value, 60) < 0 || !c->frame_rate ? -EINVAL : 0;
+	if (IS("display", "remotefx"))
+		return *want = "true or false", conf_bool(&c->remotefx, value);
 	if (IS("display", "width"))
 		return *want = "320..4096",
 		       conf_uint(&c->width, value, 4096) < 0 || c->width < 320 ? -EINVAL : 0;

@@ -25,6 +25,7 @@ struct gw_config {
 	unsigned rate_per_address; /* new connections per minute */
 	unsigned login_attempts;
 	unsigned frame_rate;
+	bool remotefx;		/* use RemoteFX with clients that support it */
 	unsigned width, height; /* wait-screen size when the client asks for none */
 	char log_level[8];
 };

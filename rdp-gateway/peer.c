@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/codec/planar.h>
+#include <freerdp/codec/rfx.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/server/rail.h>
 #include <freerdp/update.h>
@@ -63,6 +64,8 @@ struct gw_peer {
 	uint8_t *dirty;
 	unsigned tiles_x, tiles_y;
 	BITMAP_PLANAR_CONTEXT *planar;
+	RFX_CONTEXT *rfx; /* RemoteFX, when the client supports it */
+	wStream *rfx_stream;
 	bool suppress;
 	int64_t last_frame_ms;
 	bool need_resize;
@@ -109,6 +112,8 @@ static int screen_resize(struct gw_peer *p, unsigned w, unsigned h)
 		return -ENOMEM;
 	p->tiles_x = (w + TILE - 1) / TILE;
 	p->tiles_y = (h + TILE - 1) / TILE;
+	if (p->rfx && !rfx_context_reset(p->rfx, w, h))
+		return -ENOMEM;
 	p->dirty = calloc((size_t)p->tiles_x * p->tiles_y, 1);
 	return p->dirty ? 0 : -ENOMEM;
 }
@@ -133,6 +138,67 @@ static void damage_all(struct gw_peer *p)
 	damage(p, 0, 0, (int)p->screen.width, (int)p->screen.height);
 }
 
+/* RemoteFX: the dirty tiles as rectangles of one frame, in as many messages as needed. */
+static bool flush_rfx(struct gw_peer *p, size_t count)
+{
+	rdpSettings *s = p->ctx.settings;
+	RFX_RECT *rects = calloc(count, sizeof(*rects));
+	if (!rects)
+		return false;
+	size_t k = 0;
+	for (unsigned ty = 0; ty < p->tiles_y; ty++) {
+		for (unsigned tx = 0; tx < p->tiles_x; tx++) {
+			if (!p->dirty[ty * p->tiles_x + tx])
+				continue;
+			p->dirty[ty * p->tiles_x + tx] = 0;
+			unsigned x = tx * TILE, y = ty * TILE;
+			rects[k].x = (UINT16)x;
+			rects[k].y = (UINT16)y;
+			rects[k].width =
+			    (UINT16)(p->screen.width - x < TILE ? p->screen.width - x : TILE);
+			rects[k].height =
+			    (UINT16)(p->screen.height - y < TILE ? p->screen.height - y : TILE);
+			k++;
+		}
+	}
+	size_t n = 0;
+	RFX_MESSAGE *msgs = rfx_encode_messages_ex(
+	    p->rfx, rects, k, p->screen.pixels, p->screen.width, p->screen.height, p->screen.stride,
+	    &n, s->MultifragMaxRequestSize);
+	free(rects);
+	if (!msgs)
+		return false;
+	SURFACE_BITS_COMMAND cmd = {0};
+	cmd.cmdType = CMDTYPE_STREAM_SURFACE_BITS;
+	cmd.bmp.codecID = s->RemoteFxCodecId;
+	cmd.destRight = p->screen.width;
+	cmd.destBottom = p->screen.height;
+	cmd.bmp.bpp = 32;
+	cmd.bmp.width = p->screen.width;
+	cmd.bmp.height = p->screen.height;
+	cmd.skipCompression = TRUE;
+	RFX_RECT *first_rects = n ? msgs[0].rects : NULL;
+	bool ok = true;
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		Stream_SetPosition(p->rfx_stream, 0);
+		if (ok && rfx_write_message(p->rfx, p->rfx_stream, &msgs[i])) {
+			cmd.bmp.bitmapDataLength = (UINT32)Stream_GetPosition(p->rfx_stream);
+			cmd.bmp.bitmapData = Stream_Buffer(p->rfx_stream);
+			ok = p->ctx.update->SurfaceBits(&p->ctx, &cmd);
+		} else {
+			ok = false;
+		}
+		rfx_message_free(p->rfx, &msgs[i]);
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(first_rects); /* the messages share one rect array, owned by the caller */
+	free(msgs);
+	if (ok && p->phase == PH_WAIT)
+		p->wait_shown = true;
+	return ok;
+}
+
 /* Send dirty tiles as planar bitmap updates, in batches that fit one PDU. */
 static bool flush(struct gw_peer *p, bool force)
 {
@@ -150,6 +216,8 @@ static bool flush(struct gw_peer *p, bool force)
 	if (!count)
 		return true;
 	p->last_frame_ms = now;
+	if (p->rfx)
+		return flush_rfx(p, count);
 	BITMAP_DATA *bd = calloc(count, sizeof(*bd));
 	if (!bd)
 		return false;
@@ -664,6 +732,17 @@ static BOOL on_activate(freerdp_peer *client)
 	p->rail_mode = s->RemoteApplicationMode;
 	if (s->ColorDepth < 32)
 		s->ColorDepth = 32; /* planar at 32 bpp is what every client we support takes */
+	if (s->RemoteFxCodec && p->gw->cfg.remotefx) {
+		p->rfx = rfx_context_new(TRUE);
+		p->rfx_stream = Stream_New(NULL, 64 * 1024);
+		if (p->rfx && p->rfx_stream) {
+			p->rfx->mode = RLGR3;
+			rfx_context_set_pixel_format(p->rfx, PIXEL_FORMAT_BGRX32);
+		} else {
+			rfx_context_free(p->rfx);
+			p->rfx = NULL;
+		}
+	}
 	unsigned w = s->DesktopWidth ? s->DesktopWidth : p->gw->cfg.width;
 	unsigned h = s->DesktopHeight ? s->DesktopHeight : p->gw->cfg.height;
 	if (p->rail_mode) {
@@ -674,8 +753,9 @@ static BOOL on_activate(freerdp_peer *client)
 		return FALSE;
 	if (s->ClientAddress && *s->ClientAddress)
 		snprintf(p->addr, sizeof(p->addr), "%s", s->ClientAddress);
-	log_info("peer %s: activated %ux%u%s, %s security", p->addr, w, h,
-		 p->rail_mode ? " RemoteApp" : "", s->UseRdpSecurityLayer ? "RDP" : "TLS");
+	log_info("peer %s: activated %ux%u%s, %s security, %s", p->addr, w, h,
+		 p->rail_mode ? " RemoteApp" : "", s->UseRdpSecurityLayer ? "RDP" : "TLS",
+		 p->rfx ? "RemoteFX" : "planar");
 
 	if (p->rail_mode) {
 		if (!rail_start(p)) {
@@ -736,6 +816,9 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 	if (p->vcm && p->vcm != INVALID_HANDLE_VALUE)
 		WTSCloseServer(p->vcm);
 	freerdp_bitmap_planar_context_free(p->planar);
+	rfx_context_free(p->rfx);
+	if (p->rfx_stream)
+		Stream_Free(p->rfx_stream, TRUE);
 	gw_fb_finish(&p->screen);
 	free(p->dirty);
 	gw_login_clear(&p->login);
@@ -807,7 +890,7 @@ static void *peer_main(void *arg)
 	s->SuppressOutput = TRUE;
 	s->RefreshRect = TRUE;
 	s->DesktopResize = TRUE;
-	s->RemoteFxCodec = FALSE;
+	s->RemoteFxCodec = gw->cfg.remotefx; /* used if the client offers it too */
 	s->NSCodec = FALSE;
 	s->MultifragMaxRequestSize = 0x3f0000;
 	client->Capabilities = on_capabilities;

@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,16 @@ static char *sh_out(const char *cmd)
 	return strdup(buf);
 }
 
+static pid_t xfreerdp_ex(const char *user, const char *pass, const char *app, const char *extra,
+			 const char *log);
+
 static pid_t xfreerdp(const char *user, const char *pass, const char *app, const char *log)
+{
+	return xfreerdp_ex(user, pass, app, NULL, log);
+}
+
+static pid_t xfreerdp_ex(const char *user, const char *pass, const char *app, const char *extra,
+			 const char *log)
 {
 	char v[64], u[80], p[80], a[100];
 	snprintf(v, sizeof(v), "/v:127.0.0.1:%u", port);
@@ -188,8 +198,17 @@ static bool session_of(const char *user, char *id, size_t len, long long *pid)
 	return found;
 }
 
+static bool pixels_cmp(const char *id, int *diff_out, double *mean_out);
+
 /* Does the client's window show exactly the guest's screen? */
 static bool pixels_match(const char *id, int *diff_out)
+{
+	double mean;
+	return pixels_cmp(id, diff_out, &mean);
+}
+
+/* DIFF: pixels not identical; MEAN: mean absolute difference per channel. */
+static bool pixels_cmp(const char *id, int *diff_out, double *mean_out)
 {
 	char path[128];
 	json_object *o = NULL;
@@ -210,12 +229,18 @@ static bool pixels_match(const char *id, int *diff_out)
 	    window_geometry("-id $(xdotool search --name 'FreeRDP:' | head -1)", &x, &y, &w, &h) &&
 	    (scr = screen_rgb(&sw, &shh))) {
 		int diff = 0;
-		for (int yy = 0; yy < gh && y + yy < shh; yy++)
-			for (int xx = 0; xx < gw_ && x + xx < sw; xx++)
-				diff +=
-				    memcmp(guest + ((size_t)yy * gw_ + xx) * 3,
-					   scr + ((size_t)(y + yy) * sw + (x + xx)) * 3, 3) != 0;
+		double sum = 0;
+		for (int yy = 0; yy < gh && y + yy < shh; yy++) {
+			for (int xx = 0; xx < gw_ && x + xx < sw; xx++) {
+				const uint8_t *a = guest + ((size_t)yy * gw_ + xx) * 3;
+				const uint8_t *b = scr + ((size_t)(y + yy) * sw + (x + xx)) * 3;
+				diff += memcmp(a, b, 3) != 0;
+				for (int c = 0; c < 3; c++)
+					sum += abs((int)a[c] - (int)b[c]);
+			}
+		}
 		*diff_out = diff;
+		*mean_out = sum / ((double)gw_ * gh * 3);
 		ok = diff == 0 && w >= gw_ && h >= gh;
 	} else {
 		fprintf(stderr, "pixels: guest %s, window found %d\n", guest ? "ok" : "missing",
@@ -349,6 +374,43 @@ static void test_wrong_password(void)
 	stop_pid(&c);
 }
 
+static void test_remotefx(void)
+{
+	/* a client that offers RemoteFX gets it (the default); the codec is lossy: compare loosely
+	 */
+	struct nestord d2 = d;
+	snprintf(d2.dir, sizeof(d2.dir), "%.240s/rfx", d.dir);
+	mkdir(d2.dir, 0700);
+	unsigned main_port = port;
+	port = main_port + 1;
+	char log2[600];
+	pid_t gw2 = gateway_start(&d2, port, NULL, log2, sizeof(log2));
+	CHECK(gw2 > 0);
+	pid_t c = xfreerdp_ex("carol", "carol-pw", NULL, "/rfx", xflog);
+	char id[64];
+	CHECK(wait_for(has_session, "carol", 20000));
+	CHECK(session_of("carol", id, sizeof(id), NULL));
+	CHECK(wait_state(&d, id, "connected", 30000));
+	int diff = -1;
+	double mean = 255;
+	for (int i = 0; i < 30; i++) {
+		pixels_cmp(id, &diff, &mean);
+		if (mean < 1.0)
+			break;
+		usleep(300000);
+	}
+	fprintf(stderr, "RemoteFX: mean difference %.2f per channel, %d of the pixels differ\n",
+		mean, diff);
+	CHECK_MSG(mean < 4.0, "RemoteFX picture differs: mean %.2f per channel, %d pixels", mean,
+		  diff);
+	char *log = testenv_slurp(log2, NULL);
+	CHECK_MSG(log && strstr(log, "RemoteFX"), "the gateway chose RemoteFX");
+	free(log);
+	stop_pid(&c);
+	stop_pid(&gw2);
+	port = main_port;
+}
+
 static void test_stall(void)
 {
 	/* a client that sends half a connection request and stops */
@@ -416,12 +478,16 @@ int main(void)
 
 	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", d.dir);
 	gateway =
-	    gateway_start(&d, port, "[limits]\nhandshake_timeout = 3\n", gwlog, sizeof(gwlog));
+	    /* planar only (lossless: pixels compare exactly); RemoteFX has its own gateway */
+	    gateway_start(&d, port,
+			  "[limits]\nhandshake_timeout = 3\n[display]\nremotefx = false\n", gwlog,
+			  sizeof(gwlog));
 	CHECK(gateway > 0);
 
 	test_desktop();
 	test_remoteapp();
 	test_wrong_password();
+	test_remotefx();
 	test_stall();
 
 	stop_pid(&gateway);
