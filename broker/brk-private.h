@@ -85,6 +85,7 @@ struct brk {
 	struct quota_caps caps; /* as configured; backpressure may lower max_starting */
 	struct lnch_config lcfg;
 	char vm_dir[BRK_PATH_MAX];
+	gid_t api_gid; /* 0: no api_group */
 	bool accel_ready;
 	struct lnch_accel_choice accel;
 	struct brk_session *sessions;

@@ -157,6 +157,23 @@ static void end_session(struct brk *b, struct brk_session *s, const char *reason
 	set_state(b, s, BRK_ENDED);
 }
 
+/*
+ * The guest's run directory and sockets are private (0700/0600). With an
+ * api_group, the gateway (a member) may reach the VNC socket, nothing else.
+ */
+static void share_screen(struct brk *b, struct brk_session *s)
+{
+	if (!b->api_gid || !s->guest)
+		return;
+	char dir[BRK_PATH_MAX + 40];
+	snprintf(dir, sizeof(dir), "%.4000s/%s", b->vm_dir, s->rec.id);
+	const char *vnc = lnch_guest_vnc_path(s->guest);
+	if (chown(dir, (uid_t)-1, b->api_gid) < 0 || chmod(dir, 0710) < 0 ||
+	    chown(vnc, (uid_t)-1, b->api_gid) < 0 || chmod(vnc, 0660) < 0)
+		log_warn("session=%s cannot share the screen socket with group %s: %s", s->rec.id,
+			 b->cfg.api_group, strerror(errno));
+}
+
 static void on_guest_spawned(struct lnch_guest *g, pid_t pid, void *arg)
 {
 	struct brk_session *s = arg;
@@ -176,6 +193,7 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 		break;
 	case LNCH_READY:
 		if (s->state == BRK_STARTING) {
+			share_screen(b, s);
 			int64_t took = util_now_ms() - s->start_ms;
 			if (s->counted_starting)
 				quota_started(&b->quota, took);
@@ -1155,6 +1173,17 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	    .start_timeout_ms = (int)cfg->timeouts.start * 1000,
 	    .stop_timeout_ms = (int)cfg->timeouts.stop_grace * 1000,
 	};
+	if (cfg->api_group[0]) {
+		struct group *gr = getgrnam(cfg->api_group);
+		if (!gr) {
+			snprintf(err, errlen, "api_group '%s' does not exist", cfg->api_group);
+			goto fail;
+		}
+		b->api_gid = gr->gr_gid;
+		/* the gateway traverses run_dir/vm to reach the screens it may see */
+		chmod(cfg->run_dir, 0711);
+		chmod(b->vm_dir, 0711);
+	}
 	if (cfg->qemu_user[0]) {
 		if (resolve_user(cfg->qemu_user, &b->lcfg.uid, &b->lcfg.gid, err, errlen) < 0)
 			goto fail;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -174,6 +175,7 @@ static void child_exec(const struct job_spec *spec, int out_w)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (spec->new_session && setsid() < 0)
 		_exit(126);
+	umask(077); /* sockets, logs and disks a child creates are private */
 	if (spec->gid && (setgroups(0, NULL) < 0 || setgid(spec->gid) < 0))
 		_exit(126);
 	if (spec->uid && setuid(spec->uid) < 0)

@@ -12,6 +12,8 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -99,6 +101,15 @@ static void test_connect_reconnect(void)
 	fprintf(stderr, "connect -> ready (long-poll) %.2f s\n", (util_now_ms() - t0) / 1000.0);
 	CHECK(jint(s, "pid") > 0 && pid_alive((pid_t)jint(s, "pid")));
 	CHECK(*jget(s, "vnc") == '/');
+	/* private sockets; only the screen is shared with api_group (the gateway's) */
+	struct stat st;
+	struct group *ng = getgrnam("nogroup");
+	CHECK(stat(jget(s, "vnc"), &st) == 0 && (st.st_mode & 0777) == 0660 && ng &&
+	      st.st_gid == ng->gr_gid);
+	char qmp[600];
+	snprintf(qmp, sizeof(qmp), "%s/run/vm/%s/qmp.sock", d.dir, id);
+	CHECK_MSG(stat(qmp, &st) == 0 && (st.st_mode & 0077) == 0, "qmp.sock mode %o",
+		  st.st_mode & 0777);
 	json_object_put(s);
 	/* reconnect: same session, never a second guest */
 	CHECK(connect_("alice", "ledger", &s) == 200);
@@ -373,7 +384,8 @@ int main(void)
 	nestord_setup(&d, "broker", USERS,
 		      "[auth]\nmax_failures = 3\nwindow = 300\nlockout = 600\n"
 		      "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 4\n"
-		      "[images]\nauto_template = false\n"); /* cold starts only: caps are exact */
+		      "[images]\nauto_template = false\n" /* cold starts only: caps are exact */
+		      "[nestord]\napi_group = nogroup\n");
 	if (!nestord_start(&d)) {
 		CHECK(!"nestord started");
 		return check_done("test_broker");
