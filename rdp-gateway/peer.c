@@ -138,13 +138,9 @@ static void damage_all(struct gw_peer *p)
 	damage(p, 0, 0, (int)p->screen.width, (int)p->screen.height);
 }
 
-/* RemoteFX: the dirty tiles as rectangles of one frame, in as many messages as needed. */
-static bool flush_rfx(struct gw_peer *p, size_t count)
+/* The dirty tiles as rectangles (clipped to the screen) into OUT; clears them. */
+static size_t take_dirty(struct gw_peer *p, RFX_RECT *out)
 {
-	rdpSettings *s = p->ctx.settings;
-	RFX_RECT *rects = calloc(count, sizeof(*rects));
-	if (!rects)
-		return false;
 	size_t k = 0;
 	for (unsigned ty = 0; ty < p->tiles_y; ty++) {
 		for (unsigned tx = 0; tx < p->tiles_x; tx++) {
@@ -152,15 +148,26 @@ static bool flush_rfx(struct gw_peer *p, size_t count)
 				continue;
 			p->dirty[ty * p->tiles_x + tx] = 0;
 			unsigned x = tx * TILE, y = ty * TILE;
-			rects[k].x = (UINT16)x;
-			rects[k].y = (UINT16)y;
-			rects[k].width =
+			out[k].x = (UINT16)x;
+			out[k].y = (UINT16)y;
+			out[k].width =
 			    (UINT16)(p->screen.width - x < TILE ? p->screen.width - x : TILE);
-			rects[k].height =
+			out[k].height =
 			    (UINT16)(p->screen.height - y < TILE ? p->screen.height - y : TILE);
 			k++;
 		}
 	}
+	return k;
+}
+
+/* RemoteFX: the dirty tiles as rectangles of one frame, in as many messages as needed. */
+static bool flush_rfx(struct gw_peer *p, size_t count)
+{
+	rdpSettings *s = p->ctx.settings;
+	RFX_RECT *rects = calloc(count, sizeof(*rects));
+	if (!rects)
+		return false;
+	size_t k = take_dirty(p, rects);
 	size_t n = 0;
 	RFX_MESSAGE *msgs = rfx_encode_messages_ex(
 	    p->rfx, rects, k, p->screen.pixels, p->screen.width, p->screen.height, p->screen.stride,
@@ -221,41 +228,39 @@ static bool flush(struct gw_peer *p, bool force)
 	BITMAP_DATA *bd = calloc(count, sizeof(*bd));
 	if (!bd)
 		return false;
-	size_t k = 0;
-	for (unsigned ty = 0; ty < p->tiles_y; ty++) {
-		for (unsigned tx = 0; tx < p->tiles_x; tx++) {
-			if (!p->dirty[ty * p->tiles_x + tx])
-				continue;
-			p->dirty[ty * p->tiles_x + tx] = 0;
-			unsigned x = tx * TILE, y = ty * TILE;
-			unsigned w = p->screen.width - x < TILE ? p->screen.width - x : TILE;
-			unsigned h = p->screen.height - y < TILE ? p->screen.height - y : TILE;
-			/* planar wants multiples of 4: the framebuffer is padded, clients clip */
-			w = (w + 3) & ~3u;
-			h = (h + 3) & ~3u;
-			BITMAP_DATA *b = &bd[k];
-			const BYTE *src = p->screen.pixels + (size_t)y * p->screen.stride + x * 4;
-			UINT32 size = 0;
-			b->bitmapDataStream =
-			    freerdp_bitmap_compress_planar(p->planar, src, PIXEL_FORMAT_BGRX32, w,
-							   h, p->screen.stride, NULL, &size);
-			if (!b->bitmapDataStream)
-				continue;
-			b->destLeft = x;
-			b->destTop = y;
-			b->width = w;
-			b->height = h;
-			b->destRight = x + w - 1;
-			b->destBottom = y + h - 1;
-			b->bitsPerPixel = 32;
-			b->compressed = TRUE;
-			b->bitmapLength = size;
-			b->cbCompMainBodySize = size;
-			b->cbScanWidth = w * 4;
-			b->cbUncompressedSize = w * h * 4;
-			k++;
-		}
+	RFX_RECT *tiles = calloc(count, sizeof(*tiles));
+	if (!tiles) {
+		free(bd);
+		return false;
 	}
+	size_t n_tiles = take_dirty(p, tiles), k = 0;
+	for (size_t t = 0; t < n_tiles; t++) {
+		unsigned x = tiles[t].x, y = tiles[t].y;
+		/* planar wants multiples of 4: the framebuffer is padded, clients clip */
+		unsigned w = (tiles[t].width + 3u) & ~3u;
+		unsigned h = (tiles[t].height + 3u) & ~3u;
+		BITMAP_DATA *b = &bd[k];
+		const BYTE *src = p->screen.pixels + (size_t)y * p->screen.stride + x * 4;
+		UINT32 size = 0;
+		b->bitmapDataStream = freerdp_bitmap_compress_planar(
+		    p->planar, src, PIXEL_FORMAT_BGRX32, w, h, p->screen.stride, NULL, &size);
+		if (!b->bitmapDataStream)
+			continue;
+		b->destLeft = x;
+		b->destTop = y;
+		b->width = w;
+		b->height = h;
+		b->destRight = x + w - 1;
+		b->destBottom = y + h - 1;
+		b->bitsPerPixel = 32;
+		b->compressed = TRUE;
+		b->bitmapLength = size;
+		b->cbCompMainBodySize = size;
+		b->cbScanWidth = w * 4;
+		b->cbUncompressedSize = w * h * 4;
+		k++;
+	}
+	free(tiles);
 	bool ok = true;
 	UINT32 max = s->MultifragMaxRequestSize ? s->MultifragMaxRequestSize : 0x3f0000;
 	size_t i = 0;

@@ -421,7 +421,6 @@ static void test_stall(void)
 	CHECK(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	static const uint8_t partial[] = {0x03, 0x00, 0x00, 0x2c, 0x27, 0xe0};
 	CHECK(write(s, partial, sizeof(partial)) == (ssize_t)sizeof(partial));
-	int64_t t0 = util_now_ms();
 	/* meanwhile a real client connects fine */
 	pid_t c = xfreerdp("alice", "alice-pw", NULL, xflog);
 	char id[64];
@@ -434,10 +433,8 @@ static void test_stall(void)
 	ssize_t r = read(s, buf, sizeof(buf));
 	while (r > 0)
 		r = read(s, buf, sizeof(buf));
-	int64_t took = util_now_ms() - t0;
 	CHECK_MSG(r == 0 || (r < 0 && errno == ECONNRESET), "stalled socket: r=%zd errno=%d", r,
 		  errno);
-	CHECK_MSG(took < 10000, "cut after %lld ms", (long long)took);
 	close(s);
 	stop_pid(&c);
 	char *log = testenv_slurp(gwlog, NULL);
