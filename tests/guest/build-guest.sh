@@ -15,7 +15,7 @@
 set -eu
 
 out=${1:?usage: build-guest.sh OUTDIR [CACHEDIR]}
-cache=${2:-${NESTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nestor}}
+cache=${2:-${NESTOR_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/nestor}}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out" "$cache"
 out=$(cd "$out" && pwd)
