@@ -337,7 +337,7 @@ void brk_pump(struct brk *b)
 			if (s)
 				start_guest(b, s);
 			else
-				quota_ended(&b->quota, r.user, r.image, r.memory_mb, true, now);
+				quota_release(&b->quota, r.user, r.image, r.memory_mb, true);
 		}
 		/* Users first: warm guests make room for people who wait. */
 		if (!b->quota.n_queue || !pool_evict(b))
@@ -491,7 +491,7 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	} else {
 		if (d.verdict == QUOTA_ADMIT) {
 			/* admitted before the accelerator is known: wait for it */
-			quota_ended(&b->quota, user, img.name, img.memory_mb, true, util_now_ms());
+			quota_release(&b->quota, user, img.name, img.memory_mb, true);
 			quota_request(&b->quota, &r, r.enqueued_ms);
 		}
 		snprintf(s->reason, sizeof(s->reason), "%s", d.reason ? d.reason : "starting soon");
@@ -1012,7 +1012,7 @@ static void restore_one(const struct db_session *rec, void *arg)
 		struct quota_decision d = quota_request(&b->quota, &r, util_now_ms());
 		if (d.verdict == QUOTA_ADMIT) {
 			/* start once the accelerator is known: put it back in line */
-			quota_ended(&b->quota, r.user, r.image, r.memory_mb, true, util_now_ms());
+			quota_release(&b->quota, r.user, r.image, r.memory_mb, true);
 			quota_request(&b->quota, &r, util_now_ms());
 		} else if (d.verdict == QUOTA_REFUSE) {
 			end_session(b, s, d.reason);

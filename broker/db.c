@@ -266,6 +266,33 @@ int db_image_update(struct db *db, const struct db_image *m)
 	return e ? e : sqlite3_changes(db->h) ? 0 : -ENOENT;
 }
 
+static void read_image(sqlite3_stmt *st, struct db_image *m)
+{
+	memset(m, 0, sizeof(*m));
+	col_text(st, 0, m->name, sizeof(m->name));
+	col_text(st, 1, m->base, sizeof(m->base));
+	col_text(st, 2, m->kernel, sizeof(m->kernel));
+	col_text(st, 3, m->initrd, sizeof(m->initrd));
+	col_text(st, 4, m->append, sizeof(m->append));
+	col_text(st, 5, m->machine, sizeof(m->machine));
+	m->memory_mb = (unsigned)sqlite3_column_int64(st, 6);
+	col_text(st, 7, m->ready, sizeof(m->ready));
+	m->max_sessions = (unsigned)sqlite3_column_int64(st, 8);
+	m->keepalive = (unsigned)sqlite3_column_int64(st, 9);
+	m->idle = (unsigned)sqlite3_column_int64(st, 10);
+	m->max_lifetime = (unsigned)sqlite3_column_int64(st, 11);
+	m->start_timeout = (unsigned)sqlite3_column_int64(st, 12);
+	m->queue_wait = (unsigned)sqlite3_column_int64(st, 13);
+	col_text(st, 14, m->sha256, sizeof(m->sha256));
+	m->size = (uint64_t)sqlite3_column_int64(st, 15);
+	m->mtime_ns = sqlite3_column_int64(st, 16);
+	m->virtual_mb = (unsigned)sqlite3_column_int64(st, 17);
+	m->warm_pool = (unsigned)sqlite3_column_int64(st, 18);
+	col_text(st, 19, m->backend, sizeof(m->backend));
+	m->rdp_port = (unsigned)sqlite3_column_int64(st, 20);
+	col_text(st, 21, m->template_dir, sizeof(m->template_dir));
+}
+
 int db_image_get(struct db *db, const char *name, struct db_image *m)
 {
 	sqlite3_stmt *st = prep(db, "SELECT " IMAGE_COLS " FROM images WHERE name=?");
@@ -274,33 +301,26 @@ int db_image_get(struct db *db, const char *name, struct db_image *m)
 	bind_text(st, 1, name);
 	int e = -ENOENT;
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		memset(m, 0, sizeof(*m));
-		col_text(st, 0, m->name, sizeof(m->name));
-		col_text(st, 1, m->base, sizeof(m->base));
-		col_text(st, 2, m->kernel, sizeof(m->kernel));
-		col_text(st, 3, m->initrd, sizeof(m->initrd));
-		col_text(st, 4, m->append, sizeof(m->append));
-		col_text(st, 5, m->machine, sizeof(m->machine));
-		m->memory_mb = (unsigned)sqlite3_column_int64(st, 6);
-		col_text(st, 7, m->ready, sizeof(m->ready));
-		m->max_sessions = (unsigned)sqlite3_column_int64(st, 8);
-		m->keepalive = (unsigned)sqlite3_column_int64(st, 9);
-		m->idle = (unsigned)sqlite3_column_int64(st, 10);
-		m->max_lifetime = (unsigned)sqlite3_column_int64(st, 11);
-		m->start_timeout = (unsigned)sqlite3_column_int64(st, 12);
-		m->queue_wait = (unsigned)sqlite3_column_int64(st, 13);
-		col_text(st, 14, m->sha256, sizeof(m->sha256));
-		m->size = (uint64_t)sqlite3_column_int64(st, 15);
-		m->mtime_ns = sqlite3_column_int64(st, 16);
-		m->virtual_mb = (unsigned)sqlite3_column_int64(st, 17);
-		m->warm_pool = (unsigned)sqlite3_column_int64(st, 18);
-		col_text(st, 19, m->backend, sizeof(m->backend));
-		m->rdp_port = (unsigned)sqlite3_column_int64(st, 20);
-		col_text(st, 21, m->template_dir, sizeof(m->template_dir));
+		read_image(st, m);
 		e = 0;
 	}
 	sqlite3_finalize(st);
 	return e;
+}
+
+int db_images_warm(struct db *db, void (*fn)(const struct db_image *img, void *arg), void *arg)
+{
+	sqlite3_stmt *st =
+	    prep(db, "SELECT " IMAGE_COLS " FROM images WHERE warm_pool > 0 ORDER BY name");
+	if (!st)
+		return -EIO;
+	struct db_image m;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		read_image(st, &m);
+		fn(&m, arg);
+	}
+	sqlite3_finalize(st);
+	return 0;
 }
 
 int db_image_del(struct db *db, const char *name)

@@ -80,6 +80,8 @@ json_object *db_user_caps_json(struct db *db);
 int db_image_put(struct db *db, const struct db_image *img); /* -EEXIST if present */
 int db_image_get(struct db *db, const char *name, struct db_image *out);
 int db_image_del(struct db *db, const char *name); /* -EBUSY if apps use it */
+/* Calls FN for every image with a warm pool (IMG borrowed for the call). */
+int db_images_warm(struct db *db, void (*fn)(const struct db_image *img, void *arg), void *arg);
 json_object *db_images_json(struct db *db);
 int db_app_put(struct db *db, const struct db_app *app);
 int db_app_get(struct db *db, const char *alias, struct db_app *out);

@@ -215,7 +215,7 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 {
 	struct tjob *t = arg;
 	struct brk *b = t->b;
-	quota_ended(&b->quota, TEMPLATE_USER, t->image, t->memory_mb, true, util_now_ms());
+	quota_release(&b->quota, TEMPLATE_USER, t->image, t->memory_mb, true);
 	char out[700];
 	struct db_image img;
 	if (!err && db_image_get(b->db, t->image, &img) == 0) {
@@ -269,8 +269,7 @@ void pool_run_tjobs(struct brk *b)
 		log_info("template of %s: building in %s", img.name, t->dir);
 		if (img_template_build(b->base, &b->lcfg, id, &p, t->dir, b->qemu_version,
 				       on_template, t, err, sizeof(err)) < 0) {
-			quota_ended(&b->quota, TEMPLATE_USER, img.name, img.memory_mb, true,
-				    util_now_ms());
+			quota_release(&b->quota, TEMPLATE_USER, img.name, img.memory_mb, true);
 			tjob_finish(t, -EIO, err);
 		}
 	}
@@ -399,7 +398,7 @@ static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 		return;
 	warm_unlink(b, w);
 	if (!w->released)
-		quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, !w->ready, util_now_ms());
+		quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, !w->ready);
 	if (!w->stopping)
 		log_warn("warm guest %s of %s stopped: %s %s", w->id, w->image, lnch_end_name(why),
 			 detail);
@@ -419,59 +418,53 @@ static unsigned pool_count(const struct brk *b, const char *image)
 	return n;
 }
 
+/* Fill one image's pool up to its size, while the host's caps allow. */
+static void refill_image(const struct db_image *img, void *arg)
+{
+	struct brk *b = arg;
+	while (pool_count(b, img->name) < img->warm_pool) {
+		char tdir[BRK_PATH_MAX];
+		if (!pool_template_for(b, img, tdir, sizeof(tdir)))
+			break; /* warm guests are template clones only */
+		struct quota_req r = {.memory_mb = img->memory_mb};
+		snprintf(r.user, sizeof(r.user), POOL_USER);
+		snprintf(r.image, sizeof(r.image), "%s", img->name);
+		if (!quota_try(&b->quota, &r))
+			break; /* only while the host is under its caps */
+		struct warm *w = calloc(1, sizeof(*w));
+		if (!w) {
+			quota_release(&b->quota, POOL_USER, img->name, img->memory_mb, true);
+			break;
+		}
+		w->b = b;
+		util_random_hex(w->id, 8);
+		snprintf(w->image, sizeof(w->image), "%s", img->name);
+		snprintf(w->template_dir, sizeof(w->template_dir), "%s", tdir);
+		w->memory_mb = img->memory_mb;
+		w->start_ms = util_now_ms();
+		struct lnch_profile p;
+		brk_profile_of(img, &p);
+		struct lnch_start_opts so = {.keep_paused = true};
+		char paths[3][4200], err[512];
+		img_template_clone_opts(tdir, &so, paths);
+		w->guest = lnch_guest_start(b->base, &b->lcfg, w->id, &p, &so, &warm_cbs, w, err,
+					    sizeof(err));
+		if (!w->guest) {
+			log_err("warm guest of %s: %s", img->name, err);
+			quota_release(&b->quota, POOL_USER, img->name, img->memory_mb, true);
+			free(w);
+			break;
+		}
+		w->next = b->warm;
+		b->warm = w;
+	}
+}
+
 void pool_refill(struct brk *b)
 {
 	if (b->stopping || !b->qemu_version[0] || b->quota.n_queue)
 		return;
-	json_object *imgs = db_images_json(b->db);
-	for (size_t i = 0; i < json_object_array_length(imgs); i++) {
-		json_object *v;
-		json_object *o = json_object_array_get_idx(imgs, i);
-		if (!json_object_object_get_ex(o, "name", &v))
-			continue;
-		struct db_image img;
-		if (db_image_get(b->db, json_object_get_string(v), &img) < 0 || !img.warm_pool)
-			continue;
-		while (pool_count(b, img.name) < img.warm_pool) {
-			char tdir[BRK_PATH_MAX];
-			if (!pool_template_for(b, &img, tdir, sizeof(tdir)))
-				break; /* warm guests are template clones only */
-			struct quota_req r = {.memory_mb = img.memory_mb};
-			snprintf(r.user, sizeof(r.user), POOL_USER);
-			snprintf(r.image, sizeof(r.image), "%s", img.name);
-			if (!quota_try(&b->quota, &r))
-				break; /* only while the host is under its caps */
-			struct warm *w = calloc(1, sizeof(*w));
-			if (!w) {
-				quota_ended(&b->quota, POOL_USER, img.name, img.memory_mb, true,
-					    util_now_ms());
-				break;
-			}
-			w->b = b;
-			util_random_hex(w->id, 8);
-			snprintf(w->image, sizeof(w->image), "%s", img.name);
-			snprintf(w->template_dir, sizeof(w->template_dir), "%s", tdir);
-			w->memory_mb = img.memory_mb;
-			w->start_ms = util_now_ms();
-			struct lnch_profile p;
-			brk_profile_of(&img, &p);
-			struct lnch_start_opts so = {.keep_paused = true};
-			char paths[3][4200], err[512];
-			img_template_clone_opts(tdir, &so, paths);
-			w->guest = lnch_guest_start(b->base, &b->lcfg, w->id, &p, &so, &warm_cbs, w,
-						    err, sizeof(err));
-			if (!w->guest) {
-				log_err("warm guest of %s: %s", img.name, err);
-				quota_ended(&b->quota, POOL_USER, img.name, img.memory_mb, true,
-					    util_now_ms());
-				free(w);
-				break;
-			}
-			w->next = b->warm;
-			b->warm = w;
-		}
-	}
-	json_object_put(imgs);
+	db_images_warm(b->db, refill_image, b);
 }
 
 bool pool_evict(struct brk *b)
@@ -483,8 +476,7 @@ bool pool_evict(struct brk *b)
 			/* release at once so the waiting user is admitted now */
 			w->stopping = true;
 			w->released = true;
-			quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, false,
-				    util_now_ms());
+			quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, false);
 			lnch_guest_stop(w->guest, 0);
 			return true;
 		}
@@ -497,8 +489,7 @@ struct warm *pool_take(struct brk *b, const char *image)
 	for (struct warm *w = b->warm; w; w = w->next) {
 		if (w->ready && !w->stopping && !strcmp(w->image, image)) {
 			warm_unlink(b, w);
-			quota_ended(&b->quota, POOL_USER, w->image, w->memory_mb, false,
-				    util_now_ms());
+			quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, false);
 			return w;
 		}
 	}

@@ -369,8 +369,8 @@ void quota_started(struct quota_ledger *l, int64_t ready_ms)
 	}
 }
 
-void quota_ended(struct quota_ledger *l, const char *uname, const char *iname, unsigned memory_mb,
-		 bool was_starting, int64_t now_ms)
+void quota_release(struct quota_ledger *l, const char *uname, const char *iname, unsigned memory_mb,
+		   bool was_starting)
 {
 	struct quota_count *u = find(l->users, l->n_users, uname);
 	struct quota_count *i = find(l->images, l->n_images, iname);
@@ -383,6 +383,12 @@ void quota_ended(struct quota_ledger *l, const char *uname, const char *iname, u
 	if (was_starting && l->starting > 0)
 		l->starting--;
 	l->memory_mb = l->memory_mb > memory_mb ? l->memory_mb - memory_mb : 0;
+}
+
+void quota_ended(struct quota_ledger *l, const char *uname, const char *iname, unsigned memory_mb,
+		 bool was_starting, int64_t now_ms)
+{
+	quota_release(l, uname, iname, memory_mb, was_starting);
 	l->end_at[l->i_end] = now_ms;
 	l->i_end = (l->i_end + 1) % QUOTA_RECENT;
 	if (l->n_end < QUOTA_RECENT)

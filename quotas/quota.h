@@ -136,6 +136,10 @@ int quota_position(const struct quota_ledger *l, uint64_t id, int64_t now_ms,
 void quota_started(struct quota_ledger *l, int64_t ready_ms);
 void quota_ended(struct quota_ledger *l, const char *user, const char *image, unsigned memory_mb,
 		 bool was_starting, int64_t now_ms);
+/* Release capacity without counting a session end (warm guests, template
+ * builds, admissions taken back): estimates only learn from real ends. */
+void quota_release(struct quota_ledger *l, const char *user, const char *image, unsigned memory_mb,
+		   bool was_starting);
 int quota_restore(struct quota_ledger *l, const char *user, const char *image, unsigned memory_mb,
 		  bool starting);
 

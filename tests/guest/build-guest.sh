@@ -27,7 +27,10 @@ if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.gz" ] && [ -s "$out/base.qcow2" ] 
 fi
 
 kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-[ -n "$kpkg" ] || { echo "build-guest: cannot resolve linux-image-amd64" >&2; exit 1; }
+[ -n "$kpkg" ] || {
+	echo "build-guest: cannot resolve linux-image-amd64 (run apt-get update)" >&2
+	exit 1
+}
 
 fetch() { # fetch PACKAGE -> path of its .deb in the cache
 	deb=$(ls "$cache/$1"_*.deb 2>/dev/null | head -n 1 || true)

@@ -33,6 +33,16 @@ static json_object *connect_(const char *user)
 	return s;
 }
 
+/* Connect USER; ID gets the session id; the start path must be PATH. */
+static void start_as(const char *user, const char *path, char *id, size_t len)
+{
+	json_object *s = connect_(user);
+	snprintf(id, len, "%s", jget(s, "id"));
+	CHECK_MSG(!strcmp(jget(s, "start_path"), path), "%s started %s, not %s", user,
+		  jget(s, "start_path"), path);
+	json_object_put(s);
+}
+
 static void end_(const char *id)
 {
 	char path[96];
@@ -90,14 +100,9 @@ static void test_template_clones(void)
 	char *tpl_sum = file_sha256(tdisk);
 	CHECK(tpl_sum != NULL);
 
-	json_object *a = connect_("u1"), *b = connect_("u2");
 	char ida[64], idb[64];
-	snprintf(ida, sizeof(ida), "%s", jget(a, "id"));
-	snprintf(idb, sizeof(idb), "%s", jget(b, "id"));
-	CHECK_STR(jget(a, "start_path"), "template");
-	CHECK_STR(jget(b, "start_path"), "template");
-	json_object_put(a);
-	json_object_put(b);
+	start_as("u1", "template", ida, sizeof(ida));
+	start_as("u2", "template", idb, sizeof(idb));
 	CHECK(wait_state(&d, ida, "ready", 30000));
 	CHECK(wait_state(&d, idb, "ready", 30000));
 	/* the clones are alive guests, not just running QEMUs */
@@ -148,11 +153,8 @@ static void test_warm_pool(void)
 	CHECK(json_object_object_get_ex(st, "usage", &u) && jint(u, "sessions") == 2);
 	json_object_put(st);
 	/* hand-out: the warm guest becomes the user's session */
-	json_object *a = connect_("u3");
 	char ida[64];
-	snprintf(ida, sizeof(ida), "%s", jget(a, "id"));
-	CHECK_STR(jget(a, "start_path"), "warm");
-	json_object_put(a);
+	start_as("u3", "warm", ida, sizeof(ida));
 	CHECK(wait_state(&d, ida, "ready", 10000));
 	char *pong = guest_cmd(&d, ida, "PING warm", 10000);
 	CHECK_MSG(pong && !strcmp(pong, "PONG warm"), "warm guest answers: %s",
@@ -169,14 +171,9 @@ static void test_warm_pool(void)
 	}
 	CHECK(filled);
 	/* two more users: one takes a warm guest, the other gets the last one */
-	json_object *b = connect_("u4"), *c = connect_("u5");
 	char idb[64], idc[64];
-	snprintf(idb, sizeof(idb), "%s", jget(b, "id"));
-	snprintf(idc, sizeof(idc), "%s", jget(c, "id"));
-	CHECK_STR(jget(b, "start_path"), "warm");
-	CHECK_STR(jget(c, "start_path"), "warm");
-	json_object_put(b);
-	json_object_put(c);
+	start_as("u4", "warm", idb, sizeof(idb));
+	start_as("u5", "warm", idc, sizeof(idc));
 	CHECK(wait_state(&d, idb, "ready", 10000) && wait_state(&d, idc, "ready", 10000));
 	/* at the cap: no refill */
 	usleep(1500000);
@@ -203,16 +200,20 @@ static void test_invalidate(void)
 	fputs("[nestord]\nsandbox = false\n", f);
 	fclose(f);
 	CHECK(nestord_start(&d));
-	usleep(500000); /* the QEMU version is read in the background */
-	json_object *o = image();
+	/* the QEMU version is read in the background: until then the template is "unknown" */
+	json_object *o = NULL;
+	for (int i = 0; i < 100; i++) {
+		json_object_put(o);
+		o = image();
+		if (strcmp(jget(o, "template"), "unknown"))
+			break;
+		usleep(100000);
+	}
 	CHECK_STR(jget(o, "template"), "invalid");
 	CHECK(strstr(jget(o, "template_problem"), "command line") != NULL);
 	json_object_put(o);
-	json_object *a = connect_("u1");
 	char ida[64];
-	snprintf(ida, sizeof(ida), "%s", jget(a, "id"));
-	CHECK_STR(jget(a, "start_path"), "cold");
-	json_object_put(a);
+	start_as("u1", "cold", ida, sizeof(ida));
 	CHECK(wait_state(&d, ida, "ready", 60000));
 	end_(ida);
 	/* auto_template rebuilt it in the background: the next start is a clone again */
@@ -225,10 +226,7 @@ static void test_invalidate(void)
 			usleep(100000);
 	}
 	CHECK(ready);
-	a = connect_("u1");
-	snprintf(ida, sizeof(ida), "%s", jget(a, "id"));
-	CHECK_STR(jget(a, "start_path"), "template");
-	json_object_put(a);
+	start_as("u1", "template", ida, sizeof(ida));
 	CHECK(wait_state(&d, ida, "ready", 30000));
 	end_(ida);
 	char *log = testenv_slurp(d.log, NULL);

@@ -380,9 +380,26 @@ static void test_pressure(void)
 	}
 }
 
+static void test_release(void)
+{
+	/* releasing capacity (warm guests, builds) frees it but is no session end */
+	struct quota_ledger l;
+	quota_ledger_init(&l);
+	struct quota_req r = req(1, "@warm", "img", 256);
+	CHECK(quota_try(&l, &r));
+	CHECK(l.sessions == 1 && l.starting == 1 && l.memory_mb == 256);
+	quota_release(&l, "@warm", "img", 256, true);
+	CHECK(l.sessions == 0 && l.starting == 0 && l.memory_mb == 0 && l.n_end == 0);
+	CHECK(quota_try(&l, &r));
+	quota_ended(&l, "@warm", "img", 256, true, 5);
+	CHECK(l.sessions == 0 && l.n_end == 1);
+	quota_ledger_finish(&l);
+}
+
 int main(void)
 {
 	test_pressure();
+	test_release();
 	test_caps_table();
 	test_queue_positions();
 	test_fairness();
