@@ -52,14 +52,15 @@ root="$work/root"
 mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/lib/modules"
 cp "$work/bb/bin/busybox" "$root/bin/busybox"
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk \
-	failover net_failover virtio_net; do
+	failover net_failover virtio_net ${EXTRA_MODULES:-}; do
 	f=$(find "$work/k/lib/modules" -name "$m.ko" | head -n 1)
 	[ -n "$f" ] || { echo "build-guest: module $m not found in $kpkg" >&2; exit 1; }
 	cp "$f" "$root/lib/modules/"
 done
 cp "$here/init" "$root/init"
 chmod 755 "$root/init" "$root/bin/busybox"
-# Extra files for guest variants (e.g. a test RDP server) go in EXTRA_ROOT.
+# Guest variants (build-rdp-guest.sh) add kernel modules (EXTRA_MODULES) and
+# files (EXTRA_ROOT).
 if [ -n "${EXTRA_ROOT:-}" ]; then cp -a "$EXTRA_ROOT/." "$root/"; fi
 
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$work/initrd.gz"
