@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -244,10 +245,10 @@ static bool juint(json_object *o, const char *key, unsigned *out)
 	return true;
 }
 
-static void wipe_password(json_object *o)
+static void wipe_field(json_object *o, const char *key)
 {
 	json_object *v;
-	if (json_object_object_get_ex(o, "password", &v) && json_object_get_string_len(v) > 0)
+	if (json_object_object_get_ex(o, key, &v) && json_object_get_string_len(v) > 0)
 		explicit_bzero((char *)json_object_get_string(v),
 			       (size_t)json_object_get_string_len(v));
 }
@@ -332,14 +333,14 @@ static void do_auth(struct api *api, struct evhttp_request *req, bool connect)
 	}
 	const char *user = jstr(o, "user");
 	if (!util_name_valid(user)) {
-		wipe_password(o);
+		wipe_field(o, "password");
 		json_object_put(o);
 		reply_err(req, 400, "invalid user name");
 		return;
 	}
 	struct pending *p = pending_new(api, req);
 	if (!p) {
-		wipe_password(o);
+		wipe_field(o, "password");
 		json_object_put(o);
 		reply_err(req, 503, "out of memory");
 		return;
@@ -349,7 +350,7 @@ static void do_auth(struct api *api, struct evhttp_request *req, bool connect)
 	snprintf(p->app, sizeof(p->app), "%s", jstr(o, "app"));
 	snprintf(p->client, sizeof(p->client), "%s", jstr(o, "client"));
 	int r = brk_authenticate(api->b, user, jstr(o, "password"), p->client, on_authed, p);
-	wipe_password(o);
+	wipe_field(o, "password");
 	json_object_put(o);
 	if (r < 0) {
 		pending_take(p);
@@ -531,6 +532,44 @@ static void on_dumped(int err, const char *msg, void *arg)
 	pending_free(p);
 }
 
+#define RDP_FIELDS                                                                                 \
+	{"rdp_security", F_STR, false, 7}, {"guest_login", F_STR, false, 7},                      \
+	    {"guest_user", F_STR, false, 64}, {"guest_domain", F_STR, false, 64},                 \
+	    {"guest_password", F_STR, false, 128}, {"clipboard", F_UINT, false, 1},               \
+	    {"drive", F_UINT, false, 1}, {                                                        \
+		"remoteapp", F_UINT, false, 1                                                      \
+	}
+
+/* Apply the rdp policy fields present in O; true if any was. */
+static bool apply_rdp(json_object *o, struct db_rdp_policy *r)
+{
+	static const struct {
+		const char *key;
+		size_t off, len;
+	} str[] = {
+	    {"rdp_security", offsetof(struct db_rdp_policy, security), sizeof(r->security)},
+	    {"guest_login", offsetof(struct db_rdp_policy, login), sizeof(r->login)},
+	    {"guest_user", offsetof(struct db_rdp_policy, user), sizeof(r->user)},
+	    {"guest_domain", offsetof(struct db_rdp_policy, domain), sizeof(r->domain)},
+	    {"guest_password", offsetof(struct db_rdp_policy, password), sizeof(r->password)},
+	};
+	bool any = false;
+	json_object *v;
+	for (size_t i = 0; i < ARRAY_LEN(str); i++)
+		if (json_object_object_get_ex(o, str[i].key, &v)) {
+			snprintf((char *)r + str[i].off, str[i].len, "%s", json_object_get_string(v));
+			any = true;
+		}
+	unsigned u;
+	if (juint(o, "clipboard", &u))
+		r->clipboard = u, any = true;
+	if (juint(o, "drive", &u))
+		r->drive = u, any = true;
+	if (juint(o, "remoteapp", &u))
+		r->remoteapp = u, any = true;
+	return any;
+}
+
 static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
 		      const char *name, const char *sub)
 {
@@ -551,9 +590,11 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 					 {"max_lifetime", F_UINT, false, 30 * 86400},
 					 {"start_timeout", F_UINT, false, 3600},
 					 {"queue_wait", F_UINT, false, 86400},
+					 RDP_FIELDS,
 					 {NULL, 0, 0, 0}};
 	static const struct field setf[] = {{"warm_pool", F_UINT, false, 1000},
 					    {"max_sessions", F_UINT, false, 100000},
+					    RDP_FIELDS,
 					    {NULL, 0, 0, 0}};
 	char err[512];
 	if (m == EVHTTP_REQ_GET && !name) {
@@ -598,6 +639,8 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 		juint(o, "max_lifetime", &img.max_lifetime);
 		juint(o, "start_timeout", &img.start_timeout);
 		juint(o, "queue_wait", &img.queue_wait);
+		apply_rdp(o, &img.rdp);
+		wipe_field(o, "guest_password");
 		json_object_put(o);
 		if (img.base[0] != '/') {
 			reply_err(req, 400, "base must be an absolute path");
@@ -636,9 +679,15 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 		}
 		unsigned wp, ms;
 		bool has_wp = juint(o, "warm_pool", &wp), has_ms = juint(o, "max_sessions", &ms);
+		struct db_image cur;
+		bool has_rdp = false;
+		if (db_image_get(brk_db(api->b), name, &cur) == 0)
+			has_rdp = apply_rdp(o, &cur.rdp);
+		wipe_field(o, "guest_password");
 		json_object_put(o);
-		int r = brk_image_set(api->b, name, has_wp ? &wp : NULL, has_ms ? &ms : NULL, err,
-				      sizeof(err));
+		int r = brk_image_set(api->b, name, has_wp ? &wp : NULL, has_ms ? &ms : NULL,
+				      has_rdp ? &cur.rdp : NULL, err, sizeof(err));
+		explicit_bzero(cur.rdp.password, sizeof(cur.rdp.password));
 		if (r < 0)
 			reply_err(req, errno_status(r), "%s", err);
 		else
@@ -816,6 +865,13 @@ static void route(struct evhttp_request *req, void *arg)
 				reply_err(req, 409, "no screen to dump (session %s)",
 					  brk_state_name(brk_session_state(s)));
 			}
+		} else if (sub && m == EVHTTP_REQ_GET && !strcmp(sub, "guest")) {
+			json_object *g = brk_session_guest_json(api->b, s);
+			if (g)
+				reply_json(req, 200, g);
+			else
+				reply_err(req, 409, "session %s has no rdp guest to reach (%s)", id,
+					  brk_state_name(brk_session_state(s)));
 		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "activity")) {
 			brk_session_activity(api->b, s);
 			session_reply(api, req, 200, s);

@@ -139,6 +139,12 @@ void brk_profile_of(const struct db_image *img, struct lnch_profile *p)
 	if (ready_spec(img->ready, p) < 0) {
 		p->ready = LNCH_READY_RUNNING;
 	}
+	if (!strcmp(img->backend, "rdp")) {
+		/* The guest's RDP server, reached only through 127.0.0.1:<picked>. */
+		p->net = LNCH_NET_RESTRICTED;
+		p->guest_port = img->rdp_port ? img->rdp_port : 3389;
+		p->ready = LNCH_READY_RDP;
+	}
 }
 
 static void end_session(struct brk *b, struct brk_session *s, const char *reason)
@@ -304,6 +310,7 @@ static void start_guest(struct brk *b, struct brk_session *s)
 		end_session(b, s, err);
 		return;
 	}
+	s->rec.rdp_port = lnch_guest_host_port(s->guest);
 	snprintf(s->rec.qmp, sizeof(s->rec.qmp), "%s", lnch_guest_qmp_path(s->guest));
 	snprintf(s->rec.vnc, sizeof(s->rec.vnc), "%s", lnch_guest_vnc_path(s->guest));
 	snprintf(s->rec.overlay, sizeof(s->rec.overlay), "%s", lnch_guest_overlay_path(s->guest));
@@ -529,12 +536,47 @@ json_object *brk_session_json(struct brk *b, const struct brk_session *s)
 		json_object_object_add(o, "start_path", json_object_new_string(s->rec.start_path));
 	if (s->rec.pid)
 		json_object_object_add(o, "pid", json_object_new_int64(s->rec.pid));
+	json_object_object_add(o, "backend",
+			       json_object_new_string(!strcmp(s->img.backend, "rdp") ? "rdp"
+										: "console"));
 	if (s->state >= BRK_READY && s->state <= BRK_DISCONNECTED) {
 		json_object_object_add(o, "vnc", json_object_new_string(s->rec.vnc));
+		if (s->rec.rdp_port)
+			json_object_object_add(o, "rdp_port",
+					       json_object_new_int64(s->rec.rdp_port));
 		json_object_object_add(o, "ready", json_object_new_int64(s->rec.ready));
 	}
 	if (s->state == BRK_ENDED)
 		json_object_object_add(o, "end_reason", json_object_new_string(s->rec.end_reason));
+	return o;
+}
+
+/*
+ * How the gateway reaches an rdp guest: its forward, the security its server
+ * speaks, the account to present and the channel policy. Only for a live
+ * rdp session; NULL otherwise.
+ */
+json_object *brk_session_guest_json(struct brk *b, const struct brk_session *s)
+{
+	if (strcmp(s->img.backend, "rdp") || !s->rec.rdp_port || s->state < BRK_READY ||
+	    s->state > BRK_DISCONNECTED)
+		return NULL;
+	const struct db_rdp_policy *r = &s->img.rdp;
+	struct db_app app;
+	if (db_app_get(b->db, s->rec.app, &app) < 0)
+		app.command[0] = '\0';
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "host", json_object_new_string("127.0.0.1"));
+	json_object_object_add(o, "port", json_object_new_int64(s->rec.rdp_port));
+	json_object_object_add(o, "security", json_object_new_string(r->security[0] ? r->security : "rdp"));
+	json_object_object_add(o, "login", json_object_new_string(r->login[0] ? r->login : "image"));
+	json_object_object_add(o, "user", json_object_new_string(r->user));
+	json_object_object_add(o, "domain", json_object_new_string(r->domain));
+	json_object_object_add(o, "password", json_object_new_string(r->password));
+	json_object_object_add(o, "clipboard", json_object_new_boolean(r->clipboard));
+	json_object_object_add(o, "drive", json_object_new_boolean(r->drive));
+	json_object_object_add(o, "remoteapp", json_object_new_boolean(r->remoteapp));
+	json_object_object_add(o, "program", json_object_new_string(app.command));
 	return o;
 }
 

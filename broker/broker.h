@@ -69,6 +69,8 @@ const char *brk_session_id(const struct brk_session *s);
 const char *brk_session_user(const struct brk_session *s);
 /* The session as JSON; returns a new reference. */
 json_object *brk_session_json(struct brk *b, const struct brk_session *s);
+/* rdp backend: how the gateway reaches the guest (with its credentials), or NULL. */
+json_object *brk_session_guest_json(struct brk *b, const struct brk_session *s);
 /* Every live session; returns a new reference. */
 json_object *brk_sessions_json(struct brk *b);
 /* Host caps, usage and queue; returns a new reference. */
@@ -110,7 +112,10 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 		       size_t errlen);
 /* Change an image's warm pool size and session cap at runtime. */
 int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
-		  const unsigned *max_sessions, char *err, size_t errlen);
+		  const unsigned *max_sessions, const struct db_rdp_policy *rdp, char *err,
+		  size_t errlen);
+/* Values of an rdp image's policy (security, login, account fields). */
+int brk_rdp_policy_check(const struct db_rdp_policy *r, char *err, size_t errlen);
 /* Images with their template and warm pool state; returns a new reference. */
 json_object *brk_images_json(struct brk *b);
 int brk_image_remove(struct brk *b, const char *name, char *err, size_t errlen);

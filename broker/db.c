@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,44 @@ static const char SCHEMA[] =
     " ts INTEGER NOT NULL, kind TEXT NOT NULL, user TEXT, client TEXT, session TEXT,"
     " detail TEXT);";
 
+/* Columns added since the first schema: added to older files on open. */
+static const struct {
+	const char *table, *column, *decl;
+} ADDED[] = {
+    {"images", "rdp_security", "TEXT DEFAULT 'rdp'"},
+    {"images", "guest_login", "TEXT DEFAULT 'image'"},
+    {"images", "guest_user", "TEXT"},
+    {"images", "guest_domain", "TEXT"},
+    {"images", "guest_password", "TEXT"},
+    {"images", "clipboard", "INTEGER DEFAULT 0"},
+    {"images", "drive", "INTEGER DEFAULT 0"},
+    {"images", "remoteapp", "INTEGER DEFAULT 0"},
+    {"sessions", "rdp_port", "INTEGER DEFAULT 0"},
+};
+
+static int add_columns(sqlite3 *h, char **msg)
+{
+	for (size_t i = 0; i < sizeof(ADDED) / sizeof(ADDED[0]); i++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info(?) WHERE name=?", -1, &st,
+				       NULL) != SQLITE_OK)
+			return SQLITE_ERROR;
+		sqlite3_bind_text(st, 1, ADDED[i].table, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ADDED[i].column, -1, SQLITE_STATIC);
+		bool have = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		if (have)
+			continue;
+		char sql[256];
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", ADDED[i].table,
+			 ADDED[i].column, ADDED[i].decl);
+		int r = sqlite3_exec(h, sql, NULL, NULL, msg);
+		if (r != SQLITE_OK)
+			return r;
+	}
+	return SQLITE_OK;
+}
+
 struct db *db_open(const char *path, char *err, size_t errlen)
 {
 	struct db *db = calloc(1, sizeof(*db));
@@ -58,6 +97,8 @@ struct db *db_open(const char *path, char *err, size_t errlen)
 	if (r == SQLITE_OK) {
 		sqlite3_busy_timeout(db->h, 2000);
 		r = sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg);
+		if (r == SQLITE_OK)
+			r = add_columns(db->h, &msg);
 	}
 	if (r != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(db->h));
@@ -213,7 +254,20 @@ json_object *db_user_caps_json(struct db *db)
 #define IMAGE_COLS                                                                                 \
 	"name, base, kernel, initrd, append, machine, memory_mb, ready, max_sessions, keepalive,"  \
 	" idle, max_lifetime, start_timeout, queue_wait, sha256, size, mtime_ns, virtual_mb,"      \
-	" warm_pool, backend, rdp_port, template_dir"
+	" warm_pool, backend, rdp_port, template_dir, rdp_security, guest_login, guest_user,"     \
+	" guest_domain, clipboard, drive, remoteapp"
+
+/* The listed rdp policy fields (the password is bound on its own). */
+static void bind_rdp(sqlite3_stmt *st, int i, const struct db_rdp_policy *r)
+{
+	bind_text(st, i, r->security[0] ? r->security : "rdp");
+	bind_text(st, i + 1, r->login[0] ? r->login : "image");
+	bind_text(st, i + 2, r->user);
+	bind_text(st, i + 3, r->domain);
+	sqlite3_bind_int(st, i + 4, r->clipboard);
+	sqlite3_bind_int(st, i + 5, r->drive);
+	sqlite3_bind_int(st, i + 6, r->remoteapp);
+}
 
 static void bind_image(sqlite3_stmt *st, const struct db_image *m)
 {
@@ -239,29 +293,36 @@ static void bind_image(sqlite3_stmt *st, const struct db_image *m)
 	bind_text(st, 20, m->backend[0] ? m->backend : "console");
 	sqlite3_bind_int64(st, 21, m->rdp_port);
 	bind_text(st, 22, m->template_dir);
+	bind_rdp(st, 23, &m->rdp);
 }
 
 int db_image_put(struct db *db, const struct db_image *m)
 {
-	sqlite3_stmt *st = prep(db, "INSERT INTO images(" IMAGE_COLS ", created)"
-				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	sqlite3_stmt *st = prep(db, "INSERT INTO images(" IMAGE_COLS ", created, guest_password)"
+				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+				    "?,?,?,?,?,?,?,?,?)");
 	if (!st)
 		return -EIO;
 	bind_image(st, m);
-	sqlite3_bind_int64(st, 23, util_wall_s());
+	sqlite3_bind_int64(st, 30, util_wall_s());
+	bind_text(st, 31, m->rdp.password);
 	return step_done(db, st);
 }
 
 int db_image_update(struct db *db, const struct db_image *m)
 {
 	sqlite3_stmt *st = prep(db, "UPDATE images SET max_sessions=?2, warm_pool=?3,"
-				    " template_dir=?4 WHERE name=?1");
+				    " template_dir=?4, rdp_security=?5, guest_login=?6,"
+				    " guest_user=?7, guest_domain=?8, clipboard=?9, drive=?10,"
+				    " remoteapp=?11, guest_password=?12 WHERE name=?1");
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, m->name);
 	sqlite3_bind_int64(st, 2, m->max_sessions);
 	sqlite3_bind_int64(st, 3, m->warm_pool);
 	bind_text(st, 4, m->template_dir);
+	bind_rdp(st, 5, &m->rdp);
+	bind_text(st, 12, m->rdp.password);
 	int e = step_done(db, st);
 	return e ? e : sqlite3_changes(db->h) ? 0 : -ENOENT;
 }
@@ -291,11 +352,20 @@ static void read_image(sqlite3_stmt *st, struct db_image *m)
 	col_text(st, 19, m->backend, sizeof(m->backend));
 	m->rdp_port = (unsigned)sqlite3_column_int64(st, 20);
 	col_text(st, 21, m->template_dir, sizeof(m->template_dir));
+	col_text(st, 22, m->rdp.security, sizeof(m->rdp.security));
+	col_text(st, 23, m->rdp.login, sizeof(m->rdp.login));
+	col_text(st, 24, m->rdp.user, sizeof(m->rdp.user));
+	col_text(st, 25, m->rdp.domain, sizeof(m->rdp.domain));
+	m->rdp.clipboard = sqlite3_column_int(st, 26) != 0;
+	m->rdp.drive = sqlite3_column_int(st, 27) != 0;
+	m->rdp.remoteapp = sqlite3_column_int(st, 28) != 0;
+	col_text(st, 29, m->rdp.password, sizeof(m->rdp.password));
 }
 
 int db_image_get(struct db *db, const char *name, struct db_image *m)
 {
-	sqlite3_stmt *st = prep(db, "SELECT " IMAGE_COLS " FROM images WHERE name=?");
+	sqlite3_stmt *st =
+	    prep(db, "SELECT " IMAGE_COLS ", guest_password FROM images WHERE name=?");
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, name);
@@ -396,8 +466,8 @@ int db_session_save(struct db *db, const struct db_session *s)
 {
 	sqlite3_stmt *st = prep(db, "INSERT OR REPLACE INTO sessions(id, user, app, image, state,"
 				    " pid, qmp, vnc, overlay, client, end_reason, start_path,"
-				    " memory_mb, created, started, ready, ended, template_dir)"
-				    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+				    " memory_mb, created, started, ready, ended, template_dir,"
+				    " rdp_port) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, s->id);
@@ -418,6 +488,7 @@ int db_session_save(struct db *db, const struct db_session *s)
 	sqlite3_bind_int64(st, 16, s->ready);
 	sqlite3_bind_int64(st, 17, s->ended);
 	bind_text(st, 18, s->template_dir);
+	sqlite3_bind_int64(st, 19, s->rdp_port);
 	return step_done(db, st);
 }
 
@@ -425,7 +496,7 @@ int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void 
 {
 	sqlite3_stmt *st = prep(db, "SELECT id, user, app, image, state, pid, qmp, vnc, overlay,"
 				    " client, start_path, memory_mb, created, started, ready,"
-				    " template_dir FROM sessions WHERE state != 'ended'"
+				    " template_dir, rdp_port FROM sessions WHERE state != 'ended'"
 				    " ORDER BY created, id");
 	if (!st)
 		return -EIO;
@@ -448,6 +519,7 @@ int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void 
 		s.started = sqlite3_column_int64(st, 13);
 		s.ready = sqlite3_column_int64(st, 14);
 		col_text(st, 15, s.template_dir, sizeof(s.template_dir));
+		s.rdp_port = (unsigned)sqlite3_column_int64(st, 16);
 		fn(&s, arg);
 	}
 	sqlite3_finalize(st);

@@ -1,6 +1,9 @@
 /*
  * nestord's state in sqlite3 (WAL, short transactions on the loop): caps,
- * images and apps, sessions, and the audit log. Never passwords.
+ * images and apps, sessions, and the audit log. Never users' passwords; an
+ * rdp image's guest account password is kept (the file is the daemon's,
+ * 0600) because the gateway must present it to the guest, and it is never
+ * listed.
  *
  * int functions return 0 or a negative errno; -ENOENT for a missing row,
  * -EEXIST for a duplicate.
@@ -35,10 +38,20 @@ struct db_image {
 	unsigned warm_pool;
 	char backend[16]; /* console | rdp */
 	unsigned rdp_port;
+	struct db_rdp_policy {
+		char security[8];   /* rdp | tls | any: what the guest's server speaks */
+		char login[8];	    /* image: the guest account below | user: the user's own */
+		char user[65];	    /* the guest account */
+		char domain[65];
+		char password[129];
+		bool clipboard;	    /* relay the clipboard channel (off by default) */
+		bool drive;	    /* relay drive redirection (off by default) */
+		bool remoteapp;	    /* the guest serves RemoteApp (RAIL) itself */
+	} rdp;
 	char template_dir[4096]; /* the current template, "" none */
 };
 
-/* Change an image's runtime settings and template. */
+/* Change an image's runtime settings, rdp policy and template. */
 int db_image_update(struct db *db, const struct db_image *img);
 
 struct db_app {
@@ -62,6 +75,7 @@ struct db_session {
 	char end_reason[256];
 	char start_path[16];
 	char template_dir[4096]; /* template the guest was cloned from */
+	unsigned rdp_port;	 /* rdp backend: the guest's forward on 127.0.0.1 */
 	unsigned memory_mb;
 	int64_t created, started, ready, ended; /* wall clock, seconds; 0 unset */
 };

@@ -36,16 +36,24 @@ static const char usage[] =
     "             [--machine TYPE] [--ready serial:MARKER|tcp:PORT|running]\n"
     "             [--backend console|rdp] [--rdp-port N] [--warm-pool N]\n"
     "             [--max-sessions N] [--keepalive S] [--idle S] [--max-lifetime S]\n"
-    "             [--start-timeout S] [--queue-wait S]\n"
+    "             [--start-timeout S] [--queue-wait S] [RDP POLICY]\n"
     "                                  register (checked, hashed, made read-only)\n"
     "  images show NAME                one image, its template and warm pool\n"
     "  images template NAME            build (or rebuild) NAME's template; waits\n"
-    "  images set NAME [--warm-pool N] [--max-sessions N]\n"
+    "  images set NAME [--warm-pool N] [--max-sessions N] [RDP POLICY]\n"
     "  images remove NAME\n"
     "  apps                            published apps\n"
     "  apps add ALIAS --image NAME --title TEXT [--command TEXT]\n"
     "  apps remove ALIAS\n"
     "  audit [--limit N]               the audit log, newest first\n"
+    "\n"
+    "RDP POLICY (images with --backend rdp; the guest's own RDP server):\n"
+    "  --rdp-security rdp|tls|any     what the guest's server speaks (XP: rdp; default)\n"
+    "  --guest-login image|user       sign in to the guest with the account below (default)\n"
+    "                                 or with the user's own name and password\n"
+    "  --guest-user NAME --guest-domain NAME --guest-password-file FILE\n"
+    "  --clipboard on|off --drive on|off   relay these channels (default off)\n"
+    "  --remoteapp on|off             the guest serves RemoteApp windows itself\n"
     "\n"
     "Options:\n"
     "  -s, --socket PATH   nestord's API socket (default $NESTOR_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -303,6 +311,45 @@ static int cmd_session(int argc, char **argv)
 	return 0;
 }
 
+/* The rdp backend's per-image policy, shared by images add and images set. */
+static const struct {
+	const char *opt, *key;
+	char kind; /* s string, f password file, b on|off */
+} rdp_opts[] = {
+    {"rdp-security", "rdp_security", 's'}, {"guest-login", "guest_login", 's'},
+    {"guest-user", "guest_user", 's'},	   {"guest-domain", "guest_domain", 's'},
+    {"guest-password-file", "guest_password", 'f'}, {"clipboard", "clipboard", 'b'},
+    {"drive", "drive", 'b'},		   {"remoteapp", "remoteapp", 'b'},
+};
+#define RDP_OPT_BASE 1000
+#define N_RDP_OPTS (sizeof(rdp_opts) / sizeof(rdp_opts[0]))
+
+static void rdp_opt(json_object *body, size_t i, const char *val)
+{
+	json_object *v;
+	if (rdp_opts[i].kind == 'b') {
+		if (strcmp(val, "on") && strcmp(val, "off"))
+			die_usage("--clipboard, --drive and --remoteapp take on or off");
+		v = json_object_new_int(!strcmp(val, "on"));
+	} else if (rdp_opts[i].kind == 'f') {
+		/* from a file, never the command line (ps would show it) */
+		char line[256] = "";
+		FILE *f = fopen(val, "r");
+		if (!f || !fgets(line, sizeof(line), f)) {
+			fprintf(stderr, "nestorctl: %s: %s\n", val,
+				f ? "empty" : strerror(errno));
+			exit(1);
+		}
+		fclose(f);
+		line[strcspn(line, "\r\n")] = '\0';
+		v = json_object_new_string(line);
+		explicit_bzero(line, sizeof(line));
+	} else {
+		v = json_object_new_string(val);
+	}
+	json_object_object_add(body, rdp_opts[i].key, v);
+}
+
 static int cmd_images(int argc, char **argv)
 {
 	if (argc == 1) {
@@ -367,8 +414,15 @@ static int cmd_images(int argc, char **argv)
 				json_object_object_add(body, "max_sessions",
 						       json_object_new_int64(parse_uint(
 							   argv[i + 1], "--max-sessions")));
-			else
-				die_usage("images set: use --warm-pool N and/or --max-sessions N");
+			else {
+				size_t k = 0;
+				while (k < N_RDP_OPTS &&
+				       (strncmp(argv[i], "--", 2) || strcmp(argv[i] + 2, rdp_opts[k].opt)))
+					k++;
+				if (k == N_RDP_OPTS)
+					die_usage("images set: unknown option (see --help)");
+				rdp_opt(body, k, argv[i + 1]);
+			}
 		}
 		snprintf(path, sizeof(path), "/v1/images/%s", argv[2]);
 		json_object_put(call("PUT", path, body));
@@ -393,6 +447,14 @@ static int cmd_images(int argc, char **argv)
 					  {"backend", required_argument, NULL, 'B'},
 					  {"rdp-port", required_argument, NULL, 'P'},
 					  {"warm-pool", required_argument, NULL, 'W'},
+					  {"rdp-security", required_argument, NULL, RDP_OPT_BASE},
+					  {"guest-login", required_argument, NULL, RDP_OPT_BASE + 1},
+					  {"guest-user", required_argument, NULL, RDP_OPT_BASE + 2},
+					  {"guest-domain", required_argument, NULL, RDP_OPT_BASE + 3},
+					  {"guest-password-file", required_argument, NULL, RDP_OPT_BASE + 4},
+					  {"clipboard", required_argument, NULL, RDP_OPT_BASE + 5},
+					  {"drive", required_argument, NULL, RDP_OPT_BASE + 6},
+					  {"remoteapp", required_argument, NULL, RDP_OPT_BASE + 7},
 					  {NULL, 0, NULL, 0}};
 	json_object *body = json_object_new_object();
 	json_object_object_add(body, "name", json_object_new_string(argv[2]));
@@ -460,6 +522,10 @@ static int cmd_images(int argc, char **argv)
 			num = true;
 			break;
 		default:
+			if (c >= RDP_OPT_BASE && c < RDP_OPT_BASE + (int)N_RDP_OPTS) {
+				rdp_opt(body, (size_t)(c - RDP_OPT_BASE), optarg);
+				continue;
+			}
 			die_usage("images add: unknown option");
 		}
 		if (!num && strcmp(key, "append") && strcmp(key, "ready") &&

@@ -113,6 +113,8 @@ int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, voi
 		snprintf(err, errlen, "backend must be console or rdp");
 		return -EINVAL;
 	}
+	if (brk_rdp_policy_check(&img->rdp, err, errlen) < 0)
+		return -EINVAL;
 	struct lnch_profile p;
 	brk_profile_of(img, &p);
 	if (strncmp(img->ready, "serial:", 7) && strncmp(img->ready, "tcp:", 4) &&
@@ -148,26 +150,57 @@ int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, voi
 	return 0;
 }
 
+static bool printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+int brk_rdp_policy_check(const struct db_rdp_policy *r, char *err, size_t errlen)
+{
+	if (r->security[0] && strcmp(r->security, "rdp") && strcmp(r->security, "tls") &&
+	    strcmp(r->security, "any")) {
+		snprintf(err, errlen, "rdp_security must be rdp, tls or any");
+		return -EINVAL;
+	}
+	if (r->login[0] && strcmp(r->login, "image") && strcmp(r->login, "user")) {
+		snprintf(err, errlen, "guest_login must be image or user");
+		return -EINVAL;
+	}
+	if (!printable(r->user) || !printable(r->domain) || !printable(r->password)) {
+		snprintf(err, errlen, "guest account fields must not hold control characters");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
-		  const unsigned *max_sessions, char *err, size_t errlen)
+		  const unsigned *max_sessions, const struct db_rdp_policy *rdp, char *err,
+		  size_t errlen)
 {
 	struct db_image img;
 	if (db_image_get(b->db, image, &img) < 0) {
 		snprintf(err, errlen, "no image '%s'", image);
 		return -ENOENT;
 	}
+	if (rdp && brk_rdp_policy_check(rdp, err, errlen) < 0)
+		return -EINVAL;
 	if (warm_pool)
 		img.warm_pool = *warm_pool;
 	if (max_sessions)
 		img.max_sessions = *max_sessions;
+	if (rdp)
+		img.rdp = *rdp;
 	if (db_image_update(b->db, &img) < 0) {
 		snprintf(err, errlen, "database error");
 		return -EIO;
 	}
 	quota_set_image_cap(&b->quota, image, img.max_sessions);
 	char d[160];
-	snprintf(d, sizeof(d), "%s warm_pool=%u max_sessions=%u", image, img.warm_pool,
-		 img.max_sessions);
+	snprintf(d, sizeof(d), "%s warm_pool=%u max_sessions=%u%s", image, img.warm_pool,
+		 img.max_sessions, rdp ? " rdp policy" : "");
 	db_audit(b->db, "image-set", NULL, NULL, NULL, d);
 	/* a smaller pool sheds its surplus */
 	unsigned n = 0;

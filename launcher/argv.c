@@ -118,8 +118,9 @@ int lnch_profile_check(const struct lnch_profile *p, char *err, size_t errlen)
 		return bad(err, errlen, "a forwarded guest port needs restricted user networking");
 	if (p->ready == LNCH_READY_SERIAL && (!p->ready_marker || !*p->ready_marker))
 		return bad(err, errlen, "serial readiness needs a marker");
-	if (p->ready == LNCH_READY_TCP && !p->guest_port)
-		return bad(err, errlen, "tcp readiness needs a guest port");
+	if ((p->ready == LNCH_READY_TCP || p->ready == LNCH_READY_RDP) && !p->guest_port)
+		return bad(err, errlen, "%s readiness needs a guest port",
+			   p->ready == LNCH_READY_TCP ? "tcp" : "rdp");
 	return 0;
 }
 

@@ -13,7 +13,7 @@
 
 enum lnch_accel { LNCH_ACCEL_TCG, LNCH_ACCEL_KVM };
 enum lnch_net { LNCH_NET_NONE, LNCH_NET_RESTRICTED };
-enum lnch_ready { LNCH_READY_SERIAL, LNCH_READY_TCP, LNCH_READY_RUNNING };
+enum lnch_ready { LNCH_READY_SERIAL, LNCH_READY_TCP, LNCH_READY_RUNNING, LNCH_READY_RDP };
 
 /* What an image needs to run. Strings are borrowed. */
 struct lnch_profile {

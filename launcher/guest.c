@@ -75,6 +75,12 @@ struct lnch_guest {
 	int restore_fd;
 	int64_t started_ms;
 
+	int probe_fd; /* network readiness probe */
+	struct event *probe_ev;
+	bool probe_connected;
+	uint8_t probe_buf[64];
+	size_t probe_len;
+
 	struct bufferevent *ping_bev;
 	struct event *ping_timer;
 	char ping_expect[80];
@@ -89,6 +95,8 @@ static void guest_free(struct lnch_guest *g);
 static void finish(struct lnch_guest *g);
 static void ping_end(struct lnch_guest *g, int err);
 static void close_restore_fd(struct lnch_guest *g);
+static void probe_close(struct lnch_guest *g);
+static int free_port(unsigned *out);
 
 const char *lnch_state_name(enum lnch_state st)
 {
@@ -165,6 +173,7 @@ static void finish(struct lnch_guest *g)
 	g->step = S_GONE;
 	evtimer_del(g->t_start);
 	evtimer_del(g->t_poll);
+	probe_close(g);
 	evtimer_del(g->t_stop);
 	ping_end(g, -ECONNRESET);
 	close_restore_fd(g);
@@ -236,6 +245,7 @@ void lnch_guest_stop(struct lnch_guest *g, int grace_ms)
 	g->step = S_STOPPING;
 	evtimer_del(g->t_start);
 	evtimer_del(g->t_poll);
+	probe_close(g);
 	report(g, LNCH_STOPPING);
 	if (was == S_OVERLAY) {
 		/* qemu-img is quick; the overlay is removed when it ends. */
@@ -277,6 +287,7 @@ static void became_ready(struct lnch_guest *g)
 	g->step = S_READY;
 	evtimer_del(g->t_start);
 	evtimer_del(g->t_poll);
+	probe_close(g);
 	log_info("vm=%s ready in %.2f s (pid %d)", g->id,
 		 (double)(util_now_ms() - g->started_ms) / 1000.0, (int)g->pid);
 	report(g, LNCH_READY);
@@ -316,7 +327,7 @@ static bool serial_has_marker(struct lnch_guest *g)
 	return found;
 }
 
-static void tcp_probe_ok(struct lnch_guest *g);
+static void net_probe(struct lnch_guest *g);
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
@@ -326,47 +337,141 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 	enter(g);
 	if (g->profile.ready == LNCH_READY_SERIAL && serial_has_marker(g))
 		became_ready(g);
-	else if (g->profile.ready == LNCH_READY_TCP)
-		tcp_probe_ok(g);
+	else if (g->profile.ready == LNCH_READY_TCP || g->profile.ready == LNCH_READY_RDP)
+		net_probe(g);
 	else
 		set_timer(g->t_poll, READY_POLL_MS);
 	leave(g);
 }
 
 /*
- * TCP readiness through the host forward. slirp accepts on the host side
- * even when nothing listens in the guest, so "ready" needs the guest to send
- * a byte or to keep the connection open: we wait for data or for a quiet
- * open connection of 300 ms.
+ * Network readiness through the host forward, never blocking the loop.
+ * slirp accepts on the host side even when nothing listens in the guest
+ * (and then closes), so an accept proves nothing:
+ *  - tcp: the guest sends a byte, or keeps the connection open and quiet
+ *    for 300 ms;
+ *  - rdp: the guest answers an X.224 Connection Request (standard RDP
+ *    security asked for, as every RDP server since NT 4 TSE understands)
+ *    with a Connection Confirm: its RDP stack is up, not just a socket.
+ * A failed attempt is retried after 200 ms until the start deadline.
  */
-static void tcp_probe_ok(struct lnch_guest *g)
+static void probe_close(struct lnch_guest *g)
 {
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok = false;
-	if (s >= 0) {
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-					 .sin_port = htons((uint16_t)g->opts.host_port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		struct timeval tv = {0, 300000};
-		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			char c;
-			ssize_t r = recv(s, &c, 1, 0);
-			ok = r == 1 || (r < 0 && errno == EAGAIN);
-		}
-		close(s);
+	if (g->probe_ev) {
+		event_free(g->probe_ev);
+		g->probe_ev = NULL;
 	}
-	if (ok)
+	if (g->probe_fd >= 0)
+		close(g->probe_fd);
+	g->probe_fd = -1;
+	g->probe_len = 0;
+}
+
+static void probe_retry(struct lnch_guest *g)
+{
+	probe_close(g);
+	set_timer(g->t_poll, 200);
+}
+
+/* X.224 Connection Confirm in a TPKT: 03 00 len(2) li CC(0xD0) ... */
+static int x224_confirm(const uint8_t *b, size_t n)
+{
+	if (n >= 1 && b[0] != 3)
+		return -1;
+	if (n < 4)
+		return 0;
+	size_t len = (size_t)b[2] << 8 | b[3];
+	if (len < 11 || len > sizeof(((struct lnch_guest *)0)->probe_buf))
+		return -1;
+	if (n < len)
+		return 0;
+	return (b[5] & 0xf0) == 0xd0 ? 1 : -1;
+}
+
+static void on_probe_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct lnch_guest *g = arg;
+	if (g->step != S_PROBE)
+		return;
+	enter(g);
+	bool rdp = g->profile.ready == LNCH_READY_RDP;
+	if (!g->probe_connected) {
+		int e = 0;
+		socklen_t el = sizeof(e);
+		if ((what & EV_TIMEOUT) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e) {
+			probe_retry(g);
+			goto out;
+		}
+		g->probe_connected = true;
+		static const uint8_t cr[] = {3, 0, 0, 19, 14, 0xe0, 0, 0, 0, 0,
+					     0, 1, 0, 8,  0,  0,    0, 0, 0};
+		if (rdp && send(fd, cr, sizeof(cr), MSG_NOSIGNAL) != (ssize_t)sizeof(cr)) {
+			probe_retry(g);
+			goto out;
+		}
+		event_free(g->probe_ev);
+		g->probe_ev = event_new(g->base, fd, EV_READ | EV_PERSIST, on_probe_io, g);
+		struct timeval tv = {rdp ? 2 : 0, rdp ? 0 : 300000};
+		if (!g->probe_ev || event_add(g->probe_ev, &tv) < 0)
+			probe_retry(g);
+		goto out;
+	}
+	if (what & EV_TIMEOUT) {
+		if (rdp)
+			probe_retry(g); /* no answer: the RDP service is not up yet */
+		else
+			became_ready(g); /* quiet and open */
+		goto out;
+	}
+	ssize_t r = recv(fd, g->probe_buf + g->probe_len, sizeof(g->probe_buf) - g->probe_len, 0);
+	if (r <= 0) {
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			goto out;
+		probe_retry(g); /* closed: nothing listens in the guest */
+		goto out;
+	}
+	g->probe_len += (size_t)r;
+	int c = rdp ? x224_confirm(g->probe_buf, g->probe_len) : 1;
+	if (c > 0) {
+		log_debug("vm=%s %s answers on 127.0.0.1:%u", g->id, rdp ? "RDP" : "TCP",
+			  g->opts.host_port);
 		became_ready(g);
-	else
+	} else if (c < 0) {
+		probe_retry(g);
+	}
+out:
+	leave(g);
+}
+
+static void net_probe(struct lnch_guest *g)
+{
+	probe_close(g);
+	g->probe_connected = false;
+	g->probe_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (g->probe_fd < 0) {
 		set_timer(g->t_poll, 200);
+		return;
+	}
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)g->opts.host_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(g->probe_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
+	    errno != EINPROGRESS) {
+		probe_retry(g);
+		return;
+	}
+	g->probe_ev = event_new(g->base, g->probe_fd, EV_WRITE, on_probe_io, g);
+	struct timeval tv = {1, 0};
+	if (!g->probe_ev || event_add(g->probe_ev, &tv) < 0)
+		probe_retry(g);
 }
 
 static void start_probe(struct lnch_guest *g)
 {
 	g->step = S_PROBE;
-	if (g->state_file && g->profile.ready != LNCH_READY_TCP) {
-		/* A restored clone was ready when its template was saved. */
+	if (g->state_file && !g->profile.guest_port) {
+		/* A restored clone was ready when its template was saved (a network
+		 * service is probed again: its forward is new). */
 		became_ready(g);
 		return;
 	}
@@ -759,6 +864,7 @@ static struct lnch_guest *guest_alloc(struct event_base *base, const struct lnch
 	g->cbs = *cbs;
 	g->arg = arg;
 	g->restore_fd = -1;
+	g->probe_fd = -1;
 	g->reported = (enum lnch_state) - 1;
 	g->started_ms = util_now_ms();
 	g->qemu = strdup(cfg->qemu);
@@ -808,6 +914,10 @@ struct lnch_guest *lnch_guest_start(struct event_base *base, const struct lnch_c
 	bool oom = false;
 	g->profile = *profile;
 	g->opts = *opts;
+	if (profile->guest_port && !g->opts.host_port && free_port(&g->opts.host_port) < 0) {
+		snprintf(err, errlen, "no free port on 127.0.0.1 for the guest's forward");
+		goto fail;
+	}
 	g->backing = dup_opt(opts->backing ? opts->backing : profile->disk, &oom);
 	g->ram_file = dup_opt(opts->ram_file, &oom);
 	g->state_file = dup_opt(opts->state_file, &oom);
@@ -1058,6 +1168,7 @@ fail:
 
 static void guest_free(struct lnch_guest *g)
 {
+	probe_close(g);
 	if (g->t_start)
 		event_free(g->t_start);
 	if (g->t_poll)
@@ -1150,6 +1261,32 @@ enum lnch_state lnch_guest_state(const struct lnch_guest *g)
 const char *lnch_guest_qmp_path(const struct lnch_guest *g)
 {
 	return g->qmp_path;
+}
+
+unsigned lnch_guest_host_port(const struct lnch_guest *g)
+{
+	return g->profile.guest_port ? g->opts.host_port : 0;
+}
+
+/*
+ * A free port on 127.0.0.1 for a guest's forward: the kernel picks one, we
+ * let it go and QEMU binds it a moment later. Another process could take it
+ * in between; QEMU then fails to start and says so (start failed).
+ */
+static int free_port(unsigned *out)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int r = 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+		r = -errno;
+	close(fd);
+	*out = ntohs(sa.sin_port);
+	return r;
 }
 
 const char *lnch_guest_vnc_path(const struct lnch_guest *g)

@@ -58,7 +58,7 @@ struct lnch_start_opts {
 	const char *state_file; /* template device state, restored with migrate-incoming */
 	bool keep_paused;	/* warm pool: restored, ready, not resumed */
 	bool share_ram;		/* template build: RAM file mapped share=on */
-	unsigned host_port;	/* forward for profile->guest_port */
+	unsigned host_port;	/* forward for profile->guest_port; 0: a free one is picked */
 	const char *overlay;	/* explicit overlay path (template disk); default OVERLAY_DIR/ID */
 	bool keep_overlay;	/* template build: the disk outlives the guest */
 };
@@ -129,6 +129,8 @@ pid_t lnch_guest_pid(const struct lnch_guest *g);
 enum lnch_state lnch_guest_state(const struct lnch_guest *g);
 const char *lnch_guest_qmp_path(const struct lnch_guest *g);
 const char *lnch_guest_vnc_path(const struct lnch_guest *g);
+/* The 127.0.0.1 port forwarded to the guest's port (profile guest_port), or 0. */
+unsigned lnch_guest_host_port(const struct lnch_guest *g);
 const char *lnch_guest_overlay_path(const struct lnch_guest *g);
 const char *lnch_guest_serial_path(const struct lnch_guest *g);
 const char *lnch_guest_probe_path(const struct lnch_guest *g);
