@@ -31,6 +31,7 @@ static void fill(json_object *o, struct gw_session *s)
 	snprintf(s->state, sizeof(s->state), "%s", js(o, "state"));
 	snprintf(s->title, sizeof(s->title), "%s", js(o, "title"));
 	snprintf(s->vnc, sizeof(s->vnc), "%s", js(o, "vnc"));
+	snprintf(s->backend, sizeof(s->backend), "%s", *js(o, "backend") ? js(o, "backend") : "console");
 	const char *r = js(o, "reason");
 	snprintf(s->reason, sizeof(s->reason), "%s", *r ? r : js(o, "end_reason"));
 	s->position = (unsigned)ji(o, "position", 0);
@@ -93,4 +94,37 @@ int gw_bapi_post(const char *sock, const char *id, const char *verb)
 	snprintf(path, sizeof(path), "/v1/sessions/%s/%s", id, verb);
 	int st = httpc_request(sock, "POST", path, NULL, TIMEOUT_MS, NULL);
 	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
+}
+
+int gw_bapi_guest(const char *sock, const char *id, struct gw_guest *g)
+{
+	char path[96], *resp = NULL;
+	snprintf(path, sizeof(path), "/v1/sessions/%s/guest", id);
+	int st = httpc_request(sock, "GET", path, NULL, TIMEOUT_MS, &resp);
+	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
+	if (resp) {
+		explicit_bzero(resp, strlen(resp)); /* it held the guest's password */
+		free(resp);
+	}
+	if (!o)
+		return st < 0 ? st : -EPROTO;
+	memset(g, 0, sizeof(*g));
+	snprintf(g->host, sizeof(g->host), "%s", js(o, "host"));
+	long long port = ji(o, "port", 0);
+	g->port = port > 0 && port < 65536 ? (unsigned)port : 0;
+	snprintf(g->security, sizeof(g->security), "%s", js(o, "security"));
+	snprintf(g->login, sizeof(g->login), "%s", js(o, "login"));
+	snprintf(g->user, sizeof(g->user), "%s", js(o, "user"));
+	snprintf(g->domain, sizeof(g->domain), "%s", js(o, "domain"));
+	snprintf(g->password, sizeof(g->password), "%s", js(o, "password"));
+	snprintf(g->program, sizeof(g->program), "%s", js(o, "program"));
+	g->clipboard = ji(o, "clipboard", 0) != 0;
+	g->drive = ji(o, "drive", 0) != 0;
+	g->remoteapp = ji(o, "remoteapp", 0) != 0;
+	json_object *pw;
+	if (json_object_object_get_ex(o, "password", &pw))
+		explicit_bzero((char *)json_object_get_string(pw),
+			       (size_t)json_object_get_string_len(pw));
+	json_object_put(o);
+	return g->port && g->host[0] ? 0 : -EPROTO;
 }

@@ -13,6 +13,7 @@ struct gw_session {
 	char state[16];
 	char title[129];
 	char vnc[108];
+	char backend[8]; /* console | rdp */
 	char reason[256]; /* queue reason or end reason */
 	unsigned position;
 	long long estimate_ms;
@@ -28,5 +29,17 @@ int gw_bapi_connect(const char *sock, const char *user, const char *password, co
 		    const char *client, struct gw_session *out, char *msg, size_t msglen);
 int gw_bapi_get(const char *sock, const char *id, struct gw_session *out);
 int gw_bapi_post(const char *sock, const char *id, const char *verb); /* attach|detach|activity */
+
+/* An rdp session's guest: where and how to connect (GET /v1/sessions/ID/guest). */
+struct gw_guest {
+	char host[64];
+	unsigned port;
+	char security[8]; /* rdp | tls | any */
+	char login[8];	  /* image | user */
+	char user[65], domain[65], password[129];
+	bool clipboard, drive, remoteapp;
+	char program[1024];
+};
+int gw_bapi_guest(const char *sock, const char *id, struct gw_guest *out);
 
 #endif

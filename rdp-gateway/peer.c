@@ -5,7 +5,9 @@
  *
  *   handshake -> login (own screen, if the client sent no or wrong
  *   credentials) -> wait (own screen: queue position, estimate, elapsed)
- *   -> guest (console backend: VNC) ; any -> fail (message, then close)
+ *   -> guest (console backend: the guest's screen over VNC; rdp backend:
+ *   the guest's own RDP server through rdpc.c) ; any -> fail (message, then
+ *   close)
  *
  * nestord is called with blocking requests from this thread only. The
  * screen the client sees is one framebuffer, sent as planar-compressed
@@ -17,6 +19,7 @@
 #include "gateway.h"
 #include "keymap.h"
 #include "log.h"
+#include "rdpc.h"
 #include "util.h"
 #include "vnc.h"
 
@@ -85,6 +88,14 @@ struct gw_peer {
 	struct gw_vnc *vnc;
 	HANDLE vnc_event;
 	int buttons;
+
+	struct gw_rdpc *rdpc;	 /* rdp backend */
+	char secret[257];	 /* the user's password, kept only for guest_login=user */
+	bool rail_relay;	 /* the guest's own RemoteApp windows are relayed */
+	bool own_window_gone;	 /* our wait window was replaced by the guest's */
+	UINT16 guest_exec_error; /* the guest refused the RemoteApp program */
+	HANDLE relay_chan[2];	 /* user-side cliprdr/rdpdr, relayed to the guest */
+	char relay_name[2][8];
 
 	bool rail_mode;
 	bool rail_started;
@@ -383,15 +394,55 @@ static UINT rail_client_sysparam(RailServerContext *rc, const RAIL_SYSPARAM_ORDE
 	return CHANNEL_RC_OK;
 }
 
+/*
+ * With the guest's own RemoteApp, the user's window requests go to the
+ * guest (under the lock: the peer thread may be replacing p->rdpc).
+ */
+#define RELAYED(p, call)                                                                           \
+	do {                                                                                       \
+		pthread_mutex_lock(&(p)->lock);                                                    \
+		if ((p)->rail_relay && (p)->rdpc)                                                  \
+			call;                                                                      \
+		pthread_mutex_unlock(&(p)->lock);                                                  \
+	} while (0)
+
 static UINT rail_client_activate(RailServerContext *rc, const RAIL_ACTIVATE_ORDER *a)
 {
+	struct gw_peer *p = rc->custom;
+	RELAYED(p, gw_rdpc_activate(p->rdpc, a));
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_sysmenu(RailServerContext *rc, const RAIL_SYSMENU_ORDER *m)
+{
+	struct gw_peer *p = rc->custom;
+	RELAYED(p, gw_rdpc_sysmenu(p->rdpc, m));
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_window_move(RailServerContext *rc, const RAIL_WINDOW_MOVE_ORDER *m)
+{
+	struct gw_peer *p = rc->custom;
+	RELAYED(p, gw_rdpc_window_move(p->rdpc, m));
+	return CHANNEL_RC_OK;
+}
+
+static UINT rail_client_notify(RailServerContext *rc, const RAIL_NOTIFY_EVENT_ORDER *n)
+{
+	struct gw_peer *p = rc->custom;
+	RELAYED(p, gw_rdpc_notify(p->rdpc, n));
 	return CHANNEL_RC_OK;
 }
 
 static UINT rail_client_syscommand(RailServerContext *rc, const RAIL_SYSCOMMAND_ORDER *c)
 {
 	struct gw_peer *p = rc->custom;
-	if (c->command == 0xF060) /* SC_CLOSE: the user closed the window */
+	pthread_mutex_lock(&p->lock);
+	bool relay = p->rail_relay && p->rdpc;
+	if (relay && c->windowId != WINDOW_ID)
+		gw_rdpc_syscommand(p->rdpc, c);
+	pthread_mutex_unlock(&p->lock);
+	if (!relay && c->command == 0xF060) /* SC_CLOSE: the user closed our window */
 		shutdown(p->client->sockfd, SHUT_RDWR);
 	return CHANNEL_RC_OK;
 }
@@ -411,6 +462,9 @@ static bool rail_start(struct gw_peer *p)
 	p->rail->ClientSysparam = rail_client_sysparam;
 	p->rail->ClientActivate = rail_client_activate;
 	p->rail->ClientSyscommand = rail_client_syscommand;
+	p->rail->ClientSysmenu = rail_client_sysmenu;
+	p->rail->ClientWindowMove = rail_client_window_move;
+	p->rail->ClientNotifyEvent = rail_client_notify;
 	if (p->rail->Start(p->rail) != CHANNEL_RC_OK)
 		return false;
 	RAIL_HANDSHAKE_ORDER hs = {.buildNumber = 7601};
@@ -475,6 +529,8 @@ static void try_connect(struct gw_peer *p, const char *user, char *password)
 	char msg[256];
 	struct gw_session s;
 	snprintf(p->user, sizeof(p->user), "%s", user);
+	/* an rdp image may sign in to its guest as the user: kept until then */
+	snprintf(p->secret, sizeof(p->secret), "%s", password);
 	int r = gw_bapi_connect(p->gw->cfg.api_socket, user, password, p->app, p->addr, &s, msg,
 				sizeof(msg));
 	explicit_bzero(password, strlen(password));
@@ -491,6 +547,7 @@ static void try_connect(struct gw_peer *p, const char *user, char *password)
 		draw_wait(p);
 		return;
 	}
+	explicit_bzero(p->secret, sizeof(p->secret));
 	if (r == 401) {
 		p->attempts++;
 		if (p->attempts >= p->gw->cfg.login_attempts) {
@@ -514,24 +571,42 @@ static void try_connect(struct gw_peer *p, const char *user, char *password)
 	show_fail(p, "Cannot start", msg);
 }
 
+/* Copy the guest's pixels (BGRX, GW x GH, STRIDE bytes a row) into what the client sees. */
+static void blit(struct gw_peer *p, const uint8_t *px, int gw_, int gh, int stride, int x, int y,
+		 int w, int h)
+{
+	if (!px)
+		return;
+	int x1 = x + w > (int)p->screen.width ? (int)p->screen.width : x + w;
+	int y1 = y + h > (int)p->screen.height ? (int)p->screen.height : y + h;
+	x1 = x1 > gw_ ? gw_ : x1;
+	y1 = y1 > gh ? gh : y1;
+	x = x < 0 ? 0 : x;
+	y = y < 0 ? 0 : y;
+	if (x1 <= x || y1 <= y)
+		return;
+	for (int yy = y; yy < y1; yy++)
+		memcpy(p->screen.pixels + (size_t)yy * p->screen.stride + (size_t)x * 4,
+		       px + (size_t)yy * (size_t)stride + (size_t)x * 4, (size_t)(x1 - x) * 4);
+	damage(p, x, y, x1 - x, y1 - y);
+}
+
 static void on_vnc_damage(void *arg, int x, int y, int w, int h)
 {
 	struct gw_peer *p = arg;
 	int gw_, gh;
 	const uint8_t *px = gw_vnc_pixels(p->vnc, &gw_, &gh);
-	if (!px)
-		return;
-	/* copy the guest's pixels into what the client sees */
-	int x1 = x + w > (int)p->screen.width ? (int)p->screen.width : x + w;
-	int y1 = y + h > (int)p->screen.height ? (int)p->screen.height : y + h;
-	x1 = x1 > gw_ ? gw_ : x1;
-	y1 = y1 > gh ? gh : y1;
-	if (x < 0 || y < 0 || x1 <= x || y1 <= y)
-		return;
-	for (int yy = y; yy < y1; yy++)
-		memcpy(p->screen.pixels + (size_t)yy * p->screen.stride + (size_t)x * 4,
-		       px + ((size_t)yy * (size_t)gw_ + (size_t)x) * 4, (size_t)(x1 - x) * 4);
-	damage(p, x, y, x1 - x, y1 - y);
+	blit(p, px, gw_, gh, gw_ * 4, x, y, w, h);
+}
+
+static void on_rdp_damage(void *arg, int x, int y, int w, int h)
+{
+	struct gw_peer *p = arg;
+	int gw_, gh, stride;
+	if (!p->rdpc)
+		return; /* still connecting: the whole buffer is copied once connected */
+	const uint8_t *px = gw_rdpc_pixels(p->rdpc, &gw_, &gh, &stride);
+	blit(p, px, gw_, gh, stride, x, y, w, h);
 }
 
 /* The guest's size becomes the session's: desktop resize, or a RAIL window resize. */
@@ -542,6 +617,10 @@ static void on_vnc_resize(void *arg, int w, int h)
 	log_debug("peer %s: guest screen %dx%d", p->addr, w, h);
 	if ((unsigned)w == p->screen.width && (unsigned)h == p->screen.height)
 		return;
+	if (p->rail_relay) {
+		screen_resize(p, (unsigned)w, (unsigned)h); /* the guest's windows live in it */
+		return;
+	}
 	if (p->rail_mode) {
 		screen_resize(p, (unsigned)w, (unsigned)h);
 		if (p->window_created)
@@ -557,21 +636,250 @@ static void on_vnc_resize(void *arg, int w, int h)
 	/* else: the guest is shown at the top left of the client's desktop, clipped */
 }
 
+/* --- rdp backend: the guest's own RDP server --- */
+
+static BOOL on_rdp_window(void *arg, int kind, const WINDOW_ORDER_INFO *oi, const void *o)
+{
+	struct gw_peer *p = arg;
+	if (!p->rail_relay)
+		return TRUE; /* a guest without RemoteApp: our own window shows its desktop */
+	rdpWindowUpdate *wu = p->ctx.update->window;
+	BOOL ok = TRUE;
+	pthread_mutex_lock(&p->lock);
+	if (!p->own_window_gone && kind == GW_WIN_CREATE) {
+		/* the guest's first window replaces our wait window */
+		WINDOW_ORDER_INFO del = {.windowId = WINDOW_ID,
+					 .fieldFlags =
+					     WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_STATE_DELETED};
+		ok = wu->WindowDelete(&p->ctx, &del);
+		p->own_window_gone = true;
+	}
+	switch (kind) {
+	case GW_WIN_CREATE:
+		ok = ok && wu->WindowCreate(&p->ctx, oi, o);
+		break;
+	case GW_WIN_UPDATE:
+		ok = wu->WindowUpdate(&p->ctx, oi, o);
+		break;
+	case GW_WIN_DELETE:
+		ok = wu->WindowDelete(&p->ctx, oi);
+		break;
+	case GW_WIN_ICON:
+		ok = wu->WindowIcon(&p->ctx, oi, o);
+		break;
+	case GW_WIN_CACHED_ICON:
+		ok = wu->WindowCachedIcon(&p->ctx, oi, o);
+		break;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+/* rail channel thread */
+static void on_rdp_exec_result(void *arg, const RAIL_EXEC_RESULT_ORDER *r)
+{
+	struct gw_peer *p = arg;
+	if (r->execResult != RAIL_EXEC_S_OK) {
+		pthread_mutex_lock(&p->lock);
+		p->guest_exec_error = r->execResult;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+static void on_rdp_min_max(void *arg, const RAIL_MINMAXINFO_ORDER *m)
+{
+	struct gw_peer *p = arg;
+	pthread_mutex_lock(&p->lock);
+	if (p->rail)
+		p->rail->ServerMinMaxInfo(p->rail, m);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void on_rdp_local_move_size(void *arg, const RAIL_LOCALMOVESIZE_ORDER *m)
+{
+	struct gw_peer *p = arg;
+	pthread_mutex_lock(&p->lock);
+	if (p->rail)
+		p->rail->ServerLocalMoveSize(p->rail, m);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* A relayed channel's PDU from the guest to the user. */
+static void on_rdp_channel(void *arg, const char *name, const BYTE *data, size_t len,
+			   UINT32 flags, size_t total)
+{
+	struct gw_peer *p = arg;
+	for (int i = 0; i < 2; i++)
+		if (p->relay_chan[i] && !strcmp(p->relay_name[i], name)) {
+			ULONG written;
+			pthread_mutex_lock(&p->lock);
+			WTSVirtualChannelWrite(p->relay_chan[i], (PCHAR)data, (ULONG)len, &written);
+			pthread_mutex_unlock(&p->lock);
+		}
+}
+
+/* ... and from the user to the guest. */
+static void relay_from_user(struct gw_peer *p)
+{
+	for (int i = 0; i < 2; i++) {
+		ULONG n = 0;
+		while (p->relay_chan[i] && p->rdpc &&
+		       WTSVirtualChannelRead(p->relay_chan[i], 0, NULL, 0, &n) && n) {
+			BYTE *buf = malloc(n);
+			ULONG got = 0;
+			if (!buf)
+				return;
+			if (WTSVirtualChannelRead(p->relay_chan[i], 0, (PCHAR)buf, n, &got) && got)
+				gw_rdpc_channel_send(p->rdpc, p->relay_name[i], buf, got);
+			free(buf);
+		}
+	}
+}
+
+static void open_relays(struct gw_peer *p, const struct gw_guest *g)
+{
+	const char *names[2] = {g->clipboard ? "cliprdr" : NULL, g->drive ? "rdpdr" : NULL};
+	for (int i = 0; i < 2; i++) {
+		if (!names[i] || !WTSVirtualChannelManagerIsChannelJoined(p->vcm, names[i]))
+			continue;
+		p->relay_chan[i] = WTSVirtualChannelOpen(p->vcm, WTS_CURRENT_SESSION, (LPSTR)names[i]);
+		snprintf(p->relay_name[i], sizeof(p->relay_name[i]), "%s", names[i]);
+		if (p->relay_chan[i])
+			log_info("peer %s: session=%s relaying %s (image policy)", p->addr,
+				 p->sess.id, names[i]);
+	}
+}
+
+static void close_relays(struct gw_peer *p)
+{
+	for (int i = 0; i < 2; i++) {
+		if (p->relay_chan[i])
+			WTSVirtualChannelClose(p->relay_chan[i]);
+		p->relay_chan[i] = NULL;
+	}
+}
+
+static const struct gw_rdpc_cbs rdpc_cbs = {
+    .damage = on_rdp_damage,
+    .resize = on_vnc_resize,
+    .window = on_rdp_window,
+    .exec_result = on_rdp_exec_result,
+    .min_max = on_rdp_min_max,
+    .local_move_size = on_rdp_local_move_size,
+    .channel = on_rdp_channel,
+};
+
+static bool connect_rdp_guest(struct gw_peer *p)
+{
+	struct gw_guest g;
+	if (gw_bapi_guest(p->gw->cfg.api_socket, p->sess.id, &g) < 0) {
+		explicit_bzero(p->secret, sizeof(p->secret));
+		show_fail(p, "Cannot show your app", "The session service did not say how.");
+		return false;
+	}
+	rdpSettings *s = p->ctx.settings;
+	bool as_user = !strcmp(g.login, "user");
+	char program[1100];
+	snprintf(program, sizeof(program), "%s", g.program[0] ? g.program : "");
+	if (!program[0])
+		snprintf(program, sizeof(program), "||%s", p->app);
+	bool relay = p->rail_mode && g.remoteapp;
+	/* desktop: the user's size; RemoteApp: the user's desktop, where the guest's
+	 * windows are placed; a guest without RemoteApp: its desktop in our window */
+	unsigned w = s->DesktopWidth, h = s->DesktopHeight;
+	if (p->rail_mode && !relay) {
+		w = p->gw->cfg.width;
+		h = p->gw->cfg.height;
+	}
+	struct gw_rdpc_params rp = {.host = g.host,
+				    .port = g.port,
+				    .security = g.security[0] ? g.security : "rdp",
+				    .user = as_user ? p->user : g.user,
+				    .domain = as_user ? "" : g.domain,
+				    .password = as_user ? p->secret : g.password,
+				    .width = w,
+				    .height = h,
+				    .program = relay ? program : NULL,
+				    .clipboard = g.clipboard,
+				    .drive = g.drive};
+	char err[256];
+	if (relay) {
+		/* the guest's windows will be placed on the user's desktop: ours is that size */
+		pthread_mutex_lock(&p->lock);
+		p->rail_relay = true;
+		pthread_mutex_unlock(&p->lock);
+	}
+	int64_t t0 = now_ms();
+	struct gw_rdpc *c = gw_rdpc_connect(&rp, &rdpc_cbs, p, err, sizeof(err));
+	explicit_bzero(&g.password, sizeof(g.password));
+	explicit_bzero(p->secret, sizeof(p->secret));
+	if (!c) {
+		p->rail_relay = false;
+		log_warn("peer %s: session=%s guest RDP at %s:%u: %s", p->addr, p->sess.id, g.host,
+			 g.port, err);
+		show_fail(p, "Cannot show your app", "The app's own remote desktop did not answer.");
+		return false;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->rdpc = c;
+	pthread_mutex_unlock(&p->lock);
+	if (relay)
+		screen_resize(p, w, h);
+	on_rdp_damage(p, 0, 0, (int)w, (int)h);
+	open_relays(p, &g);
+	log_info("peer %s: session=%s guest RDP %s:%u %ux%u%s in %lld ms", p->addr, p->sess.id,
+		 g.host, g.port, w, h, relay ? " RemoteApp relayed" : "",
+		 (long long)(now_ms() - t0));
+	return true;
+}
+
+static void close_rdp_guest(struct gw_peer *p)
+{
+	close_relays(p);
+	pthread_mutex_lock(&p->lock);
+	struct gw_rdpc *c = p->rdpc;
+	p->rdpc = NULL;
+	p->rail_relay = false;
+	pthread_mutex_unlock(&p->lock);
+	gw_rdpc_close(c);
+}
+
+/* The guest is gone: its message goes in our own window again. */
+static void guest_gone(struct gw_peer *p, const char *title, const char *msg)
+{
+	close_rdp_guest(p);
+	if (p->rail_mode) {
+		screen_resize(p, p->win_w, p->win_h);
+		if (p->own_window_gone) {
+			p->own_window_gone = false;
+			rail_window(p, true);
+		}
+	}
+	show_fail(p, title, msg);
+}
+
 static void enter_guest(struct gw_peer *p)
 {
-	p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_vnc_resize, p);
-	if (!p->vnc) {
-		show_fail(p, "Cannot show your app", "The guest's screen is not reachable.");
-		return;
+	if (!strcmp(p->sess.backend, "rdp")) {
+		if (!connect_rdp_guest(p))
+			return;
+	} else {
+		explicit_bzero(p->secret, sizeof(p->secret));
+		p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_vnc_resize, p);
+		if (!p->vnc) {
+			show_fail(p, "Cannot show your app", "The guest's screen is not reachable.");
+			return;
+		}
+		p->vnc_event = CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc),
+							 WINPR_FD_READ);
 	}
-	p->vnc_event =
-	    CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc), WINPR_FD_READ);
 	if (gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "attach") < 0)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
 	p->phase = PH_GUEST;
 	p->last_activity_ms = now_ms();
 	/* the guest's first full update replaces the wait screen: no black frame between */
-	gw_vnc_refresh(p->vnc);
+	if (p->vnc)
+		gw_vnc_refresh(p->vnc);
 	log_info("peer %s: session=%s showing the guest", p->addr, p->sess.id);
 }
 
@@ -636,6 +944,9 @@ static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 	struct gw_peer *p = (struct gw_peer *)input->context;
 	if (p->phase == PH_LOGIN) {
 		login_event(p, gw_login_key(&p->login, flags, code));
+	} else if (p->phase == PH_GUEST && p->rdpc) {
+		gw_rdpc_key(p->rdpc, flags, code);
+		report_activity(p);
 	} else if (p->phase == PH_GUEST && p->vnc) {
 		int q = gw_qnum(flags, code);
 		if (q > 0)
@@ -650,6 +961,9 @@ static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 	struct gw_peer *p = (struct gw_peer *)input->context;
 	if (p->phase == PH_LOGIN) {
 		login_event(p, gw_login_unicode(&p->login, flags, code));
+	} else if (p->phase == PH_GUEST && p->rdpc) {
+		gw_rdpc_unicode(p->rdpc, flags, code);
+		report_activity(p);
 	} else if (p->phase == PH_GUEST && p->vnc) {
 		gw_vnc_keysym(p->vnc, gw_keysym(code), !(flags & GW_KBD_RELEASE));
 		report_activity(p);
@@ -660,6 +974,11 @@ static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 {
 	struct gw_peer *p = (struct gw_peer *)input->context;
+	if (p->phase == PH_GUEST && p->rdpc) {
+		gw_rdpc_mouse(p->rdpc, flags, x, y);
+		report_activity(p);
+		return TRUE;
+	}
 	if (p->phase != PH_GUEST || !p->vnc)
 		return TRUE;
 	int wheel;
@@ -675,6 +994,11 @@ static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 
 static BOOL on_extended_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 {
+	struct gw_peer *p = (struct gw_peer *)input->context;
+	if (p->phase == PH_GUEST && p->rdpc) {
+		gw_rdpc_xmouse(p->rdpc, flags, x, y);
+		return TRUE;
+	}
 	return on_mouse(input, 0x0800, x, y); /* extra buttons: treat as a move */
 }
 
@@ -827,6 +1151,7 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 	gw_fb_finish(&p->screen);
 	free(p->dirty);
 	gw_login_clear(&p->login);
+	explicit_bzero(p->secret, sizeof(p->secret));
 	pthread_mutex_destroy(&p->lock);
 }
 
@@ -916,13 +1241,26 @@ static void *peer_main(void *arg)
 
 	bool begun = false;
 	while (!p->cut) {
-		HANDLE h[40];
+		HANDLE h[42];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
 			break;
 		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
 		if (p->vnc_event)
 			h[n++] = p->vnc_event;
+		if (p->rdpc)
+			n += gw_rdpc_handles(p->rdpc, h + n, 38 - n);
+		for (int i = 0; i < 2; i++) {
+			void *ev = NULL;
+			DWORD len = 0;
+			if (p->relay_chan[i] && n < 40 &&
+			    WTSVirtualChannelQuery(p->relay_chan[i], WTSVirtualEventHandle, &ev,
+						   &len) &&
+			    ev) {
+				h[n++] = *(HANDLE *)ev;
+				WTSFreeMemory(ev);
+			}
+		}
 		DWORD timeout =
 		    p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
 		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
@@ -966,6 +1304,24 @@ static void *peer_main(void *arg)
 			poll_session(p);
 			break;
 		case PH_GUEST:
+			if (p->rdpc) {
+				relay_from_user(p);
+				pthread_mutex_lock(&p->lock);
+				UINT16 exec_error = p->guest_exec_error;
+				pthread_mutex_unlock(&p->lock);
+				if (exec_error) {
+					log_warn("peer %s: session=%s the guest refused the app (RAIL "
+						 "exec result %u)",
+						 p->addr, p->sess.id, exec_error);
+					guest_gone(p, "Cannot start your app",
+						   "The app's computer refused to start it.");
+				} else if (!gw_rdpc_pump(p->rdpc)) {
+					log_info("peer %s: session=%s guest RDP closed", p->addr,
+						 p->sess.id);
+					guest_gone(p, "Your session has ended",
+						   "The application was closed.");
+				}
+			}
 			if (p->vnc && !gw_vnc_pump(p->vnc)) {
 				log_info("peer %s: session=%s guest screen closed", p->addr,
 					 p->sess.id);
@@ -995,6 +1351,7 @@ out:
 		CloseHandle(p->vnc_event);
 	gw_vnc_close(p->vnc);
 	p->vnc = NULL;
+	close_rdp_guest(p);
 	unregister(p);
 	client->Disconnect(client);
 	freerdp_peer_context_free(client);

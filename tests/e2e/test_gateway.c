@@ -10,9 +10,20 @@
  *  - a wrong password shows the login screen and creates no session; a
  *    disconnect keeps the session and a reconnect gets the same guest;
  *  - a stalled handshake is cut by the watchdog while others connect fine.
+ * The same behaviours through the rdp backend: a real guest running
+ * nestor-test-rdpsrv (standard RDP security, its own account), reached only
+ * through its 127.0.0.1 forward:
+ *  - desktop: the client shows the guest server's pattern exactly; keys and
+ *    clicks reach the guest server (its echo on screen and serial port);
+ *    reconnect gets the same guest; the forward listens on 127.0.0.1 only;
+ *    the guest cannot open connections out; clipboard is relayed only when
+ *    the image allows it;
+ *  - /app with a guest that serves RemoteApp: the guest's own window;
+ *  - /app with a guest that does not: one window with the app's title.
  */
 #include "check.h"
 #include "daemon.h"
+#include "../rdpsrv/pattern.h"
 #include "testenv.h"
 #include "util.h"
 
@@ -31,7 +42,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char USERS[] = "alice:alice-pw:nestor\nbob:bob-pw:nestor\ncarol:carol-pw:nestor\n";
+static const char USERS[] = "alice:alice-pw:nestor\nbob:bob-pw:nestor\ncarol:carol-pw:nestor\n"
+			    "dave:dave-pw:nestor\nerin:erin-pw:nestor\nfrank:frank-pw:nestor\n";
 static struct nestord d;
 static char display[16], fbdir[512], gwlog[600];
 static pid_t xvfb, gateway;
@@ -94,9 +106,17 @@ static pid_t xfreerdp_ex(const char *user, const char *pass, const char *app, co
 	snprintf(u, sizeof(u), "/u:%s", user);
 	snprintf(p, sizeof(p), "/p:%s", pass);
 	snprintf(a, sizeof(a), "/app:||%s", app ? app : "");
-	const char *argv[] = {
-	    "xfreerdp",	    v,	 u, p, "/cert:ignore", "/size:1024x768", "-clipboard",
-	    app ? a : NULL, NULL};
+	/* EXTRA: more arguments, separated by spaces */
+	char more[256];
+	snprintf(more, sizeof(more), "%s", extra ? extra : "");
+	const char *argv[16] = {"xfreerdp",	  v,	u, p, "/cert:ignore", "/size:1024x768",
+				"-clipboard"};
+	size_t n = 7;
+	if (app)
+		argv[n++] = a;
+	for (char *t = strtok(more, " "); t && n < 15; t = strtok(NULL, " "))
+		argv[n++] = t;
+	argv[n] = NULL;
 	return spawn(argv, log);
 }
 
@@ -442,6 +462,218 @@ static void test_stall(void)
 	free(log);
 }
 
+
+/* --- rdp backend --- */
+
+/* Pixels of the test RDP server's pattern in the X screen region at (X, Y). */
+static int pattern_diff(int x, int y, int w, int h)
+{
+	int sw, shh, diff = 0;
+	uint8_t *scr = screen_rgb(&sw, &shh);
+	if (!scr)
+		return -1;
+	/* below the key echo row; clicks are made outside this area */
+	for (int yy = RDPSRV_ECHO_Y + RDPSRV_ECHO_H + 4; yy < h && y + yy < shh; yy++)
+		for (int xx = 0; xx < w && x + xx < sw; xx++) {
+			uint32_t want = rdpsrv_pattern((unsigned)xx, (unsigned)yy);
+			const uint8_t *b = scr + ((size_t)(y + yy) * sw + (x + xx)) * 3;
+			diff += b[0] != (want >> 16 & 0xff) || b[1] != (want >> 8 & 0xff) ||
+				b[2] != (want & 0xff);
+		}
+	free(scr);
+	return diff;
+}
+
+static bool pixel_is(int x, int y, uint32_t want)
+{
+	int sw, shh;
+	uint8_t *scr = screen_rgb(&sw, &shh);
+	bool ok = scr && x < sw && y < shh;
+	if (ok) {
+		const uint8_t *b = scr + ((size_t)y * sw + x) * 3;
+		ok = b[0] == (want >> 16 & 0xff) && b[1] == (want >> 8 & 0xff) && b[2] == (want & 0xff);
+	}
+	free(scr);
+	return ok;
+}
+
+struct win {
+	const char *args; /* xwininfo arguments */
+	int w, h;	  /* the area to compare (the window's, at most) */
+	int x, y, ww, wh;
+	int diff;
+};
+
+static bool shows_pattern(void *arg)
+{
+	struct win *v = arg;
+	if (!window_geometry(v->args, &v->x, &v->y, &v->ww, &v->wh))
+		return false;
+	int w = v->w < v->ww ? v->w : v->ww, h = v->h < v->wh ? v->h : v->wh;
+	v->diff = pattern_diff(v->x, v->y, w, h);
+	return v->diff == 0 && w > 100 && h > 100;
+}
+
+static char *serial_path(const char *id)
+{
+	snprintf(serial_of, sizeof(serial_of), "%s/run/vm/%s/serial.log", d.dir, id);
+	return serial_of;
+}
+
+/* Is the guest's forward a listening socket on 127.0.0.1 only? (/proc/net/tcp{,6}) */
+static bool forward_loopback_only(unsigned fport, int *listeners)
+{
+	bool ok = true;
+	*listeners = 0;
+	const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	for (int f = 0; f < 2; f++) {
+		FILE *fp = fopen(files[f], "r");
+		char line[512], local[64];
+		unsigned st;
+		while (fp && fgets(line, sizeof(line), fp)) {
+			if (sscanf(line, " %*u: %63s %*s %x", local, &st) != 2 || st != 0x0A)
+				continue;
+			char *colon = strrchr(local, ':');
+			if (!colon || strtoul(colon + 1, NULL, 16) != fport)
+				continue;
+			(*listeners)++;
+			*colon = '\0';
+			ok = ok && f == 0 && !strcmp(local, "0100007F"); /* 127.0.0.1 */
+		}
+		if (fp)
+			fclose(fp);
+	}
+	return ok && *listeners == 1;
+}
+
+static void test_rdp_desktop(void)
+{
+	pid_t c = xfreerdp_ex("dave", "dave-pw", NULL, "/shell:xpdesk", xflog);
+	CHECK(wait_for(has_session, "dave", 20000));
+	char id[64];
+	long long pid = 0;
+	CHECK(session_of("dave", id, sizeof(id), NULL));
+	CHECK(wait_state(&d, id, "connected", 90000));
+	CHECK(session_of("dave", id, sizeof(id), &pid));
+	/* the client shows exactly what the guest's own RDP server paints */
+	struct win v = {.args = "-id $(xdotool search --name 'FreeRDP:' | head -1)",
+			.w = 1024,
+			.h = 768};
+	CHECK_MSG(wait_for(shows_pattern, &v, 20000),
+		  "the guest server's pattern: %d pixels differ", v.diff);
+	/* the guest server saw our guest account, standard RDP security, no clipboard */
+	serial_path(id);
+	CHECK(wait_for(serial_has, "CONNECT user=guestacct auth=ok security=rdp", 5000));
+	char *ser = testenv_slurp(serial_of, NULL);
+	CHECK_MSG(ser && !strstr(ser, "cliprdr"), "no clipboard channel to the guest by default");
+	free(ser);
+	/* keys and clicks reach it: echoed on its screen and its serial port */
+	sh("xdotool search --name 'FreeRDP:' | head -1 | xargs -I{} xdotool windowfocus --sync {} "
+	   ">/dev/null 2>&1");
+	sh("xdotool key a");
+	CHECK(wait_for(serial_has, "RDPSRV KEY 30", 10000));
+	int x0 = v.x, y0 = v.y;
+	bool echo = false;
+	for (int i = 0; i < 30 && !echo; i++, usleep(200000))
+		echo = pixel_is(x0 + RDPSRV_ECHO_X(0) + 2, y0 + RDPSRV_ECHO_Y + 2,
+				rdpsrv_key_colour(0x1e));
+	CHECK_MSG(echo, "the key's echo block is on the client's screen");
+	sh("xdotool mousemove %d %d click 1", x0 + 700, y0 + 600);
+	CHECK(wait_for(serial_has, "RDPSRV CLICK 700 600", 10000));
+	bool click = false;
+	for (int i = 0; i < 30 && !click; i++, usleep(200000))
+		click = pixel_is(x0 + 702, y0 + 602, RDPSRV_CLICK);
+	CHECK_MSG(click, "the click's mark is on the client's screen");
+
+	/* the guest's port: 127.0.0.1 only, and the guest cannot reach out */
+	json_object *o = NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	api(&d, "GET", path, NULL, &o);
+	unsigned fwd = (unsigned)jint(o, "rdp_port");
+	json_object_put(o);
+	int listeners = 0;
+	CHECK_MSG(fwd > 0 && forward_loopback_only(fwd, &listeners),
+		  "forward %u: %d listeners, 127.0.0.1 only", fwd, listeners);
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	CHECK(bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(ls, 4) == 0 &&
+	      getsockname(ls, (struct sockaddr *)&sa, &sl) == 0);
+	char cmd[64];
+	/* 10.0.2.2 is the host as user-mode networking shows it */
+	snprintf(cmd, sizeof(cmd), "EGRESS 10.0.2.2:%u", ntohs(sa.sin_port));
+	char *ans = guest_cmd(&d, id, cmd, 15000);
+	CHECK_MSG(ans && !strncmp(ans, "EGRESS blocked", 14), "guest egress: %s",
+		  ans ? ans : "(no answer)");
+	free(ans);
+	CHECK_MSG(accept(ls, NULL, NULL) < 0 && errno == EAGAIN, "no connection reached the host");
+	close(ls);
+
+	/* disconnect keeps the guest; reconnect gets the same one, drawn again */
+	stop_pid(&c);
+	CHECK(wait_state(&d, id, "disconnected", 10000));
+	c = xfreerdp_ex("dave", "dave-pw", NULL, "/shell:xpdesk", xflog);
+	CHECK(wait_state(&d, id, "connected", 30000));
+	long long pid2 = 0;
+	char id2[64];
+	CHECK(session_of("dave", id2, sizeof(id2), &pid2));
+	CHECK_STR(id2, id);
+	CHECK(pid2 == pid && pid > 0);
+	CHECK_MSG(wait_for(shows_pattern, &v, 20000), "after reconnect: %d pixels differ", v.diff);
+	stop_pid(&c);
+	/* the image's policy turns the clipboard relay on for the next connection */
+	CHECK(api(&d, "PUT", "/v1/images/xpdesk", "{\"clipboard\":1}", NULL) == 200);
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	CHECK(api(&d, "DELETE", path, NULL, NULL) == 200);
+	CHECK(wait_state(&d, id, "ended", 30000));
+	pid_t c2 = xfreerdp_ex("dave", "dave-pw", NULL, "/shell:xpdesk +clipboard", xflog);
+	CHECK(wait_for(has_session, "dave", 20000));
+	CHECK(session_of("dave", id, sizeof(id), NULL));
+	CHECK(wait_state(&d, id, "connected", 90000));
+	serial_path(id);
+	CHECK_MSG(wait_for(serial_has, "channels=cliprdr", 15000),
+		  "clipboard channel offered to the guest when the image allows it");
+	stop_pid(&c2);
+	CHECK(api(&d, "PUT", "/v1/images/xpdesk", "{\"clipboard\":0}", NULL) == 200);
+}
+
+static void test_rdp_remoteapp(void)
+{
+	/* the guest serves RemoteApp: its own window, relayed */
+	pid_t c = xfreerdp("erin", "erin-pw", RDPSRV_APP_ALIAS, xflog);
+	CHECK_MSG(wait_for(has_window, "^" RDPSRV_APP_TITLE "$", 90000), "the guest's own window");
+	char *out = sh_out("xdotool search --name '^" RDPSRV_APP_TITLE "$' | wc -l");
+	CHECK_MSG(atoi(out) == 1, "%d windows", atoi(out));
+	free(out);
+	struct win v = {.args = "-name '" RDPSRV_APP_TITLE "'",
+			.w = RDPSRV_WIN_W,
+			.h = RDPSRV_WIN_H};
+	CHECK_MSG(wait_for(shows_pattern, &v, 20000), "the app window's pixels: %d differ",
+		  v.diff);
+	char id[64];
+	CHECK(session_of("erin", id, sizeof(id), NULL));
+	serial_path(id);
+	CHECK(serial_has("EXEC " RDPSRV_APP_ALIAS " ok"));
+	CHECK(serial_has("rail=1"));
+	sh("xdotool search --name '^" RDPSRV_APP_TITLE "$' | head -1 | xargs -I{} xdotool "
+	   "windowfocus --sync {} >/dev/null 2>&1");
+	sh("xdotool mousemove %d %d click 1", v.x + 300, v.y + 200);
+	CHECK(wait_for(serial_has, "RDPSRV CLICK 300 200", 10000));
+	stop_pid(&c);
+
+	/* a guest without RemoteApp: one window with the app's title, its desktop inside */
+	c = xfreerdp("frank", "frank-pw", "xpdeskapp", xflog);
+	CHECK_MSG(wait_for(has_window, "^XP Desk$", 90000), "a window titled with the app");
+	out = sh_out("xdotool search --name '^XP Desk$' | wc -l");
+	CHECK_MSG(atoi(out) == 1, "%d windows", atoi(out));
+	free(out);
+	struct win v2 = {.args = "-name 'XP Desk'", .w = 640, .h = 400};
+	CHECK_MSG(wait_for(shows_pattern, &v2, 30000), "the app window's pixels: %d differ",
+		  v2.diff);
+	stop_pid(&c);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -458,6 +690,14 @@ int main(void)
 	}
 	nestord_add_demo(&d, "ledger");
 	CHECK(api(&d, "POST", "/v1/images/demo/template", NULL, NULL) == 200);
+	nestord_add_rdp(&d, "xpdesk", "xpdesk", "XP Desktop", false, NULL);
+	nestord_add_rdp(&d, "xprail", RDPSRV_APP_ALIAS, "Test App", true, "||" RDPSRV_APP_ALIAS);
+	json_object *app = json_object_new_object();
+	json_object_object_add(app, "alias", json_object_new_string("xpdeskapp"));
+	json_object_object_add(app, "image", json_object_new_string("xpdesk"));
+	json_object_object_add(app, "title", json_object_new_string("XP Desk"));
+	CHECK(api(&d, "POST", "/v1/apps", json_object_to_json_string(app), NULL) == 201);
+	json_object_put(app);
 
 	port = 20000 + (unsigned)getpid() % 20000;
 	int dn = 50 + getpid() % 200;
@@ -477,15 +717,25 @@ int main(void)
 	gateway =
 	    /* planar only (lossless: pixels compare exactly); RemoteFX has its own gateway */
 	    gateway_start(&d, port,
-			  "[limits]\nhandshake_timeout = 3\n[display]\nremotefx = false\n", gwlog,
+			  "[limits]\nhandshake_timeout = 3\n[display]\nremotefx = false\n"
+			  "width = 640\nheight = 400\n",
+			  gwlog,
 			  sizeof(gwlog));
 	CHECK(gateway > 0);
 
-	test_desktop();
-	test_remoteapp();
-	test_wrong_password();
-	test_remotefx();
-	test_stall();
+	/* NESTOR_E2E_ONLY=console|rdp runs one backend's tests (debugging) */
+	const char *only = getenv("NESTOR_E2E_ONLY");
+	if (!only || strcmp(only, "rdp")) {
+		test_desktop();
+		test_remoteapp();
+		test_wrong_password();
+		test_remotefx();
+		test_stall();
+	}
+	if (!only || strcmp(only, "console")) {
+		test_rdp_desktop();
+		test_rdp_remoteapp();
+	}
 
 	stop_pid(&gateway);
 	stop_pid(&xvfb);

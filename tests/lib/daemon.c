@@ -172,6 +172,40 @@ void nestord_add_demo(struct nestord *d, const char *alias)
 	CHECK_MSG(st == 201 || st == 409, "add app: %d", st);
 }
 
+/*
+ * Register the rdp test guest (nestor-test-rdpsrv inside, standard RDP
+ * security, account guestacct/guest-pw) as image NAME, with app ALIAS
+ * running COMMAND; REMOTEAPP: the image serves RemoteApp itself. The base
+ * copy is shared by every rdp image of D.
+ */
+void nestord_add_rdp(struct nestord *d, const char *name, const char *alias, const char *title,
+		     bool remoteapp, const char *command)
+{
+	const char *g = testenv_guest_dir();
+	char body[4096], dst[512];
+	snprintf(dst, sizeof(dst), "%s/rdp.qcow2", d->dir);
+	if (access(dst, F_OK) != 0) {
+		char cmd[1200];
+		snprintf(cmd, sizeof(cmd), "cp '%s/rdp-base.qcow2' '%s'", g, dst);
+		CHECK_MSG(system(cmd) == 0, "copy the rdp guest's disk");
+	}
+	snprintf(body, sizeof(body),
+		 "{\"name\":\"%s\",\"base\":\"%s\",\"kernel\":\"%s/rdp-vmlinuz\","
+		 "\"initrd\":\"%s/rdp-initrd.gz\",\"append\":\"console=ttyS0 quiet panic=-1 "
+		 "nestor.rdpsec=rdp nestor.rdpuser=guestacct nestor.rdppass=guest-pw\","
+		 "\"memory_mb\":384,\"backend\":\"rdp\",\"rdp_port\":3389,"
+		 "\"rdp_security\":\"rdp\",\"guest_user\":\"guestacct\","
+		 "\"guest_password\":\"guest-pw\",\"remoteapp\":%d}",
+		 name, dst, g, g, remoteapp ? 1 : 0);
+	int st = api(d, "POST", "/v1/images", body, NULL);
+	CHECK_MSG(st == 201 || st == 409, "add rdp image %s: %d", name, st);
+	snprintf(body, sizeof(body),
+		 "{\"alias\":\"%s\",\"image\":\"%s\",\"title\":\"%s\",\"command\":\"%s\"}",
+		 alias, name, title, command ? command : "");
+	st = api(d, "POST", "/v1/apps", body, NULL);
+	CHECK_MSG(st == 201 || st == 409, "add app %s: %d", alias, st);
+}
+
 const char *jget(json_object *o, const char *key)
 {
 	json_object *v;

@@ -30,6 +30,9 @@ int api(struct nestord *d, const char *method, const char *path, const char *bod
 	json_object **out);
 /* Register the test guest as image "demo" and app ALIAS on it. */
 void nestord_add_demo(struct nestord *d, const char *alias);
+/* Register the rdp variant of the test guest as image NAME (backend rdp) and app ALIAS. */
+void nestord_add_rdp(struct nestord *d, const char *name, const char *alias, const char *title,
+		     bool remoteapp, const char *command);
 const char *jget(json_object *o, const char *key);
 long long jint(json_object *o, const char *key);
 /* Poll GET /v1/sessions/ID until its state is STATE or TIMEOUT_MS passes. */

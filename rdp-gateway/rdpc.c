@@ -1,0 +1,481 @@
+/*
+ * Headless RDP client to a guest (see rdpc.h). One instance per user
+ * connection, pumped from the peer's thread; rail callbacks arrive on the
+ * rail channel's own thread and are handed straight to the peer.
+ */
+#include "rdpc.h"
+#include "log.h"
+
+#include <freerdp/channels/channels.h>
+#include <freerdp/client/channels.h>
+#include <freerdp/client/cmdline.h>
+#include <freerdp/client/rail.h>
+#include <freerdp/event.h>
+#include <freerdp/freerdp.h>
+#include <freerdp/gdi/gdi.h>
+#include <freerdp/input.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELAY_MAX 2		   /* cliprdr, rdpdr */
+#define RELAY_PDU_MAX (8u << 20) /* a relayed PDU larger than this is dropped */
+
+struct relay {
+	char name[8];
+	UINT16 id;
+	BYTE *buf;
+	size_t len, cap;
+};
+
+struct gw_rdpc {
+	rdpContext ctx; /* first: FreeRDP allocates ContextSize */
+	freerdp *inst;
+	struct gw_rdpc_cbs cbs;
+	void *arg;
+	RailClientContext *rail;
+	char *program;
+	struct relay relay[RELAY_MAX];
+	size_t n_relay;
+	pReceiveChannelData channels_data; /* the default, for every other channel */
+};
+
+static pthread_once_t addins_once = PTHREAD_ONCE_INIT;
+
+static void register_addins(void)
+{
+	freerdp_register_addin_provider(freerdp_channels_load_static_addin_entry, 0);
+}
+
+/* --- RemoteApp, guest side --- */
+
+static UINT on_server_handshake(RailClientContext *rc, const RAIL_HANDSHAKE_ORDER *h)
+{
+	struct gw_rdpc *c = rc->custom;
+	rdpSettings *s = c->ctx.settings;
+	RAIL_CLIENT_STATUS_ORDER st = {.flags = TS_RAIL_CLIENTSTATUS_ALLOWLOCALMOVESIZE};
+	RAIL_SYSPARAM_ORDER sp = {0};
+	sp.params = SPI_MASK_SET_HIGH_CONTRAST | SPI_MASK_SET_MOUSE_BUTTON_SWAP |
+		    SPI_MASK_SET_KEYBOARD_PREF | SPI_MASK_SET_DRAG_FULL_WINDOWS |
+		    SPI_MASK_SET_KEYBOARD_CUES | SPI_MASK_SET_WORK_AREA;
+	sp.highContrast.flags = 0x7E;
+	sp.workArea.right = (UINT16)s->DesktopWidth;
+	sp.workArea.bottom = (UINT16)s->DesktopHeight;
+	RAIL_EXEC_ORDER ex = {0};
+	ex.RemoteApplicationProgram = c->program;
+	UINT r = rc->ClientInformation(rc, &st);
+	if (r == CHANNEL_RC_OK)
+		r = rc->ClientSystemParam(rc, &sp);
+	if (r == CHANNEL_RC_OK)
+		r = rc->ClientExecute(rc, &ex);
+	return r;
+}
+
+static UINT on_server_handshake_ex(RailClientContext *rc, const RAIL_HANDSHAKE_EX_ORDER *h)
+{
+	return on_server_handshake(rc, NULL);
+}
+
+static UINT on_exec_result(RailClientContext *rc, const RAIL_EXEC_RESULT_ORDER *r)
+{
+	struct gw_rdpc *c = rc->custom;
+	if (c->cbs.exec_result)
+		c->cbs.exec_result(c->arg, r);
+	return CHANNEL_RC_OK;
+}
+
+static UINT on_min_max(RailClientContext *rc, const RAIL_MINMAXINFO_ORDER *m)
+{
+	struct gw_rdpc *c = rc->custom;
+	if (c->cbs.min_max)
+		c->cbs.min_max(c->arg, m);
+	return CHANNEL_RC_OK;
+}
+
+static UINT on_local_move_size(RailClientContext *rc, const RAIL_LOCALMOVESIZE_ORDER *m)
+{
+	struct gw_rdpc *c = rc->custom;
+	if (c->cbs.local_move_size)
+		c->cbs.local_move_size(c->arg, m);
+	return CHANNEL_RC_OK;
+}
+
+static UINT on_ignore(RailClientContext *rc, const void *any)
+{
+	return CHANNEL_RC_OK;
+}
+
+static void on_channel_connected(void *ctx, ChannelConnectedEventArgs *e)
+{
+	struct gw_rdpc *c = ctx;
+	if (strcmp(e->name, RAIL_SVC_CHANNEL_NAME) != 0)
+		return;
+	RailClientContext *rc = e->pInterface;
+	rc->custom = c;
+	rc->ServerHandshake = on_server_handshake;
+	rc->ServerHandshakeEx = on_server_handshake_ex;
+	rc->ServerExecuteResult = on_exec_result;
+	rc->ServerMinMaxInfo = on_min_max;
+	rc->ServerLocalMoveSize = on_local_move_size;
+	rc->ServerSystemParam = (pcRailServerSystemParam)on_ignore;
+	rc->ServerLanguageBarInfo = (pcRailServerLanguageBarInfo)on_ignore;
+	rc->ServerGetAppIdResponse = (pcRailServerGetAppIdResponse)on_ignore;
+	rc->ServerTaskBarInfo = (pcRailServerTaskBarInfo)on_ignore;
+	rc->ServerZOrderSync = (pcRailServerZOrderSync)on_ignore;
+	rc->ServerCloak = (pcRailServerCloak)on_ignore;
+	rc->ServerPowerDisplayRequest = (pcRailServerPowerDisplayRequest)on_ignore;
+	rc->ServerGetAppidResponseExtended = (pcRailServerGetAppidResponseExtended)on_ignore;
+	c->rail = rc;
+}
+
+/* Window orders: relayed as they are (the peer shares the guest's desktop). */
+static BOOL win_create(rdpContext *ctx, const WINDOW_ORDER_INFO *oi, const WINDOW_STATE_ORDER *o)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	return c->cbs.window ? c->cbs.window(c->arg, GW_WIN_CREATE, oi, o) : TRUE;
+}
+
+static BOOL win_update(rdpContext *ctx, const WINDOW_ORDER_INFO *oi, const WINDOW_STATE_ORDER *o)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	return c->cbs.window ? c->cbs.window(c->arg, GW_WIN_UPDATE, oi, o) : TRUE;
+}
+
+static BOOL win_delete(rdpContext *ctx, const WINDOW_ORDER_INFO *oi)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	return c->cbs.window ? c->cbs.window(c->arg, GW_WIN_DELETE, oi, NULL) : TRUE;
+}
+
+static BOOL win_icon(rdpContext *ctx, const WINDOW_ORDER_INFO *oi, const WINDOW_ICON_ORDER *o)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	return c->cbs.window ? c->cbs.window(c->arg, GW_WIN_ICON, oi, o) : TRUE;
+}
+
+static BOOL win_cached_icon(rdpContext *ctx, const WINDOW_ORDER_INFO *oi,
+			    const WINDOW_CACHED_ICON_ORDER *o)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	return c->cbs.window ? c->cbs.window(c->arg, GW_WIN_CACHED_ICON, oi, o) : TRUE;
+}
+
+/* --- relayed static channels (clipboard, drives) --- */
+
+static struct relay *relay_by_id(struct gw_rdpc *c, UINT16 id)
+{
+	for (size_t i = 0; i < c->n_relay; i++)
+		if (c->relay[i].id == id)
+			return &c->relay[i];
+	return NULL;
+}
+
+static BOOL on_channel_data(freerdp *inst, UINT16 id, const BYTE *data, size_t size, UINT32 flags,
+			    size_t total)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
+	struct relay *r = relay_by_id(c, id);
+	if (!r)
+		return c->channels_data(inst, id, data, size, flags, total);
+	/* reassemble one PDU from its chunks, then hand it over whole */
+	if (flags & CHANNEL_FLAG_FIRST)
+		r->len = 0;
+	if (total > RELAY_PDU_MAX || r->len + size > total) {
+		r->len = 0;
+		return TRUE; /* malformed or oversized: dropped, the channel stays */
+	}
+	if (r->cap < total) {
+		BYTE *nb = realloc(r->buf, total);
+		if (!nb)
+			return FALSE;
+		r->buf = nb;
+		r->cap = total;
+	}
+	memcpy(r->buf + r->len, data, size);
+	r->len += size;
+	if ((flags & CHANNEL_FLAG_LAST) && c->cbs.channel)
+		c->cbs.channel(c->arg, r->name, r->buf, r->len, flags, total);
+	return TRUE;
+}
+
+bool gw_rdpc_channel_send(struct gw_rdpc *c, const char *name, const BYTE *data, size_t len)
+{
+	for (size_t i = 0; i < c->n_relay; i++)
+		if (!strcmp(c->relay[i].name, name) && c->relay[i].id)
+			return c->inst->SendChannelData(c->inst, c->relay[i].id, data, len);
+	return false;
+}
+
+/* --- connection --- */
+
+static BOOL end_paint(rdpContext *ctx)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	rdpGdi *gdi = ctx->gdi;
+	HGDI_RGN inv = gdi->primary->hdc->hwnd->invalid;
+	if (!inv->null && c->cbs.damage)
+		c->cbs.damage(c->arg, inv->x, inv->y, inv->w, inv->h);
+	inv->null = TRUE;
+	gdi->primary->hdc->hwnd->ninvalid = 0;
+	return TRUE;
+}
+
+static BOOL desktop_resize(rdpContext *ctx)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	if (!gdi_resize(ctx->gdi, ctx->settings->DesktopWidth, ctx->settings->DesktopHeight))
+		return FALSE;
+	if (c->cbs.resize)
+		c->cbs.resize(c->arg, (int)ctx->settings->DesktopWidth,
+			      (int)ctx->settings->DesktopHeight);
+	return TRUE;
+}
+
+static BOOL pre_connect(freerdp *inst)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
+	rdpSettings *s = inst->settings;
+	PubSub_SubscribeChannelConnected(inst->context->pubSub, on_channel_connected);
+	if (!freerdp_client_load_addins(inst->context->channels, s))
+		return FALSE;
+	/* relayed channels: in the guest's channel list, with no plugin behind them */
+	const char *names[RELAY_MAX];
+	size_t n = 0;
+	if (s->RedirectClipboard)
+		names[n++] = "cliprdr";
+	if (s->DeviceRedirection)
+		names[n++] = "rdpdr";
+	for (size_t i = 0; i < n && s->ChannelCount < s->ChannelDefArraySize; i++) {
+		CHANNEL_DEF *d = &s->ChannelDefArray[s->ChannelCount++];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->name, sizeof(d->name), "%s", names[i]);
+		d->options = CHANNEL_OPTION_INITIALIZED | CHANNEL_OPTION_ENCRYPT_RDP |
+			     CHANNEL_OPTION_COMPRESS_RDP;
+		snprintf(c->relay[c->n_relay++].name, sizeof(c->relay[0].name), "%s", names[i]);
+	}
+	return TRUE;
+}
+
+static BOOL post_connect(freerdp *inst)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
+	if (!gdi_init(inst, PIXEL_FORMAT_BGRX32))
+		return FALSE;
+	inst->update->EndPaint = end_paint;
+	inst->update->DesktopResize = desktop_resize;
+	rdpWindowUpdate *w = inst->update->window;
+	w->WindowCreate = win_create;
+	w->WindowUpdate = win_update;
+	w->WindowDelete = win_delete;
+	w->WindowIcon = win_icon;
+	w->WindowCachedIcon = win_cached_icon;
+	for (size_t i = 0; i < c->n_relay; i++)
+		c->relay[i].id = freerdp_channels_get_id_by_name(inst, c->relay[i].name);
+	c->channels_data = inst->ReceiveChannelData;
+	inst->ReceiveChannelData = on_channel_data;
+	return TRUE;
+}
+
+static void post_disconnect(freerdp *inst)
+{
+	gdi_free(inst);
+}
+
+/* Guest certificates are self-signed and the path is 127.0.0.1: accept. */
+static DWORD verify_cert(freerdp *inst, const char *host, UINT16 port, const char *cn,
+			 const char *subject, const char *issuer, const char *fp, DWORD flags)
+{
+	return 2; /* accept for this session only */
+}
+
+static DWORD verify_changed(freerdp *inst, const char *host, UINT16 port, const char *cn,
+			    const char *subject, const char *issuer, const char *fp,
+			    const char *old_subject, const char *old_issuer, const char *old_fp,
+			    DWORD flags)
+{
+	return 2;
+}
+
+static BOOL ctx_new(freerdp *inst, rdpContext *ctx)
+{
+	return TRUE;
+}
+
+static void ctx_free(freerdp *inst, rdpContext *ctx)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	for (size_t i = 0; i < c->n_relay; i++)
+		free(c->relay[i].buf);
+	free(c->program);
+}
+
+struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,
+				void *arg, char *err, size_t errlen)
+{
+	pthread_once(&addins_once, register_addins);
+	freerdp *inst = freerdp_new();
+	if (!inst) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	inst->ContextSize = sizeof(struct gw_rdpc);
+	inst->ContextNew = ctx_new;
+	inst->ContextFree = ctx_free;
+	inst->PreConnect = pre_connect;
+	inst->PostConnect = post_connect;
+	inst->PostDisconnect = post_disconnect;
+	inst->VerifyCertificateEx = verify_cert;
+	inst->VerifyChangedCertificateEx = verify_changed;
+	if (!freerdp_context_new(inst)) {
+		freerdp_free(inst);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
+	c->inst = inst;
+	c->cbs = *cbs;
+	c->arg = arg;
+	rdpSettings *s = inst->settings;
+	bool rdp = strcmp(p->security, "tls") != 0, tls = strcmp(p->security, "rdp") != 0;
+	bool ok = (s->ServerHostname = strdup(p->host)) != NULL;
+	s->ServerPort = p->port;
+	if (p->user && *p->user)
+		ok = ok && (s->Username = strdup(p->user));
+	if (p->domain && *p->domain)
+		ok = ok && (s->Domain = strdup(p->domain));
+	if (p->password && *p->password)
+		ok = ok && (s->Password = strdup(p->password));
+	s->AutoLogonEnabled = s->Username != NULL;
+	s->DesktopWidth = p->width;
+	s->DesktopHeight = p->height;
+	s->ColorDepth = 32;
+	s->RdpSecurity = rdp;
+	s->TlsSecurity = tls;
+	s->NlaSecurity = FALSE;
+	s->NegotiateSecurityLayer = TRUE; /* XP answers without negotiation: fine */
+	s->UseRdpSecurityLayer = rdp && !tls;
+	s->IgnoreCertificate = TRUE;
+	s->SoftwareGdi = TRUE;
+	s->DesktopResize = TRUE;
+	s->SupportGraphicsPipeline = FALSE;
+	s->RemoteFxCodec = FALSE;
+	s->AudioPlayback = FALSE;
+	s->RedirectClipboard = p->clipboard;
+	s->DeviceRedirection = p->drive;
+	s->RedirectDrives = FALSE; /* the user's drives come through the relay, not ours */
+	s->AsyncInput = FALSE;
+	s->AsyncUpdate = FALSE;
+	if (p->program) {
+		s->RemoteApplicationMode = TRUE;
+		s->RemoteAppLanguageBarSupported = FALSE;
+		s->Workarea = TRUE;
+		s->PerformanceFlags = PERF_DISABLE_WALLPAPER | PERF_DISABLE_FULLWINDOWDRAG;
+		ok = ok && (c->program = strdup(p->program)) &&
+		     (s->RemoteApplicationProgram = strdup(p->program));
+	}
+	if (!ok) {
+		snprintf(err, errlen, "out of memory");
+		gw_rdpc_close(c);
+		return NULL;
+	}
+	if (!freerdp_connect(inst)) {
+		UINT32 e = freerdp_get_last_error(inst->context);
+		snprintf(err, errlen, "%s", e ? freerdp_get_last_error_string(e) : "connection failed");
+		gw_rdpc_close(c);
+		return NULL;
+	}
+	return c;
+}
+
+DWORD gw_rdpc_handles(struct gw_rdpc *c, HANDLE *h, DWORD max)
+{
+	return freerdp_get_event_handles(&c->ctx, h, max);
+}
+
+bool gw_rdpc_pump(struct gw_rdpc *c)
+{
+	return freerdp_check_event_handles(&c->ctx) && !freerdp_shall_disconnect(c->inst);
+}
+
+const uint8_t *gw_rdpc_pixels(struct gw_rdpc *c, int *w, int *h, int *stride)
+{
+	rdpGdi *gdi = c->ctx.gdi;
+	if (!gdi || !gdi->primary_buffer)
+		return NULL;
+	*w = gdi->width;
+	*h = gdi->height;
+	*stride = (int)gdi->stride;
+	return gdi->primary_buffer;
+}
+
+void gw_rdpc_key(struct gw_rdpc *c, UINT16 flags, UINT16 code)
+{
+	freerdp_input_send_keyboard_event(c->inst->input, flags, code);
+}
+
+void gw_rdpc_unicode(struct gw_rdpc *c, UINT16 flags, UINT16 code)
+{
+	freerdp_input_send_unicode_keyboard_event(c->inst->input, flags, code);
+}
+
+void gw_rdpc_mouse(struct gw_rdpc *c, UINT16 flags, UINT16 x, UINT16 y)
+{
+	freerdp_input_send_mouse_event(c->inst->input, flags, x, y);
+}
+
+void gw_rdpc_xmouse(struct gw_rdpc *c, UINT16 flags, UINT16 x, UINT16 y)
+{
+	freerdp_input_send_extended_mouse_event(c->inst->input, flags, x, y);
+}
+
+void gw_rdpc_refresh(struct gw_rdpc *c)
+{
+	rdpSettings *s = c->ctx.settings;
+	RECTANGLE_16 r = {0, 0, (UINT16)(s->DesktopWidth - 1), (UINT16)(s->DesktopHeight - 1)};
+	if (s->RefreshRect)
+		c->ctx.update->RefreshRect(&c->ctx, 1, &r);
+}
+
+void gw_rdpc_activate(struct gw_rdpc *c, const RAIL_ACTIVATE_ORDER *a)
+{
+	if (c->rail)
+		c->rail->ClientActivate(c->rail, a);
+}
+
+void gw_rdpc_syscommand(struct gw_rdpc *c, const RAIL_SYSCOMMAND_ORDER *s)
+{
+	if (c->rail)
+		c->rail->ClientSystemCommand(c->rail, s);
+}
+
+void gw_rdpc_sysmenu(struct gw_rdpc *c, const RAIL_SYSMENU_ORDER *s)
+{
+	if (c->rail)
+		c->rail->ClientSystemMenu(c->rail, s);
+}
+
+void gw_rdpc_window_move(struct gw_rdpc *c, const RAIL_WINDOW_MOVE_ORDER *m)
+{
+	if (c->rail)
+		c->rail->ClientWindowMove(c->rail, m);
+}
+
+void gw_rdpc_notify(struct gw_rdpc *c, const RAIL_NOTIFY_EVENT_ORDER *n)
+{
+	if (c->rail)
+		c->rail->ClientNotifyEvent(c->rail, n);
+}
+
+void gw_rdpc_close(struct gw_rdpc *c)
+{
+	if (!c)
+		return;
+	freerdp *inst = c->inst;
+	rdpSettings *s = inst->settings;
+	if (s->Password)
+		explicit_bzero(s->Password, strlen(s->Password));
+	freerdp_disconnect(inst);
+	freerdp_context_free(inst);
+	freerdp_free(inst);
+}
