@@ -640,6 +640,8 @@ static void test_rdp_desktop(void)
 
 static void test_rdp_remoteapp(void)
 {
+	/* from a template: the clone's RDP server is up at once, behind a new forward */
+	CHECK(api(&d, "POST", "/v1/images/xprail/template", NULL, NULL) == 200);
 	/* the guest serves RemoteApp: its own window, relayed */
 	pid_t c = xfreerdp("erin", "erin-pw", RDPSRV_APP_ALIAS, xflog);
 	CHECK_MSG(wait_for(has_window, "^" RDPSRV_APP_TITLE "$", 90000), "the guest's own window");
@@ -653,6 +655,12 @@ static void test_rdp_remoteapp(void)
 		  v.diff);
 	char id[64];
 	CHECK(session_of("erin", id, sizeof(id), NULL));
+	json_object *o = NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	api(&d, "GET", path, NULL, &o);
+	CHECK_STR(jget(o, "start_path"), "template");
+	json_object_put(o);
 	serial_path(id);
 	CHECK(serial_has("EXEC " RDPSRV_APP_ALIAS " ok"));
 	CHECK(serial_has("rail=1"));

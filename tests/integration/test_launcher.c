@@ -2,7 +2,9 @@
  * The launcher against real QEMU guests (TCG unless KVM really works) built
  * from the test guest: launch -> ready -> QMP -> serial probe -> stop; crash;
  * start timeout; base image untouched; four guests from one base; the
- * accelerator probe.
+ * accelerator probe; rdp readiness through a forward on 127.0.0.1 (the rdp
+ * variant is ready when its server answers X.224; a guest whose forward
+ * has nothing behind it never is, though slirp accepts the TCP connection).
  */
 #include "nestor-config.h"
 #include "accel.h"
@@ -259,6 +261,54 @@ static void on_probe(struct lnch_accel_choice c, void *arg)
 	r->done = true;
 }
 
+static void test_rdp_ready(const struct lnch_profile *console)
+{
+	const char *gdir = testenv_guest_dir();
+	char kernel[600], initrd[600], disk[600];
+	snprintf(kernel, sizeof(kernel), "%s/rdp-vmlinuz", gdir);
+	snprintf(initrd, sizeof(initrd), "%s/rdp-initrd.gz", gdir);
+	snprintf(disk, sizeof(disk), "%s/rdp-base.qcow2", gdir);
+	struct lnch_profile p = *console;
+	p.kernel = kernel;
+	p.initrd = initrd;
+	p.disk = disk;
+	p.memory_mb = 384;
+	p.net = LNCH_NET_RESTRICTED;
+	p.guest_port = 3389;
+	p.ready = LNCH_READY_RDP;
+	struct watch w;
+	struct lnch_guest *g = start("rdp", &p, &w);
+	if (!g)
+		return;
+	unsigned port = lnch_guest_host_port(g);
+	CHECK(port > 1024 && port < 65536);
+	CHECK(testenv_run_until(base, &w.ready, 60000));
+	fprintf(stderr, "rdp guest ready in %.2f s on 127.0.0.1:%u\n",
+		(double)(w.t_ready - w.t0) / 1000.0, port);
+	char *serial = testenv_slurp(lnch_guest_serial_path(g), NULL);
+	CHECK_MSG(serial && strstr(serial, "RDPSRV LISTEN 3389"), "the server is up in the guest");
+	free(serial);
+	lnch_guest_stop(g, 0);
+	CHECK(testenv_run_until(base, &w.stopped, 20000));
+	lnch_guest_destroy(g);
+
+	/* the console guest behind the same forward: TCP accepted by slirp, no RDP */
+	struct lnch_profile q = *console;
+	q.net = LNCH_NET_RESTRICTED;
+	q.guest_port = 3389;
+	q.ready = LNCH_READY_RDP;
+	struct lnch_config saved = cfg;
+	cfg.start_timeout_ms = 12000;
+	g = start("nordp", &q, &w);
+	cfg = saved;
+	if (!g)
+		return;
+	CHECK(testenv_run_until(base, &w.stopped, 40000));
+	CHECK(!w.ready);
+	CHECK_MSG(w.why == LNCH_END_START_TIMEOUT, "why=%s", lnch_end_name(w.why));
+	lnch_guest_destroy(g);
+}
+
 int main(void)
 {
 	log_init("test_launcher", getenv("NESTOR_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
@@ -307,6 +357,7 @@ int main(void)
 	test_timeout(&p);
 	test_bad_start(&p);
 	test_four(&p);
+	test_rdp_ready(&p);
 
 	size_t alen = 0;
 	char *after = testenv_slurp(base_copy, &alen);
