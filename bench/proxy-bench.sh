@@ -70,4 +70,6 @@ echo guest-pw > "$work/guest-pw"
 	echo "# proxy_bench, $(date -u +%Y-%m-%d), $(nproc) cores, gateway frame_rate = $rate"
 	"$build/bench/proxy_bench" --socket "$NESTOR_SOCKET" --gateway 127.0.0.1:$port \
 		--user bench:bench-pw --app xp --direct-user guestacct:guest-pw --keys 50 --seconds 5
+	echo "# the gateway's own connection to the guest (its log):"
+	grep -o 'guest RDP .*' "$work/gateway.log" || true
 } | tee "$out/proxy-$rate.txt"

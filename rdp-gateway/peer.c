@@ -90,6 +90,7 @@ struct gw_peer {
 	int buttons;
 
 	struct gw_rdpc *rdpc;	 /* rdp backend */
+	struct rdp_connect *connecting; /* its connection being made, on a thread */
 	char secret[257];	 /* the user's password, kept only for guest_login=user */
 	bool rail_relay;	 /* the guest's own RemoteApp windows are relayed */
 	bool own_window_gone;	 /* our wait window was replaced by the guest's */
@@ -769,21 +770,53 @@ static const struct gw_rdpc_cbs rdpc_cbs = {
     .channel = on_rdp_channel,
 };
 
-static bool connect_rdp_guest(struct gw_peer *p)
-{
+/*
+ * Connecting to a guest under TCG takes a second or two (its side of the
+ * RDP handshake and key exchange run emulated): done on a thread of its own
+ * so the wait screen keeps moving meanwhile.
+ */
+struct rdp_connect {
+	struct gw_peer *p;
 	struct gw_guest g;
-	if (gw_bapi_guest(p->gw->cfg.api_socket, p->sess.id, &g) < 0) {
+	char user[65], password[257], program[1100];
+	struct gw_rdpc_params rp;
+	struct gw_rdpc *result;
+	char err[256];
+	int64_t t0;
+	volatile bool done;
+	pthread_t thread;
+};
+
+static void *rdp_connect_main(void *arg)
+{
+	struct rdp_connect *j = arg;
+	j->result = gw_rdpc_connect(&j->rp, &rdpc_cbs, j->p, j->err, sizeof(j->err));
+	explicit_bzero(j->password, sizeof(j->password));
+	explicit_bzero(j->g.password, sizeof(j->g.password));
+	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static bool connect_rdp_begin(struct gw_peer *p)
+{
+	struct rdp_connect *j = calloc(1, sizeof(*j));
+	if (!j || gw_bapi_guest(p->gw->cfg.api_socket, p->sess.id, &j->g) < 0) {
+		free(j);
 		explicit_bzero(p->secret, sizeof(p->secret));
 		show_fail(p, "Cannot show your app", "The session service did not say how.");
 		return false;
 	}
+	struct gw_guest *g = &j->g;
 	rdpSettings *s = p->ctx.settings;
-	bool as_user = !strcmp(g.login, "user");
-	char program[1100];
-	snprintf(program, sizeof(program), "%s", g.program[0] ? g.program : "");
-	if (!program[0])
-		snprintf(program, sizeof(program), "||%s", p->app);
-	bool relay = p->rail_mode && g.remoteapp;
+	bool as_user = !strcmp(g->login, "user");
+	snprintf(j->user, sizeof(j->user), "%s", as_user ? p->user : g->user);
+	snprintf(j->password, sizeof(j->password), "%s", as_user ? p->secret : g->password);
+	explicit_bzero(p->secret, sizeof(p->secret));
+	explicit_bzero(g->password, sizeof(g->password));
+	snprintf(j->program, sizeof(j->program), "%s", g->program);
+	if (!j->program[0])
+		snprintf(j->program, sizeof(j->program), "||%s", p->app);
+	bool relay = p->rail_mode && g->remoteapp;
 	/* desktop: the user's size; RemoteApp: the user's desktop, where the guest's
 	 * windows are placed; a guest without RemoteApp: its desktop in our window */
 	unsigned w = s->DesktopWidth, h = s->DesktopHeight;
@@ -791,45 +824,78 @@ static bool connect_rdp_guest(struct gw_peer *p)
 		w = p->gw->cfg.width;
 		h = p->gw->cfg.height;
 	}
-	struct gw_rdpc_params rp = {.host = g.host,
-				    .port = g.port,
-				    .security = g.security[0] ? g.security : "rdp",
-				    .user = as_user ? p->user : g.user,
-				    .domain = as_user ? "" : g.domain,
-				    .password = as_user ? p->secret : g.password,
-				    .width = w,
-				    .height = h,
-				    .program = relay ? program : NULL,
-				    .clipboard = g.clipboard,
-				    .drive = g.drive};
-	char err[256];
+	j->rp = (struct gw_rdpc_params){.host = g->host,
+					.port = g->port,
+					.security = g->security[0] ? g->security : "rdp",
+					.user = j->user,
+					.domain = as_user ? "" : g->domain,
+					.password = j->password,
+					.width = w,
+					.height = h,
+					.program = relay ? j->program : NULL,
+					.clipboard = g->clipboard,
+					.drive = g->drive};
+	j->p = p;
+	j->t0 = now_ms();
 	if (relay) {
-		/* the guest's windows will be placed on the user's desktop: ours is that size */
+		/* the guest's window orders may come while connecting */
 		pthread_mutex_lock(&p->lock);
 		p->rail_relay = true;
 		pthread_mutex_unlock(&p->lock);
 	}
-	int64_t t0 = now_ms();
-	struct gw_rdpc *c = gw_rdpc_connect(&rp, &rdpc_cbs, p, err, sizeof(err));
-	explicit_bzero(&g.password, sizeof(g.password));
-	explicit_bzero(p->secret, sizeof(p->secret));
-	if (!c) {
+	if (pthread_create(&j->thread, NULL, rdp_connect_main, j) != 0) {
+		explicit_bzero(j->password, sizeof(j->password));
+		free(j);
 		p->rail_relay = false;
-		log_warn("peer %s: session=%s guest RDP at %s:%u: %s", p->addr, p->sess.id, g.host,
-			 g.port, err);
+		show_fail(p, "Cannot show your app", "Out of resources.");
+		return false;
+	}
+	p->connecting = j;
+	return true;
+}
+
+/* Wait for the connecting thread (if any) and take its result. */
+static struct gw_rdpc *connect_rdp_join(struct gw_peer *p, struct rdp_connect **out)
+{
+	struct rdp_connect *j = p->connecting;
+	p->connecting = NULL;
+	pthread_join(j->thread, NULL);
+	*out = j;
+	return j->result;
+}
+
+/* The connection to the guest is made (or failed): show it. */
+static bool connect_rdp_finish(struct gw_peer *p)
+{
+	struct rdp_connect *j;
+	struct gw_rdpc *c = connect_rdp_join(p, &j);
+	struct gw_guest *g = &j->g;
+	if (!c) {
+		pthread_mutex_lock(&p->lock);
+		p->rail_relay = false;
+		pthread_mutex_unlock(&p->lock);
+		log_warn("peer %s: session=%s guest RDP at %s:%u: %s", p->addr, p->sess.id, g->host,
+			 g->port, j->err);
+		free(j);
+		if (p->own_window_gone) {
+			p->own_window_gone = false;
+			rail_window(p, true);
+		}
 		show_fail(p, "Cannot show your app", "The app's own remote desktop did not answer.");
 		return false;
 	}
 	pthread_mutex_lock(&p->lock);
 	p->rdpc = c;
+	bool relay = p->rail_relay;
 	pthread_mutex_unlock(&p->lock);
 	if (relay)
-		screen_resize(p, w, h);
-	on_rdp_damage(p, 0, 0, (int)w, (int)h);
-	open_relays(p, &g);
+		screen_resize(p, j->rp.width, j->rp.height);
+	on_rdp_damage(p, 0, 0, (int)j->rp.width, (int)j->rp.height);
+	open_relays(p, g);
 	log_info("peer %s: session=%s guest RDP %s:%u %ux%u%s in %lld ms", p->addr, p->sess.id,
-		 g.host, g.port, w, h, relay ? " RemoteApp relayed" : "",
-		 (long long)(now_ms() - t0));
+		 g->host, g->port, j->rp.width, j->rp.height, relay ? " RemoteApp relayed" : "",
+		 (long long)(now_ms() - j->t0));
+	free(j);
 	return true;
 }
 
@@ -858,11 +924,13 @@ static void guest_gone(struct gw_peer *p, const char *title, const char *msg)
 	show_fail(p, title, msg);
 }
 
+static void guest_shown(struct gw_peer *p);
+
 static void enter_guest(struct gw_peer *p)
 {
 	if (!strcmp(p->sess.backend, "rdp")) {
-		if (!connect_rdp_guest(p))
-			return;
+		connect_rdp_begin(p); /* the wait screen stays until it is done */
+		return;
 	} else {
 		explicit_bzero(p->secret, sizeof(p->secret));
 		p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_vnc_resize, p);
@@ -873,6 +941,11 @@ static void enter_guest(struct gw_peer *p)
 		p->vnc_event = CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc),
 							 WINPR_FD_READ);
 	}
+	guest_shown(p);
+}
+
+static void guest_shown(struct gw_peer *p)
+{
 	if (gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "attach") < 0)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
 	p->phase = PH_GUEST;
@@ -886,6 +959,16 @@ static void enter_guest(struct gw_peer *p)
 static void poll_session(struct gw_peer *p)
 {
 	int64_t now = now_ms();
+	if (p->connecting) {
+		if (__atomic_load_n(&p->connecting->done, __ATOMIC_ACQUIRE)) {
+			if (connect_rdp_finish(p))
+				guest_shown(p);
+			return;
+		}
+		if (now - p->last_draw_ms >= 1000)
+			draw_wait(p);
+		return;
+	}
 	if (now - p->last_poll_ms >= POLL_MS) {
 		p->last_poll_ms = now;
 		struct gw_session s;
@@ -1351,6 +1434,11 @@ out:
 		CloseHandle(p->vnc_event);
 	gw_vnc_close(p->vnc);
 	p->vnc = NULL;
+	if (p->connecting) {
+		struct rdp_connect *j;
+		gw_rdpc_close(connect_rdp_join(p, &j));
+		free(j);
+	}
 	close_rdp_guest(p);
 	unregister(p);
 	client->Disconnect(client);

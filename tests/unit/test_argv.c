@@ -124,6 +124,7 @@ static void test_invalid(void)
 	BAD("restricted", guest_port, 22);
 	BAD("marker", ready_marker, "");
 	BAD("guest port", ready, LNCH_READY_TCP);
+	BAD("rdp readiness needs a guest port", ready, LNCH_READY_RDP);
 #undef BAD
 	struct lnch_argv_opts o = {.qemu = "q", .name = "x"};
 	for (size_t i = 0; i < n; i++) {
