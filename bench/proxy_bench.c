@@ -304,8 +304,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!sock || !duser || !gw || !user || !app || !keys || keys > 10000 || seconds <= 0) {
-		fprintf(stderr, "usage: proxy_bench --socket API_SOCKET --direct-user U:P --gateway "
-				"HOST:PORT --user U:P --app ALIAS [--keys N] [--seconds S]\n");
+		fprintf(stderr,
+			"usage: proxy_bench --socket API_SOCKET --direct-user U:P --gateway "
+			"HOST:PORT --user U:P --app ALIAS [--keys N] [--seconds S]\n");
 		return 2;
 	}
 	WLog_SetLogLevel(WLog_GetRoot(), WLOG_ERROR);
@@ -331,9 +332,10 @@ int main(int argc, char **argv)
 	       rd.connect_ms, rd.rtt_p50, rd.rtt_p95, rd.rtt_max, rd.fps);
 	printf("%-22s %7.0f ms %7.1f ms %7.1f ms %7.1f ms %12.1f\n", "through nestor-gateway",
 	       rp.connect_ms, rp.rtt_p50, rp.rtt_p95, rp.rtt_max, rp.fps);
-	printf("{\"keys\":%u,\"seconds\":%.1f,\"direct\":{\"rtt_p50_ms\":%.1f,\"rtt_p95_ms\":%.1f,"
-	       "\"fps\":%.1f},\"gateway\":{\"rtt_p50_ms\":%.1f,\"rtt_p95_ms\":%.1f,\"fps\":%.1f}}\n",
-	       keys, seconds, rd.rtt_p50, rd.rtt_p95, rd.fps, rp.rtt_p50, rp.rtt_p95, rp.fps);
+	printf(
+	    "{\"keys\":%u,\"seconds\":%.1f,\"direct\":{\"rtt_p50_ms\":%.1f,\"rtt_p95_ms\":%.1f,"
+	    "\"fps\":%.1f},\"gateway\":{\"rtt_p50_ms\":%.1f,\"rtt_p95_ms\":%.1f,\"fps\":%.1f}}\n",
+	    keys, seconds, rd.rtt_p50, rd.rtt_p95, rd.fps, rp.rtt_p50, rp.rtt_p95, rp.fps);
 	freerdp_disconnect(di);
 	freerdp_disconnect(pi);
 	return 0;

@@ -533,10 +533,11 @@ static void on_dumped(int err, const char *msg, void *arg)
 }
 
 #define RDP_FIELDS                                                                                 \
-	{"rdp_security", F_STR, false, 7}, {"guest_login", F_STR, false, 7},                      \
-	    {"guest_user", F_STR, false, 64}, {"guest_domain", F_STR, false, 64},                 \
-	    {"guest_password", F_STR, false, 128}, {"clipboard", F_UINT, false, 1},               \
-	    {"drive", F_UINT, false, 1}, {                                                        \
+	{"rdp_security", F_STR, false, 7}, {"guest_login", F_STR, false, 7},                       \
+	    {"guest_user", F_STR, false, 64}, {"guest_domain", F_STR, false, 64},                  \
+	    {"guest_password", F_STR, false, 128}, {"clipboard", F_UINT, false, 1},                \
+	    {"drive", F_UINT, false, 1},                                                           \
+	{                                                                                          \
 		"remoteapp", F_UINT, false, 1                                                      \
 	}
 
@@ -557,7 +558,8 @@ static bool apply_rdp(json_object *o, struct db_rdp_policy *r)
 	json_object *v;
 	for (size_t i = 0; i < ARRAY_LEN(str); i++)
 		if (json_object_object_get_ex(o, str[i].key, &v)) {
-			snprintf((char *)r + str[i].off, str[i].len, "%s", json_object_get_string(v));
+			snprintf((char *)r + str[i].off, str[i].len, "%s",
+				 json_object_get_string(v));
 			any = true;
 		}
 	unsigned u;

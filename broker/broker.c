@@ -536,9 +536,9 @@ json_object *brk_session_json(struct brk *b, const struct brk_session *s)
 		json_object_object_add(o, "start_path", json_object_new_string(s->rec.start_path));
 	if (s->rec.pid)
 		json_object_object_add(o, "pid", json_object_new_int64(s->rec.pid));
-	json_object_object_add(o, "backend",
-			       json_object_new_string(!strcmp(s->img.backend, "rdp") ? "rdp"
-										: "console"));
+	json_object_object_add(
+	    o, "backend",
+	    json_object_new_string(!strcmp(s->img.backend, "rdp") ? "rdp" : "console"));
 	if (s->state >= BRK_READY && s->state <= BRK_DISCONNECTED) {
 		json_object_object_add(o, "vnc", json_object_new_string(s->rec.vnc));
 		if (s->rec.rdp_port)
@@ -568,8 +568,10 @@ json_object *brk_session_guest_json(struct brk *b, const struct brk_session *s)
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "host", json_object_new_string("127.0.0.1"));
 	json_object_object_add(o, "port", json_object_new_int64(s->rec.rdp_port));
-	json_object_object_add(o, "security", json_object_new_string(r->security[0] ? r->security : "rdp"));
-	json_object_object_add(o, "login", json_object_new_string(r->login[0] ? r->login : "image"));
+	json_object_object_add(o, "security",
+			       json_object_new_string(r->security[0] ? r->security : "rdp"));
+	json_object_object_add(o, "login",
+			       json_object_new_string(r->login[0] ? r->login : "image"));
 	json_object_object_add(o, "user", json_object_new_string(r->user));
 	json_object_object_add(o, "domain", json_object_new_string(r->domain));
 	json_object_object_add(o, "password", json_object_new_string(r->password));

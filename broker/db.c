@@ -66,8 +66,8 @@ static int add_columns(sqlite3 *h, char **msg)
 {
 	for (size_t i = 0; i < sizeof(ADDED) / sizeof(ADDED[0]); i++) {
 		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info(?) WHERE name=?", -1, &st,
-				       NULL) != SQLITE_OK)
+		if (sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info(?) WHERE name=?", -1,
+				       &st, NULL) != SQLITE_OK)
 			return SQLITE_ERROR;
 		sqlite3_bind_text(st, 1, ADDED[i].table, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, ADDED[i].column, -1, SQLITE_STATIC);
@@ -254,7 +254,7 @@ json_object *db_user_caps_json(struct db *db)
 #define IMAGE_COLS                                                                                 \
 	"name, base, kernel, initrd, append, machine, memory_mb, ready, max_sessions, keepalive,"  \
 	" idle, max_lifetime, start_timeout, queue_wait, sha256, size, mtime_ns, virtual_mb,"      \
-	" warm_pool, backend, rdp_port, template_dir, rdp_security, guest_login, guest_user,"     \
+	" warm_pool, backend, rdp_port, template_dir, rdp_security, guest_login, guest_user,"      \
 	" guest_domain, clipboard, drive, remoteapp"
 
 /* The listed rdp policy fields (the password is bound on its own). */

@@ -39,14 +39,14 @@ struct db_image {
 	char backend[16]; /* console | rdp */
 	unsigned rdp_port;
 	struct db_rdp_policy {
-		char security[8];   /* rdp | tls | any: what the guest's server speaks */
-		char login[8];	    /* image: the guest account below | user: the user's own */
-		char user[65];	    /* the guest account */
+		char security[8]; /* rdp | tls | any: what the guest's server speaks */
+		char login[8];	  /* image: the guest account below | user: the user's own */
+		char user[65];	  /* the guest account */
 		char domain[65];
 		char password[129];
-		bool clipboard;	    /* relay the clipboard channel (off by default) */
-		bool drive;	    /* relay drive redirection (off by default) */
-		bool remoteapp;	    /* the guest serves RemoteApp (RAIL) itself */
+		bool clipboard; /* relay the clipboard channel (off by default) */
+		bool drive;	/* relay drive redirection (off by default) */
+		bool remoteapp; /* the guest serves RemoteApp (RAIL) itself */
 	} rdp;
 	char template_dir[4096]; /* the current template, "" none */
 };

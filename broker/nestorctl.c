@@ -316,10 +316,14 @@ static const struct {
 	const char *opt, *key;
 	char kind; /* s string, f password file, b on|off */
 } rdp_opts[] = {
-    {"rdp-security", "rdp_security", 's'}, {"guest-login", "guest_login", 's'},
-    {"guest-user", "guest_user", 's'},	   {"guest-domain", "guest_domain", 's'},
-    {"guest-password-file", "guest_password", 'f'}, {"clipboard", "clipboard", 'b'},
-    {"drive", "drive", 'b'},		   {"remoteapp", "remoteapp", 'b'},
+    {"rdp-security", "rdp_security", 's'},
+    {"guest-login", "guest_login", 's'},
+    {"guest-user", "guest_user", 's'},
+    {"guest-domain", "guest_domain", 's'},
+    {"guest-password-file", "guest_password", 'f'},
+    {"clipboard", "clipboard", 'b'},
+    {"drive", "drive", 'b'},
+    {"remoteapp", "remoteapp", 'b'},
 };
 #define RDP_OPT_BASE 1000
 #define N_RDP_OPTS (sizeof(rdp_opts) / sizeof(rdp_opts[0]))
@@ -336,8 +340,7 @@ static void rdp_opt(json_object *body, size_t i, const char *val)
 		char line[256] = "";
 		FILE *f = fopen(val, "r");
 		if (!f || !fgets(line, sizeof(line), f)) {
-			fprintf(stderr, "nestorctl: %s: %s\n", val,
-				f ? "empty" : strerror(errno));
+			fprintf(stderr, "nestorctl: %s: %s\n", val, f ? "empty" : strerror(errno));
 			exit(1);
 		}
 		fclose(f);
@@ -416,8 +419,8 @@ static int cmd_images(int argc, char **argv)
 							   argv[i + 1], "--max-sessions")));
 			else {
 				size_t k = 0;
-				while (k < N_RDP_OPTS &&
-				       (strncmp(argv[i], "--", 2) || strcmp(argv[i] + 2, rdp_opts[k].opt)))
+				while (k < N_RDP_OPTS && (strncmp(argv[i], "--", 2) ||
+							  strcmp(argv[i] + 2, rdp_opts[k].opt)))
 					k++;
 				if (k == N_RDP_OPTS)
 					die_usage("images set: unknown option (see --help)");
@@ -431,31 +434,32 @@ static int cmd_images(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "add") != 0 || argc < 3)
 		die_usage("usage: nestorctl images [add NAME ... | remove NAME]");
-	static const struct option o[] = {{"base", required_argument, NULL, 'b'},
-					  {"memory", required_argument, NULL, 'm'},
-					  {"kernel", required_argument, NULL, 'k'},
-					  {"initrd", required_argument, NULL, 'i'},
-					  {"append", required_argument, NULL, 'a'},
-					  {"machine", required_argument, NULL, 'M'},
-					  {"ready", required_argument, NULL, 'r'},
-					  {"max-sessions", required_argument, NULL, 's'},
-					  {"keepalive", required_argument, NULL, 'K'},
-					  {"idle", required_argument, NULL, 'I'},
-					  {"max-lifetime", required_argument, NULL, 'L'},
-					  {"start-timeout", required_argument, NULL, 'T'},
-					  {"queue-wait", required_argument, NULL, 'Q'},
-					  {"backend", required_argument, NULL, 'B'},
-					  {"rdp-port", required_argument, NULL, 'P'},
-					  {"warm-pool", required_argument, NULL, 'W'},
-					  {"rdp-security", required_argument, NULL, RDP_OPT_BASE},
-					  {"guest-login", required_argument, NULL, RDP_OPT_BASE + 1},
-					  {"guest-user", required_argument, NULL, RDP_OPT_BASE + 2},
-					  {"guest-domain", required_argument, NULL, RDP_OPT_BASE + 3},
-					  {"guest-password-file", required_argument, NULL, RDP_OPT_BASE + 4},
-					  {"clipboard", required_argument, NULL, RDP_OPT_BASE + 5},
-					  {"drive", required_argument, NULL, RDP_OPT_BASE + 6},
-					  {"remoteapp", required_argument, NULL, RDP_OPT_BASE + 7},
-					  {NULL, 0, NULL, 0}};
+	static const struct option o[] = {
+	    {"base", required_argument, NULL, 'b'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"append", required_argument, NULL, 'a'},
+	    {"machine", required_argument, NULL, 'M'},
+	    {"ready", required_argument, NULL, 'r'},
+	    {"max-sessions", required_argument, NULL, 's'},
+	    {"keepalive", required_argument, NULL, 'K'},
+	    {"idle", required_argument, NULL, 'I'},
+	    {"max-lifetime", required_argument, NULL, 'L'},
+	    {"start-timeout", required_argument, NULL, 'T'},
+	    {"queue-wait", required_argument, NULL, 'Q'},
+	    {"backend", required_argument, NULL, 'B'},
+	    {"rdp-port", required_argument, NULL, 'P'},
+	    {"warm-pool", required_argument, NULL, 'W'},
+	    {"rdp-security", required_argument, NULL, RDP_OPT_BASE},
+	    {"guest-login", required_argument, NULL, RDP_OPT_BASE + 1},
+	    {"guest-user", required_argument, NULL, RDP_OPT_BASE + 2},
+	    {"guest-domain", required_argument, NULL, RDP_OPT_BASE + 3},
+	    {"guest-password-file", required_argument, NULL, RDP_OPT_BASE + 4},
+	    {"clipboard", required_argument, NULL, RDP_OPT_BASE + 5},
+	    {"drive", required_argument, NULL, RDP_OPT_BASE + 6},
+	    {"remoteapp", required_argument, NULL, RDP_OPT_BASE + 7},
+	    {NULL, 0, NULL, 0}};
 	json_object *body = json_object_new_object();
 	json_object_object_add(body, "name", json_object_new_string(argv[2]));
 	int c;

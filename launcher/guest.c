@@ -455,8 +455,7 @@ static void net_probe(struct lnch_guest *g)
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)g->opts.host_port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (connect(g->probe_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
-	    errno != EINPROGRESS) {
+	if (connect(g->probe_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
 		probe_retry(g);
 		return;
 	}

@@ -31,7 +31,8 @@ static void fill(json_object *o, struct gw_session *s)
 	snprintf(s->state, sizeof(s->state), "%s", js(o, "state"));
 	snprintf(s->title, sizeof(s->title), "%s", js(o, "title"));
 	snprintf(s->vnc, sizeof(s->vnc), "%s", js(o, "vnc"));
-	snprintf(s->backend, sizeof(s->backend), "%s", *js(o, "backend") ? js(o, "backend") : "console");
+	snprintf(s->backend, sizeof(s->backend), "%s",
+		 *js(o, "backend") ? js(o, "backend") : "console");
 	const char *r = js(o, "reason");
 	snprintf(s->reason, sizeof(s->reason), "%s", *r ? r : js(o, "end_reason"));
 	s->position = (unsigned)ji(o, "position", 0);

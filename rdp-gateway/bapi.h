@@ -13,7 +13,7 @@ struct gw_session {
 	char state[16];
 	char title[129];
 	char vnc[108];
-	char backend[8]; /* console | rdp */
+	char backend[8];  /* console | rdp */
 	char reason[256]; /* queue reason or end reason */
 	unsigned position;
 	long long estimate_ms;

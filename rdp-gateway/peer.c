@@ -89,13 +89,13 @@ struct gw_peer {
 	HANDLE vnc_event;
 	int buttons;
 
-	struct gw_rdpc *rdpc;	 /* rdp backend */
+	struct gw_rdpc *rdpc;		/* rdp backend */
 	struct rdp_connect *connecting; /* its connection being made, on a thread */
-	char secret[257];	 /* the user's password, kept only for guest_login=user */
-	bool rail_relay;	 /* the guest's own RemoteApp windows are relayed */
-	bool own_window_gone;	 /* our wait window was replaced by the guest's */
-	UINT16 guest_exec_error; /* the guest refused the RemoteApp program */
-	HANDLE relay_chan[2];	 /* user-side cliprdr/rdpdr, relayed to the guest */
+	char secret[257];		/* the user's password, kept only for guest_login=user */
+	bool rail_relay;		/* the guest's own RemoteApp windows are relayed */
+	bool own_window_gone;		/* our wait window was replaced by the guest's */
+	UINT16 guest_exec_error;	/* the guest refused the RemoteApp program */
+	HANDLE relay_chan[2];		/* user-side cliprdr/rdpdr, relayed to the guest */
 	char relay_name[2][8];
 
 	bool rail_mode;
@@ -706,8 +706,8 @@ static void on_rdp_local_move_size(void *arg, const RAIL_LOCALMOVESIZE_ORDER *m)
 }
 
 /* A relayed channel's PDU from the guest to the user. */
-static void on_rdp_channel(void *arg, const char *name, const BYTE *data, size_t len,
-			   UINT32 flags, size_t total)
+static void on_rdp_channel(void *arg, const char *name, const BYTE *data, size_t len, UINT32 flags,
+			   size_t total)
 {
 	struct gw_peer *p = arg;
 	for (int i = 0; i < 2; i++)
@@ -743,7 +743,8 @@ static void open_relays(struct gw_peer *p, const struct gw_guest *g)
 	for (int i = 0; i < 2; i++) {
 		if (!names[i] || !WTSVirtualChannelManagerIsChannelJoined(p->vcm, names[i]))
 			continue;
-		p->relay_chan[i] = WTSVirtualChannelOpen(p->vcm, WTS_CURRENT_SESSION, (LPSTR)names[i]);
+		p->relay_chan[i] =
+		    WTSVirtualChannelOpen(p->vcm, WTS_CURRENT_SESSION, (LPSTR)names[i]);
 		snprintf(p->relay_name[i], sizeof(p->relay_name[i]), "%s", names[i]);
 		if (p->relay_chan[i])
 			log_info("peer %s: session=%s relaying %s (image policy)", p->addr,
@@ -881,7 +882,8 @@ static bool connect_rdp_finish(struct gw_peer *p)
 			p->own_window_gone = false;
 			rail_window(p, true);
 		}
-		show_fail(p, "Cannot show your app", "The app's own remote desktop did not answer.");
+		show_fail(p, "Cannot show your app",
+			  "The app's own remote desktop did not answer.");
 		return false;
 	}
 	pthread_mutex_lock(&p->lock);
@@ -935,11 +937,12 @@ static void enter_guest(struct gw_peer *p)
 		explicit_bzero(p->secret, sizeof(p->secret));
 		p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_vnc_resize, p);
 		if (!p->vnc) {
-			show_fail(p, "Cannot show your app", "The guest's screen is not reachable.");
+			show_fail(p, "Cannot show your app",
+				  "The guest's screen is not reachable.");
 			return;
 		}
-		p->vnc_event = CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc),
-							 WINPR_FD_READ);
+		p->vnc_event =
+		    CreateFileDescriptorEvent(NULL, FALSE, FALSE, gw_vnc_fd(p->vnc), WINPR_FD_READ);
 	}
 	guest_shown(p);
 }
@@ -1393,9 +1396,10 @@ static void *peer_main(void *arg)
 				UINT16 exec_error = p->guest_exec_error;
 				pthread_mutex_unlock(&p->lock);
 				if (exec_error) {
-					log_warn("peer %s: session=%s the guest refused the app (RAIL "
-						 "exec result %u)",
-						 p->addr, p->sess.id, exec_error);
+					log_warn(
+					    "peer %s: session=%s the guest refused the app (RAIL "
+					    "exec result %u)",
+					    p->addr, p->sess.id, exec_error);
 					guest_gone(p, "Cannot start your app",
 						   "The app's computer refused to start it.");
 				} else if (!gw_rdpc_pump(p->rdpc)) {

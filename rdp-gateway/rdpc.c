@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RELAY_MAX 2		   /* cliprdr, rdpdr */
+#define RELAY_MAX 2		 /* cliprdr, rdpdr */
 #define RELAY_PDU_MAX (8u << 20) /* a relayed PDU larger than this is dropped */
 
 struct relay {
@@ -381,7 +381,8 @@ struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_
 	}
 	if (!freerdp_connect(inst)) {
 		UINT32 e = freerdp_get_last_error(inst->context);
-		snprintf(err, errlen, "%s", e ? freerdp_get_last_error_string(e) : "connection failed");
+		snprintf(err, errlen, "%s",
+			 e ? freerdp_get_last_error_string(e) : "connection failed");
 		gw_rdpc_close(c);
 		return NULL;
 	}

@@ -88,6 +88,7 @@ struct gw_vnc *gw_vnc_connect(const char *path, gw_vnc_damage_fn damage, gw_vnc_
 	v->c->appData.encodingsString = "raw copyrect zlib hextile";
 	v->c->appData.compressLevel = 1;
 	/* libvncclient connects to a UNIX socket when serverHost is an absolute path */
+	free(v->c->serverHost); /* rfbGetClient put an empty string there */
 	v->c->serverHost = strdup(path);
 	v->c->serverPort = 0;
 	char *argv[] = {"nestor-gateway", NULL};

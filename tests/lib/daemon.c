@@ -200,8 +200,8 @@ void nestord_add_rdp(struct nestord *d, const char *name, const char *alias, con
 	int st = api(d, "POST", "/v1/images", body, NULL);
 	CHECK_MSG(st == 201 || st == 409, "add rdp image %s: %d", name, st);
 	snprintf(body, sizeof(body),
-		 "{\"alias\":\"%s\",\"image\":\"%s\",\"title\":\"%s\",\"command\":\"%s\"}",
-		 alias, name, title, command ? command : "");
+		 "{\"alias\":\"%s\",\"image\":\"%s\",\"title\":\"%s\",\"command\":\"%s\"}", alias,
+		 name, title, command ? command : "");
 	st = api(d, "POST", "/v1/apps", body, NULL);
 	CHECK_MSG(st == 201 || st == 409, "add app %s: %d", alias, st);
 }
@@ -347,14 +347,22 @@ pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *l
 	return port_open(port) ? pid : -1;
 }
 
-void child_stop(pid_t *pid)
+int child_stop(pid_t *pid)
 {
 	if (*pid <= 0)
-		return;
+		return -1;
+	int st = -1;
 	kill(*pid, SIGTERM);
-	for (int i = 0; i < 50 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+	for (int i = 0; i < 50; i++) {
+		pid_t r = waitpid(*pid, &st, WNOHANG);
+		if (r == *pid || r < 0) {
+			*pid = 0;
+			return st;
+		}
 		usleep(100000);
+	}
 	kill(*pid, SIGKILL);
-	waitpid(*pid, NULL, 0);
+	waitpid(*pid, &st, 0);
 	*pid = 0;
+	return st;
 }

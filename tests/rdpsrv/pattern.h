@@ -14,10 +14,10 @@
 #define RDPSRV_WIN_Y 48
 #define RDPSRV_WIN_W 480
 #define RDPSRV_WIN_H 320
-#define RDPSRV_LOGON 0xc0392b	/* wrong guest credentials: the "logon screen" */
-#define RDPSRV_CLICK 0xffffff	/* a mouse click leaves a 6x6 square */
-#define RDPSRV_ANIM_KEY 0x43	/* F9 toggles animation (benchmarks) */
-#define RDPSRV_ECHO_SLOTS 32	/* key echo blocks, along the top */
+#define RDPSRV_LOGON 0xc0392b /* wrong guest credentials: the "logon screen" */
+#define RDPSRV_CLICK 0xffffff /* a mouse click leaves a 6x6 square */
+#define RDPSRV_ANIM_KEY 0x43  /* F9 toggles animation (benchmarks) */
+#define RDPSRV_ECHO_SLOTS 32  /* key echo blocks, along the top */
 #define RDPSRV_ECHO_X(i) (8 + 12 * (i))
 #define RDPSRV_ECHO_Y 8
 #define RDPSRV_ECHO_W 10

@@ -185,21 +185,20 @@ static bool animate(struct conn *c)
 
 static bool window_create(struct conn *c)
 {
-	static const WCHAR title[] = {'N', 'e', 's', 't', 'o', 'r', ' ', 'T', 'e', 's', 't', ' ',
-				      'A', 'p', 'p'};
+	static const WCHAR title[] = {'N', 'e', 's', 't', 'o', 'r', ' ', 'T',
+				      'e', 's', 't', ' ', 'A', 'p', 'p'};
 	RECTANGLE_16 rect = {0, 0, RDPSRV_WIN_W, RDPSRV_WIN_H};
 	WINDOW_ORDER_INFO oi = {0};
 	WINDOW_STATE_ORDER ws = {0};
 	oi.windowId = WINDOW_ID;
-	oi.fieldFlags = WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_STATE_NEW |
-			WINDOW_ORDER_FIELD_OWNER | WINDOW_ORDER_FIELD_STYLE |
-			WINDOW_ORDER_FIELD_SHOW | WINDOW_ORDER_FIELD_TITLE |
-			WINDOW_ORDER_FIELD_CLIENT_AREA_OFFSET |
-			WINDOW_ORDER_FIELD_CLIENT_AREA_SIZE | WINDOW_ORDER_FIELD_WND_OFFSET |
-			WINDOW_ORDER_FIELD_WND_SIZE | WINDOW_ORDER_FIELD_WND_RECTS |
-			WINDOW_ORDER_FIELD_VIS_OFFSET | WINDOW_ORDER_FIELD_VISIBILITY |
-			WINDOW_ORDER_FIELD_WND_CLIENT_DELTA | WINDOW_ORDER_FIELD_RP_CONTENT |
-			WINDOW_ORDER_FIELD_ROOT_PARENT;
+	oi.fieldFlags =
+	    WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_STATE_NEW | WINDOW_ORDER_FIELD_OWNER |
+	    WINDOW_ORDER_FIELD_STYLE | WINDOW_ORDER_FIELD_SHOW | WINDOW_ORDER_FIELD_TITLE |
+	    WINDOW_ORDER_FIELD_CLIENT_AREA_OFFSET | WINDOW_ORDER_FIELD_CLIENT_AREA_SIZE |
+	    WINDOW_ORDER_FIELD_WND_OFFSET | WINDOW_ORDER_FIELD_WND_SIZE |
+	    WINDOW_ORDER_FIELD_WND_RECTS | WINDOW_ORDER_FIELD_VIS_OFFSET |
+	    WINDOW_ORDER_FIELD_VISIBILITY | WINDOW_ORDER_FIELD_WND_CLIENT_DELTA |
+	    WINDOW_ORDER_FIELD_RP_CONTENT | WINDOW_ORDER_FIELD_ROOT_PARENT;
 	ws.style = 0x14CF0000;
 	ws.extendedStyle = 0x40000;
 	ws.showState = 5;
@@ -364,9 +363,10 @@ static BOOL on_activate(freerdp_peer *p)
 			strcat(chans, known[i]);
 		}
 	say("CONNECT user=%.64s auth=%s security=%s encryption=%u size=%ux%u rail=%d channels=%s",
-	    user, c->authed ? "ok" : "fail", s->SelectedProtocol == 0 /* PROTOCOL_RDP */ ? "rdp" : "tls",
-	    (unsigned)s->EncryptionMethods, c->w, c->h,
-	    c->rail_mode ? 1 : 0, chans[0] ? chans : "-");
+	    user, c->authed ? "ok" : "fail",
+	    s->SelectedProtocol == 0 /* PROTOCOL_RDP */ ? "rdp" : "tls",
+	    (unsigned)s->EncryptionMethods, c->w, c->h, c->rail_mode ? 1 : 0,
+	    chans[0] ? chans : "-");
 	c->activated = true;
 	if (c->rail_mode && c->authed) {
 		if (!WTSVirtualChannelManagerIsChannelJoined(c->vcm, "rail"))
@@ -469,7 +469,8 @@ static void *conn_main(void *arg)
 		DWORD r = WaitForMultipleObjects(n, h, FALSE, c->animate ? 5 : 100);
 		if (r == WAIT_FAILED)
 			break;
-		if (!p->CheckFileDescriptor(p) || !WTSVirtualChannelManagerCheckFileDescriptor(c->vcm))
+		if (!p->CheckFileDescriptor(p) ||
+		    !WTSVirtualChannelManagerCheckFileDescriptor(c->vcm))
 			break;
 		if (c->exec_seen && !c->window) {
 			c->window = window_create(c);
@@ -503,14 +504,11 @@ static BOOL on_accept(freerdp_listener *l, freerdp_peer *p)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {{"port", required_argument, NULL, 'p'},
-					   {"security", required_argument, NULL, 's'},
-					   {"key", required_argument, NULL, 'k'},
-					   {"cert", required_argument, NULL, 'c'},
-					   {"user", required_argument, NULL, 'u'},
-					   {"password", required_argument, NULL, 'P'},
-					   {"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+	    {"port", required_argument, NULL, 'p'}, {"security", required_argument, NULL, 's'},
+	    {"key", required_argument, NULL, 'k'},  {"cert", required_argument, NULL, 'c'},
+	    {"user", required_argument, NULL, 'u'}, {"password", required_argument, NULL, 'P'},
+	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
