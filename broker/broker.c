@@ -169,7 +169,8 @@ static void end_session(struct brk *b, struct brk_session *s, const char *reason
  */
 static void share_screen(struct brk *b, struct brk_session *s)
 {
-	if (!b->api_gid || !s->guest)
+	/* an rdp guest is shown through its own server: its console stays private */
+	if (!b->api_gid || !s->guest || !strcmp(s->img.backend, "rdp"))
 		return;
 	char dir[BRK_PATH_MAX + 40];
 	snprintf(dir, sizeof(dir), "%.4000s/%s", b->vm_dir, s->rec.id);

@@ -360,15 +360,16 @@ static int cmd_images(int argc, char **argv)
 		if (json_out) {
 			print_json(o);
 		} else {
-			printf("%-16s %-7s %-20s %-5s %-9s %-9s %s\n", "NAME", "MEMORY", "READY",
-			       "MAX", "TEMPLATE", "WARM", "BASE");
+			printf("%-16s %-7s %-7s %-20s %-5s %-9s %-9s %s\n", "NAME", "BACKEND",
+			       "MEMORY", "READY", "MAX", "TEMPLATE", "WARM", "BASE");
 			for (size_t i = 0; i < json_object_array_length(o); i++) {
 				json_object *r = json_object_array_get_idx(o, i);
 				char warm[32];
 				snprintf(warm, sizeof(warm), "%lld/%lld", i_(r, "warm_ready"),
 					 i_(r, "warm_pool"));
-				printf("%-16s %-7s %-20s %-5s %-9s %-9s %s\n", s_(r, "name"),
-				       s_(r, "memory_mb"), s_(r, "ready"),
+				printf("%-16s %-7s %-7s %-20s %-5s %-9s %-9s %s\n", s_(r, "name"),
+				       s_(r, "backend"), s_(r, "memory_mb"),
+				       !strcmp(s_(r, "backend"), "rdp") ? "rdp" : s_(r, "ready"),
 				       i_(r, "max_sessions") ? s_(r, "max_sessions") : "-",
 				       s_(r, "template"), warm, s_(r, "base"));
 			}

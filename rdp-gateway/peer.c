@@ -844,7 +844,10 @@ static bool connect_rdp_begin(struct gw_peer *p)
 		p->rail_relay = true;
 		pthread_mutex_unlock(&p->lock);
 	}
+	/* the user's side of relayed channels first: the guest may speak at once */
+	open_relays(p, g);
 	if (pthread_create(&j->thread, NULL, rdp_connect_main, j) != 0) {
+		close_relays(p);
 		explicit_bzero(j->password, sizeof(j->password));
 		free(j);
 		p->rail_relay = false;
@@ -872,6 +875,7 @@ static bool connect_rdp_finish(struct gw_peer *p)
 	struct gw_rdpc *c = connect_rdp_join(p, &j);
 	struct gw_guest *g = &j->g;
 	if (!c) {
+		close_relays(p);
 		pthread_mutex_lock(&p->lock);
 		p->rail_relay = false;
 		pthread_mutex_unlock(&p->lock);
@@ -893,7 +897,6 @@ static bool connect_rdp_finish(struct gw_peer *p)
 	if (relay)
 		screen_resize(p, j->rp.width, j->rp.height);
 	on_rdp_damage(p, 0, 0, (int)j->rp.width, (int)j->rp.height);
-	open_relays(p, g);
 	log_info("peer %s: session=%s guest RDP %s:%u %ux%u%s in %lld ms", p->addr, p->sess.id,
 		 g->host, g->port, j->rp.width, j->rp.height, relay ? " RemoteApp relayed" : "",
 		 (long long)(now_ms() - j->t0));

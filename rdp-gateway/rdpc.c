@@ -39,6 +39,7 @@ struct gw_rdpc {
 	struct relay relay[RELAY_MAX];
 	size_t n_relay;
 	pReceiveChannelData channels_data; /* the default, for every other channel */
+	bool relay_clipboard, relay_drive;
 };
 
 static pthread_once_t addins_once = PTHREAD_ONCE_INIT;
@@ -239,12 +240,14 @@ static BOOL pre_connect(freerdp *inst)
 	PubSub_SubscribeChannelConnected(inst->context->pubSub, on_channel_connected);
 	if (!freerdp_client_load_addins(inst->context->channels, s))
 		return FALSE;
-	/* relayed channels: in the guest's channel list, with no plugin behind them */
+	/* relayed channels: in the guest's channel list, with no plugin behind them
+	 * (RedirectClipboard/DeviceRedirection stay off: they would load FreeRDP's own
+	 * clipboard and drive plugins here, answering the guest in the user's place) */
 	const char *names[RELAY_MAX];
 	size_t n = 0;
-	if (s->RedirectClipboard)
+	if (c->relay_clipboard)
 		names[n++] = "cliprdr";
-	if (s->DeviceRedirection)
+	if (c->relay_drive)
 		names[n++] = "rdpdr";
 	for (size_t i = 0; i < n && s->ChannelCount < s->ChannelDefArraySize; i++) {
 		CHANNEL_DEF *d = &s->ChannelDefArray[s->ChannelCount++];
@@ -361,9 +364,11 @@ struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_
 	s->SupportGraphicsPipeline = FALSE;
 	s->RemoteFxCodec = FALSE;
 	s->AudioPlayback = FALSE;
-	s->RedirectClipboard = p->clipboard;
-	s->DeviceRedirection = p->drive;
-	s->RedirectDrives = FALSE; /* the user's drives come through the relay, not ours */
+	s->RedirectClipboard = FALSE; /* relayed raw instead (pre_connect) */
+	s->DeviceRedirection = FALSE;
+	s->RedirectDrives = FALSE;
+	c->relay_clipboard = p->clipboard;
+	c->relay_drive = p->drive;
 	s->AsyncInput = FALSE;
 	s->AsyncUpdate = FALSE;
 	if (p->program) {

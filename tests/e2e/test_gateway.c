@@ -17,7 +17,7 @@
  *    clicks reach the guest server (its echo on screen and serial port);
  *    reconnect gets the same guest; the forward listens on 127.0.0.1 only;
  *    the guest cannot open connections out; clipboard is relayed only when
- *    the image allows it;
+ *    the image allows it (and then its PDUs pass both ways);
  *  - /app with a guest that serves RemoteApp: the guest's own window;
  *  - /app with a guest that does not: one window with the app's title.
  */
@@ -633,6 +633,10 @@ static void test_rdp_desktop(void)
 	serial_path(id);
 	CHECK_MSG(wait_for(serial_has, "channels=cliprdr", 15000),
 		  "clipboard channel offered to the guest when the image allows it");
+	/* and relayed both ways: the guest's "monitor ready" reached the user's client,
+	 * whose clipboard formats reached the guest */
+	CHECK_MSG(wait_for(serial_has, "RDPSRV CLIPRDR formats", 15000),
+		  "the user's clipboard formats reached the guest");
 	stop_pid(&c2);
 	CHECK(api(&d, "PUT", "/v1/images/xpdesk", "{\"clipboard\":0}", NULL) == 200);
 }

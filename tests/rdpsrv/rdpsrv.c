@@ -19,6 +19,7 @@
 #include <freerdp/codec/planar.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/listener.h>
+#include <freerdp/server/cliprdr.h>
 #include <freerdp/server/rail.h>
 #include <freerdp/window.h>
 #include <getopt.h>
@@ -72,6 +73,7 @@ struct conn {
 	freerdp_peer *peer;
 	HANDLE vcm;
 	RailServerContext *rail;
+	CliprdrServerContext *cliprdr;
 	pthread_mutex_t lock; /* the RAIL thread sends too */
 	BITMAP_PLANAR_CONTEXT *planar;
 	uint32_t *fb; /* 0xRRGGBB, desktop sized */
@@ -263,6 +265,41 @@ static UINT rail_ok(RailServerContext *rc, const void *any)
 	return CHANNEL_RC_OK;
 }
 
+/* --- clipboard: proves the channel reaches this server (relays) --- */
+
+static UINT clip_caps(CliprdrServerContext *cc, const CLIPRDR_CAPABILITIES *caps)
+{
+	say("CLIPRDR capabilities");
+	return CHANNEL_RC_OK;
+}
+
+static UINT clip_formats(CliprdrServerContext *cc, const CLIPRDR_FORMAT_LIST *list)
+{
+	say("CLIPRDR formats %u", (unsigned)list->numFormats);
+	CLIPRDR_FORMAT_LIST_RESPONSE r = {0};
+	r.msgType = CB_FORMAT_LIST_RESPONSE;
+	r.msgFlags = CB_RESPONSE_OK;
+	return cc->ServerFormatListResponse(cc, &r);
+}
+
+static void clip_start(struct conn *c)
+{
+	if (!WTSVirtualChannelManagerIsChannelJoined(c->vcm, "cliprdr"))
+		return;
+	c->cliprdr = cliprdr_server_context_new(c->vcm);
+	if (!c->cliprdr)
+		return;
+	c->cliprdr->custom = c;
+	c->cliprdr->rdpcontext = &c->ctx;
+	c->cliprdr->useLongFormatNames = TRUE;
+	c->cliprdr->ClientCapabilities = clip_caps;
+	c->cliprdr->ClientFormatList = clip_formats;
+	if (c->cliprdr->Start(c->cliprdr) != CHANNEL_RC_OK) {
+		cliprdr_server_context_free(c->cliprdr);
+		c->cliprdr = NULL;
+	}
+}
+
 /* --- input --- */
 
 static BOOL on_key(rdpInput *in, UINT16 flags, UINT16 code)
@@ -368,6 +405,8 @@ static BOOL on_activate(freerdp_peer *p)
 	    (unsigned)s->EncryptionMethods, c->w, c->h, c->rail_mode ? 1 : 0,
 	    chans[0] ? chans : "-");
 	c->activated = true;
+	if (c->authed)
+		clip_start(c);
 	if (c->rail_mode && c->authed) {
 		if (!WTSVirtualChannelManagerIsChannelJoined(c->vcm, "rail"))
 			return FALSE;
@@ -412,6 +451,10 @@ static void ctx_free(freerdp_peer *p, rdpContext *ctx)
 	if (c->rail) {
 		c->rail->Stop(c->rail);
 		rail_server_context_free(c->rail);
+	}
+	if (c->cliprdr) {
+		c->cliprdr->Stop(c->cliprdr);
+		cliprdr_server_context_free(c->cliprdr);
 	}
 	if (c->vcm && c->vcm != INVALID_HANDLE_VALUE)
 		WTSCloseServer(c->vcm);
