@@ -667,6 +667,9 @@ static void test_rdp_remoteapp(void)
 	CHECK(serial_has("rail=1"));
 	sh("xdotool search --name '^" RDPSRV_APP_TITLE "$' | head -1 | xargs -I{} xdotool "
 	   "windowfocus --sync {} >/dev/null 2>&1");
+	/* the user's window requests reach the guest: focusing its window activates it */
+	CHECK_MSG(wait_for(serial_has, "RDPSRV ACTIVATE 0x2001 1", 10000),
+		  "the client's RAIL activate reached the guest");
 	sh("xdotool mousemove %d %d click 1", v.x + 300, v.y + 200);
 	CHECK(wait_for(serial_has, "RDPSRV CLICK 300 200", 10000));
 	stop_pid(&c);
