@@ -40,10 +40,11 @@
 #include <winpr/wtsapi.h>
 
 #define TILE 64
-#define POLL_MS 250	  /* nestord polling while waiting */
-#define ACTIVITY_MS 30000 /* at most one activity report per this */
-#define FAIL_SHOW_MS 4000 /* how long a final message stays up */
-#define WINDOW_ID 0x4e57  /* our one RemoteApp window */
+#define POLL_MS 250	       /* nestord polling while waiting */
+#define ACTIVITY_MS 30000      /* at most one activity report per this */
+#define FAIL_SHOW_MS 4000      /* how long a final message stays up */
+#define WINDOW_ID 0x4e57       /* our one RemoteApp window */
+#define GUEST_CONNECT_MS 30000 /* the rdp backend's handshake with the guest, at most */
 
 enum phase { PH_HANDSHAKE, PH_LOGIN, PH_WAIT, PH_GUEST, PH_FAIL };
 
@@ -781,7 +782,8 @@ struct rdp_connect {
 	struct gw_guest g;
 	char user[65], password[257], program[1100];
 	struct gw_rdpc_params rp;
-	struct gw_rdpc *result;
+	struct gw_rdpc *c;
+	bool ok, aborted;
 	char err[256];
 	int64_t t0;
 	volatile bool done;
@@ -791,9 +793,7 @@ struct rdp_connect {
 static void *rdp_connect_main(void *arg)
 {
 	struct rdp_connect *j = arg;
-	j->result = gw_rdpc_connect(&j->rp, &rdpc_cbs, j->p, j->err, sizeof(j->err));
-	explicit_bzero(j->password, sizeof(j->password));
-	explicit_bzero(j->g.password, sizeof(j->g.password));
+	j->ok = gw_rdpc_connect(j->c, j->err, sizeof(j->err));
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -844,11 +844,14 @@ static bool connect_rdp_begin(struct gw_peer *p)
 		p->rail_relay = true;
 		pthread_mutex_unlock(&p->lock);
 	}
+	j->c = gw_rdpc_new(&j->rp, &rdpc_cbs, p, j->err, sizeof(j->err));
+	/* the client copied the credentials */
+	explicit_bzero(j->password, sizeof(j->password));
 	/* the user's side of relayed channels first: the guest may speak at once */
 	open_relays(p, g);
-	if (pthread_create(&j->thread, NULL, rdp_connect_main, j) != 0) {
+	if (!j->c || pthread_create(&j->thread, NULL, rdp_connect_main, j) != 0) {
 		close_relays(p);
-		explicit_bzero(j->password, sizeof(j->password));
+		gw_rdpc_close(j->c);
 		free(j);
 		p->rail_relay = false;
 		show_fail(p, "Cannot show your app", "Out of resources.");
@@ -858,14 +861,17 @@ static bool connect_rdp_begin(struct gw_peer *p)
 	return true;
 }
 
-/* Wait for the connecting thread (if any) and take its result. */
+/* Wait for the connecting thread and take its result (NULL: failed, closed). */
 static struct gw_rdpc *connect_rdp_join(struct gw_peer *p, struct rdp_connect **out)
 {
 	struct rdp_connect *j = p->connecting;
 	p->connecting = NULL;
 	pthread_join(j->thread, NULL);
 	*out = j;
-	return j->result;
+	if (j->ok)
+		return j->c;
+	gw_rdpc_close(j->c);
+	return NULL;
 }
 
 /* The connection to the guest is made (or failed): show it. */
@@ -966,10 +972,17 @@ static void poll_session(struct gw_peer *p)
 {
 	int64_t now = now_ms();
 	if (p->connecting) {
-		if (__atomic_load_n(&p->connecting->done, __ATOMIC_ACQUIRE)) {
+		struct rdp_connect *j = p->connecting;
+		if (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
 			if (connect_rdp_finish(p))
 				guest_shown(p);
 			return;
+		}
+		if (!j->aborted && now - j->t0 > GUEST_CONNECT_MS) {
+			log_warn("peer %s: session=%s guest RDP handshake not done after %d s",
+				 p->addr, p->sess.id, GUEST_CONNECT_MS / 1000);
+			j->aborted = true;
+			gw_rdpc_abort(j->c);
 		}
 		if (now - p->last_draw_ms >= 1000)
 			draw_wait(p);
@@ -1442,7 +1455,8 @@ out:
 	gw_vnc_close(p->vnc);
 	p->vnc = NULL;
 	if (p->connecting) {
-		struct rdp_connect *j;
+		struct rdp_connect *j = p->connecting;
+		gw_rdpc_abort(j->c); /* the user left: stop waiting for the guest */
 		gw_rdpc_close(connect_rdp_join(p, &j));
 		free(j);
 	}

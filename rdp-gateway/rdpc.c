@@ -14,7 +14,14 @@
 #include <freerdp/freerdp.h>
 #include <freerdp/gdi/gdi.h>
 #include <freerdp/input.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +47,13 @@ struct gw_rdpc {
 	size_t n_relay;
 	pReceiveChannelData channels_data; /* the default, for every other channel */
 	bool relay_clipboard, relay_drive;
+	/* The guest socket is ours (fd), FreeRDP works on a duplicate (fd_dup, its
+	 * "|fd" host; it closes that one): an abort shuts the socket down through
+	 * ours at any phase, and no descriptor is ever closed twice. */
+	int fd, fd_dup;
+	bool handed; /* fd_dup given to FreeRDP */
+	struct sockaddr_in addr;
+	volatile bool aborted;
 };
 
 static pthread_once_t addins_once = PTHREAD_ONCE_INIT;
@@ -313,8 +327,8 @@ static void ctx_free(freerdp *inst, rdpContext *ctx)
 	free(c->program);
 }
 
-struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,
-				void *arg, char *err, size_t errlen)
+struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,
+			    void *arg, char *err, size_t errlen)
 {
 	pthread_once(&addins_once, register_addins);
 	freerdp *inst = freerdp_new();
@@ -339,10 +353,20 @@ struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_
 	c->inst = inst;
 	c->cbs = *cbs;
 	c->arg = arg;
+	c->fd = c->fd_dup = -1;
 	rdpSettings *s = inst->settings;
 	bool rdp = strcmp(p->security, "tls") != 0, tls = strcmp(p->security, "rdp") != 0;
-	bool ok = (s->ServerHostname = strdup(p->host)) != NULL;
-	s->ServerPort = p->port;
+	c->addr.sin_family = AF_INET;
+	c->addr.sin_port = htons((uint16_t)p->port);
+	if (inet_pton(AF_INET, p->host, &c->addr.sin_addr) != 1) {
+		snprintf(err, errlen, "guest address %s is not an IPv4 address", p->host);
+		gw_rdpc_close(c);
+		return NULL;
+	}
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->fd_dup = c->fd >= 0 ? fcntl(c->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	bool ok = c->fd >= 0 && c->fd_dup >= 0 && (s->ServerHostname = strdup("|")) != NULL;
+	s->ServerPort = (UINT32)c->fd_dup;
 	if (p->user && *p->user)
 		ok = ok && (s->Username = strdup(p->user));
 	if (p->domain && *p->domain)
@@ -352,6 +376,7 @@ struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_
 	s->AutoLogonEnabled = s->Username != NULL;
 	s->DesktopWidth = p->width;
 	s->DesktopHeight = p->height;
+	s->TcpConnectTimeout = 10000; /* 127.0.0.1: only a wedged forward takes long */
 	s->ColorDepth = 32;
 	s->RdpSecurity = rdp;
 	s->TlsSecurity = tls;
@@ -384,14 +409,34 @@ struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_
 		gw_rdpc_close(c);
 		return NULL;
 	}
-	if (!freerdp_connect(inst)) {
-		UINT32 e = freerdp_get_last_error(inst->context);
-		snprintf(err, errlen, "%s",
-			 e ? freerdp_get_last_error_string(e) : "connection failed");
-		gw_rdpc_close(c);
-		return NULL;
-	}
 	return c;
+}
+
+bool gw_rdpc_connect(struct gw_rdpc *c, char *err, size_t errlen)
+{
+	int one = 1;
+	if (c->aborted || connect(c->fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0) {
+		snprintf(err, errlen, "%s", c->aborted ? "cancelled" : strerror(errno));
+		return false;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->handed = true;
+	bool ok = freerdp_connect(c->inst);
+	char *pw = c->ctx.settings->Password; /* sent (or not): not needed again */
+	if (pw)
+		explicit_bzero(pw, strlen(pw));
+	if (ok)
+		return true;
+	UINT32 e = freerdp_get_last_error(&c->ctx);
+	snprintf(err, errlen, "%s", e ? freerdp_get_last_error_string(e) : "connection failed");
+	return false;
+}
+
+void gw_rdpc_abort(struct gw_rdpc *c)
+{
+	c->aborted = true;
+	freerdp_abort_connect(c->inst);
+	shutdown(c->fd, SHUT_RDWR); /* wakes a read blocked in any phase */
 }
 
 DWORD gw_rdpc_handles(struct gw_rdpc *c, HANDLE *h, DWORD max)
@@ -479,9 +524,15 @@ void gw_rdpc_close(struct gw_rdpc *c)
 		return;
 	freerdp *inst = c->inst;
 	rdpSettings *s = inst->settings;
+	int c_fd = c->fd, c_dup = c->fd_dup; /* C is freed with the context */
+	bool c_handed = c->handed;
 	if (s->Password)
 		explicit_bzero(s->Password, strlen(s->Password));
 	freerdp_disconnect(inst);
 	freerdp_context_free(inst);
 	freerdp_free(inst);
+	if (c_fd >= 0)
+		close(c_fd);
+	if (c_dup >= 0 && !c_handed)
+		close(c_dup);
 }

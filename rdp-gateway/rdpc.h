@@ -46,9 +46,13 @@ struct gw_rdpc_cbs {
 
 enum { GW_WIN_CREATE, GW_WIN_UPDATE, GW_WIN_DELETE, GW_WIN_ICON, GW_WIN_CACHED_ICON };
 
-/* Connect (blocks for the handshake). NULL with ERR set on failure. */
-struct gw_rdpc *gw_rdpc_connect(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,
-				void *arg, char *err, size_t errlen);
+/* A client for P (nothing sent yet). NULL with ERR set on failure. */
+struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,
+			    void *arg, char *err, size_t errlen);
+/* Connect: blocks for the whole handshake. False with ERR set on failure. */
+bool gw_rdpc_connect(struct gw_rdpc *c, char *err, size_t errlen);
+/* Make a connect in progress on another thread give up (any thread). */
+void gw_rdpc_abort(struct gw_rdpc *c);
 /* Event handles to wait on, and the pump; false when the guest went away. */
 DWORD gw_rdpc_handles(struct gw_rdpc *c, HANDLE *h, DWORD max);
 bool gw_rdpc_pump(struct gw_rdpc *c);
