@@ -677,6 +677,35 @@ static BOOL on_rdp_window(void *arg, int kind, const WINDOW_ORDER_INFO *oi, cons
 	return ok;
 }
 
+static BOOL on_rdp_pointer(void *arg, int kind, const void *u)
+{
+	struct gw_peer *p = arg;
+	rdpPointerUpdate *pu = p->ctx.update->pointer;
+	BOOL ok = TRUE;
+	pthread_mutex_lock(&p->lock);
+	if (p->activated) {
+		switch (kind) {
+		case GW_PTR_POSITION:
+			ok = pu->PointerPosition(&p->ctx, u);
+			break;
+		case GW_PTR_SYSTEM:
+			ok = pu->PointerSystem(&p->ctx, u);
+			break;
+		case GW_PTR_COLOR:
+			ok = pu->PointerColor(&p->ctx, u);
+			break;
+		case GW_PTR_NEW:
+			ok = pu->PointerNew(&p->ctx, u);
+			break;
+		case GW_PTR_CACHED:
+			ok = pu->PointerCached(&p->ctx, u);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
 /* rail channel thread */
 static void on_rdp_exec_result(void *arg, const RAIL_EXEC_RESULT_ORDER *r)
 {
@@ -770,6 +799,7 @@ static const struct gw_rdpc_cbs rdpc_cbs = {
     .min_max = on_rdp_min_max,
     .local_move_size = on_rdp_local_move_size,
     .channel = on_rdp_channel,
+    .pointer = on_rdp_pointer,
 };
 
 /*
@@ -835,7 +865,12 @@ static bool connect_rdp_begin(struct gw_peer *p)
 					.height = h,
 					.program = relay ? j->program : NULL,
 					.clipboard = g->clipboard,
-					.drive = g->drive};
+					.drive = g->drive,
+					/* the user's cache: only known when it sent it
+					 * (large pointers); 20 is what every client has */
+					.pointer_cache = !s->ColorPointerFlag  ? 0
+							 : s->PointerCacheSize ? s->PointerCacheSize
+									       : 20};
 	j->p = p;
 	j->t0 = now_ms();
 	if (relay) {
@@ -917,6 +952,11 @@ static void close_rdp_guest(struct gw_peer *p)
 	struct gw_rdpc *c = p->rdpc;
 	p->rdpc = NULL;
 	p->rail_relay = false;
+	if (c && p->activated) {
+		/* the guest's pointer shape goes with it */
+		POINTER_SYSTEM_UPDATE def = {.type = SYSPTR_DEFAULT};
+		p->ctx.update->pointer->PointerSystem(&p->ctx, &def);
+	}
 	pthread_mutex_unlock(&p->lock);
 	gw_rdpc_close(c);
 }

@@ -46,7 +46,7 @@ struct gw_rdpc {
 	struct relay relay[RELAY_MAX];
 	size_t n_relay;
 	pReceiveChannelData channels_data; /* the default, for every other channel */
-	bool relay_clipboard, relay_drive;
+	bool relay_clipboard, relay_drive, relay_pointers;
 	/* The guest socket is ours (fd), FreeRDP works on a duplicate (fd_dup, its
 	 * "|fd" host; it closes that one): an abort shuts the socket down through
 	 * ours at any phase, and no descriptor is ever closed twice. */
@@ -176,6 +176,19 @@ static BOOL win_cached_icon(rdpContext *ctx, const WINDOW_ORDER_INFO *oi,
 	return c->cbs.window ? c->cbs.window(c->arg, GW_WIN_CACHED_ICON, oi, o) : TRUE;
 }
 
+/* Pointers: relayed as they are; the guest uses at most the user's cache size. */
+#define PTR_RELAY(name, kind, type)                                                                \
+	static BOOL name(rdpContext *ctx, const type *u)                                           \
+	{                                                                                          \
+		struct gw_rdpc *c = (struct gw_rdpc *)ctx;                                         \
+		return c->cbs.pointer ? c->cbs.pointer(c->arg, kind, u) : TRUE;                    \
+	}
+PTR_RELAY(ptr_position, GW_PTR_POSITION, POINTER_POSITION_UPDATE)
+PTR_RELAY(ptr_system, GW_PTR_SYSTEM, POINTER_SYSTEM_UPDATE)
+PTR_RELAY(ptr_color, GW_PTR_COLOR, POINTER_COLOR_UPDATE)
+PTR_RELAY(ptr_new, GW_PTR_NEW, POINTER_NEW_UPDATE)
+PTR_RELAY(ptr_cached, GW_PTR_CACHED, POINTER_CACHED_UPDATE)
+
 /* --- relayed static channels (clipboard, drives) --- */
 
 static struct relay *relay_by_id(struct gw_rdpc *c, UINT16 id)
@@ -287,6 +300,14 @@ static BOOL post_connect(freerdp *inst)
 	w->WindowDelete = win_delete;
 	w->WindowIcon = win_icon;
 	w->WindowCachedIcon = win_cached_icon;
+	if (c->relay_pointers) {
+		rdpPointerUpdate *pu = inst->update->pointer;
+		pu->PointerPosition = ptr_position;
+		pu->PointerSystem = ptr_system;
+		pu->PointerColor = ptr_color;
+		pu->PointerNew = ptr_new;
+		pu->PointerCached = ptr_cached;
+	}
 	for (size_t i = 0; i < c->n_relay; i++)
 		c->relay[i].id = freerdp_channels_get_id_by_name(inst, c->relay[i].name);
 	c->channels_data = inst->ReceiveChannelData;
@@ -389,11 +410,28 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	s->SupportGraphicsPipeline = FALSE;
 	s->RemoteFxCodec = FALSE;
 	s->AudioPlayback = FALSE;
+	/* no channel of our own towards the guest: each of these would load FreeRDP's
+	 * device redirection (rdpdr) or sound plugins here */
+	s->AudioPlayback = FALSE;
+	s->AudioCapture = FALSE;
+	s->RemoteConsoleAudio = FALSE;
+	s->NetworkAutoDetect = FALSE;
+	s->SupportHeartbeatPdu = FALSE;
+	s->SupportMultitransport = FALSE;
 	s->RedirectClipboard = FALSE; /* relayed raw instead (pre_connect) */
 	s->DeviceRedirection = FALSE;
 	s->RedirectDrives = FALSE;
 	c->relay_clipboard = p->clipboard;
 	c->relay_drive = p->drive;
+	c->relay_pointers = p->pointer_cache > 0;
+	if (c->relay_pointers) {
+		/* cached pointer indexes pass through: never more slots than the user has
+		 * (without large pointers only the color pointer cache size is sent: what
+		 * XP's RDP 5.x knows) */
+		s->PointerCacheSize = p->pointer_cache < 25 ? p->pointer_cache : 25;
+		s->ColorPointerFlag = TRUE;
+		s->LargePointerFlag = 0;
+	}
 	s->AsyncInput = FALSE;
 	s->AsyncUpdate = FALSE;
 	if (p->program) {

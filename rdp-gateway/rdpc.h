@@ -26,6 +26,7 @@ struct gw_rdpc_params {
 	unsigned width, height;
 	const char *program; /* RemoteApp program; NULL: a desktop session */
 	bool clipboard, drive;
+	unsigned pointer_cache; /* the user's pointer cache size; 0: pointers not relayed */
 };
 
 struct gw_rdpc_cbs {
@@ -39,12 +40,15 @@ struct gw_rdpc_cbs {
 	void (*exec_result)(void *arg, const RAIL_EXEC_RESULT_ORDER *r);
 	void (*min_max)(void *arg, const RAIL_MINMAXINFO_ORDER *m);
 	void (*local_move_size)(void *arg, const RAIL_LOCALMOVESIZE_ORDER *m);
+	/* pointer shapes and moves from the guest, to relay (GW_PTR_*; peer thread) */
+	BOOL (*pointer)(void *arg, int kind, const void *update);
 	/* a static channel's PDU from the guest (cliprdr/rdpdr relay; peer thread) */
 	void (*channel)(void *arg, const char *name, const BYTE *data, size_t len, UINT32 flags,
 			size_t total);
 };
 
 enum { GW_WIN_CREATE, GW_WIN_UPDATE, GW_WIN_DELETE, GW_WIN_ICON, GW_WIN_CACHED_ICON };
+enum { GW_PTR_POSITION, GW_PTR_SYSTEM, GW_PTR_COLOR, GW_PTR_NEW, GW_PTR_CACHED };
 
 /* A client for P (nothing sent yet). NULL with ERR set on failure. */
 struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,

@@ -507,6 +507,8 @@ struct win {
 static bool shows_pattern(void *arg)
 {
 	struct win *v = arg;
+	/* the guest's pointer (a cross) would be drawn over the pattern: move it off */
+	sh("xdotool mousemove 1279 1023");
 	if (!window_geometry(v->args, &v->x, &v->y, &v->ww, &v->wh))
 		return false;
 	int w = v->w < v->ww ? v->w : v->ww, h = v->h < v->wh ? v->h : v->wh;
@@ -579,6 +581,12 @@ static void test_rdp_desktop(void)
 	CHECK_MSG(echo, "the key's echo block is on the client's screen");
 	sh("xdotool mousemove %d %d click 1", x0 + 700, y0 + 600);
 	CHECK(wait_for(serial_has, "RDPSRV CLICK 700 600", 10000));
+	/* the guest's own pointer shape (a green cross) is what the client shows */
+	bool cross = false;
+	for (int i = 0; i < 20 && !cross; i++, usleep(200000))
+		cross = pixel_is(x0 + 700, y0 + 590, 0x00ff00) &&
+			pixel_is(x0 + 690, y0 + 600, 0x00ff00);
+	CHECK_MSG(cross, "the guest's pointer is relayed to the client");
 	bool click = false;
 	for (int i = 0; i < 30 && !click; i++, usleep(200000))
 		click = pixel_is(x0 + 702, y0 + 602, RDPSRV_CLICK);

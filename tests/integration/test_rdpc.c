@@ -2,7 +2,8 @@
  * The rdp backend's client (rdp-gateway/rdpc.c) against nestor-test-rdpsrv
  * running on this host (standard RDP security, its own account):
  *  - a desktop: the pattern arrives in the client's buffer exactly, damage
- *    is reported, a key comes back as its echo block;
+ *    is reported, the server's pointer is handed on, a key comes back as its
+ *    echo block;
  *  - RemoteApp: the server's window order is relayed, with its title;
  *  - a wrong account gets the server's "logon" screen, not the pattern;
  *  - nothing listening: a clear error at once;
@@ -34,6 +35,8 @@ static char dir[512];
 static unsigned srv_port;
 
 struct seen {
+	int pointer_new, pointer_cached;
+	unsigned pointer_w;
 	int damage;
 	int windows;
 	char title[64];
@@ -58,7 +61,19 @@ static BOOL on_window(void *arg, int kind, const WINDOW_ORDER_INFO *oi, const vo
 	return TRUE;
 }
 
-static const struct gw_rdpc_cbs cbs = {.damage = on_damage, .window = on_window};
+static BOOL on_pointer(void *arg, int kind, const void *u)
+{
+	struct seen *s = arg;
+	if (kind == GW_PTR_NEW) {
+		s->pointer_new++;
+		s->pointer_w = ((const POINTER_NEW_UPDATE *)u)->colorPtrAttr.width;
+	}
+	s->pointer_cached += kind == GW_PTR_CACHED;
+	return TRUE;
+}
+
+static const struct gw_rdpc_cbs cbs = {
+    .damage = on_damage, .window = on_window, .pointer = on_pointer};
 
 static uint32_t px(struct gw_rdpc *c, int x, int y)
 {
@@ -122,7 +137,8 @@ static struct gw_rdpc *open_client(const char *user, const char *pass, const cha
 				   .password = pass,
 				   .width = 800,
 				   .height = 600,
-				   .program = program};
+				   .program = program,
+				   .pointer_cache = 20};
 	struct gw_rdpc *c = gw_rdpc_new(&p, &cbs, seen, err, errlen);
 	if (c && !gw_rdpc_connect(c, err, errlen)) {
 		gw_rdpc_close(c);
@@ -143,6 +159,16 @@ static void test_desktop(void)
 	int origin[2] = {0, 0};
 	CHECK_MSG(pump_until(c, pattern_at, origin, 10000), "the pattern, exactly");
 	CHECK(seen.damage > 0);
+	/* the server's own pointer is handed on, shape and cache slot */
+	CHECK_MSG(seen.pointer_new == 1 && seen.pointer_w == 32, "pointer new: %d, %u wide",
+		  seen.pointer_new, seen.pointer_w);
+	CHECK(seen.pointer_cached == 1);
+	/* and no channel of the client's own reached the server (no relay asked) */
+	char log[600];
+	snprintf(log, sizeof(log), "%s/rdpsrv.log", dir);
+	char *l = testenv_slurp(log, NULL);
+	CHECK_MSG(l && strstr(l, "rail=0 channels=-"), "no channels towards the server");
+	free(l);
 	gw_rdpc_key(c, KBD_FLAGS_DOWN, 0x1e);
 	gw_rdpc_key(c, KBD_FLAGS_RELEASE, 0x1e);
 	CHECK_MSG(pump_until(c, echo_a, NULL, 5000), "the key's echo block");

@@ -10,7 +10,8 @@
  *     and reports it on stdout ("RDPSRV KEY 30", "RDPSRV CLICK x y");
  *   - can require standard RDP security (as Windows XP does) and a user
  *     name and password (wrong ones get a red "logon" screen);
- *   - on F9 animates a box as fast as the client takes it (benchmarks).
+ *   - on F9 animates a box as fast as the client takes it (benchmarks);
+ *   - sets its own pointer (a 32x32 green cross) when the client can take it.
  */
 #include "pattern.h"
 
@@ -265,6 +266,38 @@ static UINT rail_ok(RailServerContext *rc, const void *any)
 	return CHANNEL_RC_OK;
 }
 
+/* --- pointer: a 32x32 crosshair of our own, in cache slot 0 --- */
+
+static bool send_pointer(struct conn *c)
+{
+	static BYTE xor_[32 * 32 * 4], and_[32 * 32 / 8];
+	for (int y = 0; y < 32; y++)
+		for (int x = 0; x < 32; x++) {
+			bool on = x == 15 || x == 16 || y == 15 || y == 16;
+			uint32_t v = on ? 0xff00ff00 : 0; /* opaque green cross */
+			memcpy(xor_ + ((size_t)y * 32 + (size_t)x) * 4, &v, 4);
+			if (!on)
+				and_[y * 4 + x / 8] |= (BYTE)(0x80 >> (x % 8)); /* transparent */
+		}
+	POINTER_NEW_UPDATE pn = {0};
+	pn.xorBpp = 32;
+	pn.colorPtrAttr.cacheIndex = 0;
+	pn.colorPtrAttr.xPos = 16;
+	pn.colorPtrAttr.yPos = 16;
+	pn.colorPtrAttr.width = 32;
+	pn.colorPtrAttr.height = 32;
+	pn.colorPtrAttr.lengthXorMask = sizeof(xor_);
+	pn.colorPtrAttr.lengthAndMask = sizeof(and_);
+	pn.colorPtrAttr.xorMaskData = xor_;
+	pn.colorPtrAttr.andMaskData = and_;
+	POINTER_CACHED_UPDATE pc = {.cacheIndex = 0};
+	pthread_mutex_lock(&c->lock);
+	BOOL ok = c->ctx.update->pointer->PointerNew(&c->ctx, &pn) &&
+		  c->ctx.update->pointer->PointerCached(&c->ctx, &pc);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
 /* --- clipboard: proves the channel reaches this server (relays) --- */
 
 static UINT clip_caps(CliprdrServerContext *cc, const CLIPRDR_CAPABILITIES *caps)
@@ -407,6 +440,8 @@ static BOOL on_activate(freerdp_peer *p)
 	c->activated = true;
 	if (c->authed)
 		clip_start(c);
+	if (c->authed && s->ColorPointerFlag && !send_pointer(c))
+		return FALSE;
 	if (c->rail_mode && c->authed) {
 		if (!WTSVirtualChannelManagerIsChannelJoined(c->vcm, "rail"))
 			return FALSE;
