@@ -518,14 +518,6 @@ void gw_rdpc_xmouse(struct gw_rdpc *c, UINT16 flags, UINT16 x, UINT16 y)
 	freerdp_input_send_extended_mouse_event(c->inst->input, flags, x, y);
 }
 
-void gw_rdpc_refresh(struct gw_rdpc *c)
-{
-	rdpSettings *s = c->ctx.settings;
-	RECTANGLE_16 r = {0, 0, (UINT16)(s->DesktopWidth - 1), (UINT16)(s->DesktopHeight - 1)};
-	if (s->RefreshRect)
-		c->ctx.update->RefreshRect(&c->ctx, 1, &r);
-}
-
 void gw_rdpc_activate(struct gw_rdpc *c, const RAIL_ACTIVATE_ORDER *a)
 {
 	if (c->rail)

@@ -65,7 +65,6 @@ void gw_rdpc_key(struct gw_rdpc *c, UINT16 flags, UINT16 code);
 void gw_rdpc_unicode(struct gw_rdpc *c, UINT16 flags, UINT16 code);
 void gw_rdpc_mouse(struct gw_rdpc *c, UINT16 flags, UINT16 x, UINT16 y);
 void gw_rdpc_xmouse(struct gw_rdpc *c, UINT16 flags, UINT16 x, UINT16 y);
-void gw_rdpc_refresh(struct gw_rdpc *c);
 /* RemoteApp requests from the user, relayed (any thread). */
 void gw_rdpc_activate(struct gw_rdpc *c, const RAIL_ACTIVATE_ORDER *a);
 void gw_rdpc_syscommand(struct gw_rdpc *c, const RAIL_SYSCOMMAND_ORDER *s);
