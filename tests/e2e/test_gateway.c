@@ -18,7 +18,8 @@
  *    reconnect gets the same guest; the forward listens on 127.0.0.1 only;
  *    the guest cannot open connections out; clipboard is relayed only when
  *    the image allows it (and then its PDUs pass both ways);
- *  - /app with a guest that serves RemoteApp: the guest's own window;
+ *  - /app with a guest that serves RemoteApp: the guest's own window, from a
+ *    template clone and from a warm pool;
  *  - /app with a guest that does not: one window with the app's title.
  */
 #include "check.h"
@@ -649,6 +650,17 @@ static void test_rdp_desktop(void)
 	CHECK(api(&d, "PUT", "/v1/images/xpdesk", "{\"clipboard\":0}", NULL) == 200);
 }
 
+static bool warm_ready(void *image)
+{
+	char path[128];
+	json_object *o = NULL;
+	snprintf(path, sizeof(path), "/v1/images/%s", (const char *)image);
+	api(&d, "GET", path, NULL, &o);
+	bool ok = jint(o, "warm_ready") >= 1;
+	json_object_put(o);
+	return ok;
+}
+
 static void test_rdp_remoteapp(void)
 {
 	/* from a template: the clone's RDP server is up at once, behind a new forward */
@@ -681,6 +693,22 @@ static void test_rdp_remoteapp(void)
 	sh("xdotool mousemove %d %d click 1", v.x + 300, v.y + 200);
 	CHECK(wait_for(serial_has, "RDPSRV CLICK 300 200", 10000));
 	stop_pid(&c);
+
+	/* from a warm pool: a paused clone, resumed for the user */
+	CHECK(api(&d, "DELETE", path, NULL, NULL) == 200);
+	CHECK(wait_state(&d, id, "ended", 30000));
+	CHECK(api(&d, "PUT", "/v1/images/xprail", "{\"warm_pool\":1}", NULL) == 200);
+	CHECK_MSG(wait_for(warm_ready, "xprail", 60000), "a warm rdp guest");
+	c = xfreerdp("erin", "erin-pw", RDPSRV_APP_ALIAS, xflog);
+	CHECK_MSG(wait_for(has_window, "^" RDPSRV_APP_TITLE "$", 60000), "the warm guest's window");
+	CHECK_MSG(wait_for(shows_pattern, &v, 20000), "the warm guest's pixels: %d differ", v.diff);
+	CHECK(session_of("erin", id, sizeof(id), NULL));
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	api(&d, "GET", path, NULL, &o);
+	CHECK_STR(jget(o, "start_path"), "warm");
+	json_object_put(o);
+	stop_pid(&c);
+	CHECK(api(&d, "PUT", "/v1/images/xprail", "{\"warm_pool\":0}", NULL) == 200);
 
 	/* a guest without RemoteApp: one window with the app's title, its desktop inside */
 	c = xfreerdp("frank", "frank-pw", "xpdeskapp", xflog);
