@@ -7,62 +7,25 @@
 #
 # usage: bench/storm-bench.sh [BUILD_DIR] [OUT_DIR] [SESSIONS]
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=$(cd "${1:-$top/build}" && pwd)
+. "$(dirname "$0")/env.sh"
+bench_env storm "${1:-}"
 out=${2:-$top/docs/storm}
 n=${3:-16}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-work=$(mktemp -d /tmp/nestor-storm-XXXXXX)
-guest=$build/tests
-ctl="$build/broker/nestorctl"
-export NESTOR_SOCKET=$work/run/api.sock
-port=$((30000 + $$ % 20000))
 
-cleanup() {
-	[ -n "${gw:-}" ] && kill "$gw" 2>/dev/null || true
-	[ -n "${brk:-}" ] && kill "$brk" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-mkdir -p "$work/pam"
-i=1
-while [ $i -le $((n + 1)) ]; do echo "user$i:pass$i:nestor"; i=$((i + 1)); done > "$work/passdb"
-m=/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so
-printf 'auth required %s passdb=%s/passdb\naccount required %s passdb=%s/passdb\n' \
-	"$m" "$work" "$m" "$work" > "$work/pam/nestor"
-cat > "$work/nestor.conf" <<CONF
-[nestord]
-state_dir = $work/state
-run_dir = $work/run
-[images]
+users=$(i=1; while [ $i -le $((n + 1)) ]; do echo "user$i:pass$i"; i=$((i + 1)); done)
+# the storm's N users plus the canary
+bench_start "$users" "[images]
 auto_template = false
 [caps]
-# the storm's N users plus the canary
 max_sessions = $((n + 1))
 [auth]
 max_failures = 0
 [sessions]
-stop_grace = 1
-CONF
-cat > "$work/gateway.conf" <<CONF
-[gateway]
-port = $port
-api_socket = $work/run/api.sock
-state_dir = $work/gw
-[limits]
+stop_grace = 1" "[limits]
 max_per_address = 0
-rate_per_address = 0
-CONF
-
-LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=$work/pam \
-	"$build/broker/nestord" --config "$work/nestor.conf" 2>"$work/nestord.log" &
-brk=$!
-for _ in $(seq 100); do "$ctl" status >/dev/null 2>&1 && break; sleep 0.1; done
-"$build/rdp-gateway/nestor-gateway" --config "$work/gateway.conf" 2>"$work/gateway.log" &
-gw=$!
+rate_per_address = 0"
 for name in cold fast; do
 	cp "$guest/base.qcow2" "$work/$name.qcow2"
 	"$ctl" images add "$name" --base "$work/$name.qcow2" --memory 256 --kernel "$guest/vmlinuz" \
