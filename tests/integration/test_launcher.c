@@ -277,12 +277,22 @@ static void test_rdp_ready(const struct lnch_profile *console)
 	p.guest_port = 3389;
 	p.ready = LNCH_READY_RDP;
 	struct watch w;
+	/* a cold boot loading ~100 libraries under TCG: 10 s here, more on a busy host */
+	struct lnch_config saved0 = cfg;
+	cfg.start_timeout_ms = 150000;
 	struct lnch_guest *g = start("rdp", &p, &w);
+	cfg = saved0;
 	if (!g)
 		return;
 	unsigned port = lnch_guest_host_port(g);
 	CHECK(port > 1024 && port < 65536);
-	CHECK(testenv_run_until(base, &w.ready, 60000));
+	bool ready = testenv_run_until(base, &w.ready, 150000);
+	CHECK(ready);
+	if (!ready) { /* what the guest said */
+		char *log = testenv_slurp(lnch_guest_serial_path(g), NULL);
+		fprintf(stderr, "rdp guest serial log:\n%s\n", log ? log : "(none)");
+		free(log);
+	}
 	fprintf(stderr, "rdp guest ready in %.2f s on 127.0.0.1:%u\n",
 		(double)(w.t_ready - w.t0) / 1000.0, port);
 	char *serial = testenv_slurp(lnch_guest_serial_path(g), NULL);
