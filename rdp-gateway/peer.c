@@ -612,7 +612,7 @@ static void on_rdp_damage(void *arg, int x, int y, int w, int h)
 }
 
 /* The guest's size becomes the session's: desktop resize, or a RAIL window resize. */
-static void on_vnc_resize(void *arg, int w, int h)
+static void on_guest_resize(void *arg, int w, int h)
 {
 	struct gw_peer *p = arg;
 	rdpSettings *s = p->ctx.settings;
@@ -793,7 +793,7 @@ static void close_relays(struct gw_peer *p)
 
 static const struct gw_rdpc_cbs rdpc_cbs = {
     .damage = on_rdp_damage,
-    .resize = on_vnc_resize,
+    .resize = on_guest_resize,
     .window = on_rdp_window,
     .exec_result = on_rdp_exec_result,
     .min_max = on_rdp_min_max,
@@ -984,7 +984,7 @@ static void enter_guest(struct gw_peer *p)
 		return;
 	} else {
 		explicit_bzero(p->secret, sizeof(p->secret));
-		p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_vnc_resize, p);
+		p->vnc = gw_vnc_connect(p->sess.vnc, on_vnc_damage, on_guest_resize, p);
 		if (!p->vnc) {
 			show_fail(p, "Cannot show your app",
 				  "The guest's screen is not reachable.");
