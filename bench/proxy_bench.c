@@ -1,6 +1,7 @@
 /*
  * proxy_bench: the rdp backend's cost, in one run. Two headless RDP clients
- * (libfreerdp-client) look at the same guest running nestor-test-rdpsrv:
+ * (the gateway's own, rdp-gateway/rdpc.c) look at the same guest running
+ * nestor-test-rdpsrv:
  * one directly (127.0.0.1:FORWARD, standard RDP security, the guest
  * account), one through nestor-gateway (TLS, the user's account). For each:
  *  - input round trip: a key goes out, the time until the server's echo
@@ -16,10 +17,8 @@
  */
 #include "../tests/rdpsrv/pattern.h"
 #include "httpc.h"
+#include "rdpc.h"
 
-#include <freerdp/freerdp.h>
-#include <freerdp/gdi/gdi.h>
-#include <freerdp/input.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -30,12 +29,11 @@
 #include <winpr/synch.h>
 #include <winpr/wlog.h>
 
-struct conn {
-	rdpContext ctx;
-	bool tls;
+/* One headless client: the gateway's own (rdp-gateway/rdpc.c) */
+struct client {
+	struct gw_rdpc *c;
 	unsigned frames, last_frame, keys;
 	bool anim_seen;
-	double t_change; /* last time the watched pixel changed */
 };
 
 static double now_s(void)
@@ -45,54 +43,32 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static uint32_t px(rdpContext *ctx, unsigned x, unsigned y)
+static uint32_t px(struct client *cl, unsigned x, unsigned y)
 {
-	rdpGdi *g = ctx->gdi;
-	if (!g || !g->primary_buffer || x >= (unsigned)g->width || y >= (unsigned)g->height)
+	int w, h, stride;
+	const uint8_t *p = cl->c ? gw_rdpc_pixels(cl->c, &w, &h, &stride) : NULL;
+	if (!p || x >= (unsigned)w || y >= (unsigned)h)
 		return 0xffffffff;
 	uint32_t v;
-	memcpy(&v, g->primary_buffer + (size_t)y * g->stride + (size_t)x * 4, 4);
+	memcpy(&v, p + (size_t)y * (size_t)stride + (size_t)x * 4, 4);
 	return v & 0xffffff; /* BGRX little endian: 0x00RRGGBB */
 }
 
-static BOOL end_paint(rdpContext *ctx)
+/* Every painted frame: count the animation's distinct frame numbers. */
+static void on_damage(void *arg, int x, int y, int w, int h)
 {
-	struct conn *c = (struct conn *)ctx;
-	uint32_t f = px(ctx, RDPSRV_ANIM_X, RDPSRV_ANIM_Y);
-	if (c->anim_seen || f != rdpsrv_pattern(RDPSRV_ANIM_X, RDPSRV_ANIM_Y)) {
-		if (f != c->last_frame) {
-			c->frames++;
-			c->last_frame = f;
+	struct client *cl = arg;
+	uint32_t f = px(cl, RDPSRV_ANIM_X, RDPSRV_ANIM_Y);
+	if (cl->anim_seen || f != rdpsrv_pattern(RDPSRV_ANIM_X, RDPSRV_ANIM_Y)) {
+		if (f != cl->last_frame) {
+			cl->frames++;
+			cl->last_frame = f;
 		}
-		c->anim_seen = true;
+		cl->anim_seen = true;
 	}
-	return TRUE;
 }
 
-static BOOL resize(rdpContext *ctx)
-{
-	return gdi_resize(ctx->gdi, ctx->settings->DesktopWidth, ctx->settings->DesktopHeight);
-}
-
-static BOOL post_connect(freerdp *inst)
-{
-	if (!gdi_init(inst, PIXEL_FORMAT_BGRX32))
-		return FALSE;
-	inst->update->EndPaint = end_paint;
-	inst->update->DesktopResize = resize;
-	return TRUE;
-}
-
-static BOOL pre_connect(freerdp *inst)
-{
-	return TRUE;
-}
-
-static DWORD accept_cert(freerdp *i, const char *h, UINT16 p, const char *cn, const char *s,
-			 const char *is, const char *fp, DWORD f)
-{
-	return 2;
-}
+static const struct gw_rdpc_cbs cbs = {.damage = on_damage};
 
 static bool split(const char *in, char *a, size_t al, char *b, size_t bl)
 {
@@ -105,78 +81,70 @@ static bool split(const char *in, char *a, size_t al, char *b, size_t bl)
 	return true;
 }
 
-static freerdp *open_conn(const char *hostport, const char *userpass, bool tls, const char *app)
+static bool open_conn(struct client *cl, const char *hostport, const char *userpass, bool tls,
+		      const char *app)
 {
-	char host[128], port[16], user[128], pass[128];
+	char host[128], port[16], user[128], pass[128], err[256];
 	if (!split(hostport, host, sizeof(host), port, sizeof(port)) ||
 	    !split(userpass, user, sizeof(user), pass, sizeof(pass)))
-		return NULL;
-	freerdp *inst = freerdp_new();
-	inst->ContextSize = sizeof(struct conn);
-	inst->PreConnect = pre_connect;
-	inst->PostConnect = post_connect;
-	inst->VerifyCertificateEx = accept_cert;
-	if (!freerdp_context_new(inst))
-		return NULL;
-	rdpSettings *s = inst->settings;
-	s->ServerHostname = strdup(host);
-	s->ServerPort = (UINT32)atoi(port);
-	s->Username = strdup(user);
-	s->Password = strdup(pass);
-	s->DesktopWidth = 1024;
-	s->DesktopHeight = 768;
-	s->ColorDepth = 32;
-	s->IgnoreCertificate = TRUE;
-	s->NlaSecurity = FALSE;
-	s->TlsSecurity = tls;
-	s->RdpSecurity = !tls;
-	s->SoftwareGdi = TRUE;
-	s->DesktopResize = TRUE;
-	s->SupportGraphicsPipeline = FALSE;
-	s->RemoteFxCodec = FALSE;
-	s->AudioPlayback = FALSE;
-	s->DeviceRedirection = FALSE;
-	s->RedirectClipboard = FALSE;
-	if (app)
-		s->AlternateShell = strdup(app);
-	if (!freerdp_connect(inst)) {
-		fprintf(stderr, "proxy_bench: cannot connect to %s\n", hostport);
-		return NULL;
+		return false;
+	struct gw_rdpc_params p = {.host = host,
+				   .port = (unsigned)atoi(port),
+				   .security = tls ? "tls" : "rdp",
+				   .user = user,
+				   .password = pass,
+				   .width = 1024,
+				   .height = 768,
+				   .shell = app};
+	struct gw_rdpc *c = gw_rdpc_new(&p, &cbs, cl, err, sizeof(err));
+	if (c && !gw_rdpc_connect(c, err, sizeof(err))) {
+		gw_rdpc_close(c);
+		c = NULL;
 	}
-	return inst;
+	if (!c)
+		fprintf(stderr, "proxy_bench: cannot connect to %s: %s\n", hostport, err);
+	cl->c = c;
+	return c != NULL;
 }
 
 /* Pump until COND holds or SECONDS pass. */
-static bool pump(freerdp *inst, double seconds, bool (*cond)(rdpContext *, void *), void *arg)
+static bool pump(struct client *cl, double seconds, bool (*cond)(struct client *, void *),
+		 void *arg)
 {
 	double end = now_s() + seconds;
 	while (now_s() < end) {
-		if (cond && cond(inst->context, arg))
+		if (cond && cond(cl, arg))
 			return true;
 		HANDLE h[64];
-		DWORD n = freerdp_get_event_handles(inst->context, h, 64);
+		DWORD n = gw_rdpc_handles(cl->c, h, 64);
 		if (!n || WaitForMultipleObjects(n, h, FALSE, 5) == WAIT_FAILED)
 			return false;
-		if (!freerdp_check_event_handles(inst->context))
+		if (!gw_rdpc_pump(cl->c))
 			return false;
 	}
-	return cond ? cond(inst->context, arg) : true;
+	return cond ? cond(cl, arg) : true;
 }
 
-static bool shows_pattern(rdpContext *ctx, void *arg)
+static bool shows_pattern(struct client *cl, void *arg)
 {
-	return px(ctx, 300, 300) == rdpsrv_pattern(300, 300) &&
-	       px(ctx, 700, 500) == rdpsrv_pattern(700, 500);
+	return px(cl, 300, 300) == rdpsrv_pattern(300, 300) &&
+	       px(cl, 700, 500) == rdpsrv_pattern(700, 500);
 }
 
 struct echo_want {
 	unsigned slot, code;
 };
 
-static bool echo_shown(rdpContext *ctx, void *arg)
+static bool echo_shown(struct client *cl, void *arg)
 {
 	struct echo_want *w = arg;
-	return px(ctx, RDPSRV_ECHO_X(w->slot) + 2, RDPSRV_ECHO_Y + 2) == rdpsrv_key_colour(w->code);
+	return px(cl, RDPSRV_ECHO_X(w->slot) + 2, RDPSRV_ECHO_Y + 2) == rdpsrv_key_colour(w->code);
+}
+
+static void key(struct client *cl, unsigned code)
+{
+	gw_rdpc_key(cl->c, KBD_FLAGS_DOWN, (UINT16)code);
+	gw_rdpc_key(cl->c, KBD_FLAGS_RELEASE, (UINT16)code);
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -190,11 +158,10 @@ struct result {
 	unsigned keys;
 };
 
-static bool measure(const char *name, freerdp *inst, unsigned nkeys, double seconds,
+static bool measure(const char *name, struct client *c, unsigned nkeys, double seconds,
 		    struct result *r)
 {
-	struct conn *c = (struct conn *)inst->context;
-	if (!pump(inst, 60, shows_pattern, NULL)) {
+	if (!pump(c, 60, shows_pattern, NULL)) {
 		fprintf(stderr, "proxy_bench: %s: the pattern never showed\n", name);
 		return false;
 	}
@@ -206,19 +173,18 @@ static bool measure(const char *name, freerdp *inst, unsigned nkeys, double seco
 	for (unsigned i = 0; i < nkeys; i++) {
 		struct echo_want w = {c->keys % RDPSRV_ECHO_SLOTS, codes[i % 12]};
 		/* a slot is reused every 32 keys: same code twice would not change it */
-		if (px(inst->context, RDPSRV_ECHO_X(w.slot) + 2, RDPSRV_ECHO_Y + 2) ==
+		if (px(c, RDPSRV_ECHO_X(w.slot) + 2, RDPSRV_ECHO_Y + 2) ==
 		    rdpsrv_key_colour(w.code))
 			w.code = codes[(i + 1) % 12];
 		double t0 = now_s();
-		freerdp_input_send_keyboard_event(inst->input, KBD_FLAGS_DOWN, (UINT16)w.code);
-		freerdp_input_send_keyboard_event(inst->input, KBD_FLAGS_RELEASE, (UINT16)w.code);
+		key(c, w.code);
 		c->keys++;
-		if (!pump(inst, 5, echo_shown, &w)) {
+		if (!pump(c, 5, echo_shown, &w)) {
 			fprintf(stderr, "proxy_bench: %s: key %u never echoed\n", name, i);
 			break;
 		}
 		rtt[got++] = (now_s() - t0) * 1000.0;
-		pump(inst, 0.05, NULL, NULL); /* let the rest of that frame settle */
+		pump(c, 0.05, NULL, NULL); /* let the rest of that frame settle */
 	}
 	qsort(rtt, got, sizeof(double), cmp_d);
 	r->keys = got;
@@ -227,16 +193,14 @@ static bool measure(const char *name, freerdp *inst, unsigned nkeys, double seco
 	r->rtt_max = got ? rtt[got - 1] : -1;
 	free(rtt);
 	/* throughput: the animation, for SECONDS */
-	freerdp_input_send_keyboard_event(inst->input, KBD_FLAGS_DOWN, RDPSRV_ANIM_KEY);
-	freerdp_input_send_keyboard_event(inst->input, KBD_FLAGS_RELEASE, RDPSRV_ANIM_KEY);
-	pump(inst, 1.0, NULL, NULL); /* warm up */
+	key(c, RDPSRV_ANIM_KEY);
+	pump(c, 1.0, NULL, NULL); /* warm up */
 	unsigned f0 = c->frames;
 	double t0 = now_s();
-	pump(inst, seconds, NULL, NULL);
+	pump(c, seconds, NULL, NULL);
 	r->fps = (double)(c->frames - f0) / (now_s() - t0);
-	freerdp_input_send_keyboard_event(inst->input, KBD_FLAGS_DOWN, RDPSRV_ANIM_KEY);
-	freerdp_input_send_keyboard_event(inst->input, KBD_FLAGS_RELEASE, RDPSRV_ANIM_KEY);
-	pump(inst, 0.5, NULL, NULL);
+	key(c, RDPSRV_ANIM_KEY);
+	pump(c, 0.5, NULL, NULL);
 	return got == nkeys;
 }
 
@@ -311,19 +275,20 @@ int main(int argc, char **argv)
 	}
 	WLog_SetLogLevel(WLog_GetRoot(), WLOG_ERROR);
 	struct result rp = {0}, rd = {0};
+	struct client pi = {0}, di = {0};
 	double t0 = now_s();
-	freerdp *pi = open_conn(gw, user, true, app);
+	bool ok = open_conn(&pi, gw, user, true, app);
 	rp.connect_ms = (now_s() - t0) * 1000.0;
-	bool ok = pi && measure("gateway", pi, keys, seconds, &rp);
+	ok = ok && measure("gateway", &pi, keys, seconds, &rp);
 	char direct[64];
 	unsigned fwd = ok ? forward_of(sock, user) : 0;
 	snprintf(direct, sizeof(direct), "127.0.0.1:%u", fwd);
 	if (ok && !fwd)
 		fprintf(stderr, "proxy_bench: no forward for the session in nestord\n");
 	t0 = now_s();
-	freerdp *di = fwd ? open_conn(direct, duser, false, NULL) : NULL;
+	ok = ok && fwd && open_conn(&di, direct, duser, false, NULL);
 	rd.connect_ms = (now_s() - t0) * 1000.0;
-	ok = ok && di && measure("direct", di, keys, seconds, &rd);
+	ok = ok && measure("direct", &di, keys, seconds, &rd);
 	if (!ok)
 		return 1;
 	printf("%-22s %10s %10s %10s %10s %12s\n", "path", "connect", "rtt p50", "rtt p95",
@@ -336,7 +301,7 @@ int main(int argc, char **argv)
 	    "{\"keys\":%u,\"seconds\":%.1f,\"direct\":{\"rtt_p50_ms\":%.1f,\"rtt_p95_ms\":%.1f,"
 	    "\"fps\":%.1f},\"gateway\":{\"rtt_p50_ms\":%.1f,\"rtt_p95_ms\":%.1f,\"fps\":%.1f}}\n",
 	    keys, seconds, rd.rtt_p50, rd.rtt_p95, rd.fps, rp.rtt_p50, rp.rtt_p95, rp.fps);
-	freerdp_disconnect(di);
-	freerdp_disconnect(pi);
+	gw_rdpc_close(di.c);
+	gw_rdpc_close(pi.c);
 	return 0;
 }

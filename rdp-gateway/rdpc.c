@@ -434,6 +434,8 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	}
 	s->AsyncInput = FALSE;
 	s->AsyncUpdate = FALSE;
+	if (p->shell && *p->shell)
+		ok = ok && (s->AlternateShell = strdup(p->shell));
 	if (p->program) {
 		s->RemoteApplicationMode = TRUE;
 		s->RemoteAppLanguageBarSupported = FALSE;

@@ -25,6 +25,7 @@ struct gw_rdpc_params {
 	const char *user, *domain, *password;
 	unsigned width, height;
 	const char *program; /* RemoteApp program; NULL: a desktop session */
+	const char *shell;   /* desktop session: the alternate shell (app name), or NULL */
 	bool clipboard, drive;
 	unsigned pointer_cache; /* the user's pointer cache size; 0: pointers not relayed */
 };
