@@ -45,6 +45,7 @@ struct pending {
 	struct api *api;
 	struct evhttp_request *req; /* NULL once the client is gone */
 	struct brk_watch *watch;
+	struct brk_authreq *auth; /* a PAM check in flight, cancelled if we go first */
 	struct event *timer;
 	char session[33];
 	char app[65];
@@ -52,6 +53,7 @@ struct pending {
 	char user[65];
 	bool connect; /* POST /v1/sessions: connect after auth */
 	bool created; /* reply 201 on success */
+	bool async;   /* a callback that cannot be cancelled will free it */
 };
 
 /* --- replies --- */
@@ -84,12 +86,22 @@ static void reply_err(struct evhttp_request *req, int code, const char *fmt, ...
 
 /* --- pending requests --- */
 
-static void pending_free(struct pending *p)
+static void pending_unlink(struct pending *p)
 {
+	if (!p->prevp)
+		return;
 	*p->prevp = p->next;
 	if (p->next)
 		p->next->prevp = p->prevp;
+	p->prevp = NULL;
+	p->next = NULL;
+}
+
+static void pending_free(struct pending *p)
+{
+	pending_unlink(p);
 	brk_unwatch(p->watch);
+	brk_auth_cancel(p->auth);
 	if (p->timer)
 		event_free(p->timer);
 	free(p);
@@ -99,8 +111,8 @@ static void on_conn_close(struct evhttp_connection *c, void *arg)
 {
 	struct pending *p = arg;
 	p->req = NULL; /* evhttp frees it */
-	if (!p->watch && !p->timer)
-		return; /* a PAM answer is still coming; it frees p */
+	if (p->async)
+		return; /* a slow operation (template, probe) answers later; it frees p */
 	pending_free(p);
 }
 
@@ -132,13 +144,13 @@ static struct evhttp_request *pending_take(struct pending *p)
 
 /* --- request parsing --- */
 
-enum ftype { F_STR, F_UINT, F_UINT_OR_NULL };
+enum ftype { F_STR, F_UINT, F_UINT_OR_NULL, F_NAMES };
 
 struct field {
 	const char *name;
 	enum ftype type;
 	bool required;
-	size_t max; /* F_STR: max length; F_UINT: max value */
+	size_t max; /* F_STR: max length; F_UINT: max value; F_NAMES: max count */
 };
 
 /* Parse the body as a JSON object with exactly the known FIELDS. */
@@ -158,6 +170,11 @@ static json_object *parse_body(struct evhttp_request *req, const struct field *f
 	}
 	evbuffer_copyout(in, text, len);
 	text[len] = '\0';
+	if (len == 0 && fields[0].name && !fields[0].required) {
+		/* no body: no optional field given */
+		free(text);
+		return json_object_new_object();
+	}
 	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
 	json_object *o = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
 	bool bad = !o || json_tokener_get_error(tok) != json_tokener_success ||
@@ -201,6 +218,24 @@ static json_object *parse_body(struct evhttp_request *req, const struct field *f
 			    (size_t)json_object_get_string_len(val)) {
 				snprintf(err, errlen, "field '%s' contains a NUL byte", key);
 				goto bad;
+			}
+			break;
+		case F_NAMES:
+			if (!json_object_is_type(val, json_type_array) ||
+			    json_object_array_length(val) > f->max) {
+				snprintf(err, errlen, "field '%s' must be an array of at most %zu names",
+					 key, f->max);
+				goto bad;
+			}
+			for (size_t i = 0; i < json_object_array_length(val); i++) {
+				json_object *e = json_object_array_get_idx(val, i);
+				if (!json_object_is_type(e, json_type_string) ||
+				    strlen(json_object_get_string(e)) !=
+					(size_t)json_object_get_string_len(e) ||
+				    !util_name_valid(json_object_get_string(e))) {
+					snprintf(err, errlen, "field '%s' holds a malformed name", key);
+					goto bad;
+				}
 			}
 			break;
 		case F_UINT_OR_NULL:
@@ -264,7 +299,10 @@ static int errno_status(int r)
 	case -EBUSY:
 		return 409;
 	case -ESHUTDOWN:
+	case -EAGAIN: /* the database is locked by another process: nothing was written */
 		return 503;
+	case -ENOSPC:
+		return 507;
 	case -EINVAL:
 		return 400;
 	default:
@@ -282,6 +320,7 @@ static void on_authed(int status, const char *reason, void *arg)
 {
 	struct pending *p = arg;
 	struct api *api = p->api;
+	p->auth = NULL; /* done: nothing to cancel */
 	struct evhttp_request *req = pending_take(p);
 	if (!req) {
 		pending_free(p);
@@ -349,7 +388,8 @@ static void do_auth(struct api *api, struct evhttp_request *req, bool connect)
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	snprintf(p->app, sizeof(p->app), "%s", jstr(o, "app"));
 	snprintf(p->client, sizeof(p->client), "%s", jstr(o, "client"));
-	int r = brk_authenticate(api->b, user, jstr(o, "password"), p->client, on_authed, p);
+	int r = brk_authenticate(api->b, user, jstr(o, "password"), p->client, on_authed, p,
+				 &p->auth);
 	wipe_field(o, "password");
 	json_object_put(o);
 	if (r < 0) {
@@ -447,9 +487,12 @@ static void do_caps(struct api *api, struct evhttp_request *req, enum evhttp_cmd
 		}
 		for (const struct field *x = f; x->name; x++) {
 			unsigned v;
-			if (juint(o, x->name, &v) && brk_caps_set(api->b, x->name, v) < 0) {
+			int r = juint(o, x->name, &v) ? brk_caps_set(api->b, x->name, v) : 0;
+			if (r < 0) {
 				json_object_put(o);
-				reply_err(req, 500, "cannot store %s", x->name);
+				reply_err(req, errno_status(r), "cannot store %s: %s", x->name,
+					  r == -EAGAIN ? "the database is busy, try again"
+						       : strerror(-r));
 				return;
 			}
 		}
@@ -493,7 +536,8 @@ static void do_user_caps(struct api *api, struct evhttp_request *req, enum evhtt
 		return;
 	}
 	if (r < 0) {
-		reply_err(req, 500, "cannot store the cap");
+		reply_err(req, errno_status(r), "cannot store the cap: %s",
+			  r == -EAGAIN ? "the database is busy, try again" : strerror(-r));
 		return;
 	}
 	o = json_object_new_object();
@@ -654,6 +698,7 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 			return;
 		}
 		p->created = true;
+		p->async = true;
 		int r = brk_image_add(api->b, &img, on_done, p, err, sizeof(err));
 		if (r < 0) {
 			pending_take(p);
@@ -666,7 +711,7 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 			reply_err(req, 503, "out of memory");
 			return;
 		}
-		p->created = false;
+		p->async = true;
 		int r = brk_template_build(api->b, name, on_done, p, err, sizeof(err));
 		if (r < 0) {
 			pending_take(p);
@@ -763,6 +808,82 @@ static bool uint_param(const struct evkeyvalq *q, const char *key, unsigned dflt
 	return true;
 }
 
+/* POST /v1/gateways/ID/lease {"sessions": [...]}: the gateway still holds these. */
+static void do_lease(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
+		     const char *gw)
+{
+	static const struct field f[] = {{"sessions", F_NAMES, true, 4096}, {NULL, 0, 0, 0}};
+	char err[256];
+	if (m != EVHTTP_REQ_POST) {
+		reply_err(req, 405, "use POST");
+		return;
+	}
+	json_object *o = parse_body(req, f, err, sizeof(err));
+	if (!o) {
+		reply_err(req, 400, "%s", err);
+		return;
+	}
+	json_object *arr;
+	json_object_object_get_ex(o, "sessions", &arr);
+	size_t n = json_object_array_length(arr);
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	if (!ids) {
+		json_object_put(o);
+		reply_err(req, 503, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		ids[i] = json_object_get_string(json_object_array_get_idx(arr, i));
+	unsigned held = brk_gateway_lease(api->b, gw, ids, n);
+	free(ids);
+	json_object_put(o);
+	json_object *r = json_object_new_object();
+	json_object_object_add(r, "held", json_object_new_int64(held));
+	json_object_object_add(r, "lease_ms", json_object_new_int64(BRK_LEASE_MS));
+	reply_json(req, 200, r);
+}
+
+static void on_probed(int err, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	if (req && err) {
+		reply_err(req, errno_status(err), "%s", msg);
+	} else if (req) {
+		reply_json(req, 200, brk_status_json(p->api->b));
+	}
+	pending_free(p);
+}
+
+/* GET /v1/accel: the decision; POST /v1/accel/probe: probe again, answer when done. */
+static void do_accel(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
+		     const char *sub)
+{
+	char err[256];
+	if (!sub && m == EVHTTP_REQ_GET) {
+		json_object *st = brk_status_json(api->b), *a;
+		json_object_object_get_ex(st, "accelerator", &a);
+		reply_json(req, 200, json_object_get(a));
+		json_object_put(st);
+	} else if (sub && !strcmp(sub, "probe") && m == EVHTTP_REQ_POST) {
+		struct pending *p = pending_new(api, req);
+		if (!p) {
+			reply_err(req, 503, "out of memory");
+			return;
+		}
+		p->async = true;
+		int r = brk_accel_probe(api->b, on_probed, p, err, sizeof(err));
+		if (r < 0) {
+			pending_take(p);
+			pending_free(p);
+			reply_err(req, errno_status(r), "%s", err);
+		}
+	} else {
+		reply_err(req, sub && strcmp(sub, "probe") ? 404 : 405,
+			  "use GET /v1/accel or POST /v1/accel/probe");
+	}
+}
+
 /* Split "/v1/a/b/c" into at most 4 segments; false if malformed. */
 static int split(const char *path, char seg[4][80])
 {
@@ -847,10 +968,19 @@ static void route(struct evhttp_request *req, void *arg)
 			brk_session_end(api->b, s, "ended by request");
 			session_reply(api, req, 200, s);
 		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "attach")) {
-			if (brk_session_attach(api->b, s, err, sizeof(err)) < 0)
+			static const struct field f[] = {{"gateway", F_STR, false, 32},
+							 {NULL, 0, 0, 0}};
+			json_object *o = parse_body(req, f, err, sizeof(err));
+			const char *gw = o ? jstr(o, "gateway") : "";
+			if (!o)
+				reply_err(req, 400, "%s", err);
+			else if (*gw && !util_name_valid(gw))
+				reply_err(req, 400, "malformed gateway name");
+			else if (brk_session_attach(api->b, s, *gw ? gw : NULL, err, sizeof(err)) < 0)
 				reply_err(req, 409, "%s", err);
 			else
 				session_reply(api, req, 200, s);
+			json_object_put(o);
 		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "detach")) {
 			if (brk_session_detach(api->b, s) < 0)
 				reply_err(req, 409, "session is not connected");
@@ -858,6 +988,8 @@ static void route(struct evhttp_request *req, void *arg)
 				session_reply(api, req, 200, s);
 		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "screendump")) {
 			struct pending *p = pending_new(api, req);
+			if (p)
+				p->async = true;
 			int r = p ? brk_session_screendump(api->b, s, on_dumped, p) : -ENOMEM;
 			if (r < 0) {
 				if (p) {
@@ -880,6 +1012,10 @@ static void route(struct evhttp_request *req, void *arg)
 		} else {
 			reply_err(req, 405, "method not allowed here");
 		}
+	} else if (!strcmp(what, "gateways") && id && sub && !strcmp(sub, "lease") && n == 4) {
+		do_lease(api, req, m, id);
+	} else if (!strcmp(what, "accel") && n <= 3) {
+		do_accel(api, req, m, id);
 	} else if (!strcmp(what, "caps") && n == 2) {
 		do_caps(api, req, m);
 	} else if (!strcmp(what, "users") && (n == 3 || n == 4) &&
@@ -972,11 +1108,13 @@ void api_destroy(struct api *api)
 		struct evhttp_request *req = pending_take(p);
 		if (req)
 			reply_err(req, 503, "nestord is shutting down");
-		if (p->watch || p->timer || !p->req) {
-			/* a PAM answer may still arrive for auth pendings: those are freed by
-			 * the broker's auth teardown, which drops callbacks */
+		if (p->async) {
+			/* its callback still comes (the broker calls every one, at the latest
+			 * when it is destroyed) and frees it: only forget it here */
+			pending_unlink(p);
+			continue;
 		}
-		pending_free(p);
+		pending_free(p); /* cancels a PAM check in flight, drops a watch */
 	}
 	if (api->http)
 		evhttp_free(api->http);

@@ -1,6 +1,7 @@
 /*
- * Broker internals shared by broker.c (sessions) and pool.c (image
- * registration, templates, warm pools). Not a public interface.
+ * Broker internals shared by broker.c (sessions), pool.c (image
+ * registration, templates, warm pools) and hostaccel.c (the accelerator
+ * decision). Not a public interface.
  */
 #ifndef NESTOR_BRK_PRIVATE_H
 #define NESTOR_BRK_PRIVATE_H
@@ -30,6 +31,7 @@ struct warm {
 	char image[65];
 	char template_dir[BRK_PATH_MAX];
 	unsigned memory_mb;
+	enum lnch_accel accel;
 	struct lnch_guest *guest;
 	bool ready;
 	bool stopping;
@@ -51,6 +53,9 @@ struct tjob {
 	char dir[BRK_PATH_MAX];
 	unsigned memory_mb;
 	bool running;
+	bool requeue; /* cancelled to run again (the accelerator changed) */
+	enum lnch_accel accel;
+	struct img_tbuild *build;
 	struct tjob_waiter *waiters;
 };
 
@@ -70,6 +75,11 @@ struct brk_session {
 	bool admitted;	       /* counted in the ledger */
 	bool counted_starting; /* counted as starting in the ledger */
 	char reason[256];      /* why queued / why ended */
+	enum lnch_accel accel; /* what the guest was started under */
+	bool retry;	       /* stopped to start again under another accelerator */
+	bool dirty;	       /* the row could not be written yet */
+	char lease_gw[33];     /* the gateway holding the connection ("" none) */
+	int64_t lease_until;   /* CONNECTED: disconnected when this passes (0: no lease) */
 	struct warm *handout;  /* warm guest reserved for this session */
 	struct brk_watch *watchers;
 };
@@ -86,8 +96,22 @@ struct brk {
 	struct lnch_config lcfg;
 	char vm_dir[BRK_PATH_MAX];
 	gid_t api_gid; /* 0: no api_group */
-	bool accel_ready;
-	struct lnch_accel_choice accel;
+	bool accel_ready; /* starts may run (a decision is known) */
+	struct brk_accel {
+		enum lnch_accel accel;
+		char reason[256];
+		char evidence[2048]; /* what it rests on (lnch_accel_evidence) */
+		char source[16];     /* probe | saved | fallback | config */
+		int64_t decided;     /* wall clock */
+		bool proven;	     /* a guest got ready under it */
+		bool probed;	     /* rests on a probe (not: no kernel was known) */
+	} acc;
+	bool accel_probing;
+	struct accel_waiter *accel_waiters;
+	unsigned tcg_failures; /* start timeouts under TCG: the host, not KVM, is slow */
+	struct event *kick;    /* deferred pump */
+	struct event *stop_timer;
+	struct brk_authreq *authreqs;
 	struct brk_session *sessions;
 	uint64_t next_qid;
 	struct event *tick;
@@ -104,6 +128,10 @@ struct brk {
 /* broker.c */
 void brk_check_stopped(struct brk *b);
 void brk_pump(struct brk *b);
+/* Pump from the loop, not from inside the caller. */
+void brk_kick(struct brk *b);
+/* The decision changed (hostaccel.c): guests starting under the old one start again. */
+void brk_accel_changed(struct brk *b, enum lnch_accel old);
 void brk_profile_of(const struct db_image *img, struct lnch_profile *p);
 const struct lnch_config *brk_lcfg(const struct brk *b);
 
@@ -123,5 +151,28 @@ bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, siz
 void pool_run_tjobs(struct brk *b);
 void pool_start_version_probe(struct brk *b);
 void pool_sweep_templates(struct brk *b);
+/* Restarted template builds of a crashed broker; warm guests it left running. */
+void pool_restore(struct brk *b);
+bool pool_owns(const struct brk *b, const char *id);
+void pool_accel_changed(struct brk *b, enum lnch_accel old);
+/* Template dir of IMAGE for the current accelerator into DIR ("" none). */
+void pool_template_dir(struct brk *b, const char *image, char *dir, size_t len);
+/* A template build's guest timed out or stopped: the pool's view. */
+void pool_cancel_builds(struct brk *b);
+
+/* hostaccel.c */
+const char *accel_name(enum lnch_accel a);
+/* At start: a saved decision that still holds, else a probe. */
+void accel_init(struct brk *b);
+/* A guest got ready under A. */
+void accel_guest_ready(struct brk *b, enum lnch_accel a);
+/* A start under A missed its deadline (WHO: for the log). True: start it again now (under TCG). */
+bool accel_start_timed_out(struct brk *b, enum lnch_accel a, const char *who);
+/* The start deadline under the current decision (shorter while KVM is unproven). */
+int accel_start_timeout_ms(const struct brk *b, int dflt_ms);
+/* An image was registered: a kernel to probe with may now be known. */
+void accel_image_added(struct brk *b, const struct db_image *img);
+json_object *accel_json(const struct brk *b);
+void accel_finish(struct brk *b);
 
 #endif

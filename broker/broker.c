@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define TICK_MS 1000
@@ -29,6 +30,7 @@
 
 static void start_guest(struct brk *b, struct brk_session *s);
 static void apply_pressure(struct brk *b);
+static void load_caps(struct brk *b);
 static void set_state(struct brk *b, struct brk_session *s, enum brk_state st);
 
 static const char *const state_names[] = {"queued",	  "starting", "ready", "connected",
@@ -60,11 +62,16 @@ static unsigned image_timeout(unsigned per_image, unsigned dflt)
 	return per_image ? per_image : dflt;
 }
 
+/* Write the session's row; what cannot be written now is written by the tick. */
 static void save(struct brk *b, struct brk_session *s)
 {
 	snprintf(s->rec.state, sizeof(s->rec.state), "%s", brk_state_name(s->state));
-	if (db_session_save(b->db, &s->rec) < 0)
-		log_err("session=%s cannot be saved", s->rec.id);
+	snprintf(s->rec.accel, sizeof(s->rec.accel), "%s", s->guest || s->rec.pid ? accel_name(s->accel) : "");
+	int r = db_session_save(b->db, &s->rec);
+	if (r < 0 && !s->dirty)
+		log_warn("session=%s cannot be saved yet (%s): kept, written later", s->rec.id,
+			 strerror(-r));
+	s->dirty = r < 0;
 }
 
 static void watch_unlink(struct brk_watch *w)
@@ -200,6 +207,7 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 		break;
 	case LNCH_READY:
 		if (s->state == BRK_STARTING) {
+			accel_guest_ready(b, s->accel);
 			share_screen(b, s);
 			int64_t took = util_now_ms() - s->start_ms;
 			if (s->counted_starting)
@@ -216,14 +224,30 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 		}
 		break;
 	case LNCH_STOPPED: {
-		char reason[300];
+		char reason[300], who[64];
+		s->guest = NULL;
+		lnch_guest_destroy(g);
+		snprintf(who, sizeof(who), "session=%s", s->rec.id);
+		if (s->state == BRK_STARTING &&
+		    (s->retry ||
+		     (why == LNCH_END_START_TIMEOUT && accel_start_timed_out(b, s->accel, who)))) {
+			/* the accelerator fell back: the same admission starts again at once */
+			s->retry = false;
+			log_info("session=%s starting again under %s", s->rec.id,
+				 accel_name(b->acc.accel));
+			db_audit(b->db, "session-restart", s->rec.user, s->rec.client, s->rec.id,
+				 accel_name(b->acc.accel));
+			start_guest(b, s);
+			break;
+		}
 		if (s->state == BRK_ENDING)
 			snprintf(reason, sizeof(reason), "%s", s->reason);
+		else if (why == LNCH_END_CRASHED || why == LNCH_END_LOST)
+			snprintf(reason, sizeof(reason), "lost: the guest stopped unexpectedly%s%s",
+				 detail && *detail ? ": " : "", detail ? detail : "");
 		else
 			snprintf(reason, sizeof(reason), "%s%s%s", lnch_end_name(why),
 				 detail && *detail ? ": " : "", detail ? detail : "");
-		s->guest = NULL;
-		lnch_guest_destroy(g);
 		end_session(b, s, reason);
 		brk_pump(b);
 		brk_check_stopped(b);
@@ -254,13 +278,34 @@ static void start_guest(struct brk *b, struct brk_session *s)
 	struct lnch_profile p;
 	brk_profile_of(&s->img, &p);
 	struct lnch_config lc = b->lcfg;
-	lc.start_timeout_ms =
-	    (int)image_timeout(s->img.start_timeout, b->cfg.timeouts.start) * 1000;
+	lc.start_timeout_ms = accel_start_timeout_ms(
+	    b, (int)image_timeout(s->img.start_timeout, b->cfg.timeouts.start) * 1000);
 	char err[512];
 	s->start_ms = util_now_ms();
 	s->admitted = s->counted_starting = true;
 	s->rec.started = util_wall_s();
+	s->accel = b->acc.accel;
+	s->rec.pid = 0;
 	set_state(b, s, BRK_STARTING);
+
+	/* A full disk would fail the overlay (or the guest, later): refuse plainly. */
+	struct statvfs vfs;
+	if (b->cfg.min_free_mb && statvfs(b->cfg.overlay_dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)b->cfg.min_free_mb << 20) {
+		snprintf(err, sizeof(err),
+			 "no disk space for the session: %llu MiB free for guest disks, %u MiB needed",
+			 (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
+			 b->cfg.min_free_mb);
+		log_err("session=%s %s (%s)", s->rec.id, err, b->cfg.overlay_dir);
+		db_audit(b->db, "session-refused", s->rec.user, s->rec.client, s->rec.id, err);
+		if (s->handout) {
+			lnch_guest_stop(s->handout->guest, 0);
+			pool_release(s->handout);
+			s->handout = NULL;
+		}
+		end_session(b, s, err);
+		return;
+	}
 
 	/* A modified base would corrupt every clone: refuse, naming the image. */
 	char why[600];
@@ -332,6 +377,7 @@ void brk_pump(struct brk *b)
 {
 	if (!b->accel_ready || b->stopping)
 		return;
+	event_del(b->kick);
 	int64_t now = util_now_ms();
 	struct quota_req r;
 	while (quota_expired(&b->quota, now, &r)) {
@@ -353,6 +399,36 @@ void brk_pump(struct brk *b)
 	}
 	pool_run_tjobs(b);
 	pool_refill(b);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	brk_pump(arg);
+}
+
+void brk_kick(struct brk *b)
+{
+	if (b->kick && !event_pending(b->kick, EV_TIMEOUT, NULL))
+		event_active(b->kick, EV_TIMEOUT, 0);
+}
+
+/*
+ * The accelerator fell back from OLD: what is still starting under it starts
+ * again (sessions keep their admission), warm guests and template builds of
+ * OLD make way. Caps that depend on the accelerator follow.
+ */
+void brk_accel_changed(struct brk *b, enum lnch_accel old)
+{
+	load_caps(b);
+	if (b->acc.accel == LNCH_ACCEL_KVM)
+		return; /* what runs under TCG runs on: only a fallback moves guests */
+	for (struct brk_session *s = b->sessions; s; s = s->next) {
+		if (s->state == BRK_STARTING && s->guest && s->accel == old && !s->retry) {
+			s->retry = true;
+			lnch_guest_stop(s->guest, 0);
+		}
+	}
+	pool_accel_changed(b, old);
 }
 
 /* --- sessions --- */
@@ -388,7 +464,7 @@ static void reap_ended(struct brk *b)
 	unsigned n = 0;
 	for (struct brk_session **pp = &b->sessions; *pp;) {
 		struct brk_session *s = *pp;
-		if (s->state == BRK_ENDED && ++n > ENDED_KEEP) {
+		if (s->state == BRK_ENDED && !s->dirty && ++n > ENDED_KEEP) {
 			*pp = s->next;
 			session_free(s);
 			continue;
@@ -477,7 +553,10 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	r.enqueued_ms = util_now_ms();
 	r.deadline_ms = wait ? r.enqueued_ms + (int64_t)wait * 1000 : 0;
 	quota_set_image_cap(&b->quota, img.name, img.max_sessions);
-	struct quota_decision d = quota_request(&b->quota, &r, r.enqueued_ms);
+	/* Before the host can start guests, everyone waits in line, in arrival order. */
+	struct quota_decision d = b->accel_ready
+				      ? quota_request(&b->quota, &r, r.enqueued_ms)
+				      : quota_enqueue(&b->quota, &r, r.enqueued_ms);
 	if (d.verdict != QUOTA_ADMIT && s->handout) {
 		/* not admitted after all: the warm guest goes back, with its id */
 		pool_put_back(b, s->handout);
@@ -494,15 +573,11 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	}
 	save(b, s);
 	*out = s;
-	if (d.verdict == QUOTA_ADMIT && b->accel_ready) {
+	if (d.verdict == QUOTA_ADMIT) {
 		start_guest(b, s);
 	} else {
-		if (d.verdict == QUOTA_ADMIT) {
-			/* admitted before the accelerator is known: wait for it */
-			quota_release(&b->quota, user, img.name, img.memory_mb, true);
-			quota_request(&b->quota, &r, r.enqueued_ms);
-		}
-		snprintf(s->reason, sizeof(s->reason), "%s", d.reason ? d.reason : "starting soon");
+		snprintf(s->reason, sizeof(s->reason), "%s",
+			 !b->accel_ready ? "nestord is starting up" : d.reason ? d.reason : "");
 		log_info("session=%s user=%s queued at %u: %s", s->rec.id, user, d.position,
 			 s->reason);
 		db_audit(b->db, "session-queued", user, client, s->rec.id, s->reason);
@@ -623,21 +698,24 @@ json_object *brk_status_json(struct brk *b)
 	json_object_object_add(use, "queued", json_object_new_int64((int64_t)b->quota.n_queue));
 	json_object_object_add(o, "caps", caps);
 	json_object_object_add(o, "usage", use);
-	json_object_object_add(o, "accel",
-			       json_object_new_string(!b->accel_ready			 ? "probing"
-						      : b->accel.accel == LNCH_ACCEL_KVM ? "kvm"
-											 : "tcg"));
+	json_object *acc = accel_json(b), *name;
+	json_object_object_get_ex(acc, "accel", &name);
+	json_object_object_add(o, "accel", json_object_get(name));
+	json_object_object_add(o, "accelerator", acc);
 	json_object_object_add(o, "version", json_object_new_string(NESTOR_VERSION));
 	return o;
 }
 
-int brk_session_attach(struct brk *b, struct brk_session *s, char *err, size_t errlen)
+int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway, char *err,
+		       size_t errlen)
 {
 	if (s->state != BRK_READY && s->state != BRK_CONNECTED && s->state != BRK_DISCONNECTED) {
 		snprintf(err, errlen, "session is %s, not ready", brk_state_name(s->state));
 		return -EAGAIN;
 	}
 	s->activity_ms = util_now_ms();
+	snprintf(s->lease_gw, sizeof(s->lease_gw), "%s", gateway ? gateway : "");
+	s->lease_until = s->lease_gw[0] ? util_now_ms() + BRK_LEASE_MS : 0;
 	set_state(b, s, BRK_CONNECTED);
 	db_audit(b->db, "session-attach", s->rec.user, s->rec.client, s->rec.id, NULL);
 	return 0;
@@ -647,6 +725,8 @@ int brk_session_detach(struct brk *b, struct brk_session *s)
 {
 	if (s->state != BRK_CONNECTED)
 		return -EINVAL;
+	s->lease_gw[0] = '\0';
+	s->lease_until = 0;
 	set_state(b, s, BRK_DISCONNECTED);
 	db_audit(b->db, "session-detach", s->rec.user, s->rec.client, s->rec.id, NULL);
 	return 0;
@@ -655,6 +735,23 @@ int brk_session_detach(struct brk *b, struct brk_session *s)
 void brk_session_activity(struct brk *b, struct brk_session *s)
 {
 	s->activity_ms = util_now_ms();
+}
+
+unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const *ids, size_t n)
+{
+	unsigned held = 0;
+	int64_t until = util_now_ms() + BRK_LEASE_MS;
+	for (size_t i = 0; i < n; i++) {
+		struct brk_session *s = brk_session_find(b, ids[i]);
+		if (!s || s->state != BRK_CONNECTED)
+			continue;
+		if (s->lease_gw[0] && strcmp(s->lease_gw, gateway))
+			continue; /* another gateway holds it now (the user moved) */
+		snprintf(s->lease_gw, sizeof(s->lease_gw), "%s", gateway);
+		s->lease_until = until;
+		held++;
+	}
+	return held;
 }
 
 struct dump {
@@ -752,6 +849,8 @@ void brk_check_stopped(struct brk *b)
 			return;
 	if (pool_busy(b) || b->tjobs)
 		return;
+	if (b->stop_timer)
+		event_del(b->stop_timer);
 	void (*done)(void *) = b->stop_done;
 	b->stop_done = NULL;
 	done(b->stop_arg);
@@ -784,8 +883,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		if (why) {
 			log_info("session=%s timeout: %s", s->rec.id, why);
 			brk_session_end(b, s, why);
+		} else if (s->state == BRK_CONNECTED && s->lease_until && now > s->lease_until) {
+			log_warn("session=%s user=%s gateway %s stopped renewing its lease: "
+				 "disconnected",
+				 s->rec.id, s->rec.user, s->lease_gw[0] ? s->lease_gw : "(unknown)");
+			db_audit(b->db, "session-lease-expired", s->rec.user, s->rec.client,
+				 s->rec.id, s->lease_gw);
+			brk_session_detach(b, s);
 		}
 	}
+	db_flush(b->db);
+	for (struct brk_session *s = b->sessions; s; s = s->next)
+		if (s->dirty)
+			save(b, s);
 	apply_pressure(b);
 	brk_pump(b);
 	reap_ended(b);
@@ -793,18 +903,34 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- authentication --- */
 
-struct authreq {
+/* A PAM check in flight; its caller may cancel it, the throttle and audit still count it. */
+struct brk_authreq {
+	struct brk_authreq *next, **prevp;
 	struct brk *b;
 	char user[65];
 	char client[64];
-	brk_auth_fn cb;
+	brk_auth_fn cb; /* NULL once cancelled */
 	void *arg;
 };
 
+static void authreq_unlink(struct brk_authreq *a)
+{
+	*a->prevp = a->next;
+	if (a->next)
+		a->next->prevp = a->prevp;
+}
+
+void brk_auth_cancel(struct brk_authreq *a)
+{
+	if (a)
+		a->cb = NULL;
+}
+
 static void on_auth(enum auth_result res, const char *reason, void *arg)
 {
-	struct authreq *a = arg;
+	struct brk_authreq *a = arg;
 	struct brk *b = a->b;
+	authreq_unlink(a);
 	char ukey[80], ckey[80];
 	snprintf(ukey, sizeof(ukey), "u:%s", a->user);
 	snprintf(ckey, sizeof(ckey), "a:%s", a->client);
@@ -826,12 +952,13 @@ static void on_auth(enum auth_result res, const char *reason, void *arg)
 		status = res == AUTH_DENIED ? -EACCES : res == AUTH_ACCOUNT ? -EPERM : -EIO;
 		log_info("login failed user=%s client=%s: %s", a->user, a->client, reason);
 	}
-	a->cb(status, reason, a->arg);
+	if (a->cb)
+		a->cb(status, reason, a->arg);
 	free(a);
 }
 
 int brk_authenticate(struct brk *b, const char *user, const char *password, const char *client,
-		     brk_auth_fn cb, void *arg)
+		     brk_auth_fn cb, void *arg, struct brk_authreq **out)
 {
 	if (!util_name_valid(user))
 		return -EINVAL;
@@ -845,7 +972,7 @@ int brk_authenticate(struct brk *b, const char *user, const char *password, cons
 		db_audit(b->db, "login-throttled", user, client, NULL, "refused while locked");
 		return -EAGAIN;
 	}
-	struct authreq *a = calloc(1, sizeof(*a));
+	struct brk_authreq *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	a->b = b;
@@ -854,9 +981,17 @@ int brk_authenticate(struct brk *b, const char *user, const char *password, cons
 	a->cb = cb;
 	a->arg = arg;
 	int r = auth_check(b->auth, user, password, on_auth, a);
-	if (r < 0)
+	if (r < 0) {
 		free(a);
-	return r;
+		return r;
+	}
+	a->next = b->authreqs;
+	if (a->next)
+		a->next->prevp = &a->next;
+	a->prevp = &b->authreqs;
+	b->authreqs = a;
+	*out = a;
+	return 0;
 }
 
 /* --- caps, images, apps --- */
@@ -867,7 +1002,7 @@ static unsigned auto_max_starting(const struct brk *b)
 	if (cores < 1)
 		cores = 1;
 	/* A TCG start keeps a core busy for seconds; KVM starts are cheap. */
-	if (b->accel_ready && b->accel.accel == LNCH_ACCEL_KVM)
+	if (b->accel_ready && b->acc.accel == LNCH_ACCEL_KVM)
 		return (unsigned)cores * 4;
 	return (unsigned)cores;
 }
@@ -1054,14 +1189,10 @@ static void restore_one(const struct db_session *rec, void *arg)
 		unsigned wait = image_timeout(s->img.queue_wait, b->cfg.timeouts.queue_wait);
 		r.deadline_ms = wait ? s->created_ms + (int64_t)wait * 1000 : 0;
 		quota_set_image_cap(&b->quota, rec->image, s->img.max_sessions);
-		struct quota_decision d = quota_request(&b->quota, &r, util_now_ms());
-		if (d.verdict == QUOTA_ADMIT) {
-			/* start once the accelerator is known: put it back in line */
-			quota_release(&b->quota, r.user, r.image, r.memory_mb, true);
-			quota_request(&b->quota, &r, util_now_ms());
-		} else if (d.verdict == QUOTA_REFUSE) {
+		/* back in line in its arrival order; started once the host is ready */
+		struct quota_decision d = quota_enqueue(&b->quota, &r, util_now_ms());
+		if (d.verdict == QUOTA_REFUSE)
 			end_session(b, s, d.reason);
-		}
 		log_info("session=%s restored (queued)", s->rec.id);
 		return;
 	}
@@ -1070,6 +1201,9 @@ static void restore_one(const struct db_session *rec, void *arg)
 	s->admitted = true;
 	s->counted_starting = st == BRK_STARTING;
 	s->start_ms = util_now_ms();
+	s->accel = !strcmp(rec->accel, "kvm") ? LNCH_ACCEL_KVM : LNCH_ACCEL_TCG;
+	if (st == BRK_CONNECTED) /* its gateway renews within a second, if it is still there */
+		s->lease_until = util_now_ms() + 2 * BRK_LEASE_MS;
 	char err[256];
 	struct lnch_profile p;
 	brk_profile_of(&s->img, &p);
@@ -1136,7 +1270,7 @@ static void sweep(struct brk *b)
 			if (dot)
 				*dot = '\0';
 			struct brk_session *s = brk_session_find(b, id);
-			if (s && live(s))
+			if ((s && live(s)) || pool_owns(b, id))
 				continue;
 			char path[BRK_PATH_MAX + 80];
 			snprintf(path, sizeof(path), "%s/%s", dirs[k], e->d_name);
@@ -1152,23 +1286,6 @@ static void sweep(struct brk *b)
 	}
 }
 
-static void on_accel(struct lnch_accel_choice c, void *arg)
-{
-	struct brk *b = arg;
-	if (c.err) {
-		log_err("%s: no guest can start until this is fixed", c.reason);
-		return;
-	}
-	b->accel = c;
-	b->accel_ready = true;
-	b->lcfg.accel = c.accel;
-	log_info("accelerator: %s", c.reason);
-	load_caps(b);
-	log_info("caps: max_sessions=%u max_starting=%u max_memory_mb=%u user_max_sessions=%u",
-		 b->quota.host.max_sessions, b->quota.host.max_starting,
-		 b->quota.host.max_memory_mb, b->quota.user_default_max);
-	brk_pump(b);
-}
 
 static int resolve_user(const char *name, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
@@ -1266,53 +1383,65 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	}
 	json_object_put(uc);
 
-	db_sessions_live(b->db, restore_one, b);
-	sweep(b);
-	pool_sweep_templates(b);
-	pool_start_version_probe(b);
-
+	b->kick = event_new(base, -1, 0, on_kick, b);
 	b->tick = event_new(base, -1, EV_PERSIST, on_tick, b);
 	struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
-	if (!b->tick || event_add(b->tick, &tv) < 0) {
+	if (!b->kick || !b->tick || event_add(b->tick, &tv) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	enum lnch_accel_mode mode = LNCH_ACCEL_AUTO;
-	lnch_accel_mode_parse(cfg->accel, &mode);
-	if (lnch_accel_probe(base, cfg->qemu, b->cfg.run_dir, mode, 3000, on_accel, b) < 0) {
-		snprintf(err, errlen, "cannot probe the accelerator");
-		goto fail;
-	}
+	db_sessions_live(b->db, restore_one, b);
+	pool_restore(b);
+	sweep(b);
+	pool_sweep_templates(b);
+	pool_start_version_probe(b);
+	accel_init(b);
+	load_caps(b);
+	log_info("caps: max_sessions=%u max_starting=%u max_memory_mb=%u user_max_sessions=%u",
+		 b->quota.host.max_sessions, b->quota.host.max_starting,
+		 b->quota.host.max_memory_mb, b->quota.user_default_max);
 	return b;
 fail:
 	brk_destroy(b);
 	return NULL;
 }
 
+/* Shutdown took longer than stop_grace allows: kill what is left. */
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct brk *b = arg;
+	log_warn("shutdown: guests still running after %u s: killing them",
+		 b->cfg.timeouts.stop_grace + 5);
+	for (struct brk_session *s = b->sessions; s; s = s->next) {
+		if (!s->guest)
+			continue;
+		lnch_guest_destroy(s->guest); /* kills QEMU and removes its files */
+		s->guest = NULL;
+		end_session(b, s, s->reason[0] ? s->reason : "nestord shut down");
+	}
+	pool_stop_all(b, true);
+	void (*done)(void *) = b->stop_done;
+	b->stop_done = NULL;
+	if (done)
+		done(b->stop_arg);
+}
+
 void brk_shutdown(struct brk *b, void (*done)(void *arg), void *arg)
 {
+	if (b->stopping)
+		return;
 	b->stopping = true;
 	b->stop_done = done;
 	b->stop_arg = arg;
-	pool_stop_all(b, false);
-	/* queued template builds never start; running ones finish or fail */
-	for (struct tjob *t = b->tjobs, *next; t; t = next) {
-		next = t->next;
-		if (!t->running) {
-			for (struct tjob **pp = &b->tjobs; *pp; pp = &(*pp)->next)
-				if (*pp == t) {
-					*pp = t->next;
-					break;
-				}
-			while (t->waiters) {
-				struct tjob_waiter *w = t->waiters;
-				t->waiters = w->next;
-				w->cb(-ESHUTDOWN, "nestord is shutting down", w->arg);
-				free(w);
-			}
-			free(t);
-		}
-	}
+	accel_finish(b);
+	/* warm guests are kept like sessions when guests are kept (their rows stay) */
+	pool_stop_all(b, b->opts.keep_guests);
+	/* builds stop now and run again at the next start (their rows stay) */
+	pool_cancel_builds(b);
+	b->stop_timer = evtimer_new(b->base, on_stop_timer, b);
+	struct timeval tv = {(time_t)b->cfg.timeouts.stop_grace + 5, 0};
+	if (b->stop_timer)
+		evtimer_add(b->stop_timer, &tv);
 	for (struct brk_session *s = b->sessions; s; s = s->next) {
 		if (!live(s))
 			continue;
@@ -1335,6 +1464,7 @@ void brk_destroy(struct brk *b)
 {
 	if (!b)
 		return;
+	/* guests still here (an exit without a full shutdown) stay for the next start */
 	pool_stop_all(b, true);
 	while (b->tjobs) {
 		struct tjob *t = b->tjobs;
@@ -1342,6 +1472,7 @@ void brk_destroy(struct brk *b)
 		while (t->waiters) {
 			struct tjob_waiter *w = t->waiters;
 			t->waiters = w->next;
+			w->cb(-ESHUTDOWN, "nestord is shutting down", w->arg);
 			free(w);
 		}
 		free(t);
@@ -1356,7 +1487,17 @@ void brk_destroy(struct brk *b)
 	}
 	if (b->tick)
 		event_free(b->tick);
-	auth_destroy(b->auth);
+	if (b->kick)
+		event_free(b->kick);
+	if (b->stop_timer)
+		event_free(b->stop_timer);
+	auth_destroy(b->auth); /* no callback runs after this */
+	while (b->authreqs) {
+		struct brk_authreq *a = b->authreqs;
+		authreq_unlink(a);
+		free(a);
+	}
+	accel_finish(b);
 	db_close(b->db);
 	quota_ledger_finish(&b->quota);
 	free(b);

@@ -22,6 +22,9 @@ struct event_base;
 struct brk;
 struct brk_session;
 
+/* A gateway's hold on the sessions it serves; it renews every second. */
+#define BRK_LEASE_MS 3000
+
 /* Completion of a slow operation: ERR 0 or a negative errno, MSG says why (or the result). */
 typedef void (*brk_done_fn)(int err, const char *msg, void *arg);
 
@@ -50,9 +53,16 @@ void brk_destroy(struct brk *b);
 
 /* Authentication through PAM with throttling and audit; CB runs on the loop. */
 typedef void (*brk_auth_fn)(int status, const char *reason, void *arg);
-/* STATUS: 0 ok, -EACCES denied, -EPERM account refused, -EAGAIN throttled, -EIO PAM error. */
+struct brk_authreq;
+/*
+ * STATUS: 0 ok, -EACCES denied, -EPERM account refused, -EIO PAM error.
+ * Returns 0 with *OUT the request in flight (borrowed: valid until CB runs or
+ * it is cancelled), -EAGAIN (throttled) or another negative errno.
+ */
 int brk_authenticate(struct brk *b, const char *user, const char *password, const char *client,
-		     brk_auth_fn cb, void *arg);
+		     brk_auth_fn cb, void *arg, struct brk_authreq **out);
+/* CB will not run; the result still counts for the throttle and the audit. Accepts NULL. */
+void brk_auth_cancel(struct brk_authreq *a);
 
 /*
  * The user's session for APP: their live one if there is one (reconnect),
@@ -76,7 +86,15 @@ json_object *brk_sessions_json(struct brk *b);
 /* Host caps, usage and queue; returns a new reference. */
 json_object *brk_status_json(struct brk *b);
 
-int brk_session_attach(struct brk *b, struct brk_session *s, char *err, size_t errlen);
+/*
+ * A user's client is on the session. GATEWAY (may be NULL) names the gateway
+ * holding the connection: it must renew its lease (brk_gateway_lease) or the
+ * session turns disconnected after LEASE_MS.
+ */
+int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway, char *err,
+		       size_t errlen);
+/* GATEWAY still holds the connected sessions IDS; returns how many it holds. */
+unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const *ids, size_t n);
 int brk_session_detach(struct brk *b, struct brk_session *s);
 void brk_session_activity(struct brk *b, struct brk_session *s);
 /*
@@ -96,6 +114,9 @@ int brk_session_end(struct brk *b, struct brk_session *s, const char *reason);
 typedef void (*brk_watch_fn)(struct brk_session *s, enum brk_state st, void *arg);
 struct brk_watch *brk_watch(struct brk_session *s, brk_watch_fn cb, void *arg);
 void brk_unwatch(struct brk_watch *w);
+
+/* Probe the accelerator again now; CB gets the new decision's reason. */
+int brk_accel_probe(struct brk *b, brk_done_fn cb, void *arg, char *err, size_t errlen);
 
 /* Caps: KEY is max_sessions|max_starting|max_memory_mb. */
 int brk_caps_set(struct brk *b, const char *key, unsigned value);

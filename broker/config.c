@@ -39,6 +39,9 @@ void brk_config_defaults(struct brk_config *c)
 	c->max_starting = -1;
 	c->user_max_sessions = 2;
 	c->pressure_critical = 95;
+	c->accel_probe_timeout = 15;
+	c->accel_trial_timeout = 60;
+	c->min_free_mb = 64;
 }
 
 #define DAY (24 * 3600U)
@@ -75,6 +78,15 @@ static int handler(void *user, const char *section, const char *name, const char
 			? conf_str(c->accel, sizeof(c->accel), value)
 			: -EINVAL,
 		want = "auto, kvm or tcg";
+	else if (IS("nestord", "accel_probe_kernel"))
+		r = conf_path(c->accel_probe_kernel, sizeof(c->accel_probe_kernel), value),
+		want = "an absolute path";
+	else if (IS("nestord", "accel_probe_timeout"))
+		r = conf_uint(&c->accel_probe_timeout, value, 600), want = "seconds, up to 600";
+	else if (IS("nestord", "accel_trial_timeout"))
+		r = conf_uint(&c->accel_trial_timeout, value, 3600), want = "seconds, up to an hour";
+	else if (IS("nestord", "min_free_mb"))
+		r = conf_uint(&c->min_free_mb, value, 1 << 20), want = "MiB, up to 1048576";
 	else if (IS("nestord", "qemu_user"))
 		r = conf_str(c->qemu_user, sizeof(c->qemu_user), value), want = "a user name";
 	else if (IS("nestord", "sandbox"))

@@ -5,8 +5,15 @@
  * 0600) because the gateway must present it to the guest, and it is never
  * listed.
  *
+ * Each record's columns are listed once, in db.c's descriptor tables: the
+ * schema, the columns added to older files, binds, row reads and JSON lists
+ * are made from them.
+ *
  * int functions return 0 or a negative errno; -ENOENT for a missing row,
- * -EEXIST for a duplicate.
+ * -EEXIST for a duplicate, -EAGAIN while another process holds the database
+ * locked (try again later: nothing was written), -ENOSPC when the disk is
+ * full. Audit entries that cannot be written yet are kept (bounded) and
+ * written by the next db_flush.
  */
 #ifndef NESTOR_DB_H
 #define NESTOR_DB_H
@@ -48,10 +55,10 @@ struct db_image {
 		bool drive;	/* relay drive redirection (off by default) */
 		bool remoteapp; /* the guest serves RemoteApp (RAIL) itself */
 	} rdp;
-	char template_dir[4096]; /* the current template, "" none */
+	int64_t created;
 };
 
-/* Change an image's runtime settings, rdp policy and template. */
+/* Change an image's runtime settings and rdp policy (every field but the name). */
 int db_image_update(struct db *db, const struct db_image *img);
 
 struct db_app {
@@ -78,6 +85,18 @@ struct db_session {
 	unsigned rdp_port;	 /* rdp backend: the guest's forward on 127.0.0.1 */
 	unsigned memory_mb;
 	int64_t created, started, ready, ended; /* wall clock, seconds; 0 unset */
+	char accel[8];				/* kvm | tcg: what the guest runs under */
+};
+
+/* A warm-pool guest: a paused template clone, reattached after a restart. */
+struct db_warm {
+	char id[17];
+	char image[65];
+	pid_t pid;
+	char template_dir[4096];
+	unsigned memory_mb;
+	char accel[8];
+	bool ready; /* restored and paused: may be handed out */
 };
 
 struct db *db_open(const char *path, char *err, size_t errlen);
@@ -94,6 +113,8 @@ json_object *db_user_caps_json(struct db *db);
 int db_image_put(struct db *db, const struct db_image *img); /* -EEXIST if present */
 int db_image_get(struct db *db, const char *name, struct db_image *out);
 int db_image_del(struct db *db, const char *name); /* -EBUSY if apps use it */
+/* Calls FN for every image, by name (IMG borrowed for the call). */
+int db_images_all(struct db *db, void (*fn)(const struct db_image *img, void *arg), void *arg);
 /* Calls FN for every image with a warm pool (IMG borrowed for the call). */
 int db_images_warm(struct db *db, void (*fn)(const struct db_image *img, void *arg), void *arg);
 json_object *db_images_json(struct db *db);
@@ -111,5 +132,25 @@ json_object *db_sessions_ended_json(struct db *db, unsigned limit);
 void db_audit(struct db *db, const char *kind, const char *user, const char *client,
 	      const char *session, const char *detail);
 json_object *db_audit_json(struct db *db, unsigned limit);
+/* Write what could not be written earlier (audit entries). Returns 0 or -EAGAIN. */
+int db_flush(struct db *db);
+
+/* Small settings: META key -> text (the accelerator decision, ...). */
+int db_meta_get(struct db *db, const char *key, char *out, size_t len);
+int db_meta_set(struct db *db, const char *key, const char *value);
+
+int db_warm_save(struct db *db, const struct db_warm *w); /* insert or replace */
+int db_warm_del(struct db *db, const char *id);
+int db_warms(struct db *db, void (*fn)(const struct db_warm *w, void *arg), void *arg);
+
+/* An image's template per accelerator (kvm | tcg); DIR "" removes it. */
+int db_template_get(struct db *db, const char *image, const char *accel, char *dir, size_t len);
+int db_template_set(struct db *db, const char *image, const char *accel, const char *dir);
+/* Whether any image's template lives in DIR. */
+bool db_template_used(struct db *db, const char *dir);
+/* Template builds asked for and not finished: restarted after a crash. */
+int db_tbuild_add(struct db *db, const char *image);
+int db_tbuild_del(struct db *db, const char *image);
+int db_tbuilds(struct db *db, void (*fn)(const char *image, void *arg), void *arg);
 
 #endif

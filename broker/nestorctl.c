@@ -23,6 +23,8 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  status                          caps, usage, queue and accelerator\n"
+    "  accel                           the accelerator decision: KVM or TCG, why, since when\n"
+    "  accel probe                     probe KVM again now (waits; guests keep running)\n"
     "  caps show                       host caps\n"
     "  caps set [--max-sessions N] [--max-starting N] [--max-memory-mb N]\n"
     "           [--user-max-sessions N]   change host caps (0 = unlimited)\n"
@@ -152,6 +154,22 @@ static void cap_line(const char *name, long long v)
 		printf("%-20s unlimited\n", name);
 }
 
+/* "accel tcg: why (probe, 2 h ago, proven)" */
+static void accel_line(json_object *a)
+{
+	long long age = i_(a, "age_s");
+	char ago[32];
+	if (age >= 7200)
+		snprintf(ago, sizeof(ago), "%lld h ago", age / 3600);
+	else if (age >= 120)
+		snprintf(ago, sizeof(ago), "%lld min ago", age / 60);
+	else
+		snprintf(ago, sizeof(ago), "%lld s ago", age);
+	printf("accelerator          %s: %s (%s, decided %s%s%s)\n", s_(a, "accel"),
+	       s_(a, "reason"), s_(a, "source"), ago, i_(a, "proven") ? ", proven" : "",
+	       i_(a, "probing") ? "; probing again now" : "");
+}
+
 static int cmd_status(void)
 {
 	json_object *o = call("GET", "/v1/status", NULL);
@@ -171,9 +189,36 @@ static int cmd_status(void)
 		printf("\nsessions %lld, starting %lld, memory %lld MiB, queued %lld; accel %s\n",
 		       i_(u, "sessions"), i_(u, "starting"), i_(u, "memory_mb"), i_(u, "queued"),
 		       s_(o, "accel"));
+		json_object *a;
+		if (json_object_object_get_ex(o, "accelerator", &a))
+			accel_line(a);
 	}
 	json_object_put(o);
 	return 0;
+}
+
+static int cmd_accel(int argc, char **argv)
+{
+	if (argc == 1) {
+		json_object *o = call("GET", "/v1/accel", NULL);
+		if (json_out)
+			print_json(o);
+		else
+			accel_line(o);
+		json_object_put(o);
+		return 0;
+	}
+	if (argc == 2 && !strcmp(argv[1], "probe")) {
+		json_object *o = call("POST", "/v1/accel/probe", NULL), *a;
+		if (json_out)
+			print_json(o);
+		else if (json_object_object_get_ex(o, "accelerator", &a))
+			accel_line(a);
+		json_object_put(o);
+		return 0;
+	}
+	die_usage("accel [probe]");
+	return 2;
 }
 
 static int cmd_caps(int argc, char **argv)
@@ -668,6 +713,8 @@ int main(int argc, char **argv)
 		return cmd_status();
 	if (!strcmp(av[0], "caps"))
 		return cmd_caps(ac, av);
+	if (!strcmp(av[0], "accel"))
+		return cmd_accel(ac, av);
 	if (!strcmp(av[0], "users"))
 		return cmd_users(ac, av);
 	if (!strcmp(av[0], "sessions"))

@@ -34,13 +34,18 @@ static const char usage[] =
     "  -V, --version         print the version and exit\n"
     "  -h, --help            this text\n"
     "\n"
+    "\n"
+    "SIGTERM or SIGINT: end every session, stop every guest, exit (at most\n"
+    "stop_grace + 5 s; repeating the signal changes nothing). SIGQUIT: exit at\n"
+    "once and leave the guests running; the next nestord reattaches them.\n"
+    "\n"
     "See docs/configuration.md and docs/operations.md.\n";
 
 struct app {
 	struct event_base *base;
 	struct brk *brk;
 	struct api *api;
-	struct event *sig_term, *sig_int;
+	struct event *sig_term, *sig_int, *sig_quit;
 	bool stopping;
 };
 
@@ -54,9 +59,17 @@ static void on_stopped(void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *a = arg;
-	if (a->stopping) {
-		log_warn("second signal: exiting now");
+	if (sig == SIGQUIT) {
+		log_warn("SIGQUIT: exiting now; guests keep running and the next nestord "
+			 "reattaches them");
 		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	if (a->stopping) {
+		/* a terminal's Ctrl-C and a script's SIGTERM often both arrive: finish the job */
+		log_info("signal %d: already shutting down (SIGQUIT exits at once, leaving "
+			 "guests running)",
+			 (int)sig);
 		return;
 	}
 	a->stopping = true;
@@ -160,8 +173,10 @@ int main(int argc, char **argv)
 	}
 	a.sig_term = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	a.sig_int = evsignal_new(a.base, SIGINT, on_signal, &a);
+	a.sig_quit = evsignal_new(a.base, SIGQUIT, on_signal, &a);
 	evsignal_add(a.sig_term, NULL);
 	evsignal_add(a.sig_int, NULL);
+	evsignal_add(a.sig_quit, NULL);
 	log_info("nestord %s started (state %s)", NESTOR_VERSION, cfg.state_dir);
 
 	event_base_dispatch(a.base);
@@ -170,6 +185,7 @@ int main(int argc, char **argv)
 	brk_destroy(a.brk);
 	event_free(a.sig_term);
 	event_free(a.sig_int);
+	event_free(a.sig_quit);
 	event_base_free(a.base);
 	log_info("nestord stopped");
 	return 0;

@@ -1,8 +1,10 @@
 /*
  * Images on the broker's side: registration (inspected in the background,
- * then made read-only), templates (built through the loop, counted against
- * max_starting as "@template"), and warm pools (paused template clones
- * counted against the host caps as "@warm", handed out on connect).
+ * then made read-only), templates (one per image and accelerator, built
+ * through the loop, counted against max_starting as "@template"; a build
+ * asked for is recorded and runs again after a crash), and warm pools
+ * (paused template clones counted against the host caps as "@warm", handed
+ * out on connect; recorded, and reattached by the next nestord).
  * Nothing here blocks: qemu-img, sha256sum and QEMU are children.
  */
 #include "brk-private.h"
@@ -85,12 +87,14 @@ static void on_inspected(int err, const struct img_facts *f, const char *msg, vo
 	if (r == -EEXIST)
 		snprintf(out, sizeof(out), "image '%s' already exists", j->img.name);
 	else if (r < 0)
-		snprintf(out, sizeof(out), "database error");
+		snprintf(out, sizeof(out), "cannot store the image: %s",
+			 r == -EAGAIN ? "the database is busy, try again" : strerror(-r));
 	else {
 		db_audit(b->db, "image-add", NULL, NULL, NULL, j->img.name);
 		log_info("image %s registered: %s sha256 %.16s...", j->img.name, j->img.base,
 			 j->img.sha256);
 		snprintf(out, sizeof(out), "image %s added", j->img.name);
+		accel_image_added(b, &j->img);
 	}
 	j->cb(r, out, j->arg);
 	free(j);
@@ -193,9 +197,12 @@ int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
 		img.max_sessions = *max_sessions;
 	if (rdp)
 		img.rdp = *rdp;
-	if (db_image_update(b->db, &img) < 0) {
-		snprintf(err, errlen, "database error");
-		return -EIO;
+	int r = db_image_update(b->db, &img);
+	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
+	if (r < 0) {
+		snprintf(err, errlen, "cannot store the image: %s",
+			 r == -EAGAIN ? "the database is busy, try again" : strerror(-r));
+		return r;
 	}
 	quota_set_image_cap(&b->quota, image, img.max_sessions);
 	char d[160];
@@ -241,6 +248,9 @@ static void tjob_finish(struct tjob *t, int err, const char *msg)
 		w->cb(err, msg, w->arg);
 		free(w);
 	}
+	/* a build cut by shutdown runs again at the next start */
+	if (err != -ESHUTDOWN)
+		db_tbuild_del(b->db, t->image);
 	free(t);
 }
 
@@ -249,15 +259,30 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 	struct tjob *t = arg;
 	struct brk *b = t->b;
 	quota_release(&b->quota, TEMPLATE_USER, t->image, t->memory_mb, true);
-	char out[700];
+	t->build = NULL;
+	char out[700], who[128];
 	struct db_image img;
+	snprintf(who, sizeof(who), "the template build of %s", t->image);
+	if ((err == -ETIMEDOUT && accel_start_timed_out(b, t->accel, who)) ||
+	    (err == -ECANCELED && t->requeue && !b->stopping)) {
+		/* the accelerator fell back: build again under the new one */
+		log_info("template of %s: building again under %s", t->image,
+			 accel_name(b->acc.accel));
+		t->running = t->requeue = false;
+		brk_kick(b);
+		return;
+	}
+	if (err == -ECANCELED && b->stopping) {
+		tjob_finish(t, -ESHUTDOWN, "nestord is shutting down");
+		brk_check_stopped(b);
+		return;
+	}
 	if (!err && db_image_get(b->db, t->image, &img) == 0) {
-		char old[BRK_PATH_MAX];
-		snprintf(old, sizeof(old), "%s", img.template_dir);
-		snprintf(img.template_dir, sizeof(img.template_dir), "%s", t->dir);
-		db_image_update(b->db, &img);
-		snprintf(out, sizeof(out), "template of %s saved in %.2f s", t->image,
-			 meta->build_s);
+		if (db_template_set(b->db, t->image, accel_name(t->accel), t->dir) < 0)
+			log_err("template of %s: cannot be recorded: it is built again later",
+				t->image);
+		snprintf(out, sizeof(out), "template of %s (%s) saved in %.2f s", t->image,
+			 accel_name(t->accel), meta->build_s);
 		db_audit(b->db, "template-built", NULL, NULL, NULL, out);
 		/* older generations go once no guest uses them */
 		pool_sweep_templates(b);
@@ -294,14 +319,21 @@ void pool_run_tjobs(struct brk *b)
 			continue;
 		t->running = true;
 		t->memory_mb = img.memory_mb;
+		t->accel = b->acc.accel;
 		char id[17], err[512];
 		util_random_hex(id, 8);
-		snprintf(t->dir, sizeof(t->dir), "%.3900s/%s-%s", b->tpl_root, img.name, id);
+		snprintf(t->dir, sizeof(t->dir), "%.3900s/%s-%s-%s", b->tpl_root, img.name,
+			 accel_name(t->accel), id);
 		struct lnch_profile p;
 		brk_profile_of(&img, &p);
-		log_info("template of %s: building in %s", img.name, t->dir);
-		if (img_template_build(b->base, &b->lcfg, id, &p, t->dir, b->qemu_version,
-				       on_template, t, err, sizeof(err)) < 0) {
+		struct lnch_config lc = b->lcfg;
+		lc.start_timeout_ms = accel_start_timeout_ms(
+		    b, (int)(img.start_timeout ? img.start_timeout : b->cfg.timeouts.start) * 1000);
+		log_info("template of %s: building in %s (%s)", img.name, t->dir,
+			 accel_name(t->accel));
+		t->build = img_template_build(b->base, &lc, id, &p, t->dir, b->qemu_version,
+					      on_template, t, err, sizeof(err));
+		if (!t->build) {
 			quota_release(&b->quota, TEMPLATE_USER, img.name, img.memory_mb, true);
 			tjob_finish(t, -EIO, err);
 		}
@@ -331,6 +363,7 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 		snprintf(t->image, sizeof(t->image), "%s", image);
 		t->next = b->tjobs;
 		b->tjobs = t;
+		db_tbuild_add(b->db, image); /* a crash before it is saved builds it again */
 	}
 	if (cb) {
 		struct tjob_waiter *w = calloc(1, sizeof(*w));
@@ -345,23 +378,32 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 	return 0;
 }
 
+void pool_template_dir(struct brk *b, const char *image, char *dir, size_t len)
+{
+	db_template_get(b->db, image, accel_name(b->acc.accel), dir, len);
+}
+
 bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, size_t len)
 {
-	char why[300];
+	char why[300], cur[BRK_PATH_MAX];
 	struct lnch_profile p;
 	dir[0] = '\0';
 	if (!b->qemu_version[0])
 		return false;
 	brk_profile_of(img, &p);
-	if (img->template_dir[0] && img_template_usable(img->template_dir, &b->lcfg, &p,
-							b->qemu_version, why, sizeof(why))) {
-		snprintf(dir, len, "%s", img->template_dir);
+	pool_template_dir(b, img->name, cur, sizeof(cur));
+	if (cur[0] &&
+	    img_template_usable(cur, &b->lcfg, &p, b->qemu_version, why, sizeof(why))) {
+		snprintf(dir, len, "%s", cur);
 		return true;
 	}
-	if (img->template_dir[0])
+	bool building = tjob_find(b, img->name) != NULL;
+	if (cur[0] && !building) {
 		log_warn("image %s: template not usable (%s): cold boot until it is rebuilt",
 			 img->name, why);
-	if (b->cfg.auto_template && !tjob_find(b, img->name)) {
+		db_template_set(b->db, img->name, accel_name(b->acc.accel), "");
+	}
+	if (b->cfg.auto_template && !building) {
 		char err[256];
 		brk_template_build(b, img->name, NULL, NULL, err, sizeof(err));
 	}
@@ -387,14 +429,8 @@ void pool_sweep_templates(struct brk *b)
 			used = s->state != BRK_ENDED && !strcmp(s->rec.template_dir, path);
 		for (struct warm *w = b->warm; w && !used; w = w->next)
 			used = !strcmp(w->template_dir, path);
-		json_object *imgs = db_images_json(b->db);
-		for (size_t i = 0; i < json_object_array_length(imgs) && !used; i++) {
-			json_object *v;
-			if (json_object_object_get_ex(json_object_array_get_idx(imgs, i),
-						      "template_dir", &v))
-				used = !strcmp(json_object_get_string(v), path);
-		}
-		json_object_put(imgs);
+		if (!used)
+			used = db_template_used(b->db, path);
 		if (!used) {
 			log_info("removing unused template %s", path);
 			util_rmdir_flat(path);
@@ -415,14 +451,39 @@ static void warm_unlink(struct brk *b, struct warm *w)
 	}
 }
 
+static void warm_save(struct brk *b, const struct warm *w)
+{
+	struct db_warm r = {.pid = lnch_guest_pid(w->guest), .memory_mb = w->memory_mb,
+			    .ready = w->ready};
+	snprintf(r.id, sizeof(r.id), "%s", w->id);
+	snprintf(r.image, sizeof(r.image), "%s", w->image);
+	snprintf(r.template_dir, sizeof(r.template_dir), "%s", w->template_dir);
+	snprintf(r.accel, sizeof(r.accel), "%s", accel_name(w->accel));
+	if (db_warm_save(b->db, &r) < 0)
+		log_warn("warm guest %s cannot be recorded: a crash now would orphan it", w->id);
+}
+
+static void on_warm_spawned(struct lnch_guest *g, pid_t pid, void *arg)
+{
+	struct warm *w = arg;
+	w->guest = g;
+	warm_save(w->b, w);
+}
+
 static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why, const char *detail,
 		    void *arg)
 {
 	struct warm *w = arg;
 	struct brk *b = w->b;
 	if (st == LNCH_READY) {
+		bool reattached = w->ready; /* a reattached guest was counted as ready */
 		w->ready = true;
+		if (reattached) {
+			log_info("warm guest %s of %s reattached (paused)", w->id, w->image);
+			return;
+		}
 		quota_started(&b->quota, util_now_ms() - w->start_ms);
+		warm_save(b, w);
 		log_info("warm guest %s of %s ready (paused) in %.2f s", w->id, w->image,
 			 (double)(util_now_ms() - w->start_ms) / 1000.0);
 		return;
@@ -430,6 +491,7 @@ static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 	if (st != LNCH_STOPPED)
 		return;
 	warm_unlink(b, w);
+	db_warm_del(b->db, w->id);
 	if (!w->released)
 		quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, !w->ready);
 	if (!w->stopping)
@@ -437,11 +499,11 @@ static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 			 detail);
 	lnch_guest_destroy(g);
 	free(w);
-	brk_pump(b);
+	brk_kick(b);
 	brk_check_stopped(b);
 }
 
-static const struct lnch_guest_cbs warm_cbs = {.state = on_warm};
+static const struct lnch_guest_cbs warm_cbs = {.state = on_warm, .spawned = on_warm_spawned};
 
 static unsigned pool_count(const struct brk *b, const char *image)
 {
@@ -474,22 +536,26 @@ static void refill_image(const struct db_image *img, void *arg)
 		snprintf(w->image, sizeof(w->image), "%s", img->name);
 		snprintf(w->template_dir, sizeof(w->template_dir), "%s", tdir);
 		w->memory_mb = img->memory_mb;
+		w->accel = b->acc.accel;
 		w->start_ms = util_now_ms();
 		struct lnch_profile p;
 		brk_profile_of(img, &p);
 		struct lnch_start_opts so = {.keep_paused = true};
 		char paths[3][4200], err[512];
 		img_template_clone_opts(tdir, &so, paths);
-		w->guest = lnch_guest_start(b->base, &b->lcfg, w->id, &p, &so, &warm_cbs, w, err,
-					    sizeof(err));
-		if (!w->guest) {
+		w->next = b->warm;
+		b->warm = w;
+		struct lnch_guest *g = lnch_guest_start(b->base, &b->lcfg, w->id, &p, &so,
+							&warm_cbs, w, err, sizeof(err));
+		if (!g) {
 			log_err("warm guest of %s: %s", img->name, err);
+			warm_unlink(b, w);
+			db_warm_del(b->db, w->id);
 			quota_release(&b->quota, POOL_USER, img->name, img->memory_mb, true);
 			free(w);
 			break;
 		}
-		w->next = b->warm;
-		b->warm = w;
+		w->guest = g;
 	}
 }
 
@@ -538,7 +604,9 @@ void pool_put_back(struct brk *b, struct warm *w)
 
 void pool_release(struct warm *w)
 {
-	free(w); /* the guest now belongs to a session */
+	/* the guest now belongs to a session, whose row is written: the warm row goes */
+	db_warm_del(w->b->db, w->id);
+	free(w);
 }
 
 void pool_stop_all(struct brk *b, bool detach)
@@ -546,8 +614,8 @@ void pool_stop_all(struct brk *b, bool detach)
 	for (struct warm *w = b->warm, *next; w; w = next) {
 		next = w->next;
 		if (detach) {
-			/* nobody would reattach a warm guest: stop it even when keeping sessions */
-			lnch_guest_destroy(w->guest);
+			/* rows stay: the next nestord reattaches them */
+			lnch_guest_detach(w->guest);
 			warm_unlink(b, w);
 			free(w);
 		} else if (!w->stopping) {
@@ -560,6 +628,100 @@ void pool_stop_all(struct brk *b, bool detach)
 bool pool_busy(const struct brk *b)
 {
 	return b->warm != NULL;
+}
+
+bool pool_owns(const struct brk *b, const char *id)
+{
+	for (const struct warm *w = b->warm; w; w = w->next)
+		if (!strcmp(w->id, id))
+			return true;
+	return false;
+}
+
+void pool_accel_changed(struct brk *b, enum lnch_accel old)
+{
+	for (struct warm *w = b->warm; w; w = w->next) {
+		if (!w->ready && !w->stopping && w->accel == old) {
+			w->stopping = true;
+			lnch_guest_stop(w->guest, 0);
+		}
+	}
+	for (struct tjob *t = b->tjobs; t; t = t->next) {
+		if (t->running && t->build && t->accel == old) {
+			t->requeue = true;
+			img_template_cancel(t->build);
+		}
+	}
+}
+
+void pool_cancel_builds(struct brk *b)
+{
+	for (struct tjob *t = b->tjobs, *next; t; t = next) {
+		next = t->next;
+		if (t->running && t->build)
+			img_template_cancel(t->build); /* on_template finishes it */
+		else if (!t->running)
+			tjob_finish(t, -ESHUTDOWN, "nestord is shutting down");
+	}
+}
+
+/* A warm guest left by an earlier nestord: reattach it if it was ready. */
+static void restore_warm(const struct db_warm *r, void *arg)
+{
+	struct brk *b = arg;
+	struct brk_session *s = brk_session_find(b, r->id);
+	struct db_image img;
+	if (s || !r->ready || db_image_get(b->db, r->image, &img) < 0) {
+		/* handed out (a session has it), still restoring, or its image is gone */
+		if (!s)
+			log_info("warm guest %s of %s: not reattached (%s)", r->id, r->image,
+				 r->ready ? "image removed" : "it was not ready yet");
+		db_warm_del(b->db, r->id);
+		return;
+	}
+	struct warm *w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	w->b = b;
+	snprintf(w->id, sizeof(w->id), "%s", r->id);
+	snprintf(w->image, sizeof(w->image), "%s", r->image);
+	snprintf(w->template_dir, sizeof(w->template_dir), "%s", r->template_dir);
+	w->memory_mb = r->memory_mb;
+	w->accel = !strcmp(r->accel, "kvm") ? LNCH_ACCEL_KVM : LNCH_ACCEL_TCG;
+	w->ready = true; /* counted as ready; READY only confirms it */
+	w->start_ms = util_now_ms();
+	char err[256];
+	quota_restore(&b->quota, POOL_USER, w->image, w->memory_mb, false);
+	w->next = b->warm;
+	b->warm = w;
+	w->guest = lnch_guest_attach(b->base, &b->lcfg, w->id, r->pid, NULL, &warm_cbs, w, err,
+				     sizeof(err));
+	if (!w->guest) {
+		log_warn("warm guest %s of %s cannot be reattached: %s", w->id, w->image, err);
+		warm_unlink(b, w);
+		quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, false);
+		db_warm_del(b->db, w->id);
+		free(w);
+		return;
+	}
+	log_info("warm guest %s of %s: reattaching pid %d", w->id, w->image, (int)r->pid);
+}
+
+static void restore_build(const char *image, void *arg)
+{
+	struct brk *b = arg;
+	char err[256];
+	log_info("template of %s: its build was interrupted: building again", image);
+	if (brk_template_build(b, image, NULL, NULL, err, sizeof(err)) < 0) {
+		log_warn("template of %s: %s", image, err);
+		db_tbuild_del(b->db, image);
+	}
+}
+
+void pool_restore(struct brk *b)
+{
+	db_warms(b->db, restore_warm, b);
+	db_tbuilds(b->db, restore_build, b);
 }
 
 json_object *brk_images_json(struct brk *b)
@@ -581,21 +743,32 @@ json_object *brk_images_json(struct brk *b)
 		}
 		json_object_object_add(o, "warm_ready", json_object_new_int64(ready));
 		json_object_object_add(o, "warm_starting", json_object_new_int64(warming));
-		char why[300] = "";
+		char why[300] = "", tdir[BRK_PATH_MAX];
 		struct lnch_profile p;
 		brk_profile_of(&img, &p);
+		pool_template_dir(b, img.name, tdir, sizeof(tdir));
 		const char *tstate = tjob_find(b, img.name) ? "building"
-				     : !img.template_dir[0] ? "none"
+				     : !tdir[0]		    ? "none"
 				     : !b->qemu_version[0]  ? "unknown"
-				     : img_template_usable(img.template_dir, &b->lcfg, &p,
-							   b->qemu_version, why, sizeof(why))
+				     : img_template_usable(tdir, &b->lcfg, &p, b->qemu_version, why,
+							   sizeof(why))
 					 ? "ready"
 					 : "invalid";
+		if (tdir[0])
+			json_object_object_add(o, "template_dir", json_object_new_string(tdir));
+		json_object *per = json_object_new_object();
+		for (int a = LNCH_ACCEL_TCG; a <= LNCH_ACCEL_KVM; a++) {
+			char d[BRK_PATH_MAX];
+			if (db_template_get(b->db, img.name, accel_name(a), d, sizeof(d)) == 0)
+				json_object_object_add(per, accel_name(a),
+						       json_object_new_string(d));
+		}
+		json_object_object_add(o, "templates", per);
 		json_object_object_add(o, "template", json_object_new_string(tstate));
 		if (why[0] && !strcmp(tstate, "invalid"))
 			json_object_object_add(o, "template_problem", json_object_new_string(why));
 		struct img_template_meta m;
-		if (img.template_dir[0] && img_template_meta_read(img.template_dir, &m) == 0) {
+		if (tdir[0] && img_template_meta_read(tdir, &m) == 0) {
 			json_object_object_add(o, "template_qemu",
 					       json_object_new_string(m.qemu_version));
 			json_object_object_add(o, "template_fingerprint",

@@ -22,7 +22,7 @@
 #define QMP_MS 10000
 #define MIGRATE_MAX_MS 120000
 
-struct build {
+struct img_tbuild {
 	struct event_base *base;
 	struct lnch_guest *g;
 	char dir[4096];
@@ -33,11 +33,12 @@ struct build {
 	struct event *poll;
 	int64_t t0, migrate_deadline;
 	bool saved;
+	int code; /* the error CB gets when err is set (default -EIO) */
 	int stage;
 	char err[512];
 };
 
-static void build_fail(struct build *b, const char *msg)
+static void build_fail(struct img_tbuild *b, const char *msg)
 {
 	if (!b->err[0])
 		snprintf(b->err, sizeof(b->err), "%s", msg);
@@ -45,7 +46,7 @@ static void build_fail(struct build *b, const char *msg)
 	lnch_guest_stop(b->g, 0);
 }
 
-static int write_meta(struct build *b)
+static int write_meta(struct img_tbuild *b)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "qemu_version", json_object_new_string(b->meta.qemu_version));
@@ -64,12 +65,12 @@ static int write_meta(struct build *b)
 static void on_guest(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 		     const char *detail, void *arg);
 
-static void query_migrate(struct build *b);
+static void query_migrate(struct img_tbuild *b);
 
 static void on_migrate_status(struct qmp_client *c, int err, json_object *res, const char *desc,
 			      void *arg)
 {
-	struct build *b = arg;
+	struct img_tbuild *b = arg;
 	json_object *s;
 	if (err || !json_object_object_get_ex(res, "status", &s)) {
 		build_fail(b, desc ? desc : "query-migrate failed");
@@ -101,7 +102,7 @@ static void on_migrate_status(struct qmp_client *c, int err, json_object *res, c
 	evtimer_add(b->poll, &tv);
 }
 
-static void query_migrate(struct build *b)
+static void query_migrate(struct img_tbuild *b)
 {
 	struct qmp_client *c = lnch_guest_qmp(b->g);
 	if (!c || qmp_client_call(c, "query-migrate", NULL, -1, QMP_MS, on_migrate_status, b) < 0)
@@ -114,11 +115,11 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The save sequence: each QMP call's success runs the next stage. */
-static void next_stage(struct build *b);
+static void next_stage(struct img_tbuild *b);
 
 static void on_step(struct qmp_client *c, int err, json_object *res, const char *desc, void *arg)
 {
-	struct build *b = arg;
+	struct img_tbuild *b = arg;
 	if (err) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "QMP stage %d failed: %s", b->stage,
@@ -130,7 +131,7 @@ static void on_step(struct qmp_client *c, int err, json_object *res, const char 
 	next_stage(b);
 }
 
-static void next_stage(struct build *b)
+static void next_stage(struct img_tbuild *b)
 {
 	struct qmp_client *c = lnch_guest_qmp(b->g);
 	json_object *a = NULL;
@@ -192,7 +193,7 @@ static void next_stage(struct build *b)
 static void on_guest(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 		     const char *detail, void *arg)
 {
-	struct build *b = arg;
+	struct img_tbuild *b = arg;
 	if (st == LNCH_READY) {
 		log_info("template %s: guest ready after %.2f s, saving", b->dir,
 			 (double)(util_now_ms() - b->t0) / 1000.0);
@@ -209,7 +210,9 @@ static void on_guest(struct lnch_guest *g, enum lnch_state st, enum lnch_end why
 		snprintf(b->err, sizeof(b->err),
 			 "template guest stopped before it was saved: %s%s%s", lnch_end_name(why),
 			 detail && *detail ? ": " : "", detail ? detail : "");
-	int err = b->err[0] ? -EIO : 0;
+	if (!b->saved && why == LNCH_END_START_TIMEOUT && !b->code)
+		b->code = -ETIMEDOUT;
+	int err = b->err[0] ? (b->code ? b->code : -EIO) : 0;
 	if (!err) {
 		/* Frozen: clones depend on these never changing. */
 		static const char *const files[] = {"disk.qcow2", "ram", "state"};
@@ -250,29 +253,38 @@ static void on_guest(struct lnch_guest *g, enum lnch_state st, enum lnch_end why
 
 static const struct lnch_guest_cbs build_cbs = {.state = on_guest};
 
-int img_template_build(struct event_base *base, const struct lnch_config *cfg, const char *id,
-		       const struct lnch_profile *profile, const char *dir,
-		       const char *qemu_version, img_template_fn cb, void *arg, char *err,
-		       size_t errlen)
+void img_template_cancel(struct img_tbuild *b)
+{
+	if (!b || !b->g)
+		return;
+	if (!b->code)
+		b->code = -ECANCELED;
+	build_fail(b, "cancelled");
+}
+
+struct img_tbuild *img_template_build(struct event_base *base, const struct lnch_config *cfg,
+				      const char *id, const struct lnch_profile *profile,
+				      const char *dir, const char *qemu_version,
+				      img_template_fn cb, void *arg, char *err, size_t errlen)
 {
 	if (!dir || !profile || !cfg) {
 		snprintf(err, errlen, "template build without a directory or profile");
-		return -EINVAL;
+		return NULL;
 	}
 	if (mkdir(dir, 0700) < 0) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-		return -errno;
+		return NULL;
 	}
 	if (cfg->uid && chown(dir, cfg->uid, cfg->gid) < 0) {
 		snprintf(err, errlen, "cannot chown %s: %s", dir, strerror(errno));
 		rmdir(dir);
-		return -EPERM;
+		return NULL;
 	}
-	struct build *b = calloc(1, sizeof(*b));
+	struct img_tbuild *b = calloc(1, sizeof(*b));
 	if (!b) {
 		rmdir(dir);
 		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+		return NULL;
 	}
 	b->base = base;
 	b->cb = cb;
@@ -298,9 +310,9 @@ int img_template_build(struct event_base *base, const struct lnch_config *cfg, c
 			event_free(b->poll);
 		free(b);
 		rmdir(dir);
-		return -EINVAL;
+		return NULL;
 	}
-	return 0;
+	return b;
 }
 
 int img_template_meta_read(const char *dir, struct img_template_meta *m)

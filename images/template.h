@@ -29,15 +29,21 @@ struct img_template_meta {
 typedef void (*img_template_fn)(int err, const char *msg, const struct img_template_meta *meta,
 				void *arg);
 
+struct img_tbuild;
+
 /*
  * Build a template of PROFILE into DIR (created; must not exist) with guest
- * id ID. QEMU_VERSION is recorded. CB runs once from the loop.
- * Returns 0 or a negative errno (ERR says why).
+ * id ID. QEMU_VERSION is recorded. CB runs once from the loop, with ERR 0,
+ * -ETIMEDOUT (the guest was not ready in time), -ECANCELED or -EIO; a
+ * failed build leaves nothing in DIR. Returns the build (valid until CB
+ * runs) or NULL with ERR filled.
  */
-int img_template_build(struct event_base *base, const struct lnch_config *cfg, const char *id,
-		       const struct lnch_profile *profile, const char *dir,
-		       const char *qemu_version, img_template_fn cb, void *arg, char *err,
-		       size_t errlen);
+struct img_tbuild *img_template_build(struct event_base *base, const struct lnch_config *cfg,
+				      const char *id, const struct lnch_profile *profile,
+				      const char *dir, const char *qemu_version,
+				      img_template_fn cb, void *arg, char *err, size_t errlen);
+/* Stop a build now (its guest is killed); CB still runs, with -ECANCELED. */
+void img_template_cancel(struct img_tbuild *b);
 
 /* Read DIR/meta.json. */
 int img_template_meta_read(const char *dir, struct img_template_meta *out);

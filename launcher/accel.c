@@ -1,6 +1,7 @@
 /*
  * Accelerator probe: the decision is pure; the probe runs QEMU as a child
- * through the loop and polls its debug-port file on a timer. Never blocks.
+ * through the loop and reads its serial log on a timer until the deadline.
+ * Never blocks (beyond a few stat calls for the evidence).
  */
 #include "accel.h"
 #include "job.h"
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PROBE_POLL_MS 25
@@ -41,13 +43,22 @@ struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_
 	switch (probe) {
 	case LNCH_PROBE_OK:
 		c.accel = LNCH_ACCEL_KVM;
-		c.reason = "KVM: a probe guest ran under it";
+		c.reason = "KVM: a probe kernel ran under it";
 		return c;
 	case LNCH_PROBE_NO_DEVICE:
 		c.reason = "TCG: /dev/kvm is missing or not usable";
 		break;
+	case LNCH_PROBE_NO_KERNEL:
+		if (mode == LNCH_ACCEL_WANT_KVM) {
+			c.accel = LNCH_ACCEL_KVM;
+			c.reason = "KVM as configured (no kernel to test it with)";
+			return c;
+		}
+		c.reason = "TCG: no kernel to test KVM with (register an image with a kernel "
+			   "or set accel_probe_kernel)";
+		break;
 	case LNCH_PROBE_HUNG:
-		c.reason = "TCG: a probe guest hung under KVM (nested KVM?)";
+		c.reason = "TCG: a probe kernel hung under KVM (nested KVM?)";
 		break;
 	case LNCH_PROBE_FAILED:
 		c.reason = "TCG: QEMU could not start a guest under KVM";
@@ -58,7 +69,7 @@ struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_
 	}
 	if (mode == LNCH_ACCEL_WANT_KVM) {
 		c.err = -ENODEV;
-		c.reason = probe == LNCH_PROBE_HUNG ? "KVM required but a probe guest hung under it"
+		c.reason = probe == LNCH_PROBE_HUNG ? "KVM required but a probe kernel hung under it"
 			   : probe == LNCH_PROBE_NO_DEVICE
 			       ? "KVM required but /dev/kvm is not usable"
 			       : "KVM required but QEMU cannot use it";
@@ -68,7 +79,7 @@ struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_
 
 bool lnch_accel_probe_output_ok(const char *out)
 {
-	return out && strstr(out, "No bootable device") != NULL;
+	return out && strstr(out, "Kernel panic") != NULL;
 }
 
 struct probe {
@@ -156,14 +167,14 @@ static void on_probe_exit(struct job *job, int status, void *arg)
 	evtimer_add(p->tick, &now);
 }
 
-int lnch_accel_probe(struct event_base *base, const char *qemu, const char *tmpdir,
-		     enum lnch_accel_mode mode, int timeout_ms, lnch_accel_fn cb, void *arg)
+int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec *spec,
+		     lnch_accel_fn cb, void *arg)
 {
 	struct probe *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->base = base;
-	p->mode = mode;
+	p->mode = spec->mode;
 	p->cb = cb;
 	p->arg = arg;
 	p->tick = evtimer_new(base, on_tick, p);
@@ -172,22 +183,27 @@ int lnch_accel_probe(struct event_base *base, const char *qemu, const char *tmpd
 		return -ENOMEM;
 	}
 	struct timeval now = {0, 0};
-	if (mode == LNCH_ACCEL_WANT_TCG) {
-		p->done = true;
+	p->done = true;
+	if (spec->mode == LNCH_ACCEL_WANT_TCG) {
 		p->result = LNCH_PROBE_NOT_RUN;
 		evtimer_add(p->tick, &now);
 		return 0;
 	}
 	int kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kfd < 0) {
-		p->done = true;
 		p->result = LNCH_PROBE_NO_DEVICE;
 		evtimer_add(p->tick, &now);
 		return 0;
 	}
 	close(kfd);
+	if (!spec->kernel || !*spec->kernel || access(spec->kernel, R_OK) < 0) {
+		p->result = LNCH_PROBE_NO_KERNEL;
+		evtimer_add(p->tick, &now);
+		return 0;
+	}
+	p->done = false;
 
-	snprintf(p->path, sizeof(p->path), "%s/kvm-probe-XXXXXX", tmpdir);
+	snprintf(p->path, sizeof(p->path), "%s/kvm-probe-XXXXXX", spec->tmpdir);
 	int fd = mkstemp(p->path);
 	if (fd < 0) {
 		int e = -errno;
@@ -196,32 +212,76 @@ int lnch_accel_probe(struct event_base *base, const char *qemu, const char *tmpd
 		return e;
 	}
 	close(fd);
-	char *chardev = util_strdup_printf("file,id=dbg,path=%s", p->path);
-	const char *argv[] = {qemu,
+	char *esc = lnch_qemu_escape(p->path);
+	char *chardev = esc ? util_strdup_printf("file,id=s0,path=%s", esc) : NULL;
+	free(esc);
+	/* No initrd, no root: a kernel that runs ends in "Kernel panic" at its root mount. */
+	const char *argv[] = {spec->qemu,
 			      "-accel",
 			      "kvm",
 			      "-machine",
 			      "pc",
 			      "-m",
-			      "16",
+			      "96",
 			      "-nodefaults",
 			      "-no-user-config",
 			      "-display",
 			      "none",
 			      "-no-reboot",
+			      "-kernel",
+			      spec->kernel,
+			      "-append",
+			      "console=ttyS0 quiet panic=-1 nestor.accel_probe=1",
 			      "-chardev",
 			      chardev,
-			      "-device",
-			      "isa-debugcon,iobase=0x402,chardev=dbg",
+			      "-serial",
+			      "chardev:s0",
 			      NULL};
-	struct job_spec spec = {.argv = argv, .stdout_fd = -1, .stderr_fd = -2};
-	p->job = chardev ? job_run(base, &spec, on_probe_exit, p) : NULL;
+	struct job_spec js = {.argv = argv, .stdout_fd = -1, .stderr_fd = -2};
+	p->job = chardev ? job_run(base, &js, on_probe_exit, p) : NULL;
 	free(chardev);
 	if (!p->job) {
 		p->done = true;
 		p->result = LNCH_PROBE_FAILED;
 	}
-	p->deadline = util_now_ms() + timeout_ms;
+	p->deadline = util_now_ms() + spec->timeout_ms;
 	evtimer_add(p->tick, &now);
 	return 0;
+}
+
+static void stat_text(const char *name, const char *path, char *out, size_t len)
+{
+	struct stat st;
+	size_t n = strlen(out);
+	if (!path || !*path || stat(path, &st) < 0) {
+		snprintf(out + n, len - n, "%s%s=none", n ? " " : "", name);
+		return;
+	}
+	snprintf(out + n, len - n, "%s%s=%s:%llx:%lld.%09ld", n ? " " : "", name, path,
+		 S_ISCHR(st.st_mode) ? (unsigned long long)st.st_rdev
+				     : (unsigned long long)st.st_size,
+		 (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+}
+
+void lnch_accel_evidence(const char *qemu, const char *kernel, char *out, size_t len)
+{
+	char found[4096];
+	if (qemu && !strchr(qemu, '/')) {
+		/* a bare name: the binary PATH gives */
+		const char *path = getenv("PATH");
+		found[0] = '\0';
+		for (const char *d = path ? path : "/usr/bin"; *d && !found[0];) {
+			size_t k = strcspn(d, ":");
+			snprintf(found, sizeof(found), "%.*s/%s", (int)k, d, qemu);
+			if (access(found, X_OK) < 0)
+				found[0] = '\0';
+			d += k + (d[k] == ':');
+		}
+		if (found[0])
+			qemu = found;
+	}
+	out[0] = '\0';
+	stat_text("qemu", qemu, out, len);
+	stat_text("kernel", kernel, out, len);
+	stat_text("kvm", "/dev/kvm", out, len);
 }

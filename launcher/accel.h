@@ -1,8 +1,14 @@
 /*
  * Accelerator choice. /dev/kvm existing is not enough: nested KVM can hang
- * a guest forever. The probe boots SeaBIOS under KVM with no disk and waits
- * for its last words ("No bootable device") on the debug port; only a guest
- * that really ran gets KVM.
+ * a guest forever, and firmware alone may run where a kernel hangs. The
+ * probe boots a real Linux kernel under KVM (no disk, no initrd) and waits
+ * under a deadline for its last words on the serial port ("Kernel panic":
+ * it ran all the way to mounting a root file system); only a kernel that
+ * really ran gets KVM.
+ *
+ * The decision depends on QEMU, the kernel and /dev/kvm: lnch_accel_evidence
+ * says what those are now, so a caller can keep a decision across restarts
+ * and probe again only when one of them changed.
  *
  * lnch_accel_decide and lnch_accel_probe_output_ok are pure.
  */
@@ -20,7 +26,8 @@ enum lnch_accel_mode { LNCH_ACCEL_AUTO, LNCH_ACCEL_WANT_KVM, LNCH_ACCEL_WANT_TCG
 enum lnch_probe {
 	LNCH_PROBE_NOT_RUN,   /* not needed (tcg asked for) */
 	LNCH_PROBE_NO_DEVICE, /* /dev/kvm missing or not usable by us */
-	LNCH_PROBE_OK,	      /* a guest ran to the end of its BIOS under KVM */
+	LNCH_PROBE_NO_KERNEL, /* no kernel to test KVM with */
+	LNCH_PROBE_OK,	      /* a kernel ran to its root mount under KVM */
 	LNCH_PROBE_HUNG,      /* started but did not finish in time */
 	LNCH_PROBE_FAILED,    /* QEMU refused KVM (exited early) */
 };
@@ -34,17 +41,31 @@ struct lnch_accel_choice {
 /* Returns 0 or -EINVAL for a name that is not auto|kvm|tcg. */
 int lnch_accel_mode_parse(const char *s, enum lnch_accel_mode *out);
 struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_probe probe);
-/* True when the debug-port output shows the BIOS finished. */
+/* True when the serial output shows the kernel ran to its end. */
 bool lnch_accel_probe_output_ok(const char *out);
 
 typedef void (*lnch_accel_fn)(struct lnch_accel_choice choice, void *arg);
 
+struct lnch_accel_probe_spec {
+	const char *qemu;
+	const char *tmpdir; /* holds the probe's serial log */
+	const char *kernel; /* a Linux kernel image; NULL: none known */
+	enum lnch_accel_mode mode;
+	int timeout_ms; /* the kernel must reach its end within this */
+};
+
 /*
  * Probe through the loop and call CB once with the choice (never from inside
- * this call). TMPDIR holds the probe's scratch file. Returns 0 or a negative
- * errno.
+ * this call). Returns 0 or a negative errno.
  */
-int lnch_accel_probe(struct event_base *base, const char *qemu, const char *tmpdir,
-		     enum lnch_accel_mode mode, int timeout_ms, lnch_accel_fn cb, void *arg);
+int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec *spec,
+		     lnch_accel_fn cb, void *arg);
+
+/*
+ * What an accelerator decision rests on, as one line of text: QEMU's binary,
+ * the probe kernel and /dev/kvm (each path, size or device number, and
+ * change time). Equal text: nothing changed since the decision.
+ */
+void lnch_accel_evidence(const char *qemu, const char *kernel, char *out, size_t len);
 
 #endif

@@ -241,8 +241,8 @@ static void fill_position(const struct quota_ledger *l, size_t k, struct quota_d
 	}
 }
 
-struct quota_decision quota_request(struct quota_ledger *l, const struct quota_req *req,
-				    int64_t now_ms)
+static struct quota_decision submit(struct quota_ledger *l, const struct quota_req *req,
+				    int64_t now_ms, bool may_admit)
 {
 	struct quota_decision d = {QUOTA_REFUSE, 0, -1, NULL};
 	if (!req->user[0] || !req->image[0]) {
@@ -260,7 +260,7 @@ struct quota_decision quota_request(struct quota_ledger *l, const struct quota_r
 		return d;
 	}
 	/* Admit at once only when nobody is waiting for the same resources. */
-	if (l->n_queue == 0 && !host_block(l, req->memory_mb) && !own_block(l, req)) {
+	if (may_admit && l->n_queue == 0 && !host_block(l, req->memory_mb) && !own_block(l, req)) {
 		if (admit(l, req) < 0) {
 			d.reason = "out of memory";
 			return d;
@@ -285,6 +285,18 @@ struct quota_decision quota_request(struct quota_ledger *l, const struct quota_r
 	insert_sorted(l, &q);
 	quota_position(l, req->id, now_ms, &d);
 	return d;
+}
+
+struct quota_decision quota_request(struct quota_ledger *l, const struct quota_req *req,
+				    int64_t now_ms)
+{
+	return submit(l, req, now_ms, true);
+}
+
+struct quota_decision quota_enqueue(struct quota_ledger *l, const struct quota_req *req,
+				    int64_t now_ms)
+{
+	return submit(l, req, now_ms, false);
 }
 
 bool quota_try(struct quota_ledger *l, const struct quota_req *req)

@@ -109,6 +109,16 @@ struct quota_decision quota_request(struct quota_ledger *l, const struct quota_r
 				    int64_t now_ms);
 
 /*
+ * Like quota_request, but never admits at once: the request joins the queue
+ * (or is refused) and quota_next hands it out in arrival order. For requests
+ * that arrive before the host can start guests (the accelerator is still
+ * being probed, guests are being reattached) and for requests put back in
+ * line; a start slot is only ever counted for a request quota_next returns.
+ */
+struct quota_decision quota_enqueue(struct quota_ledger *l, const struct quota_req *req,
+				    int64_t now_ms);
+
+/*
  * Admit REQ only if it fits now and nobody is waiting (background work:
  * warm-pool refills, template builds). Never queues. Returns true if admitted.
  */

@@ -89,6 +89,45 @@ int gw_bapi_get(const char *sock, const char *id, struct gw_session *out)
 	return 0;
 }
 
+int gw_bapi_wait(const char *sock, const char *id, const char *state, unsigned timeout_s,
+		 struct gw_session *out)
+{
+	char path[160], *resp = NULL;
+	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=%s&timeout=%u", id, state, timeout_s);
+	int st = httpc_request(sock, "GET", path, NULL, (int)timeout_s * 1000 + TIMEOUT_MS, &resp);
+	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
+	free(resp);
+	if (!o)
+		return st < 0 ? st : -EPROTO;
+	fill(o, out);
+	json_object_put(o);
+	return 0;
+}
+
+int gw_bapi_attach(const char *sock, const char *id, const char *gateway)
+{
+	char path[128], body[96];
+	snprintf(path, sizeof(path), "/v1/sessions/%s/attach", id);
+	snprintf(body, sizeof(body), "{\"gateway\":\"%s\"}", gateway);
+	int st = httpc_request(sock, "POST", path, body, TIMEOUT_MS, NULL);
+	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
+}
+
+int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids, unsigned n)
+{
+	json_object *b = json_object_new_object(), *arr = json_object_new_array();
+	for (unsigned i = 0; i < n; i++)
+		json_object_array_add(arr, json_object_new_string(ids[i]));
+	json_object_object_add(b, "sessions", arr);
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/gateways/%s/lease", gateway);
+	int st = httpc_request(sock, "POST", path,
+			       json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN), 2000,
+			       NULL);
+	json_object_put(b);
+	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
+}
+
 int gw_bapi_post(const char *sock, const char *id, const char *verb)
 {
 	char path[128];

@@ -28,7 +28,14 @@ struct gw_session {
 int gw_bapi_connect(const char *sock, const char *user, const char *password, const char *app,
 		    const char *client, struct gw_session *out, char *msg, size_t msglen);
 int gw_bapi_get(const char *sock, const char *id, struct gw_session *out);
-int gw_bapi_post(const char *sock, const char *id, const char *verb); /* attach|detach|activity */
+int gw_bapi_post(const char *sock, const char *id, const char *verb); /* detach|activity */
+/* The user is on the session, through gateway GATEWAY (which renews its lease). */
+int gw_bapi_attach(const char *sock, const char *id, const char *gateway);
+/* The session once it has left STATE, or after TIMEOUT_S (long-poll). */
+int gw_bapi_wait(const char *sock, const char *id, const char *state, unsigned timeout_s,
+		 struct gw_session *out);
+/* GATEWAY still holds the connected sessions IDS (POST /v1/gateways/GW/lease). */
+int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids, unsigned n);
 
 /* An rdp session's guest: where and how to connect (GET /v1/sessions/ID/guest). */
 struct gw_guest {

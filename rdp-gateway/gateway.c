@@ -133,9 +133,16 @@ static BOOL on_accept(freerdp_listener *l, freerdp_peer *client)
 static void *watchdog(void *arg)
 {
 	struct gw *gw = arg;
+	int64_t next_lease = 0;
 	while (!stop) {
 		usleep(250000);
-		gw_watchdog_scan(gw, util_now_ms());
+		int64_t now = util_now_ms();
+		gw_watchdog_scan(gw, now);
+		if (now >= next_lease) {
+			/* nestord turns our sessions disconnected if this stops */
+			gw_lease_renew(gw);
+			next_lease = now + 1000;
+		}
 	}
 	return NULL;
 }
@@ -302,12 +309,15 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		return 1;
 	}
+	char rnd[9];
+	util_random_hex(rnd, 4);
+	snprintf(gw.id, sizeof(gw.id), "gw-%d-%s", (int)getpid(), rnd);
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	pthread_t wd;
 	pthread_create(&wd, NULL, watchdog, &gw);
-	log_info("nestor-gateway %s listening on %s:%u (nestord at %s)", NESTOR_VERSION,
+	log_info("nestor-gateway %s (%s) listening on %s:%u (nestord at %s)", NESTOR_VERSION, gw.id,
 		 gw.cfg.listen, gw.cfg.port, gw.cfg.api_socket);
 
 	while (!stop) {

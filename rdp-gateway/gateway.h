@@ -30,7 +30,8 @@ struct gw {
 	pthread_mutex_t lock;
 	unsigned active;
 	struct gw_addr addrs[GW_ADDR_SLOTS];
-	struct gw_peer *peers; /* for the handshake watchdog */
+	struct gw_peer *peers; /* for the handshake watchdog and the lease */
+	char id[33];	       /* this gateway, to nestord (its sessions' lease holder) */
 };
 
 /* peer.c: run one connection on its own thread (takes ownership of CLIENT). */
@@ -39,5 +40,7 @@ bool gw_peer_start(struct gw *gw, freerdp_peer *client);
 void gw_release_slot(struct gw *gw, const char *addr);
 /* The watchdog's view: cut handshakes older than the timeout. */
 void gw_watchdog_scan(struct gw *gw, int64_t now_ms);
+/* Tell nestord which sessions this gateway still serves (once a second). */
+void gw_lease_renew(struct gw *gw);
 
 #endif

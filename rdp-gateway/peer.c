@@ -42,6 +42,8 @@
 #define TILE 64
 #define POLL_MS 250	       /* nestord polling while waiting */
 #define ACTIVITY_MS 30000      /* at most one activity report per this */
+#define NESTORD_GONE_MS 60000  /* nestord restarting: keep waiting this long */
+#define LEASE_MAX 1024	       /* sessions per lease renewal */
 #define FAIL_SHOW_MS 4000      /* how long a final message stays up */
 #define WINDOW_ID 0x4e57       /* our one RemoteApp window */
 #define GUEST_CONNECT_MS 30000 /* the rdp backend's handshake with the guest, at most */
@@ -57,6 +59,7 @@ struct gw_peer {
 	volatile bool activated;
 	volatile bool handshake_done; /* first activation; never reset */
 	bool cut;
+	char leased[33]; /* the session this connection shows (gw->lock) */
 	char addr[64];
 	HANDLE vcm;
 	RailServerContext *rail;
@@ -83,6 +86,7 @@ struct gw_peer {
 	char title[129];
 	struct gw_session sess;
 	int64_t wait_started_ms, last_poll_ms, last_draw_ms, last_activity_ms;
+	int64_t nestord_gone_ms; /* first failed poll of a run of them (0: none) */
 	bool wait_shown; /* a wait-screen frame went out: the guest may replace it */
 	unsigned tick;
 
@@ -479,8 +483,34 @@ static bool rail_start(struct gw_peer *p)
 
 /* --- phases --- */
 
+static void set_leased(struct gw_peer *p, const char *id)
+{
+	pthread_mutex_lock(&p->gw->lock);
+	snprintf(p->leased, sizeof(p->leased), "%s", id);
+	pthread_mutex_unlock(&p->gw->lock);
+}
+
+void gw_lease_renew(struct gw *gw)
+{
+	static char ids[LEASE_MAX][33];
+	static const char *v[LEASE_MAX];
+	unsigned n = 0;
+	pthread_mutex_lock(&gw->lock);
+	for (struct gw_peer *p = gw->peers; p && n < LEASE_MAX; p = p->next) {
+		if (p->leased[0]) {
+			memcpy(ids[n], p->leased, sizeof(ids[n]));
+			v[n] = ids[n];
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&gw->lock);
+	if (n)
+		gw_bapi_lease(gw->cfg.api_socket, gw->id, v, n);
+}
+
 static void show_fail(struct gw_peer *p, const char *title, const char *msg)
 {
+	set_leased(p, "");
 	log_info("peer %s: %s: %s", p->addr, title, msg);
 	p->phase = PH_FAIL;
 	p->fail_until_ms = now_ms() + FAIL_SHOW_MS;
@@ -961,6 +991,21 @@ static void close_rdp_guest(struct gw_peer *p)
 	gw_rdpc_close(c);
 }
 
+/* Why the guest went away, as nestord tells it (it may take a moment to notice). */
+static void ended_message(struct gw_peer *p, char *out, size_t len)
+{
+	struct gw_session s;
+	snprintf(out, len, "The application was closed.");
+	if (gw_bapi_wait(p->gw->cfg.api_socket, p->sess.id, "connected", 2, &s) < 0)
+		return;
+	if (!strncmp(s.reason, "lost", 4))
+		snprintf(out, len,
+			 "Its computer stopped unexpectedly and your work there is lost. "
+			 "Connect again to start a new one.");
+	else if (s.reason[0] && (!strcmp(s.state, "ended") || !strcmp(s.state, "ending")))
+		snprintf(out, len, "%s.", s.reason);
+}
+
 /* The guest is gone: its message goes in our own window again. */
 static void guest_gone(struct gw_peer *p, const char *title, const char *msg)
 {
@@ -998,8 +1043,9 @@ static void enter_guest(struct gw_peer *p)
 
 static void guest_shown(struct gw_peer *p)
 {
-	if (gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "attach") < 0)
+	if (gw_bapi_attach(p->gw->cfg.api_socket, p->sess.id, p->gw->id) < 0)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
+	set_leased(p, p->sess.id);
 	p->phase = PH_GUEST;
 	p->last_activity_ms = now_ms();
 	/* the guest's first full update replaces the wait screen: no black frame between */
@@ -1031,7 +1077,25 @@ static void poll_session(struct gw_peer *p)
 	if (now - p->last_poll_ms >= POLL_MS) {
 		p->last_poll_ms = now;
 		struct gw_session s;
-		if (gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, &s) == 0) {
+		int r = gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, &s);
+		if (r < 0 && r != -EPROTO) {
+			/* nestord is not answering (restarting?): the session is in its
+			 * database, so keep the user waiting for a while */
+			if (!p->nestord_gone_ms) {
+				p->nestord_gone_ms = now;
+				log_warn("peer %s: session=%s nestord is not answering: waiting",
+					 p->addr, p->sess.id);
+				snprintf(p->sess.reason, sizeof(p->sess.reason),
+					 "the session service is restarting");
+			} else if (now - p->nestord_gone_ms > NESTORD_GONE_MS) {
+				show_fail(p, "Cannot start", "The session service went away.");
+				return;
+			}
+		} else if (r == 0) {
+			if (p->nestord_gone_ms)
+				log_info("peer %s: session=%s nestord answers again", p->addr,
+					 p->sess.id);
+			p->nestord_gone_ms = 0;
 			p->sess = s;
 			/* switch once the wait screen was seen, however fast the guest was */
 			if ((!strcmp(s.state, "ready") || !strcmp(s.state, "connected") ||
@@ -1048,7 +1112,7 @@ static void poll_session(struct gw_peer *p)
 				return;
 			}
 		} else {
-			show_fail(p, "Cannot start", "The session service went away.");
+			show_fail(p, "Cannot start", "Your session is gone.");
 			return;
 		}
 	}
@@ -1461,8 +1525,9 @@ static void *peer_main(void *arg)
 				} else if (!gw_rdpc_pump(p->rdpc)) {
 					log_info("peer %s: session=%s guest RDP closed", p->addr,
 						 p->sess.id);
-					guest_gone(p, "Your session has ended",
-						   "The application was closed.");
+					char why[300];
+					ended_message(p, why, sizeof(why));
+					guest_gone(p, "Your session has ended", why);
 				}
 			}
 			if (p->vnc && !gw_vnc_pump(p->vnc)) {
@@ -1472,8 +1537,9 @@ static void *peer_main(void *arg)
 				p->vnc_event = NULL;
 				gw_vnc_close(p->vnc);
 				p->vnc = NULL;
-				show_fail(p, "Your session has ended",
-					  "The application was closed.");
+				char why[300];
+				ended_message(p, why, sizeof(why));
+				show_fail(p, "Your session has ended", why);
 			}
 			break;
 		case PH_FAIL:

@@ -329,11 +329,18 @@ int main(void)
 	util_mkdir_p(run, 0700);
 	util_mkdir_p(ovl, 0700);
 
-	/* The probe decides; whatever it picks must then really run guests. */
+	/* The probe (the test guest's kernel) decides; whatever it picks must then really
+	 * run guests. */
+	struct lnch_profile tp;
+	testenv_profile(&tp);
+	struct lnch_accel_probe_spec ps = {.qemu = NESTOR_QEMU,
+					   .tmpdir = scratch,
+					   .kernel = tp.kernel,
+					   .mode = LNCH_ACCEL_AUTO,
+					   .timeout_ms = 15000};
 	struct probe_res pr = {0};
-	CHECK(lnch_accel_probe(base, NESTOR_QEMU, scratch, LNCH_ACCEL_AUTO, 3000, on_probe, &pr) ==
-	      0);
-	CHECK(testenv_run_until(base, &pr.done, 15000));
+	CHECK(lnch_accel_probe(base, &ps, on_probe, &pr) == 0);
+	CHECK(testenv_run_until(base, &pr.done, 30000));
 	CHECK(pr.c.err == 0);
 	fprintf(stderr, "accelerator: %s\n", pr.c.reason);
 

@@ -22,6 +22,9 @@ int main(void)
 	    {LNCH_ACCEL_WANT_KVM, LNCH_PROBE_HUNG, -ENODEV, LNCH_ACCEL_TCG},
 	    {LNCH_ACCEL_WANT_KVM, LNCH_PROBE_NO_DEVICE, -ENODEV, LNCH_ACCEL_TCG},
 	    {LNCH_ACCEL_WANT_KVM, LNCH_PROBE_FAILED, -ENODEV, LNCH_ACCEL_TCG},
+	    /* no kernel to test with: auto stays safe, a required KVM is taken on trust */
+	    {LNCH_ACCEL_AUTO, LNCH_PROBE_NO_KERNEL, 0, LNCH_ACCEL_TCG},
+	    {LNCH_ACCEL_WANT_KVM, LNCH_PROBE_NO_KERNEL, 0, LNCH_ACCEL_KVM},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		struct lnch_accel_choice c = lnch_accel_decide(t[i].mode, t[i].probe);
@@ -37,9 +40,10 @@ int main(void)
 	CHECK(lnch_accel_mode_parse("KVM", &m) == -EINVAL);
 	CHECK(lnch_accel_mode_parse("", &m) == -EINVAL);
 
-	/* Probe output: what SeaBIOS prints when it ran to the end, and when it hung. */
-	CHECK(lnch_accel_probe_output_ok("SeaBIOS (version 1.16.2)\n...\nNo bootable device.\n"));
-	CHECK(!lnch_accel_probe_output_ok("SeaBIOS (version 1.16.2)\n  7: 000000fd00000000\n"));
+	/* Probe output: a kernel that ran to its root mount, and firmware alone. */
+	CHECK(lnch_accel_probe_output_ok(
+	    "[    2.07] Kernel panic - not syncing: VFS: Unable to mount root fs\n"));
+	CHECK(!lnch_accel_probe_output_ok("SeaBIOS (version 1.16.2)\n...\nNo bootable device.\n"));
 	CHECK(!lnch_accel_probe_output_ok(""));
 	CHECK(!lnch_accel_probe_output_ok(NULL));
 	return check_done("test_accel");

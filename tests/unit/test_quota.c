@@ -396,8 +396,38 @@ static void test_release(void)
 	quota_ledger_finish(&l);
 }
 
+/* Requests that arrive before the host can start anything: queued in arrival
+ * order, nothing counted until quota_next hands them out. */
+static void test_enqueue(void)
+{
+	struct quota_ledger l;
+	quota_ledger_init(&l);
+	quota_set_host_caps(&l, (struct quota_caps){4, 2, 0});
+	quota_set_user_default(&l, 1);
+	struct quota_req a = req(1, "a", "img", 256), b = req(2, "b", "img", 256),
+			 c = req(3, "c", "img", 256), a2 = req(4, "a", "img", 256);
+	struct quota_decision d = quota_enqueue(&l, &a, 10);
+	CHECK(d.verdict == QUOTA_QUEUE && d.position == 1);
+	CHECK(quota_enqueue(&l, &b, 11).verdict == QUOTA_QUEUE);
+	CHECK(quota_enqueue(&l, &c, 12).verdict == QUOTA_QUEUE);
+	/* the per-user limit counts queued requests too */
+	d = quota_enqueue(&l, &a2, 13);
+	CHECK(d.verdict == QUOTA_REFUSE);
+	CHECK(l.sessions == 0 && l.starting == 0 && l.memory_mb == 0);
+	struct quota_req out;
+	CHECK(quota_next(&l, 20, &out) && out.id == 1);
+	CHECK(quota_next(&l, 20, &out) && out.id == 2);
+	CHECK(!quota_next(&l, 20, &out)); /* max_starting 2 */
+	CHECK(l.sessions == 2 && l.starting == 2);
+	quota_started(&l, 100);
+	CHECK(quota_next(&l, 21, &out) && out.id == 3);
+	CHECK(l.n_queue == 0);
+	quota_ledger_finish(&l);
+}
+
 int main(void)
 {
+	test_enqueue();
 	test_pressure();
 	test_release();
 	test_caps_table();
