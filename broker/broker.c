@@ -1162,12 +1162,27 @@ const struct brk_config *brk_config(const struct brk *b)
 
 /* --- start-up: reattach, sweep --- */
 
+static void kill_orphan(const char *dir);
+
+/*
+ * A guest that was still being restored or resumed when nestord went away
+ * cannot be trusted half-way: its QEMU and files go, and the session goes
+ * back in line where it arrived (it only costs one more template start). A
+ * cold boot is reattached and probed again instead: that may be minutes of
+ * work.
+ */
+static bool restart_instead(const struct db_session *rec, enum brk_state st)
+{
+	return st == BRK_STARTING && (rec->pid <= 0 || strcmp(rec->start_path, "cold") != 0);
+}
+
 static void restore_one(const struct db_session *rec, void *arg)
 {
 	struct brk *b = arg;
 	enum brk_state st;
 	if (brk_state_parse(rec->state, &st) < 0)
 		st = BRK_ENDING;
+	bool restart = restart_instead(rec, st);
 	struct brk_session *s = session_new(b);
 	if (!s)
 		return;
@@ -1180,6 +1195,20 @@ static void restore_one(const struct db_session *rec, void *arg)
 		snprintf(s->img.name, sizeof(s->img.name), "%s", rec->image);
 	if (rec->created > 0)
 		s->created_ms = util_now_ms() - (util_wall_s() - rec->created) * 1000;
+	if (restart) {
+		char dir[BRK_PATH_MAX + 40];
+		snprintf(dir, sizeof(dir), "%.4000s/%s", b->vm_dir, rec->id);
+		kill_orphan(dir);
+		util_rmdir_flat(dir);
+		if (rec->overlay[0])
+			unlink(rec->overlay);
+		log_info("session=%s user=%s was starting (%s): starting it again", rec->id,
+			 rec->user, rec->start_path[0] ? rec->start_path : "not spawned yet");
+		s->rec.pid = 0;
+		s->rec.start_path[0] = s->rec.template_dir[0] = s->rec.overlay[0] = '\0';
+		s->state = st = BRK_QUEUED;
+		save(b, s);
+	}
 
 	if (st == BRK_QUEUED) {
 		struct quota_req r = {
@@ -1212,7 +1241,7 @@ static void restore_one(const struct db_session *rec, void *arg)
 			      &guest_cbs, s, err, sizeof(err));
 	if (!s->guest) {
 		log_err("session=%s cannot be reattached: %s", rec->id, err);
-		end_session(b, s, "could not be reattached after a broker restart");
+		end_session(b, s, "lost: its guest stopped while nestord was not running");
 		return;
 	}
 	if (st == BRK_ENDING)
