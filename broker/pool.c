@@ -265,7 +265,14 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 	snprintf(who, sizeof(who), "the template build of %s", t->image);
 	if ((err == -ETIMEDOUT && accel_start_timed_out(b, t->accel, who)) ||
 	    (err == -ECANCELED && t->requeue && !b->stopping)) {
-		/* the accelerator fell back: build again under the new one */
+		if (!t->waiters) {
+			/* an automatic build: the next start that needs one asks again, and
+			 * the new accelerator may have a template already */
+			tjob_finish(t, -ECANCELED, "the accelerator changed");
+			brk_kick(b);
+			return;
+		}
+		/* asked for: build again under the new accelerator */
 		log_info("template of %s: building again under %s", t->image,
 			 accel_name(b->acc.accel));
 		t->running = t->requeue = false;

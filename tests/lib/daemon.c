@@ -98,10 +98,11 @@ bool nestord_start(struct nestord *d)
 		json_object *o = NULL;
 		if (api(d, "GET", "/v1/status", NULL, &o) == 200) {
 			const char *accel = jget(o, "accel");
-			bool ok = strcmp(accel, "probing") != 0;
+			bool ok = d->no_wait || strcmp(accel, "probing") != 0;
 			json_object_put(o);
 			if (ok)
 				return true;
+			o = NULL;
 		}
 		json_object_put(o);
 		if (waitpid(pid, NULL, WNOHANG) == pid) {

@@ -16,6 +16,7 @@ struct nestord {
 	char sock[320];
 	char log[320];
 	pid_t pid;
+	bool no_wait; /* nestord_start returns once the API answers, accelerator known or not */
 };
 
 /* Set up DIR with a passdb (USERS: "user:password:service" lines) and a config
