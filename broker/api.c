@@ -35,6 +35,7 @@ struct api {
 	struct event_base *base;
 	struct brk *b;
 	struct evhttp *http;
+	struct evhttp_bound_socket *listener;
 	char path[108];
 	struct pending *pendings;
 };
@@ -1086,7 +1087,8 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						  EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, route, api);
-	if (evhttp_accept_socket(api->http, fd) < 0) {
+	api->listener = evhttp_accept_socket_with_handle(api->http, fd);
+	if (!api->listener) {
 		snprintf(err, errlen, "cannot serve on %s", path);
 		goto fail;
 	}
@@ -1099,10 +1101,17 @@ fail:
 	return NULL;
 }
 
-void api_destroy(struct api *api)
+void api_stop(struct api *api)
 {
 	if (!api)
 		return;
+	if (api->listener) {
+		evhttp_del_accept_socket(api->http, api->listener); /* closes it */
+		api->listener = NULL;
+	}
+	if (api->path[0])
+		unlink(api->path);
+	api->path[0] = '\0';
 	while (api->pendings) {
 		struct pending *p = api->pendings;
 		struct evhttp_request *req = pending_take(p);
@@ -1116,6 +1125,13 @@ void api_destroy(struct api *api)
 		}
 		pending_free(p); /* cancels a PAM check in flight, drops a watch */
 	}
+}
+
+void api_destroy(struct api *api)
+{
+	if (!api)
+		return;
+	api_stop(api);
 	if (api->http)
 		evhttp_free(api->http);
 	if (api->path[0])

@@ -15,7 +15,12 @@ struct api;
 /* Listen on PATH (mode 0660, group GROUP if not empty). */
 struct api *api_create(struct event_base *base, struct brk *b, const char *path, const char *group,
 		       char *err, size_t errlen);
-/* Stop listening and drop pending long-polls. Accepts NULL. */
+/*
+ * Stop serving: no new connections, every waiting request answered 503
+ * (the answers still go out while the loop runs). Idempotent; accepts NULL.
+ */
+void api_stop(struct api *api);
+/* api_stop, then free. Accepts NULL. */
 void api_destroy(struct api *api);
 
 #endif

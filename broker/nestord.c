@@ -74,8 +74,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	a->stopping = true;
 	log_info("signal %d: shutting down", (int)sig);
-	api_destroy(a->api); /* stop accepting */
-	a->api = NULL;
+	api_stop(a->api); /* no new requests; waiting ones get their answer */
 	brk_shutdown(a->brk, on_stopped, a);
 }
 

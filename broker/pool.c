@@ -254,6 +254,21 @@ static void tjob_finish(struct tjob *t, int err, const char *msg)
 	free(t);
 }
 
+/* IMAGE has a template the current accelerator can clone. */
+static bool usable_template(struct brk *b, const char *image)
+{
+	struct db_image img;
+	char dir[BRK_PATH_MAX], why[300];
+	if (db_image_get(b->db, image, &img) < 0)
+		return false;
+	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
+	struct lnch_profile p;
+	brk_profile_of(&img, &p);
+	pool_template_dir(b, image, dir, sizeof(dir));
+	return dir[0] && b->qemu_version[0] &&
+	       img_template_usable(dir, &b->lcfg, &p, b->qemu_version, why, sizeof(why));
+}
+
 static void on_template(int err, const char *msg, const struct img_template_meta *meta, void *arg)
 {
 	struct tjob *t = arg;
@@ -265,9 +280,8 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 	snprintf(who, sizeof(who), "the template build of %s", t->image);
 	if ((err == -ETIMEDOUT && accel_start_timed_out(b, t->accel, who)) ||
 	    (err == -ECANCELED && t->requeue && !b->stopping)) {
-		if (!t->waiters) {
-			/* an automatic build: the next start that needs one asks again, and
-			 * the new accelerator may have a template already */
+		if (!t->waiters && usable_template(b, t->image)) {
+			/* an automatic build, and the new accelerator has its template */
 			tjob_finish(t, -ECANCELED, "the accelerator changed");
 			brk_kick(b);
 			return;

@@ -10,6 +10,9 @@
  *   db-locked     another process holds the database locked
  *   startup       requests while nestord is still starting (probe, reattach)
  *   kvm-hang      a KVM that passes the probe but hangs real guests
+ *   signals       SIGQUIT keeps guests (warm ones too) for the next start;
+ *                 SIGINT + SIGTERM (a terminal's Ctrl-C and a script's trap)
+ *                 end everything
  *
  * Deadlines here are liveness bounds, generous on a loaded 2-core host; the
  * recovery times they print go to docs/reliability.md.
@@ -711,7 +714,100 @@ static void kvm_hang(void)
 	json_object_put(o);
 	image_template_ready(again, sizeof(again));
 	CHECK_MSG(!strcmp(again, tdir), "the TCG template is reused, not rebuilt");
-	stop_and_check_clean();
+	CHECK_MSG(file_count(d.log, "template of demo: building in") == 3,
+		  "one TCG template build in all (and two KVM attempts)");
+
+	/* a shutdown does not wait for a build hanging under KVM */
+	o = NULL;
+	CHECK(api(&d, "POST", "/v1/accel/probe", NULL, &o) == 200);
+	json_object_put(o);
+	pid_t asker = fork();
+	if (asker == 0) {
+		/* nestorctl images template demo: waits for the build */
+		_exit(api(&d, "POST", "/v1/images/demo/template", NULL, NULL) == 503 ? 0 : 1);
+	}
+	for (int i = 0; i < 50 && file_count(d.log, "template of demo: building in") < 4; i++)
+		usleep(100000);
+	t0 = util_now_ms();
+	int st = nestord_stop(&d, SIGTERM, 30000);
+	double took = secs_since(t0);
+	fprintf(stderr, "shutdown with a build hanging under KVM: %.2f s\n", took);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && took < 5.0,
+		  "stopped at once (%.2f s), not after the start deadline", took);
+	st = wait_child(asker, 10000);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the waiting admin was told (503)");
+	CHECK(qemu_count() == 0 && entries("run/vm") == 0);
+}
+
+static int warm_ready(void)
+{
+	json_object *o = NULL;
+	api(&d, "GET", "/v1/images", NULL, &o);
+	int n = o ? (int)jint(json_object_array_get_idx(o, 0), "warm_ready") : -1;
+	json_object_put(o);
+	return n;
+}
+
+static bool wait_warm(int want, int ms)
+{
+	for (int64_t end = util_now_ms() + ms; util_now_ms() < end; usleep(100000))
+		if (warm_ready() == want)
+			return true;
+	return false;
+}
+
+static void signals(void)
+{
+	setup("f-signals", "[sessions]\nstop_grace = 1\n");
+	CHECK(nestord_start(&d));
+	nestord_add_demo(&d, "ledger");
+	template_ready();
+	CHECK(api(&d, "PUT", "/v1/images/demo", "{\"warm_pool\":1}", NULL) == 200);
+	CHECK(wait_warm(1, 60000));
+	char id1[40], id2[40];
+	CHECK(connect_user(1, id1, sizeof(id1)));
+	CHECK(wait_state(&d, id1, "ready", 30000));
+	CHECK(wait_warm(1, 60000)); /* refilled */
+	json_object *arr = sessions();
+	long long p1 = jint(of_user(arr, "user1"), "pid");
+	json_object_put(arr);
+	CHECK(qemu_count() == 2);
+
+	/* SIGQUIT: out at once, guests left running, all of them picked up again */
+	int st = nestord_stop(&d, SIGQUIT, 5000);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGQUIT exit %d", st);
+	CHECK_MSG(qemu_count() == 2, "guests kept: %d", qemu_count());
+	CHECK(nestord_start(&d));
+	CHECK(wait_state(&d, id1, "ready", 10000));
+	arr = sessions();
+	CHECK(jint(of_user(arr, "user1"), "pid") == p1);
+	json_object_put(arr);
+	CHECK_MSG(wait_warm(1, 10000) && qemu_count() == 2,
+		  "the warm guest is reattached, not replaced (%d QEMU)", qemu_count());
+	CHECK(file_has(d.log, "reattached (paused)"));
+	CHECK(connect_user(2, id2, sizeof(id2)));
+	CHECK(wait_state(&d, id2, "ready", 10000));
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id2);
+	json_object *o = NULL;
+	api(&d, "GET", path, NULL, &o);
+	CHECK_MSG(!strcmp(jget(o, "start_path"), "warm"), "user2 got the reattached warm guest: %s",
+		  jget(o, "start_path"));
+	json_object_put(o);
+
+	/* Ctrl-C in a terminal and the script's SIGTERM right after: one shutdown */
+	int64_t t0 = util_now_ms();
+	kill(d.pid, SIGINT);
+	usleep(20000);
+	kill(d.pid, SIGTERM);
+	usleep(20000);
+	kill(d.pid, SIGINT);
+	st = nestord_stop(&d, SIGTERM, 30000);
+	fprintf(stderr, "shutdown with 2 sessions and a warm guest: %.2f s\n", secs_since(t0));
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+	CHECK(file_has(d.log, "already shutting down"));
+	CHECK_MSG(qemu_count() == 0, "%d QEMU left", qemu_count());
+	CHECK(entries("state/overlays") == 0 && entries("run/vm") == 0);
 }
 
 int main(int argc, char **argv)
@@ -725,7 +821,7 @@ int main(int argc, char **argv)
 	    {"broker-kill", broker_kill}, {"gateway-kill", gateway_kill},
 	    {"qemu-kill", qemu_kill},	  {"disk-full", disk_full},
 	    {"db-locked", db_locked},	  {"startup", startup},
-	    {"kvm-hang", kvm_hang},
+	    {"kvm-hang", kvm_hang},	  {"signals", signals},
 	};
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (!strcmp(argv[1], cases[i].name)) {
