@@ -119,6 +119,7 @@ struct brk {
 	void (*stop_done)(void *arg);
 	void *stop_arg;
 	char qemu_version[96]; /* "" until known: templates wait for it */
+	bool version_asked;    /* the version probe ended (known or not): starts may run */
 	char tpl_root[BRK_PATH_MAX];
 	char image_dir[BRK_PATH_MAX];
 	struct warm *warm;

@@ -375,7 +375,7 @@ static struct brk_session *by_qid(struct brk *b, uint64_t qid)
 /* Start whatever the ledger admits now; expire what waited too long. */
 void brk_pump(struct brk *b)
 {
-	if (!b->accel_ready || b->stopping)
+	if (!b->accel_ready || !b->version_asked || b->stopping)
 		return;
 	event_del(b->kick);
 	int64_t now = util_now_ms();
@@ -554,9 +554,9 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	r.deadline_ms = wait ? r.enqueued_ms + (int64_t)wait * 1000 : 0;
 	quota_set_image_cap(&b->quota, img.name, img.max_sessions);
 	/* Before the host can start guests, everyone waits in line, in arrival order. */
-	struct quota_decision d = b->accel_ready
-				      ? quota_request(&b->quota, &r, r.enqueued_ms)
-				      : quota_enqueue(&b->quota, &r, r.enqueued_ms);
+	bool ready = b->accel_ready && b->version_asked;
+	struct quota_decision d = ready ? quota_request(&b->quota, &r, r.enqueued_ms)
+					: quota_enqueue(&b->quota, &r, r.enqueued_ms);
 	if (d.verdict != QUOTA_ADMIT && s->handout) {
 		/* not admitted after all: the warm guest goes back, with its id */
 		pool_put_back(b, s->handout);
@@ -577,7 +577,7 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 		start_guest(b, s);
 	} else {
 		snprintf(s->reason, sizeof(s->reason), "%s",
-			 !b->accel_ready ? "nestord is starting up" : d.reason ? d.reason : "");
+			 !ready ? "nestord is starting up" : d.reason ? d.reason : "");
 		log_info("session=%s user=%s queued at %u: %s", s->rec.id, user, d.position,
 			 s->reason);
 		db_audit(b->db, "session-queued", user, client, s->rec.id, s->reason);

@@ -39,15 +39,19 @@ static void on_version(struct job *job, int status, void *arg)
 		log_err("cannot read the QEMU version: templates are disabled");
 	}
 	job_destroy(job);
-	brk_pump(b);
+	b->version_asked = true;
+	brk_kick(b);
 }
 
+/* Starts wait for this (~50 ms): without the version no template can be used. */
 void pool_start_version_probe(struct brk *b)
 {
 	const char *argv[] = {b->cfg.qemu, "--version", NULL};
 	struct job_spec spec = {.argv = argv, .stdout_fd = -1, .stderr_fd = -2};
-	if (!job_run(b->base, &spec, on_version, b))
-		log_err("cannot run %s --version", b->cfg.qemu);
+	if (!job_run(b->base, &spec, on_version, b)) {
+		log_err("cannot run %s --version: templates are disabled", b->cfg.qemu);
+		b->version_asked = true;
+	}
 }
 
 /* --- registration --- */

@@ -830,7 +830,10 @@ int main(int argc, char **argv)
 				nestord_stop(&d, SIGTERM, 30000);
 			char name[64];
 			snprintf(name, sizeof(name), "faults %s", argv[1]);
-			return check_done(name);
+			int r = check_done(name);
+			if (r == 0 && d.dir[0])
+				testenv_rmtree(d.dir); /* kept for a look when it failed */
+			return r;
 		}
 	}
 	fprintf(stderr, "usage: test_faults CASE\n");
