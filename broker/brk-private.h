@@ -80,6 +80,7 @@ struct brk_session {
 	bool dirty;	       /* the row could not be written yet */
 	char lease_gw[33];     /* the gateway holding the connection ("" none) */
 	int64_t lease_until;   /* CONNECTED: disconnected when this passes (0: no lease) */
+	bool lease_lapsed;     /* disconnected by a lapsed lease: its gateway may take it back */
 	struct warm *handout;  /* warm guest reserved for this session */
 	struct brk_watch *watchers;
 };
@@ -107,6 +108,7 @@ struct brk {
 		bool probed;	     /* rests on a probe (not: no kernel was known) */
 	} acc;
 	bool accel_probing;
+	struct lnch_accel_probe *probe; /* while probing */
 	struct accel_waiter *accel_waiters;
 	unsigned tcg_failures; /* start timeouts under TCG: the host, not KVM, is slow */
 	struct event *kick;    /* deferred pump */
@@ -145,7 +147,11 @@ struct warm *pool_take(struct brk *b, const char *image);
 void pool_put_back(struct brk *b, struct warm *w);
 /* Free the pool entry after its guest was handed to a session. */
 void pool_release(struct warm *w);
+/* A taken warm guest that will not be used after all: stopped, then freed. Accepts NULL. */
+void pool_discard(struct brk *b, struct warm *w);
 void pool_stop_all(struct brk *b, bool detach);
+/* Kill every warm guest now (a shutdown that ran out of time). */
+void pool_kill_all(struct brk *b);
 bool pool_busy(const struct brk *b);
 /* Usable template dir for IMG ("" none); starts a build if auto-templates are on. */
 bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, size_t len);

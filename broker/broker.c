@@ -298,11 +298,8 @@ static void start_guest(struct brk *b, struct brk_session *s)
 			 b->cfg.min_free_mb);
 		log_err("session=%s %s (%s)", s->rec.id, err, b->cfg.overlay_dir);
 		db_audit(b->db, "session-refused", s->rec.user, s->rec.client, s->rec.id, err);
-		if (s->handout) {
-			lnch_guest_stop(s->handout->guest, 0);
-			pool_release(s->handout);
-			s->handout = NULL;
-		}
+		pool_discard(b, s->handout); /* the pool stops it and frees it */
+		s->handout = NULL;
 		end_session(b, s, err);
 		return;
 	}
@@ -314,11 +311,8 @@ static void start_guest(struct brk *b, struct brk_session *s)
 		snprintf(err, sizeof(err), "image %s: %.400s; re-register it", s->img.name, why);
 		log_err("session=%s %s", s->rec.id, err);
 		db_audit(b->db, "image-modified", s->rec.user, s->rec.client, s->rec.id, err);
-		if (s->handout) {
-			lnch_guest_stop(s->handout->guest, 0);
-			pool_release(s->handout);
-			s->handout = NULL;
-		}
+		pool_discard(b, s->handout); /* the pool stops it and frees it */
+		s->handout = NULL;
 		end_session(b, s, err);
 		return;
 	}
@@ -328,6 +322,7 @@ static void start_guest(struct brk *b, struct brk_session *s)
 		struct warm *w = s->handout;
 		s->handout = NULL;
 		s->guest = w->guest;
+		s->accel = w->accel;
 		snprintf(s->rec.template_dir, sizeof(s->rec.template_dir), "%s", w->template_dir);
 		pool_release(w);
 		lnch_guest_set_cbs(s->guest, &guest_cbs, s);
@@ -716,6 +711,7 @@ int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway
 	s->activity_ms = util_now_ms();
 	snprintf(s->lease_gw, sizeof(s->lease_gw), "%s", gateway ? gateway : "");
 	s->lease_until = s->lease_gw[0] ? util_now_ms() + BRK_LEASE_MS : 0;
+	s->lease_lapsed = false;
 	set_state(b, s, BRK_CONNECTED);
 	db_audit(b->db, "session-attach", s->rec.user, s->rec.client, s->rec.id, NULL);
 	return 0;
@@ -727,6 +723,7 @@ int brk_session_detach(struct brk *b, struct brk_session *s)
 		return -EINVAL;
 	s->lease_gw[0] = '\0';
 	s->lease_until = 0;
+	s->lease_lapsed = false;
 	set_state(b, s, BRK_DISCONNECTED);
 	db_audit(b->db, "session-detach", s->rec.user, s->rec.client, s->rec.id, NULL);
 	return 0;
@@ -743,12 +740,20 @@ unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const
 	int64_t until = util_now_ms() + BRK_LEASE_MS;
 	for (size_t i = 0; i < n; i++) {
 		struct brk_session *s = brk_session_find(b, ids[i]);
-		if (!s || s->state != BRK_CONNECTED)
+		bool lapsed = s && s->state == BRK_DISCONNECTED && s->lease_lapsed;
+		if (!s || (s->state != BRK_CONNECTED && !lapsed))
 			continue;
 		if (s->lease_gw[0] && strcmp(s->lease_gw, gateway))
 			continue; /* another gateway holds it now (the user moved) */
 		snprintf(s->lease_gw, sizeof(s->lease_gw), "%s", gateway);
 		s->lease_until = until;
+		if (lapsed) {
+			/* the gateway was only late (a stalled loop): the user never left */
+			log_info("session=%s gateway %s renewed a lapsed lease: connected again",
+				 s->rec.id, gateway);
+			s->lease_lapsed = false;
+			set_state(b, s, BRK_CONNECTED);
+		}
 		held++;
 	}
 	return held;
@@ -889,7 +894,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 				 s->rec.id, s->rec.user, s->lease_gw[0] ? s->lease_gw : "(unknown)");
 			db_audit(b->db, "session-lease-expired", s->rec.user, s->rec.client,
 				 s->rec.id, s->lease_gw);
-			brk_session_detach(b, s);
+			s->lease_until = 0;
+			s->lease_lapsed = true; /* lease_gw kept: that gateway may take it back */
+			set_state(b, s, BRK_DISCONNECTED);
 		}
 	}
 	db_flush(b->db);
@@ -1216,7 +1223,10 @@ static void restore_one(const struct db_session *rec, void *arg)
 		snprintf(r.user, sizeof(r.user), "%s", rec->user);
 		snprintf(r.image, sizeof(r.image), "%s", rec->image);
 		unsigned wait = image_timeout(s->img.queue_wait, b->cfg.timeouts.queue_wait);
-		r.deadline_ms = wait ? s->created_ms + (int64_t)wait * 1000 : 0;
+		/* a session that had been admitted waits anew, in its old place */
+		r.deadline_ms = !wait	 ? 0
+				: restart ? util_now_ms() + (int64_t)wait * 1000
+					  : s->created_ms + (int64_t)wait * 1000;
 		quota_set_image_cap(&b->quota, rec->image, s->img.max_sessions);
 		/* back in line in its arrival order; started once the host is ready */
 		struct quota_decision d = quota_enqueue(&b->quota, &r, util_now_ms());
@@ -1448,7 +1458,7 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 		s->guest = NULL;
 		end_session(b, s, s->reason[0] ? s->reason : "nestord shut down");
 	}
-	pool_stop_all(b, true);
+	pool_kill_all(b);
 	void (*done)(void *) = b->stop_done;
 	b->stop_done = NULL;
 	if (done)
@@ -1498,6 +1508,7 @@ void brk_destroy(struct brk *b)
 	while (b->tjobs) {
 		struct tjob *t = b->tjobs;
 		b->tjobs = t->next;
+		img_template_destroy(t->build); /* its QEMU is killed; the row stays: built again */
 		while (t->waiters) {
 			struct tjob_waiter *w = t->waiters;
 			t->waiters = w->next;

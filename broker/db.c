@@ -26,7 +26,7 @@
 
 struct audit_rec {
 	int64_t ts;
-	char kind[32], user[65], client[64], session[33], detail[256];
+	char kind[32], user[65], client[64], session[33], detail[1024];
 };
 
 struct db {
@@ -167,11 +167,21 @@ static int add_columns(sqlite3 *h, const struct table *t, char **msg)
 	return SQLITE_OK;
 }
 
-/* Templates used to be one per image, in images.template_dir: keep them (as TCG's). */
+/*
+ * Templates used to be one per image, in images.template_dir, built under
+ * whichever accelerator was chosen then: keep each for both; the first use
+ * under the other accelerator finds it unusable and drops that entry only.
+ */
 static const char MIGRATE[] =
     "INSERT OR IGNORE INTO templates(image, accel, dir) SELECT name, 'tcg', template_dir"
     " FROM images WHERE template_dir IS NOT NULL AND template_dir != '';"
-    "UPDATE images SET template_dir = NULL;";
+    "INSERT OR IGNORE INTO templates(image, accel, dir) SELECT name, 'kvm', template_dir"
+    " FROM images WHERE template_dir IS NOT NULL AND template_dir != '';"
+    "UPDATE images SET template_dir = NULL WHERE template_dir IS NOT NULL;";
+
+/* After every column exists. */
+static const char INDEXES[] =
+    "CREATE INDEX IF NOT EXISTS sessions_live ON sessions(state) WHERE state != 'ended';";
 
 static bool has_column(sqlite3 *h, const char *table, const char *column)
 {
@@ -204,6 +214,8 @@ struct db *db_open(const char *path, char *err, size_t errlen)
 			r = add_columns(db->h, ts[i], &msg);
 		if (r == SQLITE_OK && has_column(db->h, "images", "template_dir"))
 			r = sqlite3_exec(db->h, MIGRATE, NULL, NULL, &msg);
+		if (r == SQLITE_OK)
+			r = sqlite3_exec(db->h, INDEXES, NULL, NULL, &msg);
 		sqlite3_busy_timeout(db->h, BUSY_MS);
 	}
 	if (r != SQLITE_OK) {

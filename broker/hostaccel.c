@@ -145,6 +145,7 @@ static void on_probed(struct lnch_accel_choice c, void *arg)
 {
 	struct brk *b = arg;
 	b->accel_probing = false;
+	b->probe = NULL;
 	if (c.err) {
 		log_err("%s: no guest can start until this is fixed", c.reason);
 		db_audit(b->db, "accel-probe", NULL, NULL, NULL, c.reason);
@@ -174,7 +175,7 @@ static int start_probe(struct brk *b)
 	    .mode = mode_of(b),
 	    .timeout_ms = (int)b->cfg.accel_probe_timeout * 1000,
 	};
-	int r = lnch_accel_probe(b->base, &spec, on_probed, b);
+	int r = lnch_accel_probe(b->base, &spec, on_probed, b, &b->probe);
 	if (r == 0) {
 		b->accel_probing = true;
 		if (spec.kernel)
@@ -283,6 +284,14 @@ bool accel_start_timed_out(struct brk *b, enum lnch_accel a, const char *who)
 		log_warn("%s was not ready in time under KVM (accel = kvm: no fallback)", who);
 		return false;
 	}
+	if (b->acc.proven) {
+		/* KVM has run guests here: the image may be at fault. A probe decides. */
+		log_warn("%s was not ready in time under KVM, which has run guests on this host: "
+			 "probing KVM again",
+			 who);
+		start_probe(b);
+		return false;
+	}
 	if (b->tcg_failures) {
 		log_warn("%s was not ready in time under KVM; not blaming KVM: %u TCG starts "
 			 "timed out on this host too",
@@ -322,5 +331,8 @@ json_object *accel_json(const struct brk *b)
 
 void accel_finish(struct brk *b)
 {
+	lnch_accel_probe_cancel(b->probe); /* its QEMU goes now, not when it times out */
+	b->probe = NULL;
+	b->accel_probing = false;
 	finish_waiters(b, -ESHUTDOWN, "nestord is shutting down");
 }

@@ -282,6 +282,11 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 	char out[700], who[128];
 	struct db_image img;
 	snprintf(who, sizeof(who), "the template build of %s", t->image);
+	if (b->stopping && err) {
+		tjob_finish(t, -ESHUTDOWN, "nestord is shutting down");
+		brk_check_stopped(b);
+		return;
+	}
 	if ((err == -ETIMEDOUT && accel_start_timed_out(b, t->accel, who)) ||
 	    (err == -ECANCELED && t->requeue && !b->stopping)) {
 		if (!t->waiters && usable_template(b, t->image)) {
@@ -295,11 +300,6 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 			 accel_name(b->acc.accel));
 		t->running = t->requeue = false;
 		brk_kick(b);
-		return;
-	}
-	if (err == -ECANCELED && b->stopping) {
-		tjob_finish(t, -ESHUTDOWN, "nestord is shutting down");
-		brk_check_stopped(b);
 		return;
 	}
 	if (!err && db_image_get(b->db, t->image, &img) == 0) {
@@ -392,12 +392,14 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 	}
 	if (cb) {
 		struct tjob_waiter *w = calloc(1, sizeof(*w));
-		if (w) {
-			w->cb = cb;
-			w->arg = arg;
-			w->next = t->waiters;
-			t->waiters = w;
+		if (!w) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
 		}
+		w->cb = cb;
+		w->arg = arg;
+		w->next = t->waiters;
+		t->waiters = w;
 	}
 	brk_pump(b);
 	return 0;
@@ -586,7 +588,17 @@ static void refill_image(const struct db_image *img, void *arg)
 
 void pool_refill(struct brk *b)
 {
-	if (b->stopping || !b->qemu_version[0] || b->quota.n_queue)
+	if (b->stopping)
+		return;
+	for (struct warm *w = b->warm; w; w = w->next) {
+		if (w->ready && !w->stopping && w->accel != b->acc.accel) {
+			log_info("warm guest %s of %s was paused under %s: stopped", w->id, w->image,
+				 accel_name(w->accel));
+			w->stopping = true;
+			lnch_guest_stop(w->guest, 0);
+		}
+	}
+	if (!b->qemu_version[0] || b->quota.n_queue)
 		return;
 	db_images_warm(b->db, refill_image, b);
 }
@@ -611,7 +623,8 @@ bool pool_evict(struct brk *b)
 struct warm *pool_take(struct brk *b, const char *image)
 {
 	for (struct warm *w = b->warm; w; w = w->next) {
-		if (w->ready && !w->stopping && !strcmp(w->image, image)) {
+		if (w->ready && !w->stopping && w->accel == b->acc.accel &&
+		    !strcmp(w->image, image)) {
 			warm_unlink(b, w);
 			quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, false);
 			return w;
@@ -625,6 +638,15 @@ void pool_put_back(struct brk *b, struct warm *w)
 	quota_restore(&b->quota, POOL_USER, w->image, w->memory_mb, false);
 	w->next = b->warm;
 	b->warm = w;
+}
+
+void pool_discard(struct brk *b, struct warm *w)
+{
+	if (!w)
+		return;
+	pool_put_back(b, w); /* counted again, so that its STOPPED releases it once */
+	w->stopping = true;
+	lnch_guest_stop(w->guest, 0);
 }
 
 void pool_release(struct warm *w)
@@ -650,6 +672,19 @@ void pool_stop_all(struct brk *b, bool detach)
 	}
 }
 
+void pool_kill_all(struct brk *b)
+{
+	while (b->warm) {
+		struct warm *w = b->warm;
+		b->warm = w->next;
+		lnch_guest_destroy(w->guest); /* killed, files removed, no callback */
+		db_warm_del(b->db, w->id);
+		if (!w->released)
+			quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, !w->ready);
+		free(w);
+	}
+}
+
 bool pool_busy(const struct brk *b)
 {
 	return b->warm != NULL;
@@ -665,8 +700,9 @@ bool pool_owns(const struct brk *b, const char *id)
 
 void pool_accel_changed(struct brk *b, enum lnch_accel old)
 {
+	/* paused under the old accelerator: even a ready one may never run again */
 	for (struct warm *w = b->warm; w; w = w->next) {
-		if (!w->ready && !w->stopping && w->accel == old) {
+		if (!w->stopping && w->accel == old) {
 			w->stopping = true;
 			lnch_guest_stop(w->guest, 0);
 		}

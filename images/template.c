@@ -262,6 +262,25 @@ void img_template_cancel(struct img_tbuild *b)
 	build_fail(b, "cancelled");
 }
 
+void img_template_destroy(struct img_tbuild *b)
+{
+	if (!b)
+		return;
+	lnch_guest_destroy(b->g);
+	if (b->state_fd >= 0)
+		close(b->state_fd);
+	if (b->poll)
+		event_free(b->poll);
+	static const char *const files[] = {"disk.qcow2", "ram", "state", "meta.json"};
+	for (unsigned i = 0; i < 4; i++) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/%s", b->dir, files[i]);
+		unlink(path);
+	}
+	rmdir(b->dir);
+	free(b);
+}
+
 struct img_tbuild *img_template_build(struct event_base *base, const struct lnch_config *cfg,
 				      const char *id, const struct lnch_profile *profile,
 				      const char *dir, const char *qemu_version,

@@ -44,6 +44,8 @@ struct img_tbuild *img_template_build(struct event_base *base, const struct lnch
 				      img_template_fn cb, void *arg, char *err, size_t errlen);
 /* Stop a build now (its guest is killed); CB still runs, with -ECANCELED. */
 void img_template_cancel(struct img_tbuild *b);
+/* Kill the build's guest and free it at once; CB never runs (the loop is gone). Accepts NULL. */
+void img_template_destroy(struct img_tbuild *b);
 
 /* Read DIR/meta.json. */
 int img_template_meta_read(const char *dir, struct img_template_meta *out);

@@ -82,7 +82,7 @@ bool lnch_accel_probe_output_ok(const char *out)
 	return out && strstr(out, "Kernel panic") != NULL;
 }
 
-struct probe {
+struct lnch_accel_probe {
 	struct event_base *base;
 	struct job *job;
 	struct event *tick;
@@ -95,7 +95,7 @@ struct probe {
 	bool done;
 };
 
-static void probe_end(struct probe *p, enum lnch_probe result)
+static void probe_end(struct lnch_accel_probe *p, enum lnch_probe result)
 {
 	if (p->done)
 		return;
@@ -109,7 +109,7 @@ static void probe_end(struct probe *p, enum lnch_probe result)
 	evtimer_add(p->tick, &now);
 }
 
-static void probe_report(struct probe *p)
+static void probe_report(struct lnch_accel_probe *p)
 {
 	struct lnch_accel_choice c = lnch_accel_decide(p->mode, p->result);
 	lnch_accel_fn cb = p->cb;
@@ -134,7 +134,7 @@ static bool probe_output_ok(const char *path)
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	struct probe *p = arg;
+	struct lnch_accel_probe *p = arg;
 	if (p->done) {
 		probe_report(p);
 		return;
@@ -153,7 +153,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void on_probe_exit(struct job *job, int status, void *arg)
 {
-	struct probe *p = arg;
+	struct lnch_accel_probe *p = arg;
 	if (!p->done) {
 		bool ok = probe_output_ok(p->path);
 		if (!ok)
@@ -167,12 +167,28 @@ static void on_probe_exit(struct job *job, int status, void *arg)
 	evtimer_add(p->tick, &now);
 }
 
-int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec *spec,
-		     lnch_accel_fn cb, void *arg)
+void lnch_accel_probe_cancel(struct lnch_accel_probe *p)
 {
-	struct probe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	if (p->job) {
+		job_signal(p->job, SIGKILL);
+		job_destroy(p->job); /* no longer watched: a zombie until we exit */
+	}
+	event_free(p->tick);
+	if (p->path[0])
+		unlink(p->path);
+	free(p);
+}
+
+int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec *spec,
+		     lnch_accel_fn cb, void *arg, struct lnch_accel_probe **out)
+{
+	struct lnch_accel_probe *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	if (out)
+		*out = p;
 	p->base = base;
 	p->mode = spec->mode;
 	p->cb = cb;
@@ -209,6 +225,8 @@ int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec
 		int e = -errno;
 		event_free(p->tick);
 		free(p);
+		if (out)
+			*out = NULL;
 		return e;
 	}
 	close(fd);

@@ -54,12 +54,17 @@ struct lnch_accel_probe_spec {
 	int timeout_ms; /* the kernel must reach its end within this */
 };
 
+struct lnch_accel_probe;
+
 /*
  * Probe through the loop and call CB once with the choice (never from inside
- * this call). Returns 0 or a negative errno.
+ * this call). *OUT (if not NULL) gets the probe, valid until CB runs.
+ * Returns 0 or a negative errno.
  */
 int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec *spec,
-		     lnch_accel_fn cb, void *arg);
+		     lnch_accel_fn cb, void *arg, struct lnch_accel_probe **out);
+/* Stop a probe: its QEMU is killed, CB never runs. Accepts NULL. */
+void lnch_accel_probe_cancel(struct lnch_accel_probe *p);
 
 /*
  * What an accelerator decision rests on, as one line of text: QEMU's binary,

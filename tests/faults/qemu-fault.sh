@@ -6,7 +6,8 @@
 #   pass  the accelerator probe passes, guests run
 #   hang  the probe passes, but every guest started under "KVM" hangs: its
 #         CPUs never run (-S), like a nested guest stuck in the hypervisor
-# NESTOR_FAULT_PROBE=hang makes the accelerator probe itself hang.
+# NESTOR_FAULT_PROBE=hang makes the accelerator probe itself hang;
+# NESTOR_FAULT_PROBE_DELAY=S makes it take S seconds longer (then pass).
 real=${NESTOR_FAULT_REAL_QEMU:?NESTOR_FAULT_REAL_QEMU is not set}
 probe=0 kvm=0
 for a; do
@@ -23,6 +24,7 @@ done
 shift "$n"
 if [ "$probe" = 1 ]; then
 	[ "${NESTOR_FAULT_PROBE:-pass}" = hang ] && exec sleep 600
+	sleep "${NESTOR_FAULT_PROBE_DELAY:-0}"
 	exec "$real" "$@"
 fi
 if [ "$kvm" = 1 ] && [ "${NESTOR_FAULT_KVM:-pass}" = hang ]; then

@@ -339,7 +339,7 @@ int main(void)
 					   .mode = LNCH_ACCEL_AUTO,
 					   .timeout_ms = 15000};
 	struct probe_res pr = {0};
-	CHECK(lnch_accel_probe(base, &ps, on_probe, &pr) == 0);
+	CHECK(lnch_accel_probe(base, &ps, on_probe, &pr, NULL) == 0);
 	CHECK(testenv_run_until(base, &pr.done, 30000));
 	CHECK(pr.c.err == 0);
 	fprintf(stderr, "accelerator: %s\n", pr.c.reason);
