@@ -224,8 +224,9 @@ static json_object *parse_body(struct evhttp_request *req, const struct field *f
 		case F_NAMES:
 			if (!json_object_is_type(val, json_type_array) ||
 			    json_object_array_length(val) > f->max) {
-				snprintf(err, errlen, "field '%s' must be an array of at most %zu names",
-					 key, f->max);
+				snprintf(err, errlen,
+					 "field '%s' must be an array of at most %zu names", key,
+					 f->max);
 				goto bad;
 			}
 			for (size_t i = 0; i < json_object_array_length(val); i++) {
@@ -234,7 +235,8 @@ static json_object *parse_body(struct evhttp_request *req, const struct field *f
 				    strlen(json_object_get_string(e)) !=
 					(size_t)json_object_get_string_len(e) ||
 				    !util_name_valid(json_object_get_string(e))) {
-					snprintf(err, errlen, "field '%s' holds a malformed name", key);
+					snprintf(err, errlen, "field '%s' holds a malformed name",
+						 key);
 					goto bad;
 				}
 			}
@@ -389,8 +391,8 @@ static void do_auth(struct api *api, struct evhttp_request *req, bool connect)
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	snprintf(p->app, sizeof(p->app), "%s", jstr(o, "app"));
 	snprintf(p->client, sizeof(p->client), "%s", jstr(o, "client"));
-	int r = brk_authenticate(api->b, user, jstr(o, "password"), p->client, on_authed, p,
-				 &p->auth);
+	int r =
+	    brk_authenticate(api->b, user, jstr(o, "password"), p->client, on_authed, p, &p->auth);
 	wipe_field(o, "password");
 	json_object_put(o);
 	if (r < 0) {
@@ -977,7 +979,8 @@ static void route(struct evhttp_request *req, void *arg)
 				reply_err(req, 400, "%s", err);
 			else if (*gw && !util_name_valid(gw))
 				reply_err(req, 400, "malformed gateway name");
-			else if (brk_session_attach(api->b, s, *gw ? gw : NULL, err, sizeof(err)) < 0)
+			else if (brk_session_attach(api->b, s, *gw ? gw : NULL, err, sizeof(err)) <
+				 0)
 				reply_err(req, 409, "%s", err);
 			else
 				session_reply(api, req, 200, s);

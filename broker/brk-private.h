@@ -96,7 +96,7 @@ struct brk {
 	struct quota_caps caps; /* as configured; backpressure may lower max_starting */
 	struct lnch_config lcfg;
 	char vm_dir[BRK_PATH_MAX];
-	gid_t api_gid; /* 0: no api_group */
+	gid_t api_gid;	  /* 0: no api_group */
 	bool accel_ready; /* starts may run (a decision is known) */
 	struct brk_accel {
 		enum lnch_accel accel;

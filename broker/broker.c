@@ -66,7 +66,8 @@ static unsigned image_timeout(unsigned per_image, unsigned dflt)
 static void save(struct brk *b, struct brk_session *s)
 {
 	snprintf(s->rec.state, sizeof(s->rec.state), "%s", brk_state_name(s->state));
-	snprintf(s->rec.accel, sizeof(s->rec.accel), "%s", s->guest || s->rec.pid ? accel_name(s->accel) : "");
+	snprintf(s->rec.accel, sizeof(s->rec.accel), "%s",
+		 s->guest || s->rec.pid ? accel_name(s->accel) : "");
 	int r = db_session_save(b->db, &s->rec);
 	if (r < 0 && !s->dirty)
 		log_warn("session=%s cannot be saved yet (%s): kept, written later", s->rec.id,
@@ -292,10 +293,11 @@ static void start_guest(struct brk *b, struct brk_session *s)
 	struct statvfs vfs;
 	if (b->cfg.min_free_mb && statvfs(b->cfg.overlay_dir, &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)b->cfg.min_free_mb << 20) {
-		snprintf(err, sizeof(err),
-			 "no disk space for the session: %llu MiB free for guest disks, %u MiB needed",
-			 (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
-			 b->cfg.min_free_mb);
+		snprintf(
+		    err, sizeof(err),
+		    "no disk space for the session: %llu MiB free for guest disks, %u MiB needed",
+		    (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
+		    b->cfg.min_free_mb);
 		log_err("session=%s %s (%s)", s->rec.id, err, b->cfg.overlay_dir);
 		db_audit(b->db, "session-refused", s->rec.user, s->rec.client, s->rec.id, err);
 		pool_discard(b, s->handout); /* the pool stops it and frees it */
@@ -572,7 +574,9 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 		start_guest(b, s);
 	} else {
 		snprintf(s->reason, sizeof(s->reason), "%s",
-			 !ready ? "nestord is starting up" : d.reason ? d.reason : "");
+			 !ready	    ? "nestord is starting up"
+			 : d.reason ? d.reason
+				    : "");
 		log_info("session=%s user=%s queued at %u: %s", s->rec.id, user, d.position,
 			 s->reason);
 		db_audit(b->db, "session-queued", user, client, s->rec.id, s->reason);
@@ -891,7 +895,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		} else if (s->state == BRK_CONNECTED && s->lease_until && now > s->lease_until) {
 			log_warn("session=%s user=%s gateway %s stopped renewing its lease: "
 				 "disconnected",
-				 s->rec.id, s->rec.user, s->lease_gw[0] ? s->lease_gw : "(unknown)");
+				 s->rec.id, s->rec.user,
+				 s->lease_gw[0] ? s->lease_gw : "(unknown)");
 			db_audit(b->db, "session-lease-expired", s->rec.user, s->rec.client,
 				 s->rec.id, s->lease_gw);
 			s->lease_until = 0;
@@ -1224,7 +1229,7 @@ static void restore_one(const struct db_session *rec, void *arg)
 		snprintf(r.image, sizeof(r.image), "%s", rec->image);
 		unsigned wait = image_timeout(s->img.queue_wait, b->cfg.timeouts.queue_wait);
 		/* a session that had been admitted waits anew, in its old place */
-		r.deadline_ms = !wait	 ? 0
+		r.deadline_ms = !wait	  ? 0
 				: restart ? util_now_ms() + (int64_t)wait * 1000
 					  : s->created_ms + (int64_t)wait * 1000;
 		quota_set_image_cap(&b->quota, rec->image, s->img.max_sessions);
@@ -1324,7 +1329,6 @@ static void sweep(struct brk *b)
 		closedir(d);
 	}
 }
-
 
 static int resolve_user(const char *name, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {

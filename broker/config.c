@@ -84,7 +84,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	else if (IS("nestord", "accel_probe_timeout"))
 		r = conf_uint(&c->accel_probe_timeout, value, 600), want = "seconds, up to 600";
 	else if (IS("nestord", "accel_trial_timeout"))
-		r = conf_uint(&c->accel_trial_timeout, value, 3600), want = "seconds, up to an hour";
+		r = conf_uint(&c->accel_trial_timeout, value, 3600),
+		want = "seconds, up to an hour";
 	else if (IS("nestord", "min_free_mb"))
 		r = conf_uint(&c->min_free_mb, value, 1 << 20), want = "MiB, up to 1048576";
 	else if (IS("nestord", "qemu_user"))

@@ -34,7 +34,7 @@ struct brk_config {
 	char pam_service[64];
 	char qemu[BRK_PATH_MAX];
 	char qemu_img[BRK_PATH_MAX];
-	char accel[8]; /* auto|kvm|tcg */
+	char accel[8];			       /* auto|kvm|tcg */
 	char accel_probe_kernel[BRK_PATH_MAX]; /* "" : an image's kernel or /boot/vmlinuz */
 	unsigned accel_probe_timeout;	       /* s: the probe kernel must end within this */
 	unsigned accel_trial_timeout;	       /* s: first starts under an unproven KVM */

@@ -55,7 +55,10 @@ struct table {
 	size_t n; /* the first column is the primary key */
 };
 
-#define COL(S, m, t, d) {#m, t, offsetof(struct S, m), sizeof(((struct S *)0)->m), d, false}
+#define COL(S, m, t, d)                                                                            \
+	{                                                                                          \
+#m, t, offsetof(struct S, m), sizeof(((struct S *)0)->m), d, false                 \
+	}
 #define TEXT(S, m) COL(S, m, C_TEXT, "TEXT")
 #define UINT(S, m) COL(S, m, C_UINT, "INTEGER DEFAULT 0")
 #define I64(S, m) COL(S, m, C_I64, "INTEGER DEFAULT 0")
@@ -102,22 +105,32 @@ static const struct col image_cols[] = {
 };
 
 static const struct col session_cols[] = {
-    TEXT(db_session, id),	  TEXT(db_session, user),	 TEXT(db_session, app),
-    TEXT(db_session, image),	  TEXT(db_session, state),	 COL(db_session, pid, C_INT, "INTEGER"),
-    TEXT(db_session, qmp),	  TEXT(db_session, vnc),	 TEXT(db_session, overlay),
-    TEXT(db_session, client),	  TEXT(db_session, end_reason),	 TEXT(db_session, start_path),
-    TEXT(db_session, template_dir), UINT(db_session, rdp_port),	 UINT(db_session, memory_mb),
-    I64(db_session, created),	  I64(db_session, started),	 I64(db_session, ready),
-    I64(db_session, ended),	  TEXT(db_session, accel),
+    TEXT(db_session, id),	    TEXT(db_session, user),
+    TEXT(db_session, app),	    TEXT(db_session, image),
+    TEXT(db_session, state),	    COL(db_session, pid, C_INT, "INTEGER"),
+    TEXT(db_session, qmp),	    TEXT(db_session, vnc),
+    TEXT(db_session, overlay),	    TEXT(db_session, client),
+    TEXT(db_session, end_reason),   TEXT(db_session, start_path),
+    TEXT(db_session, template_dir), UINT(db_session, rdp_port),
+    UINT(db_session, memory_mb),    I64(db_session, created),
+    I64(db_session, started),	    I64(db_session, ready),
+    I64(db_session, ended),	    TEXT(db_session, accel),
 };
 
 static const struct col warm_cols[] = {
-    TEXT(db_warm, id),	   TEXT(db_warm, image),	  COL(db_warm, pid, C_INT, "INTEGER"),
-    TEXT(db_warm, template_dir), UINT(db_warm, memory_mb), TEXT(db_warm, accel),
+    TEXT(db_warm, id),
+    TEXT(db_warm, image),
+    COL(db_warm, pid, C_INT, "INTEGER"),
+    TEXT(db_warm, template_dir),
+    UINT(db_warm, memory_mb),
+    TEXT(db_warm, accel),
     COL(db_warm, ready, C_BOOL, "INTEGER DEFAULT 0"),
 };
 
-#define TABLE(n, c) {n, c, sizeof(c) / sizeof(c[0])}
+#define TABLE(n, c)                                                                                \
+	{                                                                                          \
+		n, c, sizeof(c) / sizeof(c[0])                                                     \
+	}
 static const struct table T_IMAGES = TABLE("images", image_cols);
 static const struct table T_SESSIONS = TABLE("sessions", session_cols);
 static const struct table T_WARM = TABLE("warm", warm_cols);
@@ -672,7 +685,8 @@ int db_session_save(struct db *db, const struct db_session *s)
 
 int db_sessions_live(struct db *db, void (*fn)(const struct db_session *s, void *arg), void *arg)
 {
-	sqlite3_stmt *st = rec_select(db, &T_SESSIONS, "WHERE state != 'ended' ORDER BY created, id");
+	sqlite3_stmt *st =
+	    rec_select(db, &T_SESSIONS, "WHERE state != 'ended' ORDER BY created, id");
 	if (!st)
 		return -EIO;
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -744,11 +758,11 @@ int db_template_get(struct db *db, const char *image, const char *accel, char *d
 int db_template_set(struct db *db, const char *image, const char *accel, const char *dir)
 {
 	int e;
-	sqlite3_stmt *st =
-	    prep_write(db,
-		       dir && *dir ? "INSERT OR REPLACE INTO templates(image, accel, dir) VALUES(?,?,?)"
-				   : "DELETE FROM templates WHERE image=? AND accel=?",
-		       &e);
+	sqlite3_stmt *st = prep_write(
+	    db,
+	    dir && *dir ? "INSERT OR REPLACE INTO templates(image, accel, dir) VALUES(?,?,?)"
+			: "DELETE FROM templates WHERE image=? AND accel=?",
+	    &e);
 	if (!st)
 		return e;
 	bind_text(st, 1, image);

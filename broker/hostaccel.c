@@ -321,8 +321,7 @@ json_object *accel_json(const struct brk *b)
 	json_object_object_add(o, "source", json_object_new_string(b->acc.source));
 	json_object_object_add(o, "decided", json_object_new_int64(b->acc.decided));
 	json_object_object_add(
-	    o, "age_s",
-	    json_object_new_int64(b->acc.decided ? util_wall_s() - b->acc.decided : 0));
+	    o, "age_s", json_object_new_int64(b->acc.decided ? util_wall_s() - b->acc.decided : 0));
 	json_object_object_add(o, "proven", json_object_new_boolean(b->acc.proven));
 	json_object_object_add(o, "probing", json_object_new_boolean(b->accel_probing));
 	json_object_object_add(o, "evidence", json_object_new_string(b->acc.evidence));

@@ -419,8 +419,7 @@ bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, siz
 		return false;
 	brk_profile_of(img, &p);
 	pool_template_dir(b, img->name, cur, sizeof(cur));
-	if (cur[0] &&
-	    img_template_usable(cur, &b->lcfg, &p, b->qemu_version, why, sizeof(why))) {
+	if (cur[0] && img_template_usable(cur, &b->lcfg, &p, b->qemu_version, why, sizeof(why))) {
 		snprintf(dir, len, "%s", cur);
 		return true;
 	}
@@ -480,8 +479,8 @@ static void warm_unlink(struct brk *b, struct warm *w)
 
 static void warm_save(struct brk *b, const struct warm *w)
 {
-	struct db_warm r = {.pid = lnch_guest_pid(w->guest), .memory_mb = w->memory_mb,
-			    .ready = w->ready};
+	struct db_warm r = {
+	    .pid = lnch_guest_pid(w->guest), .memory_mb = w->memory_mb, .ready = w->ready};
 	snprintf(r.id, sizeof(r.id), "%s", w->id);
 	snprintf(r.image, sizeof(r.image), "%s", w->image);
 	snprintf(r.template_dir, sizeof(r.template_dir), "%s", w->template_dir);
@@ -592,8 +591,8 @@ void pool_refill(struct brk *b)
 		return;
 	for (struct warm *w = b->warm; w; w = w->next) {
 		if (w->ready && !w->stopping && w->accel != b->acc.accel) {
-			log_info("warm guest %s of %s was paused under %s: stopped", w->id, w->image,
-				 accel_name(w->accel));
+			log_info("warm guest %s of %s was paused under %s: stopped", w->id,
+				 w->image, accel_name(w->accel));
 			w->stopping = true;
 			lnch_guest_stop(w->guest, 0);
 		}
@@ -808,13 +807,13 @@ json_object *brk_images_json(struct brk *b)
 		struct lnch_profile p;
 		brk_profile_of(&img, &p);
 		pool_template_dir(b, img.name, tdir, sizeof(tdir));
-		const char *tstate = tjob_find(b, img.name) ? "building"
-				     : !tdir[0]		    ? "none"
-				     : !b->qemu_version[0]  ? "unknown"
-				     : img_template_usable(tdir, &b->lcfg, &p, b->qemu_version, why,
-							   sizeof(why))
-					 ? "ready"
-					 : "invalid";
+		const char *tstate =
+		    tjob_find(b, img.name) ? "building"
+		    : !tdir[0]		   ? "none"
+		    : !b->qemu_version[0]  ? "unknown"
+		    : img_template_usable(tdir, &b->lcfg, &p, b->qemu_version, why, sizeof(why))
+			? "ready"
+			: "invalid";
 		if (tdir[0])
 			json_object_object_add(o, "template_dir", json_object_new_string(tdir));
 		json_object *per = json_object_new_object();

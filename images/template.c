@@ -283,8 +283,8 @@ void img_template_destroy(struct img_tbuild *b)
 
 struct img_tbuild *img_template_build(struct event_base *base, const struct lnch_config *cfg,
 				      const char *id, const struct lnch_profile *profile,
-				      const char *dir, const char *qemu_version,
-				      img_template_fn cb, void *arg, char *err, size_t errlen)
+				      const char *dir, const char *qemu_version, img_template_fn cb,
+				      void *arg, char *err, size_t errlen)
 {
 	if (!dir || !profile || !cfg) {
 		snprintf(err, errlen, "template build without a directory or profile");

@@ -40,8 +40,8 @@ struct img_tbuild;
  */
 struct img_tbuild *img_template_build(struct event_base *base, const struct lnch_config *cfg,
 				      const char *id, const struct lnch_profile *profile,
-				      const char *dir, const char *qemu_version,
-				      img_template_fn cb, void *arg, char *err, size_t errlen);
+				      const char *dir, const char *qemu_version, img_template_fn cb,
+				      void *arg, char *err, size_t errlen);
 /* Stop a build now (its guest is killed); CB still runs, with -ECANCELED. */
 void img_template_cancel(struct img_tbuild *b);
 /* Kill the build's guest and free it at once; CB never runs (the loop is gone). Accepts NULL. */

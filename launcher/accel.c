@@ -69,10 +69,10 @@ struct lnch_accel_choice lnch_accel_decide(enum lnch_accel_mode mode, enum lnch_
 	}
 	if (mode == LNCH_ACCEL_WANT_KVM) {
 		c.err = -ENODEV;
-		c.reason = probe == LNCH_PROBE_HUNG ? "KVM required but a probe kernel hung under it"
-			   : probe == LNCH_PROBE_NO_DEVICE
-			       ? "KVM required but /dev/kvm is not usable"
-			       : "KVM required but QEMU cannot use it";
+		c.reason =
+		    probe == LNCH_PROBE_HUNG ? "KVM required but a probe kernel hung under it"
+		    : probe == LNCH_PROBE_NO_DEVICE ? "KVM required but /dev/kvm is not usable"
+						    : "KVM required but QEMU cannot use it";
 	}
 	return c;
 }

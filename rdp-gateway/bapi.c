@@ -75,11 +75,10 @@ int gw_bapi_connect(const char *sock, const char *user, const char *password, co
 	return st == 200 ? 502 : st;
 }
 
-int gw_bapi_get(const char *sock, const char *id, struct gw_session *out)
+static int get_session(const char *sock, const char *path, int timeout_ms, struct gw_session *out)
 {
-	char path[96], *resp = NULL;
-	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
-	int st = httpc_request(sock, "GET", path, NULL, TIMEOUT_MS, &resp);
+	char *resp = NULL;
+	int st = httpc_request(sock, "GET", path, NULL, timeout_ms, &resp);
 	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
 	free(resp);
 	if (!o)
@@ -89,19 +88,19 @@ int gw_bapi_get(const char *sock, const char *id, struct gw_session *out)
 	return 0;
 }
 
+int gw_bapi_get(const char *sock, const char *id, struct gw_session *out)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	return get_session(sock, path, TIMEOUT_MS, out);
+}
+
 int gw_bapi_wait(const char *sock, const char *id, const char *state, unsigned timeout_s,
 		 struct gw_session *out)
 {
-	char path[160], *resp = NULL;
+	char path[160];
 	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=%s&timeout=%u", id, state, timeout_s);
-	int st = httpc_request(sock, "GET", path, NULL, (int)timeout_s * 1000 + TIMEOUT_MS, &resp);
-	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
-	free(resp);
-	if (!o)
-		return st < 0 ? st : -EPROTO;
-	fill(o, out);
-	json_object_put(o);
-	return 0;
+	return get_session(sock, path, (int)timeout_s * 1000 + TIMEOUT_MS, out);
 }
 
 int gw_bapi_attach(const char *sock, const char *id, const char *gateway)
@@ -121,9 +120,9 @@ int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids,
 	json_object_object_add(b, "sessions", arr);
 	char path[96];
 	snprintf(path, sizeof(path), "/v1/gateways/%s/lease", gateway);
-	int st = httpc_request(sock, "POST", path,
-			       json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN), 2000,
-			       NULL);
+	int st =
+	    httpc_request(sock, "POST", path,
+			  json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN), 2000, NULL);
 	json_object_put(b);
 	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
 }

@@ -87,7 +87,7 @@ struct gw_peer {
 	struct gw_session sess;
 	int64_t wait_started_ms, last_poll_ms, last_draw_ms, last_activity_ms;
 	int64_t nestord_gone_ms; /* first failed poll of a run of them (0: none) */
-	bool wait_shown; /* a wait-screen frame went out: the guest may replace it */
+	bool wait_shown;	 /* a wait-screen frame went out: the guest may replace it */
 	unsigned tick;
 
 	struct gw_vnc *vnc;

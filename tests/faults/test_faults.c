@@ -142,9 +142,10 @@ static bool wait_count(int n, const char *state, int want, int ms)
 static bool connect_user(int i, char *id, size_t len)
 {
 	char body[256];
-	snprintf(body, sizeof(body),
-		 "{\"user\":\"user%d\",\"password\":\"pass%d\",\"app\":\"ledger\",\"client\":\"t\"}",
-		 i, i);
+	snprintf(
+	    body, sizeof(body),
+	    "{\"user\":\"user%d\",\"password\":\"pass%d\",\"app\":\"ledger\",\"client\":\"t\"}", i,
+	    i);
 	json_object *o = NULL;
 	int st = api(&d, "POST", "/v1/sessions", body, &o);
 	snprintf(id, len, "%s", jget(o, "id"));
@@ -242,24 +243,37 @@ static void template_ready(void)
 	CHECK(api(&d, "POST", "/v1/images/demo/template", NULL, NULL) == 200);
 }
 
-/* --- cases --- */
-
-static void broker_kill(void)
+/* nestord with the demo app and its template, and a gateway: its pid. */
+static pid_t start_all(const char *name, const char *extra)
 {
-	setup("f-broker", "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 2\n");
+	setup(name, extra);
 	CHECK(nestord_start(&d));
 	nestord_add_demo(&d, "ledger");
 	template_ready();
 	pid_t gw = gateway_start(&d, port, NULL, gwlog, sizeof(gwlog));
 	CHECK(gw > 0);
+	return gw;
+}
+
+/* kill -9 nestord and reap it. */
+static void crash_nestord(void)
+{
+	kill(d.pid, SIGKILL);
+	waitpid(d.pid, NULL, 0);
+	d.pid = 0;
+}
+
+/* --- cases --- */
+
+static void broker_kill(void)
+{
+	pid_t gw = start_all("f-broker", "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 1\n");
 	pid_t storm = storm_bg(6, 4, "a");
 	/* every user has a session, and some are still starting: kill now */
 	CHECK(wait_count(6, "", 6, 60000));
 	int ready = count_state(6, "ready") + count_state(6, "connected");
 	int64_t t0 = util_now_ms();
-	kill(d.pid, SIGKILL);
-	waitpid(d.pid, NULL, 0);
-	d.pid = 0;
+	crash_nestord();
 	fprintf(stderr, "killed nestord with %d of 6 sessions on their guests\n", ready);
 	CHECK(nestord_start(&d));
 	fprintf(stderr, "nestord answers again after %.2f s\n", secs_since(t0));
@@ -286,12 +300,7 @@ static void broker_kill(void)
 
 static void gateway_kill(void)
 {
-	setup("f-gateway", "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 2\n");
-	CHECK(nestord_start(&d));
-	nestord_add_demo(&d, "ledger");
-	template_ready();
-	pid_t gw = gateway_start(&d, port, NULL, gwlog, sizeof(gwlog));
-	CHECK(gw > 0);
+	pid_t gw = start_all("f-gateway", "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 2\n");
 	pid_t storm = storm_bg(6, 60, "a");
 	CHECK(wait_count(6, "connected", 6, 90000));
 	char ids[7][40];
@@ -455,8 +464,7 @@ static void disk_full(void)
 	CHECK(gw > 0);
 	pid_t storm = storm_bg(2, 1, "a"); /* user1 reconnects, user2 is new */
 	int st = wait_child(storm, 120000);
-	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 1, "storm: user2 cannot start (exit %d)",
-		  st);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 1, "storm: user2 cannot start (exit %d)", st);
 	json_object *sj = storm_json("a"), *us = NULL;
 	json_object_object_get_ex(sj, "users", &us);
 	for (size_t i = 0; i < json_object_array_length(us); i++) {
@@ -487,9 +495,7 @@ static void disk_full(void)
 	CHECK_MSG(db_query_int("PRAGMA integrity_check") == 1, "sqlite integrity_check ok");
 	CHECK(db_query_int("SELECT count(*) FROM audit WHERE kind='session-refused'") >= 1);
 	/* a crash now loses nothing either */
-	kill(d.pid, SIGKILL);
-	waitpid(d.pid, NULL, 0);
-	d.pid = 0;
+	crash_nestord();
 	CHECK(nestord_start(&d));
 	json_object *arr = sessions();
 	json_object *s1 = of_user(arr, "user1");
@@ -531,8 +537,9 @@ static void db_locked(void)
 	t0 = util_now_ms();
 	bool written = false;
 	while (!written && secs_since(t0) < 5) {
-		written = db_query_int("SELECT count(*) FROM sessions WHERE state='ready'") == 2 &&
-			  db_query_int("SELECT count(*) FROM audit WHERE kind='session-ready'") == 2;
+		written =
+		    db_query_int("SELECT count(*) FROM sessions WHERE state='ready'") == 2 &&
+		    db_query_int("SELECT count(*) FROM audit WHERE kind='session-ready'") == 2;
 		usleep(100000);
 	}
 	CHECK_MSG(written, "the held rows are written after the lock is gone");
@@ -541,9 +548,7 @@ static void db_locked(void)
 	json_object *arr = sessions();
 	long long p1 = jint(of_user(arr, "user1"), "pid");
 	json_object_put(arr);
-	kill(d.pid, SIGKILL);
-	waitpid(d.pid, NULL, 0);
-	d.pid = 0;
+	crash_nestord();
 	CHECK(nestord_start(&d));
 	CHECK(wait_state(&d, id1, "ready", 10000) && wait_state(&d, id2, "ready", 10000));
 	arr = sessions();
@@ -611,9 +616,7 @@ static void startup(void)
 	json_object_put(arr);
 
 	/* crash; the probe kernel changed meanwhile, so the next start probes again */
-	kill(d.pid, SIGKILL);
-	waitpid(d.pid, NULL, 0);
-	d.pid = 0;
+	crash_nestord();
 	CHECK(chmod(kernel, 0444) == 0);
 	setenv("NESTOR_FAULT_PROBE_DELAY", "8", 1); /* a slow probe: nestord is starting */
 	d.no_wait = true;
@@ -647,7 +650,8 @@ static void startup(void)
 	start_order(order, sizeof(order));
 	CHECK_MSG(!strcmp(order, "1 2 3 4 5 6"), "sessions started in arrival order: %s", order);
 	arr = sessions();
-	CHECK_MSG(jint(of_user(arr, "user1"), "pid") == p1 && jint(of_user(arr, "user2"), "pid") == p2,
+	CHECK_MSG(jint(of_user(arr, "user1"), "pid") == p1 &&
+		      jint(of_user(arr, "user2"), "pid") == p2,
 		  "the running guests were reattached");
 	json_object_put(arr);
 	o = NULL;
@@ -683,10 +687,11 @@ static void kvm_hang(void)
 	}
 	char extra[1600];
 	fault_qemu("pass", "hang");
-	snprintf(extra, sizeof(extra),
-		 "accel = auto\nqemu = %s\naccel_probe_kernel = %s/vmlinuz\naccel_trial_timeout = 6\n"
-		 "[sessions]\nstop_grace = 1\n",
-		 fault_qemu_path(), testenv_guest_dir());
+	snprintf(
+	    extra, sizeof(extra),
+	    "accel = auto\nqemu = %s\naccel_probe_kernel = %s/vmlinuz\naccel_trial_timeout = 6\n"
+	    "[sessions]\nstop_grace = 1\n",
+	    fault_qemu_path(), testenv_guest_dir());
 	setup("f-kvm", extra);
 	CHECK(nestord_start(&d));
 	json_object *o = NULL;
@@ -854,9 +859,8 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-	    {"broker-kill", broker_kill}, {"gateway-kill", gateway_kill},
-	    {"qemu-kill", qemu_kill},	  {"disk-full", disk_full},
-	    {"db-locked", db_locked},	  {"startup", startup},
+	    {"broker-kill", broker_kill}, {"gateway-kill", gateway_kill}, {"qemu-kill", qemu_kill},
+	    {"disk-full", disk_full},	  {"db-locked", db_locked},	  {"startup", startup},
 	    {"kvm-hang", kvm_hang},	  {"signals", signals},
 	};
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++) {
