@@ -594,7 +594,8 @@ static void startup(void)
 		exit(77);
 	}
 	char extra[1600], kernel[600], cmd[1400];
-	snprintf(kernel, sizeof(kernel), "%s/probe-vmlinuz", testenv_scratch("f-startup-k"));
+	char *kdir = testenv_scratch("f-startup-k");
+	snprintf(kernel, sizeof(kernel), "%s/probe-vmlinuz", kdir);
 	snprintf(cmd, sizeof(cmd), "cp '%s/vmlinuz' '%s'", testenv_guest_dir(), kernel);
 	CHECK(system(cmd) == 0);
 	fault_qemu("pass", "pass");
@@ -660,6 +661,8 @@ static void startup(void)
 		  "decision: %s (%s)", jget(o, "accel"), jget(o, "source"));
 	json_object_put(o);
 	stop_and_check_clean();
+	testenv_rmtree(kdir);
+	free(kdir);
 }
 
 static bool image_template_ready(char *dir, size_t len)
