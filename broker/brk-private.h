@@ -111,6 +111,7 @@ struct brk {
 	struct lnch_accel_probe *probe; /* while probing */
 	struct accel_waiter *accel_waiters;
 	unsigned tcg_failures; /* start timeouts under TCG: the host, not KVM, is slow */
+	bool kvm_strike;       /* a start timed out under a proven KVM: the next one drops it */
 	struct event *kick;    /* deferred pump */
 	struct event *stop_timer;
 	struct brk_authreq *authreqs;

@@ -122,6 +122,7 @@ static void adopt(struct brk *b, enum lnch_accel a, const char *reason, const ch
 	b->acc.decided = util_wall_s();
 	b->acc.proven = false;
 	b->acc.probed = probed;
+	b->kvm_strike = false;
 	b->accel_ready = true;
 	b->lcfg.accel = a;
 	save(b);
@@ -284,11 +285,13 @@ bool accel_start_timed_out(struct brk *b, enum lnch_accel a, const char *who)
 		log_warn("%s was not ready in time under KVM (accel = kvm: no fallback)", who);
 		return false;
 	}
-	if (b->acc.proven) {
-		/* KVM has run guests here: the image may be at fault. A probe decides. */
+	if (b->acc.proven && !b->kvm_strike) {
+		/* KVM has run guests here: the image may be at fault. A probe decides,
+		 * and a second timeout under this decision drops KVM whatever it says. */
 		log_warn("%s was not ready in time under KVM, which has run guests on this host: "
 			 "probing KVM again",
 			 who);
+		b->kvm_strike = true;
 		start_probe(b);
 		return false;
 	}
