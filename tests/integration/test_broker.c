@@ -351,6 +351,76 @@ static void test_malformed(void)
 	CHECK(api(&d, "GET", "/v1/status", NULL, NULL) == 200);
 }
 
+/* The gateway lease and the accelerator endpoints: validation, expiry, renewal. */
+static void test_lease(void)
+{
+	static const struct {
+		const char *method, *path, *body;
+		int want;
+	} t[] = {
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":\"x\"}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[\"../x\"]}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[1]}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[],\"x\":1}", 400},
+	    {"GET", "/v1/gateways/gw1/lease", NULL, 405},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[]}", 200},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[\"nosuchsession\"]}", 200},
+	    {"GET", "/v1/accel", NULL, 200},
+	    {"GET", "/v1/accel/probe", NULL, 405},
+	    {"GET", "/v1/accel/other", NULL, 404},
+	    {"POST", "/v1/accel/probe", NULL, 400}, /* accel = tcg: nothing to probe */
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int st = api(&d, t[i].method, t[i].path, t[i].body, NULL);
+		CHECK_MSG(st == t[i].want, "%s %s %s: %d, not %d", t[i].method, t[i].path,
+			  t[i].body ? t[i].body : "", st, t[i].want);
+	}
+	json_object *o = NULL;
+	CHECK(api(&d, "GET", "/v1/accel", NULL, &o) == 200);
+	CHECK_STR(jget(o, "accel"), "tcg");
+	CHECK_STR(jget(o, "source"), "config");
+	json_object_put(o);
+
+	CHECK(connect_("erin", "ledger", &o) == 200);
+	char id[64], path[128];
+	snprintf(id, sizeof(id), "%s", jget(o, "id"));
+	json_object_put(o);
+	CHECK(wait_state(&d, id, "ready", 60000));
+	snprintf(path, sizeof(path), "/v1/sessions/%s/attach", id);
+	CHECK(api(&d, "POST", path, "{\"gateway\":\"bad name!\"}", NULL) == 400);
+	CHECK(api(&d, "POST", path, "{\"gateway\":\"gw1\"}", NULL) == 200);
+	/* renewed: stays connected past the lease */
+	char body[128];
+	snprintf(body, sizeof(body), "{\"sessions\":[\"%s\"]}", id);
+	for (int i = 0; i < 5; i++) {
+		CHECK(api(&d, "POST", "/v1/gateways/gw1/lease", body, &o) == 200);
+		CHECK(jint(o, "held") == 1);
+		json_object_put(o);
+		usleep(800000);
+	}
+	CHECK(wait_state(&d, id, "connected", 100));
+	/* another gateway cannot renew it */
+	CHECK(api(&d, "POST", "/v1/gateways/gw2/lease", body, &o) == 200);
+	CHECK(jint(o, "held") == 0);
+	json_object_put(o);
+	/* not renewed: disconnected within the lease and a tick */
+	CHECK(wait_state(&d, id, "disconnected", 6000));
+	/* its gateway was only late: renewing takes it back */
+	CHECK(api(&d, "POST", "/v1/gateways/gw1/lease", body, &o) == 200);
+	CHECK(jint(o, "held") == 1);
+	json_object_put(o);
+	CHECK(wait_state(&d, id, "connected", 100));
+	/* a real detach is final for the lease */
+	snprintf(path, sizeof(path), "/v1/sessions/%s/detach", id);
+	CHECK(api(&d, "POST", path, NULL, NULL) == 200);
+	CHECK(api(&d, "POST", "/v1/gateways/gw1/lease", body, &o) == 200);
+	CHECK(jint(o, "held") == 0);
+	json_object_put(o);
+	CHECK(wait_state(&d, id, "disconnected", 100));
+	end_session(id);
+}
+
 /* Raw bytes from the corpus straight onto the socket; nestord must survive all. */
 static void test_corpus(void)
 {
@@ -411,6 +481,7 @@ int main(void)
 	test_max_starting();
 	test_crash_restart();
 	test_malformed();
+	test_lease();
 	test_corpus();
 
 	/* graceful shutdown with a live session: the guest is ended, nothing left */

@@ -25,6 +25,16 @@ int main(void)
 	CHECK_STR(c.pam_service, "other");
 	CHECK(!c.sandbox && c.max_sessions == 8 && c.max_starting == 2);
 	CHECK(c.timeouts.keepalive == 60 && c.auth_max_failures == 0);
+	CHECK(c.accel_probe_timeout == 15 && c.accel_trial_timeout == 60 && c.min_free_mb == 64);
+
+	brk_config_defaults(&c);
+	CHECK(
+	    brk_config_parse(&c, "t.conf",
+			     "[nestord]\naccel_probe_kernel = /boot/vmlinuz-x\n"
+			     "accel_probe_timeout = 5\naccel_trial_timeout = 0\nmin_free_mb = 0\n",
+			     err, sizeof(err)) == 0);
+	CHECK_STR(c.accel_probe_kernel, "/boot/vmlinuz-x");
+	CHECK(c.accel_probe_timeout == 5 && c.accel_trial_timeout == 0 && c.min_free_mb == 0);
 
 	static const struct {
 		const char *text;
@@ -43,6 +53,9 @@ int main(void)
 	    {"[nestord]\nrun_dir = /a/very/long/run/directory/path/that/is/too/long/for/sockets\n",
 	     "too long"},
 	    {"[nestord]\npam_service = ../../etc/x\n", "pam_service"},
+	    {"[nestord]\naccel_probe_kernel = vmlinuz\n", "expected an absolute path"},
+	    {"[nestord]\naccel_probe_timeout = 601\n", "nestord.accel_probe_timeout"},
+	    {"[nestord]\nmin_free_mb = many\n", "nestord.min_free_mb"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		brk_config_defaults(&c);
