@@ -821,6 +821,10 @@ static void do_lease(struct api *api, struct evhttp_request *req, enum evhttp_cm
 		reply_err(req, 405, "use POST");
 		return;
 	}
+	if (strlen(gw) > 32) {
+		reply_err(req, 400, "a gateway name has at most 32 characters");
+		return;
+	}
 	json_object *o = parse_body(req, f, err, sizeof(err));
 	if (!o) {
 		reply_err(req, 400, "%s", err);

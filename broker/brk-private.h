@@ -53,7 +53,8 @@ struct tjob {
 	char dir[BRK_PATH_MAX];
 	unsigned memory_mb;
 	bool running;
-	bool requeue; /* cancelled to run again (the accelerator changed) */
+	bool requeue;	 /* cancelled to run again (the accelerator changed) */
+	char sha256[65]; /* of the base it was started from */
 	enum lnch_accel accel;
 	struct img_tbuild *build;
 	struct tjob_waiter *waiters;
@@ -112,6 +113,8 @@ struct brk {
 	struct accel_waiter *accel_waiters;
 	unsigned tcg_failures; /* start timeouts under TCG: the host, not KVM, is slow */
 	bool kvm_strike;       /* a start timed out under a proven KVM: the next one drops it */
+	unsigned accel_gen;    /* decisions adopted so far */
+	unsigned probe_gen;    /* accel_gen when the running probe started */
 	struct event *kick;    /* deferred pump */
 	struct event *stop_timer;
 	struct brk_authreq *authreqs;
@@ -134,6 +137,8 @@ void brk_check_stopped(struct brk *b);
 void brk_pump(struct brk *b);
 /* Pump from the loop, not from inside the caller. */
 void brk_kick(struct brk *b);
+/* Caps again from the configuration and the database (the accelerator changed). */
+void brk_caps_reload(struct brk *b);
 /* The decision changed (hostaccel.c): guests starting under the old one start again. */
 void brk_accel_changed(struct brk *b, enum lnch_accel old);
 void brk_profile_of(const struct db_image *img, struct lnch_profile *p);

@@ -1041,6 +1041,11 @@ static void load_caps(struct brk *b)
 	quota_set_user_default(&b->quota, umax);
 }
 
+void brk_caps_reload(struct brk *b)
+{
+	load_caps(b);
+}
+
 /* Backpressure: fewer concurrent starts while the host's CPU is saturated. */
 static void apply_pressure(struct brk *b)
 {
@@ -1520,6 +1525,13 @@ void brk_destroy(struct brk *b)
 			free(w);
 		}
 		free(t);
+	}
+	/* rows still unwritten (the database was locked or full): one last, patient try */
+	if (b->db) {
+		db_patience(b->db, 5000);
+		for (struct brk_session *s = b->sessions; s; s = s->next)
+			if (s->dirty)
+				save(b, s);
 	}
 	while (b->sessions) {
 		struct brk_session *s = b->sessions;

@@ -253,6 +253,12 @@ void db_close(struct db *db)
 	free(db);
 }
 
+void db_patience(struct db *db, int ms)
+{
+	db->backoff_until = 0;
+	sqlite3_busy_timeout(db->h, ms);
+}
+
 static sqlite3_stmt *prep(struct db *db, const char *sql)
 {
 	sqlite3_stmt *st = NULL;

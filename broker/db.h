@@ -132,6 +132,8 @@ json_object *db_sessions_ended_json(struct db *db, unsigned limit);
 void db_audit(struct db *db, const char *kind, const char *user, const char *client,
 	      const char *session, const char *detail);
 json_object *db_audit_json(struct db *db, unsigned limit);
+/* Let writes wait up to MS for a lock (no more failing fast): for the last writes at exit. */
+void db_patience(struct db *db, int ms);
 /* Write what could not be written earlier (audit entries). Returns 0 or -EAGAIN. */
 int db_flush(struct db *db);
 

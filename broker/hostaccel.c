@@ -123,12 +123,16 @@ static void adopt(struct brk *b, enum lnch_accel a, const char *reason, const ch
 	b->acc.proven = false;
 	b->acc.probed = probed;
 	b->kvm_strike = false;
+	b->tcg_failures = 0; /* counted per decision */
 	b->accel_ready = true;
 	b->lcfg.accel = a;
+	b->accel_gen++;
 	save(b);
 	log_info("accelerator: %s", reason);
 	if (was_ready && old != a)
-		brk_accel_changed(b, old);
+		brk_accel_changed(b, old); /* loads the caps too */
+	else
+		brk_caps_reload(b); /* automatic max_starting depends on the accelerator */
 	brk_kick(b);
 }
 
@@ -147,6 +151,13 @@ static void on_probed(struct lnch_accel_choice c, void *arg)
 	struct brk *b = arg;
 	b->accel_probing = false;
 	b->probe = NULL;
+	if (b->probe_gen != b->accel_gen && !strcmp(b->acc.source, "fallback")) {
+		/* started before a runtime fallback: the hung guest outranks it */
+		log_info("accelerator: a probe from before the fallback said \"%s\": kept TCG",
+			 c.reason);
+		finish_waiters(b, 0, b->acc.reason);
+		return;
+	}
 	if (c.err) {
 		log_err("%s: no guest can start until this is fixed", c.reason);
 		db_audit(b->db, "accel-probe", NULL, NULL, NULL, c.reason);
@@ -179,6 +190,7 @@ static int start_probe(struct brk *b)
 	int r = lnch_accel_probe(b->base, &spec, on_probed, b, &b->probe);
 	if (r == 0) {
 		b->accel_probing = true;
+		b->probe_gen = b->accel_gen;
 		if (spec.kernel)
 			log_info("accelerator: probing KVM with %s (at most %u s)", kernel,
 				 b->cfg.accel_probe_timeout);

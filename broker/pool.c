@@ -108,6 +108,10 @@ static void on_inspected(int err, const struct img_facts *f, const char *msg, vo
 int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, void *arg, char *err,
 		  size_t errlen)
 {
+	if (b->stopping) {
+		snprintf(err, errlen, "nestord is shutting down");
+		return -ESHUTDOWN;
+	}
 	if (!util_name_valid(img->name)) {
 		snprintf(err, errlen, "invalid image name (1-64 of A-Z a-z 0-9 . _ -)");
 		return -EINVAL;
@@ -302,7 +306,12 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 		brk_kick(b);
 		return;
 	}
-	if (!err && db_image_get(b->db, t->image, &img) == 0) {
+	if (!err && db_image_get(b->db, t->image, &img) == 0 && strcmp(img.sha256, t->sha256)) {
+		/* removed and registered again meanwhile: this template is of the old base */
+		snprintf(out, sizeof(out), "image %s changed during the build", t->image);
+		util_rmdir_flat(t->dir);
+		err = -ESTALE;
+	} else if (!err && db_image_get(b->db, t->image, &img) == 0) {
 		if (db_template_set(b->db, t->image, accel_name(t->accel), t->dir) < 0)
 			log_err("template of %s: cannot be recorded: it is built again later",
 				t->image);
@@ -345,6 +354,7 @@ void pool_run_tjobs(struct brk *b)
 		t->running = true;
 		t->memory_mb = img.memory_mb;
 		t->accel = b->acc.accel;
+		snprintf(t->sha256, sizeof(t->sha256), "%s", img.sha256);
 		char id[17], err[512];
 		util_random_hex(id, 8);
 		snprintf(t->dir, sizeof(t->dir), "%.3900s/%s-%s-%s", b->tpl_root, img.name,
@@ -377,25 +387,25 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 		snprintf(err, errlen, "nestord is shutting down");
 		return -ESHUTDOWN;
 	}
+	struct tjob_waiter *w = cb ? calloc(1, sizeof(*w)) : NULL;
 	struct tjob *t = tjob_find(b, image);
-	if (!t) {
+	if (!t)
 		t = calloc(1, sizeof(*t));
-		if (!t) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
+	if (!t || (cb && !w)) {
+		if (t && !t->b)
+			free(t);
+		free(w);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!t->b) {
 		t->b = b;
 		snprintf(t->image, sizeof(t->image), "%s", image);
 		t->next = b->tjobs;
 		b->tjobs = t;
 		db_tbuild_add(b->db, image); /* a crash before it is saved builds it again */
 	}
-	if (cb) {
-		struct tjob_waiter *w = calloc(1, sizeof(*w));
-		if (!w) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
+	if (w) {
 		w->cb = cb;
 		w->arg = arg;
 		w->next = t->waiters;

@@ -188,7 +188,7 @@ int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec
 	if (!p)
 		return -ENOMEM;
 	if (out)
-		*out = p;
+		*out = NULL;
 	p->base = base;
 	p->mode = spec->mode;
 	p->cb = cb;
@@ -198,6 +198,8 @@ int lnch_accel_probe(struct event_base *base, const struct lnch_accel_probe_spec
 		free(p);
 		return -ENOMEM;
 	}
+	if (out)
+		*out = p; /* valid from here until CB runs */
 	struct timeval now = {0, 0};
 	p->done = true;
 	if (spec->mode == LNCH_ACCEL_WANT_TCG) {

@@ -100,7 +100,7 @@ int gw_bapi_wait(const char *sock, const char *id, const char *state, unsigned t
 {
 	char path[160];
 	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=%s&timeout=%u", id, state, timeout_s);
-	return get_session(sock, path, (int)timeout_s * 1000 + TIMEOUT_MS, out);
+	return get_session(sock, path, (int)timeout_s * 1000 + 2000, out);
 }
 
 int gw_bapi_attach(const char *sock, const char *id, const char *gateway)

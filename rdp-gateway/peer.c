@@ -43,7 +43,8 @@
 #define POLL_MS 250	       /* nestord polling while waiting */
 #define ACTIVITY_MS 30000      /* at most one activity report per this */
 #define NESTORD_GONE_MS 60000  /* nestord restarting: keep waiting this long */
-#define LEASE_MAX 1024	       /* sessions per lease renewal */
+#define LEASE_MAX 10000	       /* connections a gateway may hold (max_connections) */
+#define LEASE_CHUNK 1024       /* sessions per lease request */
 #define FAIL_SHOW_MS 4000      /* how long a final message stays up */
 #define WINDOW_ID 0x4e57       /* our one RemoteApp window */
 #define GUEST_CONNECT_MS 30000 /* the rdp backend's handshake with the guest, at most */
@@ -504,8 +505,9 @@ void gw_lease_renew(struct gw *gw)
 		}
 	}
 	pthread_mutex_unlock(&gw->lock);
-	if (n)
-		gw_bapi_lease(gw->cfg.api_socket, gw->id, v, n);
+	for (unsigned k = 0; k < n; k += LEASE_CHUNK)
+		gw_bapi_lease(gw->cfg.api_socket, gw->id, v + k,
+			      n - k < LEASE_CHUNK ? n - k : LEASE_CHUNK);
 }
 
 static void show_fail(struct gw_peer *p, const char *title, const char *msg)
@@ -1554,6 +1556,7 @@ static void *peer_main(void *arg)
 	}
 out:
 	log_info("peer %s: disconnected", p->addr);
+	set_leased(p, ""); /* no renewal may bring it back after the detach */
 	if (p->phase == PH_GUEST && p->sess.id[0])
 		gw_bapi_post(gw->cfg.api_socket, p->sess.id, "detach");
 	if (p->vnc_event)
