@@ -94,7 +94,8 @@ bool nestord_start(struct nestord *d)
 		_exit(127);
 	}
 	d->pid = pid;
-	for (int i = 0; i < 200; i++) {
+	/* up to a minute: an accelerator probe boots a kernel under TCG on a busy host */
+	for (int i = 0; i < 1200; i++) {
 		json_object *o = NULL;
 		if (api(d, "GET", "/v1/status", NULL, &o) == 200) {
 			const char *accel = jget(o, "accel");
