@@ -868,10 +868,7 @@ static void do_accel(struct api *api, struct evhttp_request *req, enum evhttp_cm
 {
 	char err[256];
 	if (!sub && m == EVHTTP_REQ_GET) {
-		json_object *st = brk_status_json(api->b), *a;
-		json_object_object_get_ex(st, "accelerator", &a);
-		reply_json(req, 200, json_object_get(a));
-		json_object_put(st);
+		reply_json(req, 200, brk_accel_json(api->b));
 	} else if (sub && !strcmp(sub, "probe") && m == EVHTTP_REQ_POST) {
 		struct pending *p = pending_new(api, req);
 		if (!p) {

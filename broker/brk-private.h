@@ -137,9 +137,10 @@ void brk_check_stopped(struct brk *b);
 void brk_pump(struct brk *b);
 /* Pump from the loop, not from inside the caller. */
 void brk_kick(struct brk *b);
-/* Caps again from the configuration and the database (the accelerator changed). */
+/* Caps from the configuration and the database (the automatic max_starting follows the
+ * accelerator). */
 void brk_caps_reload(struct brk *b);
-/* The decision changed (hostaccel.c): guests starting under the old one start again. */
+/* The decision fell back (hostaccel.c): guests starting under the old one start again. */
 void brk_accel_changed(struct brk *b, enum lnch_accel old);
 void brk_profile_of(const struct db_image *img, struct lnch_profile *p);
 const struct lnch_config *brk_lcfg(const struct brk *b);
@@ -185,7 +186,6 @@ bool accel_start_timed_out(struct brk *b, enum lnch_accel a, const char *who);
 int accel_start_timeout_ms(const struct brk *b, int dflt_ms);
 /* An image was registered: a kernel to probe with may now be known. */
 void accel_image_added(struct brk *b, const struct db_image *img);
-json_object *accel_json(const struct brk *b);
 void accel_finish(struct brk *b);
 
 #endif

@@ -30,7 +30,6 @@
 
 static void start_guest(struct brk *b, struct brk_session *s);
 static void apply_pressure(struct brk *b);
-static void load_caps(struct brk *b);
 static void set_state(struct brk *b, struct brk_session *s, enum brk_state st);
 
 static const char *const state_names[] = {"queued",	  "starting", "ready", "connected",
@@ -369,10 +368,16 @@ static struct brk_session *by_qid(struct brk *b, uint64_t qid)
 	return NULL;
 }
 
+/* Guests may start: the accelerator and the QEMU version are known. */
+static bool host_ready(const struct brk *b)
+{
+	return b->accel_ready && b->version_asked;
+}
+
 /* Start whatever the ledger admits now; expire what waited too long. */
 void brk_pump(struct brk *b)
 {
-	if (!b->accel_ready || !b->version_asked || b->stopping)
+	if (!host_ready(b) || b->stopping)
 		return;
 	event_del(b->kick);
 	int64_t now = util_now_ms();
@@ -416,7 +421,6 @@ void brk_kick(struct brk *b)
  */
 void brk_accel_changed(struct brk *b, enum lnch_accel old)
 {
-	load_caps(b);
 	if (b->acc.accel == LNCH_ACCEL_KVM)
 		return; /* what runs under TCG runs on: only a fallback moves guests */
 	for (struct brk_session *s = b->sessions; s; s = s->next) {
@@ -551,7 +555,7 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	r.deadline_ms = wait ? r.enqueued_ms + (int64_t)wait * 1000 : 0;
 	quota_set_image_cap(&b->quota, img.name, img.max_sessions);
 	/* Before the host can start guests, everyone waits in line, in arrival order. */
-	bool ready = b->accel_ready && b->version_asked;
+	bool ready = host_ready(b);
 	struct quota_decision d = ready ? quota_request(&b->quota, &r, r.enqueued_ms)
 					: quota_enqueue(&b->quota, &r, r.enqueued_ms);
 	if (d.verdict != QUOTA_ADMIT && s->handout) {
@@ -697,7 +701,7 @@ json_object *brk_status_json(struct brk *b)
 	json_object_object_add(use, "queued", json_object_new_int64((int64_t)b->quota.n_queue));
 	json_object_object_add(o, "caps", caps);
 	json_object_object_add(o, "usage", use);
-	json_object *acc = accel_json(b), *name;
+	json_object *acc = brk_accel_json(b), *name;
 	json_object_object_get_ex(acc, "accel", &name);
 	json_object_object_add(o, "accel", json_object_get(name));
 	json_object_object_add(o, "accelerator", acc);
@@ -1019,7 +1023,7 @@ static unsigned auto_max_starting(const struct brk *b)
 	return (unsigned)cores;
 }
 
-static void load_caps(struct brk *b)
+void brk_caps_reload(struct brk *b)
 {
 	struct quota_caps c = {b->cfg.max_sessions, 0, b->cfg.max_memory_mb};
 	unsigned v;
@@ -1039,11 +1043,6 @@ static void load_caps(struct brk *b)
 	b->caps = c;
 	quota_set_host_caps(&b->quota, c);
 	quota_set_user_default(&b->quota, umax);
-}
-
-void brk_caps_reload(struct brk *b)
-{
-	load_caps(b);
 }
 
 /* Backpressure: fewer concurrent starts while the host's CPU is saturated. */
@@ -1080,7 +1079,7 @@ int brk_caps_set(struct brk *b, const char *key, unsigned value)
 	char d[96];
 	snprintf(d, sizeof(d), "%s=%u", key, value);
 	db_audit(b->db, "caps-set", NULL, NULL, NULL, d);
-	load_caps(b);
+	brk_caps_reload(b);
 	brk_pump(b); /* raising a cap admits at once */
 	return 0;
 }
@@ -1276,29 +1275,13 @@ static void restore_one(const struct db_session *rec, void *arg)
 static void kill_orphan(const char *dir)
 {
 	char needle[BRK_PATH_MAX + 32];
+	pid_t pids[16];
 	snprintf(needle, sizeof(needle), "%.4000s/qmp.sock", dir);
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		char path[300], *cmd = NULL;
-		size_t n = 0;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if (util_read_file(path, 64 * 1024, &cmd, &n) < 0)
-			continue;
-		for (size_t i = 0; i < n; i += strlen(cmd + i) + 1) {
-			if (strstr(cmd + i, needle)) {
-				log_warn("sweep: killing orphaned QEMU pid %s (%s)", e->d_name,
-					 dir);
-				kill(atoi(e->d_name), SIGKILL);
-				break;
-			}
-		}
-		free(cmd);
+	size_t n = util_procs_with_arg(NULL, needle, pids, 16);
+	for (size_t i = 0; i < n && i < 16; i++) {
+		log_warn("sweep: killing orphaned QEMU pid %d (%s)", (int)pids[i], dir);
+		kill(pids[i], SIGKILL);
 	}
-	if (d)
-		closedir(d);
 }
 
 /* Overlays and guest dirs that belong to no live session are leftovers of a crash. */
@@ -1418,7 +1401,7 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 		snprintf(err, errlen, "cannot start PAM workers");
 		goto fail;
 	}
-	load_caps(b);
+	brk_caps_reload(b);
 	/* warm guests and template builds are bounded by the host caps only */
 	quota_set_user_cap(&b->quota, POOL_USER, true, 0);
 	quota_set_user_cap(&b->quota, TEMPLATE_USER, true, 0);
@@ -1444,7 +1427,7 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	pool_sweep_templates(b);
 	pool_start_version_probe(b);
 	accel_init(b);
-	load_caps(b);
+	brk_caps_reload(b);
 	log_info("caps: max_sessions=%u max_starting=%u max_memory_mb=%u user_max_sessions=%u",
 		 b->quota.host.max_sessions, b->quota.host.max_starting,
 		 b->quota.host.max_memory_mb, b->quota.user_default_max);

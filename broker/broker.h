@@ -115,6 +115,8 @@ typedef void (*brk_watch_fn)(struct brk_session *s, enum brk_state st, void *arg
 struct brk_watch *brk_watch(struct brk_session *s, brk_watch_fn cb, void *arg);
 void brk_unwatch(struct brk_watch *w);
 
+/* The accelerator decision: what, why, since when (GET /v1/accel); a new reference. */
+json_object *brk_accel_json(const struct brk *b);
 /* Probe the accelerator again now; CB gets the new decision's reason. */
 int brk_accel_probe(struct brk *b, brk_done_fn cb, void *arg, char *err, size_t errlen);
 

@@ -156,19 +156,24 @@ static const char SCHEMA[] =
     " ts INTEGER NOT NULL, kind TEXT NOT NULL, user TEXT, client TEXT, session TEXT,"
     " detail TEXT);";
 
+static bool has_column(sqlite3 *h, const char *table, const char *column)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info(?) WHERE name=?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+	bool have = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return have;
+}
+
 /* Give TABLE every column of its list that an older file lacks. */
 static int add_columns(sqlite3 *h, const struct table *t, char **msg)
 {
 	for (size_t i = 0; i < t->n; i++) {
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info(?) WHERE name=?", -1,
-				       &st, NULL) != SQLITE_OK)
-			return SQLITE_ERROR;
-		sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, t->cols[i].name, -1, SQLITE_STATIC);
-		bool have = sqlite3_step(st) == SQLITE_ROW;
-		sqlite3_finalize(st);
-		if (have)
+		if (has_column(h, t->name, t->cols[i].name))
 			continue;
 		char sql[256];
 		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", t->name,
@@ -195,19 +200,6 @@ static const char MIGRATE[] =
 /* After every column exists. */
 static const char INDEXES[] =
     "CREATE INDEX IF NOT EXISTS sessions_live ON sessions(state) WHERE state != 'ended';";
-
-static bool has_column(sqlite3 *h, const char *table, const char *column)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info(?) WHERE name=?", -1, &st,
-			       NULL) != SQLITE_OK)
-		return false;
-	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-	bool have = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return have;
-}
 
 struct db *db_open(const char *path, char *err, size_t errlen)
 {
@@ -744,21 +736,30 @@ int db_warms(struct db *db, void (*fn)(const struct db_warm *w, void *arg), void
 
 /* --- templates --- */
 
-int db_template_get(struct db *db, const char *image, const char *accel, char *dir, size_t len)
+/* One text value: the first column of SQL's first row, with up to two text keys. */
+static int select_text(struct db *db, const char *sql, const char *k1, const char *k2, char *out,
+		       size_t len)
 {
-	dir[0] = '\0';
-	sqlite3_stmt *st = prep(db, "SELECT dir FROM templates WHERE image=? AND accel=?");
+	out[0] = '\0';
+	sqlite3_stmt *st = prep(db, sql);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, image);
-	bind_text(st, 2, accel);
+	bind_text(st, 1, k1);
+	if (k2)
+		bind_text(st, 2, k2);
 	int e = -ENOENT;
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		col_text(st, 0, dir, len);
+		col_text(st, 0, out, len);
 		e = 0;
 	}
 	sqlite3_finalize(st);
 	return e;
+}
+
+int db_template_get(struct db *db, const char *image, const char *accel, char *dir, size_t len)
+{
+	return select_text(db, "SELECT dir FROM templates WHERE image=? AND accel=?", image, accel,
+			   dir, len);
 }
 
 int db_template_set(struct db *db, const char *image, const char *accel, const char *dir)
@@ -824,18 +825,7 @@ int db_tbuilds(struct db *db, void (*fn)(const char *image, void *arg), void *ar
 
 int db_meta_get(struct db *db, const char *key, char *out, size_t len)
 {
-	out[0] = '\0';
-	sqlite3_stmt *st = prep(db, "SELECT value FROM meta WHERE key=?");
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, key);
-	int e = -ENOENT;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		col_text(st, 0, out, len);
-		e = 0;
-	}
-	sqlite3_finalize(st);
-	return e;
+	return select_text(db, "SELECT value FROM meta WHERE key=?", key, NULL, out, len);
 }
 
 int db_meta_set(struct db *db, const char *key, const char *value)

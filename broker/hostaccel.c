@@ -129,10 +129,9 @@ static void adopt(struct brk *b, enum lnch_accel a, const char *reason, const ch
 	b->accel_gen++;
 	save(b);
 	log_info("accelerator: %s", reason);
+	brk_caps_reload(b); /* the automatic max_starting depends on the accelerator */
 	if (was_ready && old != a)
-		brk_accel_changed(b, old); /* loads the caps too */
-	else
-		brk_caps_reload(b); /* automatic max_starting depends on the accelerator */
+		brk_accel_changed(b, old);
 	brk_kick(b);
 }
 
@@ -326,7 +325,7 @@ bool accel_start_timed_out(struct brk *b, enum lnch_accel a, const char *who)
 	return true;
 }
 
-json_object *accel_json(const struct brk *b)
+json_object *brk_accel_json(const struct brk *b)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(

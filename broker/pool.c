@@ -263,18 +263,30 @@ static void tjob_finish(struct tjob *t, int err, const char *msg)
 }
 
 /* IMAGE has a template the current accelerator can clone. */
+/*
+ * IMG's template for the current accelerator into DIR ("" none), and whether
+ * it can serve clones now; WHY (if given) says why not when there is one.
+ */
+static bool current_template(struct brk *b, const struct db_image *img, char *dir, size_t len,
+			     char *why, size_t whylen)
+{
+	char scratch[300];
+	struct lnch_profile p;
+	brk_profile_of(img, &p);
+	pool_template_dir(b, img->name, dir, len);
+	return dir[0] && b->qemu_version[0] &&
+	       img_template_usable(dir, &b->lcfg, &p, b->qemu_version, why ? why : scratch,
+				   why ? whylen : sizeof(scratch));
+}
+
 static bool usable_template(struct brk *b, const char *image)
 {
 	struct db_image img;
-	char dir[BRK_PATH_MAX], why[300];
+	char dir[BRK_PATH_MAX];
 	if (db_image_get(b->db, image, &img) < 0)
 		return false;
 	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
-	struct lnch_profile p;
-	brk_profile_of(&img, &p);
-	pool_template_dir(b, image, dir, sizeof(dir));
-	return dir[0] && b->qemu_version[0] &&
-	       img_template_usable(dir, &b->lcfg, &p, b->qemu_version, why, sizeof(why));
+	return current_template(b, &img, dir, sizeof(dir), NULL, 0);
 }
 
 static void on_template(int err, const char *msg, const struct img_template_meta *meta, void *arg)
@@ -423,13 +435,10 @@ void pool_template_dir(struct brk *b, const char *image, char *dir, size_t len)
 bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, size_t len)
 {
 	char why[300], cur[BRK_PATH_MAX];
-	struct lnch_profile p;
 	dir[0] = '\0';
 	if (!b->qemu_version[0])
 		return false;
-	brk_profile_of(img, &p);
-	pool_template_dir(b, img->name, cur, sizeof(cur));
-	if (cur[0] && img_template_usable(cur, &b->lcfg, &p, b->qemu_version, why, sizeof(why))) {
+	if (current_template(b, img, cur, sizeof(cur), why, sizeof(why))) {
 		snprintf(dir, len, "%s", cur);
 		return true;
 	}
@@ -814,16 +823,12 @@ json_object *brk_images_json(struct brk *b)
 		json_object_object_add(o, "warm_ready", json_object_new_int64(ready));
 		json_object_object_add(o, "warm_starting", json_object_new_int64(warming));
 		char why[300] = "", tdir[BRK_PATH_MAX];
-		struct lnch_profile p;
-		brk_profile_of(&img, &p);
-		pool_template_dir(b, img.name, tdir, sizeof(tdir));
-		const char *tstate =
-		    tjob_find(b, img.name) ? "building"
-		    : !tdir[0]		   ? "none"
-		    : !b->qemu_version[0]  ? "unknown"
-		    : img_template_usable(tdir, &b->lcfg, &p, b->qemu_version, why, sizeof(why))
-			? "ready"
-			: "invalid";
+		bool usable = current_template(b, &img, tdir, sizeof(tdir), why, sizeof(why));
+		const char *tstate = tjob_find(b, img.name) ? "building"
+				     : !tdir[0]		    ? "none"
+				     : !b->qemu_version[0]  ? "unknown"
+				     : usable		    ? "ready"
+							    : "invalid";
 		if (tdir[0])
 			json_object_object_add(o, "template_dir", json_object_new_string(tdir));
 		json_object *per = json_object_new_object();

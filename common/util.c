@@ -114,6 +114,32 @@ int util_random_hex(char *out, size_t bytes)
 	return 0;
 }
 
+size_t util_procs_with_arg(const char *prog, const char *needle, pid_t *out, size_t max)
+{
+	size_t found = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		char path[300], *cmd = NULL;
+		size_t n = 0;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if (util_read_file(path, 64 * 1024, &cmd, &n) < 0)
+			continue;
+		bool hit = false;
+		if (!prog || strstr(cmd, prog))
+			for (size_t i = 0; i < n && !hit; i += strlen(cmd + i) + 1)
+				hit = strstr(cmd + i, needle) != NULL;
+		free(cmd);
+		if (hit && found++ < max)
+			out[found - 1] = (pid_t)atoi(e->d_name);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
 char *util_strdup_printf(const char *fmt, ...)
 {
 	va_list ap;

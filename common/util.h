@@ -18,6 +18,12 @@ int util_mkdir_p(const char *dir, mode_t mode);
 int util_rmdir_flat(const char *dir);
 /* Read at most MAX bytes of PATH into a new NUL-terminated buffer. */
 int util_read_file(const char *path, size_t max, char **out, size_t *len);
+/*
+ * Processes with an argument containing NEEDLE (and, if PROG is not NULL, an
+ * argv[0] containing PROG): at most MAX pids into OUT. Returns how many were
+ * found (may exceed MAX). Reads /proc; for start-up sweeps and tests.
+ */
+size_t util_procs_with_arg(const char *prog, const char *needle, pid_t *out, size_t max);
 /* Monotonic clock in milliseconds. */
 int64_t util_now_ms(void);
 /* Wall clock in seconds. */

@@ -23,7 +23,6 @@
 #include "testenv.h"
 #include "util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -189,43 +188,15 @@ static int file_count(const char *path, const char *text)
 /* QEMU processes started for this test's state (none may outlive a shutdown). */
 static int qemu_count(void)
 {
-	int n = 0;
-	DIR *p = opendir("/proc");
-	struct dirent *e;
-	while (p && (e = readdir(p))) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		char path[300], *cmd = NULL;
-		size_t len = 0;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if (util_read_file(path, 64 * 1024, &cmd, &len) < 0)
-			continue;
-		if (strstr(cmd, "qemu-system")) {
-			for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
-				if (strstr(cmd + i, d.dir)) {
-					n++;
-					break;
-				}
-		}
-		free(cmd);
-	}
-	if (p)
-		closedir(p);
-	return n;
+	pid_t pids[64];
+	return (int)util_procs_with_arg("qemu-system", d.dir, pids, 64);
 }
 
 static int entries(const char *sub)
 {
 	char path[600];
 	snprintf(path, sizeof(path), "%s/%s", d.dir, sub);
-	DIR *x = opendir(path);
-	int n = 0;
-	struct dirent *e;
-	while (x && (e = readdir(x)))
-		n += e->d_name[0] != '.';
-	if (x)
-		closedir(x);
-	return n;
+	return testenv_count_entries(path);
 }
 
 /* Shut nestord down (every session ends) and check nothing is left behind. */
@@ -368,23 +339,18 @@ static void qemu_kill(void)
 	CHECK_MSG(access(ovl, F_OK) == 0, "the session's overlay exists");
 	int64_t t0 = util_now_ms();
 	CHECK(qpid > 0 && kill(qpid, SIGKILL) == 0);
-	char path[128];
-	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
-	bool ended = false;
-	while (!ended && secs_since(t0) < 10) {
-		json_object *o = NULL;
-		api(&d, "GET", path, NULL, &o);
-		ended = !strcmp(jget(o, "state"), "ended");
-		if (ended) {
-			CHECK_MSG(!strncmp(jget(o, "end_reason"), "lost", 4), "end reason: %s",
-				  jget(o, "end_reason"));
-			fprintf(stderr, "session ended %.2f s after its QEMU died: %s\n",
-				secs_since(t0), jget(o, "end_reason"));
-		}
-		json_object_put(o);
-		usleep(50000);
-	}
-	CHECK(ended);
+	/* the long-poll answers as soon as the session leaves "connected" */
+	char path[160];
+	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=connected&timeout=10", id);
+	json_object *o = NULL;
+	api(&d, "GET", path, NULL, &o);
+	bool ended = !strcmp(jget(o, "state"), "ended");
+	CHECK_MSG(ended, "state after its QEMU died: %s", jget(o, "state"));
+	CHECK_MSG(!strncmp(jget(o, "end_reason"), "lost", 4), "end reason: %s",
+		  jget(o, "end_reason"));
+	fprintf(stderr, "session ended %.2f s after its QEMU died: %s\n", secs_since(t0),
+		jget(o, "end_reason"));
+	json_object_put(o);
 	CHECK_MSG(access(ovl, F_OK) != 0, "the overlay is removed");
 	/* the user was told, on the gateway's own screen */
 	bool told = false;
@@ -531,7 +497,6 @@ static void db_locked(void)
 	json_object_put(o);
 	CHECK(wait_state(&d, id1, "ready", 60000));
 	CHECK(wait_state(&d, id2, "ready", 60000));
-	sleep(1);
 	CHECK(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(h);
 	t0 = util_now_ms();

@@ -206,18 +206,6 @@ static void test_max_starting(void)
 	CHECK(api(&d, "PUT", "/v1/caps", "{\"max_starting\":4}", NULL) == 200);
 }
 
-static int count_entries(const char *dir)
-{
-	DIR *dd = opendir(dir);
-	int n = 0;
-	struct dirent *e;
-	while (dd && (e = readdir(dd)))
-		n += e->d_name[0] != '.';
-	if (dd)
-		closedir(dd);
-	return n;
-}
-
 static void test_crash_restart(void)
 {
 	/* four sessions from test_max_starting are live: kill -9 the broker */
@@ -264,7 +252,8 @@ static void test_crash_restart(void)
 	json_object_put(ds);
 	char ovl[512];
 	snprintf(ovl, sizeof(ovl), "%s/state/overlays", d.dir);
-	CHECK_MSG(count_entries(ovl) == (int)n - 1, "%d overlays", count_entries(ovl));
+	CHECK_MSG(testenv_count_entries(ovl) == (int)n - 1, "%d overlays",
+		  testenv_count_entries(ovl));
 	/* the reattached guests are controlled again: end them all */
 	for (size_t i = 0; i < json_object_array_length(after); i++)
 		end_session(jget(json_object_array_get_idx(after, i), "id"));
@@ -274,7 +263,7 @@ static void test_crash_restart(void)
 	usleep(200000);
 	for (size_t i = 0; i < n; i++)
 		CHECK_MSG(!pid_alive(pids[i]), "guest pid %d still alive", (int)pids[i]);
-	CHECK(count_entries(ovl) == 0);
+	CHECK(testenv_count_entries(ovl) == 0);
 	json_object_put(before);
 	json_object_put(after);
 }
@@ -320,6 +309,16 @@ static void test_malformed(void)
 	    {"GET", "/v2/status", NULL, 404},
 	    {"DELETE", "/v1/status", NULL, 405},
 	    {"GET", "/v1/sessions/..%2f..", NULL, 400},
+	    /* the gateway lease and the accelerator */
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":\"x\"}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[\"../x\"]}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[1]}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{}", 400},
+	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[],\"x\":1}", 400},
+	    {"GET", "/v1/gateways/gw1/lease", NULL, 405},
+	    {"GET", "/v1/accel/probe", NULL, 405},
+	    {"GET", "/v1/accel/other", NULL, 404},
+	    {"POST", "/v1/accel/probe", NULL, 400}, /* accel = tcg: nothing to probe */
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		json_object *o = NULL;
@@ -354,28 +353,9 @@ static void test_malformed(void)
 /* The gateway lease and the accelerator endpoints: validation, expiry, renewal. */
 static void test_lease(void)
 {
-	static const struct {
-		const char *method, *path, *body;
-		int want;
-	} t[] = {
-	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":\"x\"}", 400},
-	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[\"../x\"]}", 400},
-	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[1]}", 400},
-	    {"POST", "/v1/gateways/gw1/lease", "{}", 400},
-	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[],\"x\":1}", 400},
-	    {"GET", "/v1/gateways/gw1/lease", NULL, 405},
-	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[]}", 200},
-	    {"POST", "/v1/gateways/gw1/lease", "{\"sessions\":[\"nosuchsession\"]}", 200},
-	    {"GET", "/v1/accel", NULL, 200},
-	    {"GET", "/v1/accel/probe", NULL, 405},
-	    {"GET", "/v1/accel/other", NULL, 404},
-	    {"POST", "/v1/accel/probe", NULL, 400}, /* accel = tcg: nothing to probe */
-	};
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int st = api(&d, t[i].method, t[i].path, t[i].body, NULL);
-		CHECK_MSG(st == t[i].want, "%s %s %s: %d, not %d", t[i].method, t[i].path,
-			  t[i].body ? t[i].body : "", st, t[i].want);
-	}
+	CHECK(api(&d, "POST", "/v1/gateways/gw1/lease", "{\"sessions\":[]}", NULL) == 200);
+	CHECK(api(&d, "POST", "/v1/gateways/gw1/lease", "{\"sessions\":[\"nosuchsession\"]}",
+		  NULL) == 200);
 	json_object *o = NULL;
 	CHECK(api(&d, "GET", "/v1/accel", NULL, &o) == 200);
 	CHECK_STR(jget(o, "accel"), "tcg");
@@ -501,9 +481,9 @@ int main(void)
 	CHECK(!pid_alive(gpid));
 	char path[512];
 	snprintf(path, sizeof(path), "%s/state/overlays", d.dir);
-	CHECK(count_entries(path) == 0);
+	CHECK(testenv_count_entries(path) == 0);
 	snprintf(path, sizeof(path), "%s/run/vm", d.dir);
-	CHECK(count_entries(path) == 0);
+	CHECK(testenv_count_entries(path) == 0);
 	snprintf(path, sizeof(path), "%s/run/api.sock", d.dir);
 	CHECK(access(path, F_OK) != 0);
 	int r = check_done("test_broker");

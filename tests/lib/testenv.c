@@ -2,6 +2,7 @@
 #include "testenv.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,4 +97,16 @@ char *testenv_slurp(const char *path, size_t *len)
 	if (util_read_file(path, 64 << 20, &buf, len) < 0)
 		return NULL;
 	return buf;
+}
+
+int testenv_count_entries(const char *dir)
+{
+	DIR *dd = opendir(dir);
+	int n = 0;
+	struct dirent *e;
+	while (dd && (e = readdir(dd)))
+		n += e->d_name[0] != '.';
+	if (dd)
+		closedir(dd);
+	return n;
 }

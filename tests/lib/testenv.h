@@ -21,6 +21,8 @@ void testenv_profile(struct lnch_profile *p);
 bool testenv_run_until(struct event_base *base, const bool *flag, int timeout_ms);
 /* Run BASE until COND(ARG) or TIMEOUT_MS; returns the last COND. */
 bool testenv_wait(struct event_base *base, bool (*cond)(void *), void *arg, int timeout_ms);
+/* Entries of DIR other than dot files (0 when it does not exist). */
+int testenv_count_entries(const char *dir);
 /* Remove a scratch dir tree (best effort). */
 void testenv_rmtree(const char *dir);
 /* Read a whole small file; returns a new buffer or NULL. */
