@@ -517,7 +517,7 @@ static void do_user_caps(struct api *api, struct evhttp_request *req, enum evhtt
 			reply_err(req, 405, "use GET");
 			return;
 		}
-		reply_json(req, 200, db_user_caps_json(brk_db(api->b)));
+		reply_json(req, 200, store_user_caps_json(brk_store(api->b)));
 		return;
 	}
 	if (m != EVHTTP_REQ_PUT) {
@@ -731,7 +731,7 @@ static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_c
 		bool has_wp = juint(o, "warm_pool", &wp), has_ms = juint(o, "max_sessions", &ms);
 		struct db_image cur;
 		bool has_rdp = false;
-		if (db_image_get(brk_db(api->b), name, &cur) == 0)
+		if (store_image_get(brk_store(api->b), name, &cur) == 0)
 			has_rdp = apply_rdp(o, &cur.rdp);
 		wipe_field(o, "guest_password");
 		json_object_put(o);
@@ -763,7 +763,7 @@ static void do_apps(struct api *api, struct evhttp_request *req, enum evhttp_cmd
 					 {NULL, 0, 0, 0}};
 	char err[512];
 	if (m == EVHTTP_REQ_GET && !alias) {
-		reply_json(req, 200, db_apps_json(brk_db(api->b)));
+		reply_json(req, 200, store_apps_json(brk_store(api->b)));
 	} else if (m == EVHTTP_REQ_POST && !alias) {
 		json_object *o = parse_body(req, f, err, sizeof(err));
 		if (!o) {
@@ -957,7 +957,7 @@ static void route(struct evhttp_request *req, void *arg)
 		} else if (!uint_param(&q, "ended", 0, 1000, &ended)) {
 			reply_err(req, 400, "ended must be 0..1000");
 		} else if (ended) {
-			reply_json(req, 200, db_sessions_ended_json(brk_db(api->b), ended));
+			reply_json(req, 200, store_sessions_ended_json(brk_store(api->b), ended));
 		} else {
 			reply_json(req, 200, brk_sessions_json(api->b));
 		}
@@ -1037,7 +1037,7 @@ static void route(struct evhttp_request *req, void *arg)
 		else if (!uint_param(&q, "limit", 50, 10000, &limit))
 			reply_err(req, 400, "limit must be 0..10000");
 		else
-			reply_json(req, 200, db_audit_json(brk_db(api->b), limit));
+			reply_json(req, 200, store_audit_json(brk_store(api->b), limit));
 	} else {
 		reply_err(req, 404, "no such endpoint");
 	}

@@ -90,7 +90,7 @@ struct brk {
 	struct event_base *base;
 	struct brk_config cfg;
 	struct brk_options opts;
-	struct db *db;
+	struct store *store;
 	struct auth *auth;
 	struct throttle thr;
 	struct quota_ledger quota;

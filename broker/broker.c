@@ -67,7 +67,7 @@ static void save(struct brk *b, struct brk_session *s)
 	snprintf(s->rec.state, sizeof(s->rec.state), "%s", brk_state_name(s->state));
 	snprintf(s->rec.accel, sizeof(s->rec.accel), "%s",
 		 s->guest || s->rec.pid ? accel_name(s->accel) : "");
-	int r = db_session_save(b->db, &s->rec);
+	int r = store_session_save(b->store, &s->rec);
 	if (r < 0 && !s->dirty)
 		log_warn("session=%s cannot be saved yet (%s): kept, written later", s->rec.id,
 			 strerror(-r));
@@ -166,7 +166,7 @@ static void end_session(struct brk *b, struct brk_session *s, const char *reason
 		quota_ended(&b->quota, s->rec.user, s->rec.image, s->rec.memory_mb,
 			    s->counted_starting, util_now_ms());
 	s->admitted = s->counted_starting = false;
-	db_audit(b->db, "session-end", s->rec.user, s->rec.client, s->rec.id, s->rec.end_reason);
+	store_audit_log(b->store, "session-end", s->rec.user, s->rec.client, s->rec.id, s->rec.end_reason);
 	set_state(b, s, BRK_ENDED);
 }
 
@@ -216,7 +216,7 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 			s->rec.ready = util_wall_s();
 			s->activity_ms = util_now_ms();
 			set_state(b, s, BRK_READY);
-			db_audit(b->db, "session-ready", s->rec.user, s->rec.client, s->rec.id,
+			store_audit_log(b->store, "session-ready", s->rec.user, s->rec.client, s->rec.id,
 				 s->rec.start_path);
 			brk_pump(b);
 		} else if (s->state == BRK_ENDING) {
@@ -235,7 +235,7 @@ static void on_guest_state(struct lnch_guest *g, enum lnch_state st, enum lnch_e
 			s->retry = false;
 			log_info("session=%s starting again under %s", s->rec.id,
 				 accel_name(b->acc.accel));
-			db_audit(b->db, "session-restart", s->rec.user, s->rec.client, s->rec.id,
+			store_audit_log(b->store, "session-restart", s->rec.user, s->rec.client, s->rec.id,
 				 accel_name(b->acc.accel));
 			start_guest(b, s);
 			break;
@@ -298,7 +298,7 @@ static void start_guest(struct brk *b, struct brk_session *s)
 		    (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
 		    b->cfg.min_free_mb);
 		log_err("session=%s %s (%s)", s->rec.id, err, b->cfg.overlay_dir);
-		db_audit(b->db, "session-refused", s->rec.user, s->rec.client, s->rec.id, err);
+		store_audit_log(b->store, "session-refused", s->rec.user, s->rec.client, s->rec.id, err);
 		pool_discard(b, s->handout); /* the pool stops it and frees it */
 		s->handout = NULL;
 		end_session(b, s, err);
@@ -311,7 +311,7 @@ static void start_guest(struct brk *b, struct brk_session *s)
 	    img_verify_unchanged(s->img.base, s->img.size, s->img.mtime_ns, why, sizeof(why)) < 0) {
 		snprintf(err, sizeof(err), "image %s: %.400s; re-register it", s->img.name, why);
 		log_err("session=%s %s", s->rec.id, err);
-		db_audit(b->db, "image-modified", s->rec.user, s->rec.client, s->rec.id, err);
+		store_audit_log(b->store, "image-modified", s->rec.user, s->rec.client, s->rec.id, err);
 		pool_discard(b, s->handout); /* the pool stops it and frees it */
 		s->handout = NULL;
 		end_session(b, s, err);
@@ -357,7 +357,7 @@ static void start_guest(struct brk *b, struct brk_session *s)
 	snprintf(s->rec.vnc, sizeof(s->rec.vnc), "%s", lnch_guest_vnc_path(s->guest));
 	snprintf(s->rec.overlay, sizeof(s->rec.overlay), "%s", lnch_guest_overlay_path(s->guest));
 	save(b, s);
-	db_audit(b->db, "session-start", s->rec.user, s->rec.client, s->rec.id, s->rec.start_path);
+	store_audit_log(b->store, "session-start", s->rec.user, s->rec.client, s->rec.id, s->rec.start_path);
 }
 
 static struct brk_session *by_qid(struct brk *b, uint64_t qid)
@@ -515,12 +515,12 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 		}
 	}
 	struct db_app a;
-	if (db_app_get(b->db, app, &a) < 0) {
+	if (store_app_get(b->store, app, &a) < 0) {
 		snprintf(err, errlen, "unknown app '%s'", app);
 		return -ENOENT;
 	}
 	struct db_image img;
-	if (db_image_get(b->db, a.image, &img) < 0) {
+	if (store_image_get(b->store, a.image, &img) < 0) {
 		snprintf(err, errlen, "app '%s' uses image '%s', which is not registered", app,
 			 a.image);
 		return -ENOENT;
@@ -567,7 +567,7 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	}
 	if (d.verdict == QUOTA_REFUSE) {
 		snprintf(err, errlen, "%s", d.reason);
-		db_audit(b->db, "session-refused", user, client, NULL, d.reason);
+		store_audit_log(b->store, "session-refused", user, client, NULL, d.reason);
 		b->sessions = s->next;
 		free(s);
 		return -EBUSY;
@@ -583,7 +583,7 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 				    : "");
 		log_info("session=%s user=%s queued at %u: %s", s->rec.id, user, d.position,
 			 s->reason);
-		db_audit(b->db, "session-queued", user, client, s->rec.id, s->reason);
+		store_audit_log(b->store, "session-queued", user, client, s->rec.id, s->reason);
 	}
 	return 0;
 }
@@ -642,7 +642,7 @@ json_object *brk_session_guest_json(struct brk *b, const struct brk_session *s)
 		return NULL;
 	const struct db_rdp_policy *r = &s->img.rdp;
 	struct db_app app;
-	if (db_app_get(b->db, s->rec.app, &app) < 0)
+	if (store_app_get(b->store, s->rec.app, &app) < 0)
 		app.command[0] = '\0';
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "host", json_object_new_string("127.0.0.1"));
@@ -693,7 +693,7 @@ json_object *brk_status_json(struct brk *b)
 			       json_object_new_int64(b->quota.user_default_max));
 	unsigned v;
 	json_object_object_add(caps, "max_starting_auto",
-			       json_object_new_boolean(db_cap_get(b->db, "max_starting", &v) < 0 &&
+			       json_object_new_boolean(store_cap_get(b->store, "max_starting", &v) < 0 &&
 						       b->cfg.max_starting < 0));
 	json_object_object_add(use, "sessions", json_object_new_int64(b->quota.sessions));
 	json_object_object_add(use, "starting", json_object_new_int64(b->quota.starting));
@@ -721,7 +721,7 @@ int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway
 	s->lease_until = s->lease_gw[0] ? util_now_ms() + BRK_LEASE_MS : 0;
 	s->lease_lapsed = false;
 	set_state(b, s, BRK_CONNECTED);
-	db_audit(b->db, "session-attach", s->rec.user, s->rec.client, s->rec.id, NULL);
+	store_audit_log(b->store, "session-attach", s->rec.user, s->rec.client, s->rec.id, NULL);
 	return 0;
 }
 
@@ -733,7 +733,7 @@ int brk_session_detach(struct brk *b, struct brk_session *s)
 	s->lease_until = 0;
 	s->lease_lapsed = false;
 	set_state(b, s, BRK_DISCONNECTED);
-	db_audit(b->db, "session-detach", s->rec.user, s->rec.client, s->rec.id, NULL);
+	store_audit_log(b->store, "session-detach", s->rec.user, s->rec.client, s->rec.id, NULL);
 	return 0;
 }
 
@@ -901,14 +901,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 				 "disconnected",
 				 s->rec.id, s->rec.user,
 				 s->lease_gw[0] ? s->lease_gw : "(unknown)");
-			db_audit(b->db, "session-lease-expired", s->rec.user, s->rec.client,
+			store_audit_log(b->store, "session-lease-expired", s->rec.user, s->rec.client,
 				 s->rec.id, s->lease_gw);
 			s->lease_until = 0;
 			s->lease_lapsed = true; /* lease_gw kept: that gateway may take it back */
 			set_state(b, s, BRK_DISCONNECTED);
 		}
 	}
-	db_flush(b->db);
+	store_flush(b->store);
 	for (struct brk_session *s = b->sessions; s; s = s->next)
 		if (s->dirty)
 			save(b, s);
@@ -955,15 +955,15 @@ static void on_auth(enum auth_result res, const char *reason, void *arg)
 	if (res == AUTH_OK) {
 		throttle_ok(&b->thr, ukey);
 		throttle_ok(&b->thr, ckey);
-		db_audit(b->db, "login-ok", a->user, a->client, NULL, NULL);
+		store_audit_log(b->store, "login-ok", a->user, a->client, NULL, NULL);
 	} else {
 		unsigned lu = throttle_fail(&b->thr, ukey, now);
 		unsigned lc = a->client[0] ? throttle_fail(&b->thr, ckey, now) : 0;
-		db_audit(b->db, "login-failed", a->user, a->client, NULL, reason);
+		store_audit_log(b->store, "login-failed", a->user, a->client, NULL, reason);
 		if (lu || lc) {
 			char d[96];
 			snprintf(d, sizeof(d), "locked for %u s", lu > lc ? lu : lc);
-			db_audit(b->db, "login-throttled", a->user, a->client, NULL, d);
+			store_audit_log(b->store, "login-throttled", a->user, a->client, NULL, d);
 		}
 		status = res == AUTH_DENIED ? -EACCES : res == AUTH_ACCOUNT ? -EPERM : -EIO;
 		log_info("login failed user=%s client=%s: %s", a->user, a->client, reason);
@@ -985,7 +985,7 @@ int brk_authenticate(struct brk *b, const char *user, const char *password, cons
 	int64_t now = util_wall_s();
 	if (throttle_locked(&b->thr, ukey, now) ||
 	    (*client && throttle_locked(&b->thr, ckey, now))) {
-		db_audit(b->db, "login-throttled", user, client, NULL, "refused while locked");
+		store_audit_log(b->store, "login-throttled", user, client, NULL, "refused while locked");
 		return -EAGAIN;
 	}
 	struct brk_authreq *a = calloc(1, sizeof(*a));
@@ -1027,18 +1027,18 @@ void brk_caps_reload(struct brk *b)
 {
 	struct quota_caps c = {b->cfg.max_sessions, 0, b->cfg.max_memory_mb};
 	unsigned v;
-	if (db_cap_get(b->db, "max_sessions", &v) == 0)
+	if (store_cap_get(b->store, "max_sessions", &v) == 0)
 		c.max_sessions = v;
-	if (db_cap_get(b->db, "max_memory_mb", &v) == 0)
+	if (store_cap_get(b->store, "max_memory_mb", &v) == 0)
 		c.max_memory_mb = v;
-	if (db_cap_get(b->db, "max_starting", &v) == 0)
+	if (store_cap_get(b->store, "max_starting", &v) == 0)
 		c.max_starting = v;
 	else if (b->cfg.max_starting >= 0)
 		c.max_starting = (unsigned)b->cfg.max_starting;
 	else
 		c.max_starting = auto_max_starting(b);
 	unsigned umax = b->cfg.user_max_sessions;
-	if (db_cap_get(b->db, "user_max_sessions", &v) == 0)
+	if (store_cap_get(b->store, "user_max_sessions", &v) == 0)
 		umax = v;
 	b->caps = c;
 	quota_set_host_caps(&b->quota, c);
@@ -1073,12 +1073,12 @@ int brk_caps_set(struct brk *b, const char *key, unsigned value)
 	if (strcmp(key, "max_sessions") && strcmp(key, "max_starting") &&
 	    strcmp(key, "max_memory_mb") && strcmp(key, "user_max_sessions"))
 		return -EINVAL;
-	int r = db_cap_set(b->db, key, value);
+	int r = store_cap_set(b->store, key, value);
 	if (r < 0)
 		return r;
 	char d[96];
 	snprintf(d, sizeof(d), "%s=%u", key, value);
-	db_audit(b->db, "caps-set", NULL, NULL, NULL, d);
+	store_audit_log(b->store, "caps-set", NULL, NULL, NULL, d);
 	brk_caps_reload(b);
 	brk_pump(b); /* raising a cap admits at once */
 	return 0;
@@ -1087,7 +1087,7 @@ int brk_caps_set(struct brk *b, const char *key, unsigned value)
 static int user_cap_apply(struct brk *b, const char *user)
 {
 	unsigned max;
-	if (db_user_cap_get(b->db, user, &max) == 0)
+	if (store_user_cap_get(b->store, user, &max) == 0)
 		return quota_set_user_cap(&b->quota, user, true, max);
 	return quota_set_user_cap(&b->quota, user, false, 0);
 }
@@ -1096,7 +1096,7 @@ int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max
 {
 	if (!util_name_valid(user))
 		return -EINVAL;
-	int r = has_cap ? db_user_cap_set(b->db, user, max) : db_user_cap_del(b->db, user);
+	int r = has_cap ? store_user_cap_set(b->store, user, max) : store_user_cap_del(b->store, user);
 	if (r < 0 && !(r == -ENOENT && !has_cap))
 		return r;
 	char d[96];
@@ -1104,7 +1104,7 @@ int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max
 		snprintf(d, sizeof(d), "max_sessions=%u", max);
 	else
 		snprintf(d, sizeof(d), "max_sessions=default");
-	db_audit(b->db, "user-caps-set", user, NULL, NULL, d);
+	store_audit_log(b->store, "user-caps-set", user, NULL, NULL, d);
 	r = user_cap_apply(b, user);
 	brk_pump(b);
 	return r;
@@ -1118,13 +1118,13 @@ int brk_image_remove(struct brk *b, const char *name, char *err, size_t errlen)
 			return -EBUSY;
 		}
 	}
-	int r = db_image_del(b->db, name);
+	int r = store_image_del(b->store, name);
 	if (r == -EBUSY)
 		snprintf(err, errlen, "image '%s' is used by apps: remove them first", name);
 	else if (r == -ENOENT)
 		snprintf(err, errlen, "no image '%s'", name);
 	else if (r == 0)
-		db_audit(b->db, "image-remove", NULL, NULL, NULL, name);
+		store_audit_log(b->store, "image-remove", NULL, NULL, NULL, name);
 	return r;
 }
 
@@ -1139,25 +1139,25 @@ int brk_app_add(struct brk *b, const struct db_app *app, char *err, size_t errle
 		snprintf(err, errlen, "an app needs a title");
 		return -EINVAL;
 	}
-	if (db_image_get(b->db, app->image, &img) < 0) {
+	if (store_image_get(b->store, app->image, &img) < 0) {
 		snprintf(err, errlen, "no image '%s'", app->image);
 		return -ENOENT;
 	}
-	int r = db_app_put(b->db, app);
+	int r = store_app_put(b->store, app);
 	if (r == -EEXIST)
 		snprintf(err, errlen, "app '%s' already exists", app->alias);
 	else if (r == 0)
-		db_audit(b->db, "app-add", NULL, NULL, NULL, app->alias);
+		store_audit_log(b->store, "app-add", NULL, NULL, NULL, app->alias);
 	return r;
 }
 
 int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen)
 {
-	int r = db_app_del(b->db, alias);
+	int r = store_app_del(b->store, alias);
 	if (r == -ENOENT)
 		snprintf(err, errlen, "no app '%s'", alias);
 	else if (r == 0)
-		db_audit(b->db, "app-remove", NULL, NULL, NULL, alias);
+		store_audit_log(b->store, "app-remove", NULL, NULL, NULL, alias);
 	return r;
 }
 
@@ -1166,9 +1166,9 @@ const struct lnch_config *brk_lcfg(const struct brk *b)
 	return &b->lcfg;
 }
 
-struct db *brk_db(struct brk *b)
+struct store *brk_store(struct brk *b)
 {
-	return b->db;
+	return b->store;
 }
 
 const struct brk_config *brk_config(const struct brk *b)
@@ -1205,9 +1205,9 @@ static void restore_one(const struct db_session *rec, void *arg)
 	s->rec = *rec;
 	s->state = st;
 	struct db_app a;
-	if (db_app_get(b->db, rec->app, &a) == 0)
+	if (store_app_get(b->store, rec->app, &a) == 0)
 		snprintf(s->title, sizeof(s->title), "%s", a.title);
-	if (db_image_get(b->db, rec->image, &s->img) < 0)
+	if (store_image_get(b->store, rec->image, &s->img) < 0)
 		snprintf(s->img.name, sizeof(s->img.name), "%s", rec->image);
 	if (rec->created > 0)
 		s->created_ms = util_now_ms() - (util_wall_s() - rec->created) * 1000;
@@ -1393,8 +1393,8 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	}
 	char dbpath[BRK_PATH_MAX + 16];
 	snprintf(dbpath, sizeof(dbpath), "%s/nestor.db", cfg->state_dir);
-	b->db = db_open(dbpath, err, errlen);
-	if (!b->db)
+	b->store = store_open(dbpath, err, errlen);
+	if (!b->store)
 		goto fail;
 	b->auth = auth_create(base, cfg->pam_service, 2);
 	if (!b->auth) {
@@ -1406,7 +1406,7 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	quota_set_user_cap(&b->quota, POOL_USER, true, 0);
 	quota_set_user_cap(&b->quota, TEMPLATE_USER, true, 0);
 	/* per-user overrides */
-	json_object *uc = db_user_caps_json(b->db);
+	json_object *uc = store_user_caps_json(b->store);
 	for (size_t i = 0; i < json_object_array_length(uc); i++) {
 		json_object *u;
 		if (json_object_object_get_ex(json_object_array_get_idx(uc, i), "user", &u))
@@ -1421,7 +1421,7 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	db_sessions_live(b->db, restore_one, b);
+	store_sessions_live(b->store, restore_one, b);
 	pool_restore(b);
 	sweep(b);
 	pool_sweep_templates(b);
@@ -1510,8 +1510,8 @@ void brk_destroy(struct brk *b)
 		free(t);
 	}
 	/* rows still unwritten (the database was locked or full): one last, patient try */
-	if (b->db) {
-		db_patience(b->db, 5000);
+	if (b->store) {
+		store_patience(b->store, 5000);
 		for (struct brk_session *s = b->sessions; s; s = s->next)
 			if (s->dirty)
 				save(b, s);
@@ -1537,7 +1537,7 @@ void brk_destroy(struct brk *b)
 		free(a);
 	}
 	accel_finish(b);
-	db_close(b->db);
+	store_close(b->store);
 	quota_ledger_finish(&b->quota);
 	free(b);
 }

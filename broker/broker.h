@@ -12,7 +12,7 @@
 #define NESTOR_BROKER_H
 
 #include "config.h"
-#include "db.h"
+#include "store.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -145,7 +145,7 @@ int brk_image_remove(struct brk *b, const char *name, char *err, size_t errlen);
 int brk_app_add(struct brk *b, const struct db_app *app, char *err, size_t errlen);
 int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen);
 
-struct db *brk_db(struct brk *b);
+struct store *brk_store(struct brk *b);
 const struct brk_config *brk_config(const struct brk *b);
 
 #endif

@@ -53,7 +53,7 @@ static void probe_kernel(struct brk *b, char *out)
 		snprintf(out, BRK_PATH_MAX, "%s", b->cfg.accel_probe_kernel);
 		return;
 	}
-	db_images_all(b->db, first_kernel, out);
+	store_images_all(b->store, first_kernel, out);
 	if (!out[0] && access("/boot/vmlinuz", R_OK) == 0)
 		snprintf(out, BRK_PATH_MAX, "/boot/vmlinuz");
 }
@@ -69,7 +69,7 @@ static void save(struct brk *b)
 	json_object_object_add(o, "source", json_object_new_string(b->acc.source));
 	json_object_object_add(o, "decided", json_object_new_int64(b->acc.decided));
 	json_object_object_add(o, "proven", json_object_new_boolean(b->acc.proven));
-	if (db_meta_set(b->db, META_KEY, json_object_to_json_string(o)) < 0)
+	if (store_meta_set(b->store, META_KEY, json_object_to_json_string(o)) < 0)
 		log_warn("the accelerator decision could not be saved: it is probed again at the "
 			 "next start");
 	json_object_put(o);
@@ -87,7 +87,7 @@ static const char *jstr(json_object *o, const char *k)
 static bool load(struct brk *b, struct brk_accel *out)
 {
 	char text[4096];
-	if (db_meta_get(b->db, META_KEY, text, sizeof(text)) < 0)
+	if (store_meta_get(b->store, META_KEY, text, sizeof(text)) < 0)
 		return false;
 	json_object *o = json_tokener_parse(text);
 	if (!o || !json_object_is_type(o, json_type_object)) {
@@ -159,7 +159,7 @@ static void on_probed(struct lnch_accel_choice c, void *arg)
 	}
 	if (c.err) {
 		log_err("%s: no guest can start until this is fixed", c.reason);
-		db_audit(b->db, "accel-probe", NULL, NULL, NULL, c.reason);
+		store_audit_log(b->store, "accel-probe", NULL, NULL, NULL, c.reason);
 		finish_waiters(b, -ENODEV, c.reason);
 		return;
 	}
@@ -169,7 +169,7 @@ static void on_probed(struct lnch_accel_choice c, void *arg)
 	/* without a kernel nothing was tested: decide again once one is known */
 	bool probed = strncmp(c.reason, "TCG: no kernel", 14) != 0;
 	adopt(b, c.accel, c.reason, "probe", probed);
-	db_audit(b->db, "accel-probe", NULL, NULL, NULL, c.reason);
+	store_audit_log(b->store, "accel-probe", NULL, NULL, NULL, c.reason);
 	finish_waiters(b, 0, c.reason);
 }
 
@@ -253,7 +253,7 @@ int brk_accel_probe(struct brk *b, brk_done_fn cb, void *arg, char *err, size_t 
 	w->arg = arg;
 	w->next = b->accel_waiters;
 	b->accel_waiters = w;
-	db_audit(b->db, "accel-probe-requested", NULL, NULL, NULL, NULL);
+	store_audit_log(b->store, "accel-probe-requested", NULL, NULL, NULL, NULL);
 	return 0;
 }
 
@@ -320,7 +320,7 @@ bool accel_start_timed_out(struct brk *b, enum lnch_accel a, const char *who)
 	log_warn("accelerator: KVM marked bad: %s was not ready in time under it; starting "
 		 "again under TCG",
 		 who);
-	db_audit(b->db, "accel-fallback", NULL, NULL, NULL, why);
+	store_audit_log(b->store, "accel-fallback", NULL, NULL, NULL, why);
 	adopt(b, LNCH_ACCEL_TCG, why, "fallback", true);
 	return true;
 }

@@ -8,6 +8,7 @@
  * Nothing here blocks: qemu-img, sha256sum and QEMU are children.
  */
 #include "brk-private.h"
+#include "record.h"
 #include "image.h"
 #include "job.h"
 #include "log.h"
@@ -87,14 +88,14 @@ static void on_inspected(int err, const struct img_facts *f, const char *msg, vo
 	j->img.size = (uint64_t)st.st_size;
 	j->img.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
 	j->img.virtual_mb = (unsigned)(f->info.virtual_size >> 20);
-	int r = db_image_put(b->db, &j->img);
+	int r = store_image_put(b->store, &j->img);
 	if (r == -EEXIST)
 		snprintf(out, sizeof(out), "image '%s' already exists", j->img.name);
 	else if (r < 0)
 		snprintf(out, sizeof(out), "cannot store the image: %s",
 			 r == -EAGAIN ? "the database is busy, try again" : strerror(-r));
 	else {
-		db_audit(b->db, "image-add", NULL, NULL, NULL, j->img.name);
+		store_audit_log(b->store, "image-add", NULL, NULL, NULL, j->img.name);
 		log_info("image %s registered: %s sha256 %.16s...", j->img.name, j->img.base,
 			 j->img.sha256);
 		snprintf(out, sizeof(out), "image %s added", j->img.name);
@@ -117,7 +118,7 @@ int brk_image_add(struct brk *b, const struct db_image *img, brk_done_fn cb, voi
 		return -EINVAL;
 	}
 	struct db_image existing;
-	if (db_image_get(b->db, img->name, &existing) == 0) {
+	if (store_image_get(b->store, img->name, &existing) == 0) {
 		snprintf(err, errlen, "image '%s' already exists", img->name);
 		return -EEXIST;
 	}
@@ -193,7 +194,7 @@ int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
 		  size_t errlen)
 {
 	struct db_image img;
-	if (db_image_get(b->db, image, &img) < 0) {
+	if (store_image_get(b->store, image, &img) < 0) {
 		snprintf(err, errlen, "no image '%s'", image);
 		return -ENOENT;
 	}
@@ -205,7 +206,7 @@ int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
 		img.max_sessions = *max_sessions;
 	if (rdp)
 		img.rdp = *rdp;
-	int r = db_image_update(b->db, &img);
+	int r = store_image_update(b->store, &img);
 	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
 	if (r < 0) {
 		snprintf(err, errlen, "cannot store the image: %s",
@@ -216,7 +217,7 @@ int brk_image_set(struct brk *b, const char *image, const unsigned *warm_pool,
 	char d[160];
 	snprintf(d, sizeof(d), "%s warm_pool=%u max_sessions=%u%s", image, img.warm_pool,
 		 img.max_sessions, rdp ? " rdp policy" : "");
-	db_audit(b->db, "image-set", NULL, NULL, NULL, d);
+	store_audit_log(b->store, "image-set", NULL, NULL, NULL, d);
 	/* a smaller pool sheds its surplus */
 	unsigned n = 0;
 	for (struct warm *w = b->warm; w; w = w->next) {
@@ -258,7 +259,7 @@ static void tjob_finish(struct tjob *t, int err, const char *msg)
 	}
 	/* a build cut by shutdown runs again at the next start */
 	if (err != -ESHUTDOWN)
-		db_tbuild_del(b->db, t->image);
+		store_tbuild_del(b->store, t->image);
 	free(t);
 }
 
@@ -283,7 +284,7 @@ static bool usable_template(struct brk *b, const char *image)
 {
 	struct db_image img;
 	char dir[BRK_PATH_MAX];
-	if (db_image_get(b->db, image, &img) < 0)
+	if (store_image_get(b->store, image, &img) < 0)
 		return false;
 	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
 	return current_template(b, &img, dir, sizeof(dir), NULL, 0);
@@ -318,18 +319,18 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 		brk_kick(b);
 		return;
 	}
-	if (!err && db_image_get(b->db, t->image, &img) == 0 && strcmp(img.sha256, t->sha256)) {
+	if (!err && store_image_get(b->store, t->image, &img) == 0 && strcmp(img.sha256, t->sha256)) {
 		/* removed and registered again meanwhile: this template is of the old base */
 		snprintf(out, sizeof(out), "image %s changed during the build", t->image);
 		util_rmdir_flat(t->dir);
 		err = -ESTALE;
-	} else if (!err && db_image_get(b->db, t->image, &img) == 0) {
-		if (db_template_set(b->db, t->image, accel_name(t->accel), t->dir) < 0)
+	} else if (!err && store_image_get(b->store, t->image, &img) == 0) {
+		if (store_template_set(b->store, t->image, accel_name(t->accel), t->dir) < 0)
 			log_err("template of %s: cannot be recorded: it is built again later",
 				t->image);
 		snprintf(out, sizeof(out), "template of %s (%s) saved in %.2f s", t->image,
 			 accel_name(t->accel), meta->build_s);
-		db_audit(b->db, "template-built", NULL, NULL, NULL, out);
+		store_audit_log(b->store, "template-built", NULL, NULL, NULL, out);
 		/* older generations go once no guest uses them */
 		pool_sweep_templates(b);
 	} else if (!err) {
@@ -337,7 +338,7 @@ static void on_template(int err, const char *msg, const struct img_template_meta
 		err = -ENOENT;
 	} else {
 		snprintf(out, sizeof(out), "template of %s failed: %s", t->image, msg);
-		db_audit(b->db, "template-failed", NULL, NULL, NULL, out);
+		store_audit_log(b->store, "template-failed", NULL, NULL, NULL, out);
 	}
 	tjob_finish(t, err, out);
 	brk_pump(b);
@@ -354,7 +355,7 @@ void pool_run_tjobs(struct brk *b)
 		if (t->running)
 			continue;
 		struct db_image img;
-		if (db_image_get(b->db, t->image, &img) < 0) {
+		if (store_image_get(b->store, t->image, &img) < 0) {
 			tjob_finish(t, -ENOENT, "image removed");
 			continue;
 		}
@@ -391,7 +392,7 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 		       size_t errlen)
 {
 	struct db_image img;
-	if (db_image_get(b->db, image, &img) < 0) {
+	if (store_image_get(b->store, image, &img) < 0) {
 		snprintf(err, errlen, "no image '%s'", image);
 		return -ENOENT;
 	}
@@ -415,7 +416,7 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 		snprintf(t->image, sizeof(t->image), "%s", image);
 		t->next = b->tjobs;
 		b->tjobs = t;
-		db_tbuild_add(b->db, image); /* a crash before it is saved builds it again */
+		store_tbuild_add(b->store, image); /* a crash before it is saved builds it again */
 	}
 	if (w) {
 		w->cb = cb;
@@ -429,7 +430,7 @@ int brk_template_build(struct brk *b, const char *image, brk_done_fn cb, void *a
 
 void pool_template_dir(struct brk *b, const char *image, char *dir, size_t len)
 {
-	db_template_get(b->db, image, accel_name(b->acc.accel), dir, len);
+	store_template_get(b->store, image, accel_name(b->acc.accel), dir, len);
 }
 
 bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, size_t len)
@@ -446,7 +447,7 @@ bool pool_template_for(struct brk *b, const struct db_image *img, char *dir, siz
 	if (cur[0] && !building) {
 		log_warn("image %s: template not usable (%s): cold boot until it is rebuilt",
 			 img->name, why);
-		db_template_set(b->db, img->name, accel_name(b->acc.accel), "");
+		store_template_set(b->store, img->name, accel_name(b->acc.accel), "");
 	}
 	if (b->cfg.auto_template && !building) {
 		char err[256];
@@ -475,7 +476,7 @@ void pool_sweep_templates(struct brk *b)
 		for (struct warm *w = b->warm; w && !used; w = w->next)
 			used = !strcmp(w->template_dir, path);
 		if (!used)
-			used = db_template_used(b->db, path);
+			used = store_template_used(b->store, path) != 0; /* an error keeps it */
 		if (!used) {
 			log_info("removing unused template %s", path);
 			util_rmdir_flat(path);
@@ -504,7 +505,7 @@ static void warm_save(struct brk *b, const struct warm *w)
 	snprintf(r.image, sizeof(r.image), "%s", w->image);
 	snprintf(r.template_dir, sizeof(r.template_dir), "%s", w->template_dir);
 	snprintf(r.accel, sizeof(r.accel), "%s", accel_name(w->accel));
-	if (db_warm_save(b->db, &r) < 0)
+	if (store_warm_save(b->store, &r) < 0)
 		log_warn("warm guest %s cannot be recorded: a crash now would orphan it", w->id);
 }
 
@@ -536,7 +537,7 @@ static void on_warm(struct lnch_guest *g, enum lnch_state st, enum lnch_end why,
 	if (st != LNCH_STOPPED)
 		return;
 	warm_unlink(b, w);
-	db_warm_del(b->db, w->id);
+	store_warm_del(b->store, w->id);
 	if (!w->released)
 		quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, !w->ready);
 	if (!w->stopping)
@@ -595,7 +596,7 @@ static void refill_image(const struct db_image *img, void *arg)
 		if (!g) {
 			log_err("warm guest of %s: %s", img->name, err);
 			warm_unlink(b, w);
-			db_warm_del(b->db, w->id);
+			store_warm_del(b->store, w->id);
 			quota_release(&b->quota, POOL_USER, img->name, img->memory_mb, true);
 			free(w);
 			break;
@@ -618,7 +619,7 @@ void pool_refill(struct brk *b)
 	}
 	if (!b->qemu_version[0] || b->quota.n_queue)
 		return;
-	db_images_warm(b->db, refill_image, b);
+	store_images_warm(b->store, refill_image, b);
 }
 
 bool pool_evict(struct brk *b)
@@ -670,7 +671,7 @@ void pool_discard(struct brk *b, struct warm *w)
 void pool_release(struct warm *w)
 {
 	/* the guest now belongs to a session, whose row is written: the warm row goes */
-	db_warm_del(w->b->db, w->id);
+	store_warm_del(w->b->store, w->id);
 	free(w);
 }
 
@@ -696,7 +697,7 @@ void pool_kill_all(struct brk *b)
 		struct warm *w = b->warm;
 		b->warm = w->next;
 		lnch_guest_destroy(w->guest); /* killed, files removed, no callback */
-		db_warm_del(b->db, w->id);
+		store_warm_del(b->store, w->id);
 		if (!w->released)
 			quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, !w->ready);
 		free(w);
@@ -750,12 +751,12 @@ static void restore_warm(const struct db_warm *r, void *arg)
 	struct brk *b = arg;
 	struct brk_session *s = brk_session_find(b, r->id);
 	struct db_image img;
-	if (s || !r->ready || db_image_get(b->db, r->image, &img) < 0) {
+	if (s || !r->ready || store_image_get(b->store, r->image, &img) < 0) {
 		/* handed out (a session has it), still restoring, or its image is gone */
 		if (!s)
 			log_info("warm guest %s of %s: not reattached (%s)", r->id, r->image,
 				 r->ready ? "image removed" : "it was not ready yet");
-		db_warm_del(b->db, r->id);
+		store_warm_del(b->store, r->id);
 		return;
 	}
 	struct warm *w = calloc(1, sizeof(*w));
@@ -779,7 +780,7 @@ static void restore_warm(const struct db_warm *r, void *arg)
 		log_warn("warm guest %s of %s cannot be reattached: %s", w->id, w->image, err);
 		warm_unlink(b, w);
 		quota_release(&b->quota, POOL_USER, w->image, w->memory_mb, false);
-		db_warm_del(b->db, w->id);
+		store_warm_del(b->store, w->id);
 		free(w);
 		return;
 	}
@@ -793,25 +794,31 @@ static void restore_build(const char *image, void *arg)
 	log_info("template of %s: its build was interrupted: building again", image);
 	if (brk_template_build(b, image, NULL, NULL, err, sizeof(err)) < 0) {
 		log_warn("template of %s: %s", image, err);
-		db_tbuild_del(b->db, image);
+		store_tbuild_del(b->store, image);
 	}
 }
 
 void pool_restore(struct brk *b)
 {
-	db_warms(b->db, restore_warm, b);
-	db_tbuilds(b->db, restore_build, b);
+	store_warms(b->store, restore_warm, b);
+	store_tbuilds(b->store, restore_build, b);
+}
+
+static void image_json(const struct db_image *img, void *arg)
+{
+	json_object_array_add(arg, rec_json(&rec_images, img, REC_ALL, 0));
 }
 
 json_object *brk_images_json(struct brk *b)
 {
-	json_object *arr = db_images_json(b->db);
+	json_object *arr = json_object_new_array();
+	store_images_all(b->store, image_json, arr);
 	for (size_t i = 0; i < json_object_array_length(arr); i++) {
 		json_object *o = json_object_array_get_idx(arr, i), *v;
 		if (!json_object_object_get_ex(o, "name", &v))
 			continue;
 		struct db_image img;
-		if (db_image_get(b->db, json_object_get_string(v), &img) < 0)
+		if (store_image_get(b->store, json_object_get_string(v), &img) < 0)
 			continue;
 		unsigned ready = 0, warming = 0;
 		for (struct warm *w = b->warm; w; w = w->next) {
@@ -834,7 +841,7 @@ json_object *brk_images_json(struct brk *b)
 		json_object *per = json_object_new_object();
 		for (int a = LNCH_ACCEL_TCG; a <= LNCH_ACCEL_KVM; a++) {
 			char d[BRK_PATH_MAX];
-			if (db_template_get(b->db, img.name, accel_name(a), d, sizeof(d)) == 0)
+			if (store_template_get(b->store, img.name, accel_name(a), d, sizeof(d)) == 0)
 				json_object_object_add(per, accel_name(a),
 						       json_object_new_string(d));
 		}
