@@ -1,11 +1,14 @@
 /*
- * The API: routing, request validation and JSON replies. Never blocks:
- * PAM answers and long-polls reply later from the loop, and a request whose
- * client went away is simply dropped.
+ * The API: the socket, the route table's handlers and JSON replies. What a
+ * request says is parsed and validated by api_parse.c before a handler
+ * runs. Never blocks: PAM answers and long-polls reply later from the loop,
+ * and a request whose client went away is simply dropped.
  */
 #include "api.h"
+#include "api_parse.h"
 #include "broker.h"
 #include "log.h"
+#include "record.h"
 #include "util.h"
 
 #include <errno.h>
@@ -13,8 +16,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <grp.h>
 #include <stdio.h>
@@ -24,10 +25,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#define BODY_MAX (64 * 1024)
-#define JSON_DEPTH 16
-#define WAIT_MAX_S 60
 
 struct pending;
 
@@ -143,130 +140,7 @@ static struct evhttp_request *pending_take(struct pending *p)
 	return req;
 }
 
-/* --- request parsing --- */
-
-enum ftype { F_STR, F_UINT, F_UINT_OR_NULL, F_NAMES };
-
-struct field {
-	const char *name;
-	enum ftype type;
-	bool required;
-	size_t max; /* F_STR: max length; F_UINT: max value; F_NAMES: max count */
-};
-
-/* Parse the body as a JSON object with exactly the known FIELDS. */
-static json_object *parse_body(struct evhttp_request *req, const struct field *fields, char *err,
-			       size_t errlen)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	if (len > BODY_MAX) {
-		snprintf(err, errlen, "request body over %d bytes", BODY_MAX);
-		return NULL;
-	}
-	char *text = malloc(len + 1);
-	if (!text) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	evbuffer_copyout(in, text, len);
-	text[len] = '\0';
-	if (len == 0 && fields[0].name && !fields[0].required) {
-		/* no body: no optional field given */
-		free(text);
-		return json_object_new_object();
-	}
-	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-	json_object *o = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
-	bool bad = !o || json_tokener_get_error(tok) != json_tokener_success ||
-		   json_tokener_get_parse_end(tok) != len || strlen(text) != len;
-	/* the password may be in there: wipe before freeing */
-	explicit_bzero(text, len);
-	free(text);
-	if (tok)
-		json_tokener_free(tok);
-	if (bad) {
-		json_object_put(o);
-		snprintf(err, errlen, "body is not valid JSON");
-		return NULL;
-	}
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		snprintf(err, errlen, "body must be a JSON object");
-		return NULL;
-	}
-	json_object_object_foreach(o, key, val)
-	{
-		const struct field *f = NULL;
-		for (const struct field *x = fields; x->name; x++)
-			if (strcmp(x->name, key) == 0)
-				f = x;
-		if (!f) {
-			snprintf(err, errlen, "unknown field '%.64s'", key);
-			goto bad;
-		}
-		switch (f->type) {
-		case F_STR:
-			if (!json_object_is_type(val, json_type_string)) {
-				snprintf(err, errlen, "field '%s' must be a string", key);
-				goto bad;
-			}
-			if ((size_t)json_object_get_string_len(val) > f->max) {
-				snprintf(err, errlen, "field '%s' is longer than %zu", key, f->max);
-				goto bad;
-			}
-			if (strlen(json_object_get_string(val)) !=
-			    (size_t)json_object_get_string_len(val)) {
-				snprintf(err, errlen, "field '%s' contains a NUL byte", key);
-				goto bad;
-			}
-			break;
-		case F_NAMES:
-			if (!json_object_is_type(val, json_type_array) ||
-			    json_object_array_length(val) > f->max) {
-				snprintf(err, errlen,
-					 "field '%s' must be an array of at most %zu names", key,
-					 f->max);
-				goto bad;
-			}
-			for (size_t i = 0; i < json_object_array_length(val); i++) {
-				json_object *e = json_object_array_get_idx(val, i);
-				if (!json_object_is_type(e, json_type_string) ||
-				    strlen(json_object_get_string(e)) !=
-					(size_t)json_object_get_string_len(e) ||
-				    !util_name_valid(json_object_get_string(e))) {
-					snprintf(err, errlen, "field '%s' holds a malformed name",
-						 key);
-					goto bad;
-				}
-			}
-			break;
-		case F_UINT_OR_NULL:
-			if (json_object_is_type(val, json_type_null))
-				break;
-			/* fall through */
-		case F_UINT:
-			if (!json_object_is_type(val, json_type_int) ||
-			    json_object_get_int64(val) < 0 ||
-			    (uint64_t)json_object_get_int64(val) > f->max) {
-				snprintf(err, errlen, "field '%s' must be an integer 0..%zu", key,
-					 f->max);
-				goto bad;
-			}
-			break;
-		}
-	}
-	for (const struct field *x = fields; x->name; x++) {
-		if (x->required && !json_object_object_get_ex(o, x->name, NULL)) {
-			snprintf(err, errlen, "missing field '%s'", x->name);
-			goto bad;
-		}
-	}
-	return o;
-bad:
-	json_object_put(o);
-	return NULL;
-}
+/* --- handlers: the request is parsed and valid (api_parse.c) --- */
 
 static const char *jstr(json_object *o, const char *key)
 {
@@ -282,16 +156,6 @@ static bool juint(json_object *o, const char *key, unsigned *out)
 	*out = (unsigned)json_object_get_int64(v);
 	return true;
 }
-
-static void wipe_field(json_object *o, const char *key)
-{
-	json_object *v;
-	if (json_object_object_get_ex(o, key, &v) && json_object_get_string_len(v) > 0)
-		explicit_bzero((char *)json_object_get_string(v),
-			       (size_t)json_object_get_string_len(v));
-}
-
-/* --- handlers --- */
 
 static int errno_status(int r)
 {
@@ -317,6 +181,18 @@ static void session_reply(struct api *api, struct evhttp_request *req, int code,
 			  struct brk_session *s)
 {
 	reply_json(req, code, brk_session_json(api->b, s));
+}
+
+/*
+ * A route's handler: R is the parsed request (borrowed: freed when the
+ * handler returns); S the session a :session path names (NULL for others).
+ */
+#define HANDLER_ARGS                                                                               \
+	struct api *api, struct evhttp_request *req, const struct api_req *r, struct brk_session *s
+
+static void h_status(HANDLER_ARGS)
+{
+	reply_json(req, 200, brk_status_json(api->b));
 }
 
 static void on_authed(int status, const char *reason, void *arg)
@@ -356,53 +232,48 @@ static void on_authed(int status, const char *reason, void *arg)
 	pending_free(p);
 }
 
-static void do_auth(struct api *api, struct evhttp_request *req, bool connect)
+/* POST /v1/auth, POST /v1/sessions (CONNECT: then the user's session). */
+static void do_auth(struct api *api, struct evhttp_request *req, const struct api_req *r,
+		    bool connect)
 {
-	static const struct field auth_fields[] = {{"user", F_STR, true, 64},
-						   {"password", F_STR, true, 256},
-						   {"client", F_STR, false, 63},
-						   {NULL, 0, 0, 0}};
-	static const struct field connect_fields[] = {{"user", F_STR, true, 64},
-						      {"password", F_STR, true, 256},
-						      {"client", F_STR, false, 63},
-						      {"app", F_STR, true, 64},
-						      {NULL, 0, 0, 0}};
-	char err[256];
-	json_object *o = parse_body(req, connect ? connect_fields : auth_fields, err, sizeof(err));
-	if (!o) {
-		reply_err(req, 400, "%s", err);
-		return;
-	}
-	const char *user = jstr(o, "user");
-	if (!util_name_valid(user)) {
-		wipe_field(o, "password");
-		json_object_put(o);
-		reply_err(req, 400, "invalid user name");
-		return;
-	}
 	struct pending *p = pending_new(api, req);
 	if (!p) {
-		wipe_field(o, "password");
-		json_object_put(o);
 		reply_err(req, 503, "out of memory");
 		return;
 	}
 	p->connect = connect;
-	snprintf(p->user, sizeof(p->user), "%s", user);
-	snprintf(p->app, sizeof(p->app), "%s", jstr(o, "app"));
-	snprintf(p->client, sizeof(p->client), "%s", jstr(o, "client"));
-	int r =
-	    brk_authenticate(api->b, user, jstr(o, "password"), p->client, on_authed, p, &p->auth);
-	wipe_field(o, "password");
-	json_object_put(o);
-	if (r < 0) {
+	snprintf(p->user, sizeof(p->user), "%s", jstr(r->body, "user"));
+	snprintf(p->app, sizeof(p->app), "%s", jstr(r->body, "app"));
+	snprintf(p->client, sizeof(p->client), "%s", jstr(r->body, "client"));
+	/* the password stays in the body, wiped by api_req_free */
+	int rc = brk_authenticate(api->b, p->user, jstr(r->body, "password"), p->client, on_authed,
+				  p, &p->auth);
+	if (rc < 0) {
 		pending_take(p);
 		pending_free(p);
-		if (r == -EAGAIN)
+		if (rc == -EAGAIN)
 			reply_err(req, 429, "too many failed logins: try again later");
 		else
-			reply_err(req, 400, "cannot authenticate: %s", strerror(-r));
+			reply_err(req, 400, "cannot authenticate: %s", strerror(-rc));
 	}
+}
+
+static void h_auth(HANDLER_ARGS)
+{
+	do_auth(api, req, r, false);
+}
+
+static void h_connect(HANDLER_ARGS)
+{
+	do_auth(api, req, r, true);
+}
+
+static void h_sessions(HANDLER_ARGS)
+{
+	if (r->ended)
+		reply_json(req, 200, store_sessions_ended_json(brk_store(api->b), r->ended));
+	else
+		reply_json(req, 200, brk_sessions_json(api->b));
 }
 
 static void on_wait_done(struct pending *p)
@@ -428,31 +299,10 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 	on_wait_done(arg);
 }
 
-static void do_get_session(struct api *api, struct evhttp_request *req, struct brk_session *s,
-			   const struct evkeyvalq *q)
+/* GET /v1/sessions/ID, or with ?wait=STATE a long-poll for leaving it. */
+static void h_session(HANDLER_ARGS)
 {
-	const char *wait = evhttp_find_header(q, "wait");
-	const char *tmo = evhttp_find_header(q, "timeout");
-	if (!wait) {
-		session_reply(api, req, 200, s);
-		return;
-	}
-	enum brk_state st;
-	if (brk_state_parse(wait, &st) < 0) {
-		reply_err(req, 400, "wait must be a state name");
-		return;
-	}
-	unsigned timeout = 30;
-	if (tmo) {
-		char *end;
-		unsigned long t = strtoul(tmo, &end, 10);
-		if (*end || !*tmo || t > WAIT_MAX_S) {
-			reply_err(req, 400, "timeout must be 0..%d seconds", WAIT_MAX_S);
-			return;
-		}
-		timeout = (unsigned)t;
-	}
-	if (brk_session_state(s) != st || timeout == 0) {
+	if (!r->wait || brk_session_state(s) != r->wait_state || r->timeout == 0) {
 		session_reply(api, req, 200, s);
 		return;
 	}
@@ -470,81 +320,175 @@ static void do_get_session(struct api *api, struct evhttp_request *req, struct b
 		reply_err(req, 503, "out of memory");
 		return;
 	}
-	struct timeval tv = {timeout, 0};
+	struct timeval tv = {r->timeout, 0};
 	evtimer_add(p->timer, &tv);
 }
 
-static void do_caps(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m)
+static void h_session_end(HANDLER_ARGS)
 {
-	static const struct field f[] = {{"max_sessions", F_UINT, false, 100000},
-					 {"max_starting", F_UINT, false, 10000},
-					 {"max_memory_mb", F_UINT, false, 16u << 20},
-					 {"user_max_sessions", F_UINT, false, 1000},
-					 {NULL, 0, 0, 0}};
-	if (m == EVHTTP_REQ_PUT) {
-		char err[256];
-		json_object *o = parse_body(req, f, err, sizeof(err));
-		if (!o) {
-			reply_err(req, 400, "%s", err);
+	brk_session_end(api->b, s, "ended by request");
+	session_reply(api, req, 200, s);
+}
+
+static void h_attach(HANDLER_ARGS)
+{
+	char err[256];
+	const char *gw = jstr(r->body, "gateway");
+	if (brk_session_attach(api->b, s, *gw ? gw : NULL, err, sizeof(err)) < 0)
+		reply_err(req, 409, "%s", err);
+	else
+		session_reply(api, req, 200, s);
+}
+
+static void h_detach(HANDLER_ARGS)
+{
+	if (brk_session_detach(api->b, s) < 0)
+		reply_err(req, 409, "session is not connected");
+	else
+		session_reply(api, req, 200, s);
+}
+
+static void on_dumped(int err, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	if (req && err) {
+		reply_err(req, 500, "%s", msg);
+	} else if (req) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "file", json_object_new_string(msg));
+		reply_json(req, 200, o);
+	}
+	pending_free(p);
+}
+
+static void h_screendump(HANDLER_ARGS)
+{
+	struct pending *p = pending_new(api, req);
+	if (p)
+		p->async = true;
+	int rc = p ? brk_session_screendump(api->b, s, on_dumped, p) : -ENOMEM;
+	if (rc < 0) {
+		if (p) {
+			pending_take(p);
+			pending_free(p);
+		}
+		reply_err(req, 409, "no screen to dump (session %s)",
+			  brk_state_name(brk_session_state(s)));
+	}
+}
+
+static void h_guest(HANDLER_ARGS)
+{
+	json_object *g = brk_session_guest_json(api->b, s);
+	if (g)
+		reply_json(req, 200, g);
+	else
+		reply_err(req, 409, "session %s has no rdp guest to reach (%s)", r->name,
+			  brk_state_name(brk_session_state(s)));
+}
+
+static void h_activity(HANDLER_ARGS)
+{
+	brk_session_activity(api->b, s);
+	session_reply(api, req, 200, s);
+}
+
+/* POST /v1/gateways/ID/lease {"sessions": [...]}: the gateway still holds these. */
+static void h_lease(HANDLER_ARGS)
+{
+	json_object *arr;
+	json_object_object_get_ex(r->body, "sessions", &arr);
+	size_t n = json_object_array_length(arr);
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	if (!ids) {
+		reply_err(req, 503, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		ids[i] = json_object_get_string(json_object_array_get_idx(arr, i));
+	unsigned held = brk_gateway_lease(api->b, r->name, ids, n);
+	free(ids);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "held", json_object_new_int64(held));
+	json_object_object_add(o, "lease_ms", json_object_new_int64(BRK_LEASE_MS));
+	reply_json(req, 200, o);
+}
+
+static void h_accel(HANDLER_ARGS)
+{
+	reply_json(req, 200, brk_accel_json(api->b));
+}
+
+static void on_probed(int err, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	if (req && err) {
+		reply_err(req, errno_status(err), "%s", msg);
+	} else if (req) {
+		reply_json(req, 200, brk_status_json(p->api->b));
+	}
+	pending_free(p);
+}
+
+/* POST /v1/accel/probe: probe again, answer when done. */
+static void h_accel_probe(HANDLER_ARGS)
+{
+	char err[256];
+	struct pending *p = pending_new(api, req);
+	if (!p) {
+		reply_err(req, 503, "out of memory");
+		return;
+	}
+	p->async = true;
+	int rc = brk_accel_probe(api->b, on_probed, p, err, sizeof(err));
+	if (rc < 0) {
+		pending_take(p);
+		pending_free(p);
+		reply_err(req, errno_status(rc), "%s", err);
+	}
+}
+
+static void h_caps_set(HANDLER_ARGS)
+{
+#define CAP_KEY(key, max, cli) #key,
+	static const char *const keys[] = {DB_CAP_FIELDS(CAP_KEY)};
+#undef CAP_KEY
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		unsigned v;
+		int rc = juint(r->body, keys[i], &v) ? brk_caps_set(api->b, keys[i], v) : 0;
+		if (rc < 0) {
+			reply_err(req, errno_status(rc), "cannot store %s: %s", keys[i],
+				  rc == -EAGAIN ? "the database is busy, try again"
+						: strerror(-rc));
 			return;
 		}
-		for (const struct field *x = f; x->name; x++) {
-			unsigned v;
-			int r = juint(o, x->name, &v) ? brk_caps_set(api->b, x->name, v) : 0;
-			if (r < 0) {
-				json_object_put(o);
-				reply_err(req, errno_status(r), "cannot store %s: %s", x->name,
-					  r == -EAGAIN ? "the database is busy, try again"
-						       : strerror(-r));
-				return;
-			}
-		}
-		json_object_put(o);
-	} else if (m != EVHTTP_REQ_GET) {
-		reply_err(req, 405, "use GET or PUT");
-		return;
 	}
 	reply_json(req, 200, brk_status_json(api->b));
 }
 
-static void do_user_caps(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
-			 const char *user)
+static void h_user_caps(HANDLER_ARGS)
 {
-	static const struct field f[] = {{"max_sessions", F_UINT_OR_NULL, true, 1000},
-					 {NULL, 0, 0, 0}};
-	if (!user) {
-		if (m != EVHTTP_REQ_GET) {
-			reply_err(req, 405, "use GET");
-			return;
-		}
-		reply_json(req, 200, store_user_caps_json(brk_store(api->b)));
-		return;
-	}
-	if (m != EVHTTP_REQ_PUT) {
-		reply_err(req, 405, "use PUT");
-		return;
-	}
-	char err[256];
-	json_object *o = parse_body(req, f, err, sizeof(err));
-	if (!o) {
-		reply_err(req, 400, "%s", err);
-		return;
-	}
+	reply_json(req, 200, store_user_caps_json(brk_store(api->b)));
+}
+
+static void h_user_cap_set(HANDLER_ARGS)
+{
 	unsigned v = 0;
-	bool has = juint(o, "max_sessions", &v);
-	json_object_put(o);
-	int r = brk_user_cap_set(api->b, user, has, v);
-	if (r == -EINVAL) {
+	bool has = juint(r->body, "max_sessions", &v);
+	int rc = brk_user_cap_set(api->b, r->name, has, v);
+	if (rc == -EINVAL) {
 		reply_err(req, 400, "invalid user name");
 		return;
 	}
-	if (r < 0) {
-		reply_err(req, errno_status(r), "cannot store the cap: %s",
-			  r == -EAGAIN ? "the database is busy, try again" : strerror(-r));
+	if (rc < 0) {
+		reply_err(req, errno_status(rc), "cannot store the cap: %s",
+			  rc == -EAGAIN ? "the database is busy, try again" : strerror(-rc));
 		return;
 	}
-	o = json_object_new_object();
-	json_object_object_add(o, "user", json_object_new_string(user));
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "user", json_object_new_string(r->name));
 	json_object_object_add(o, "max_sessions", has ? json_object_new_int64(v) : NULL);
 	reply_json(req, 200, o);
 }
@@ -565,484 +509,198 @@ static void on_done(int err, const char *msg, void *arg)
 	pending_free(p);
 }
 
-static void on_dumped(int err, const char *msg, void *arg)
+static void h_images(HANDLER_ARGS)
 {
-	struct pending *p = arg;
-	struct evhttp_request *req = pending_take(p);
-	if (req && err) {
-		reply_err(req, 500, "%s", msg);
-	} else if (req) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "file", json_object_new_string(msg));
-		reply_json(req, 200, o);
-	}
-	pending_free(p);
+	reply_json(req, 200, brk_images_json(api->b));
 }
 
-#define RDP_FIELDS                                                                                 \
-	{"rdp_security", F_STR, false, 7}, {"guest_login", F_STR, false, 7},                       \
-	    {"guest_user", F_STR, false, 64}, {"guest_domain", F_STR, false, 64},                  \
-	    {"guest_password", F_STR, false, 128}, {"clipboard", F_UINT, false, 1},                \
-	    {"drive", F_UINT, false, 1},                                                           \
-	{                                                                                          \
-		"remoteapp", F_UINT, false, 1                                                      \
-	}
-
-/* Apply the rdp policy fields present in O; true if any was. */
-static bool apply_rdp(json_object *o, struct db_rdp_policy *r)
+static void h_image(HANDLER_ARGS)
 {
-	static const struct {
-		const char *key;
-		size_t off, len;
-	} str[] = {
-	    {"rdp_security", offsetof(struct db_rdp_policy, security), sizeof(r->security)},
-	    {"guest_login", offsetof(struct db_rdp_policy, login), sizeof(r->login)},
-	    {"guest_user", offsetof(struct db_rdp_policy, user), sizeof(r->user)},
-	    {"guest_domain", offsetof(struct db_rdp_policy, domain), sizeof(r->domain)},
-	    {"guest_password", offsetof(struct db_rdp_policy, password), sizeof(r->password)},
-	};
-	bool any = false;
-	json_object *v;
-	for (size_t i = 0; i < ARRAY_LEN(str); i++)
-		if (json_object_object_get_ex(o, str[i].key, &v)) {
-			snprintf((char *)r + str[i].off, str[i].len, "%s",
-				 json_object_get_string(v));
-			any = true;
-		}
-	unsigned u;
-	if (juint(o, "clipboard", &u))
-		r->clipboard = u, any = true;
-	if (juint(o, "drive", &u))
-		r->drive = u, any = true;
-	if (juint(o, "remoteapp", &u))
-		r->remoteapp = u, any = true;
-	return any;
+	json_object *all = brk_images_json(api->b), *found = NULL;
+	for (size_t i = 0; i < json_object_array_length(all) && !found; i++) {
+		json_object *o = json_object_array_get_idx(all, i);
+		if (!strcmp(jstr(o, "name"), r->name))
+			found = json_object_get(o);
+	}
+	json_object_put(all);
+	if (found)
+		reply_json(req, 200, found);
+	else
+		reply_err(req, 404, "no image '%s'", r->name);
 }
 
-static void do_images(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
-		      const char *name, const char *sub)
+static void h_image_add(HANDLER_ARGS)
 {
-	static const struct field f[] = {{"name", F_STR, true, 64},
-					 {"base", F_STR, true, 4000},
-					 {"kernel", F_STR, false, 4000},
-					 {"initrd", F_STR, false, 4000},
-					 {"append", F_STR, false, 1000},
-					 {"machine", F_STR, false, 64},
-					 {"memory_mb", F_UINT, true, 65536},
-					 {"ready", F_STR, false, 120},
-					 {"backend", F_STR, false, 15},
-					 {"rdp_port", F_UINT, false, 65535},
-					 {"max_sessions", F_UINT, false, 100000},
-					 {"warm_pool", F_UINT, false, 1000},
-					 {"keepalive", F_UINT, false, 7 * 86400},
-					 {"idle", F_UINT, false, 7 * 86400},
-					 {"max_lifetime", F_UINT, false, 30 * 86400},
-					 {"start_timeout", F_UINT, false, 3600},
-					 {"queue_wait", F_UINT, false, 86400},
-					 RDP_FIELDS,
-					 {NULL, 0, 0, 0}};
-	static const struct field setf[] = {{"warm_pool", F_UINT, false, 1000},
-					    {"max_sessions", F_UINT, false, 100000},
-					    RDP_FIELDS,
-					    {NULL, 0, 0, 0}};
 	char err[512];
-	if (m == EVHTTP_REQ_GET && !name) {
-		reply_json(req, 200, brk_images_json(api->b));
-	} else if (m == EVHTTP_REQ_GET && name && !sub) {
-		json_object *all = brk_images_json(api->b), *found = NULL;
-		for (size_t i = 0; i < json_object_array_length(all) && !found; i++) {
-			json_object *o = json_object_array_get_idx(all, i);
-			if (!strcmp(jstr(o, "name"), name))
-				found = json_object_get(o);
-		}
-		json_object_put(all);
-		if (found)
-			reply_json(req, 200, found);
-		else
-			reply_err(req, 404, "no image '%s'", name);
-	} else if (m == EVHTTP_REQ_POST && !name) {
-		json_object *o = parse_body(req, f, err, sizeof(err));
-		if (!o) {
-			reply_err(req, 400, "%s", err);
-			return;
-		}
-		struct db_image img;
-		memset(&img, 0, sizeof(img));
-		snprintf(img.name, sizeof(img.name), "%s", jstr(o, "name"));
-		snprintf(img.base, sizeof(img.base), "%s", jstr(o, "base"));
-		snprintf(img.kernel, sizeof(img.kernel), "%s", jstr(o, "kernel"));
-		snprintf(img.initrd, sizeof(img.initrd), "%s", jstr(o, "initrd"));
-		snprintf(img.append, sizeof(img.append), "%s", jstr(o, "append"));
-		snprintf(img.machine, sizeof(img.machine), "%s",
-			 *jstr(o, "machine") ? jstr(o, "machine") : "pc-i440fx-7.2");
-		snprintf(img.ready, sizeof(img.ready), "%s",
-			 *jstr(o, "ready") ? jstr(o, "ready") : "running");
-		snprintf(img.backend, sizeof(img.backend), "%s",
-			 *jstr(o, "backend") ? jstr(o, "backend") : "console");
-		juint(o, "memory_mb", &img.memory_mb);
-		juint(o, "rdp_port", &img.rdp_port);
-		juint(o, "max_sessions", &img.max_sessions);
-		juint(o, "warm_pool", &img.warm_pool);
-		juint(o, "keepalive", &img.keepalive);
-		juint(o, "idle", &img.idle);
-		juint(o, "max_lifetime", &img.max_lifetime);
-		juint(o, "start_timeout", &img.start_timeout);
-		juint(o, "queue_wait", &img.queue_wait);
-		apply_rdp(o, &img.rdp);
-		wipe_field(o, "guest_password");
-		json_object_put(o);
-		if (img.base[0] != '/') {
-			reply_err(req, 400, "base must be an absolute path");
-			return;
-		}
-		struct pending *p = pending_new(api, req);
-		if (!p) {
-			reply_err(req, 503, "out of memory");
-			return;
-		}
+	struct db_image img;
+	memset(&img, 0, sizeof(img));
+	rec_from_json(&rec_images, r->body, &img, true);
+	struct pending *p = pending_new(api, req);
+	int rc = -ENOMEM;
+	if (p) {
 		p->created = true;
 		p->async = true;
-		int r = brk_image_add(api->b, &img, on_done, p, err, sizeof(err));
-		if (r < 0) {
-			pending_take(p);
-			pending_free(p);
-			reply_err(req, errno_status(r), "%s", err);
-		}
-	} else if (m == EVHTTP_REQ_POST && name && sub && !strcmp(sub, "template")) {
-		struct pending *p = pending_new(api, req);
-		if (!p) {
-			reply_err(req, 503, "out of memory");
-			return;
-		}
-		p->async = true;
-		int r = brk_template_build(api->b, name, on_done, p, err, sizeof(err));
-		if (r < 0) {
-			pending_take(p);
-			pending_free(p);
-			reply_err(req, errno_status(r), "%s", err);
-		}
-	} else if (m == EVHTTP_REQ_PUT && name && !sub) {
-		json_object *o = parse_body(req, setf, err, sizeof(err));
-		if (!o) {
-			reply_err(req, 400, "%s", err);
-			return;
-		}
-		unsigned wp, ms;
-		bool has_wp = juint(o, "warm_pool", &wp), has_ms = juint(o, "max_sessions", &ms);
-		struct db_image cur;
-		bool has_rdp = false;
-		if (store_image_get(brk_store(api->b), name, &cur) == 0)
-			has_rdp = apply_rdp(o, &cur.rdp);
-		wipe_field(o, "guest_password");
-		json_object_put(o);
-		int r = brk_image_set(api->b, name, has_wp ? &wp : NULL, has_ms ? &ms : NULL,
-				      has_rdp ? &cur.rdp : NULL, err, sizeof(err));
-		explicit_bzero(cur.rdp.password, sizeof(cur.rdp.password));
-		if (r < 0)
-			reply_err(req, errno_status(r), "%s", err);
-		else
-			reply_json(req, 200, json_object_new_object());
-	} else if (m == EVHTTP_REQ_DELETE && name && !sub) {
-		int r = brk_image_remove(api->b, name, err, sizeof(err));
-		if (r < 0)
-			reply_err(req, errno_status(r), "%s", err);
-		else
-			reply_json(req, 200, json_object_new_object());
-	} else {
-		reply_err(req, 405, "method not allowed here");
+		rc = brk_image_add(api->b, &img, on_done, p, err, sizeof(err));
+	}
+	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
+	if (!p) {
+		reply_err(req, 503, "out of memory");
+	} else if (rc < 0) {
+		pending_take(p);
+		pending_free(p);
+		reply_err(req, errno_status(rc), "%s", err);
 	}
 }
 
-static void do_apps(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
-		    const char *alias)
+static void h_template_build(HANDLER_ARGS)
 {
-	static const struct field f[] = {{"alias", F_STR, true, 64},
-					 {"image", F_STR, true, 64},
-					 {"title", F_STR, true, 128},
-					 {"command", F_STR, false, 1000},
-					 {NULL, 0, 0, 0}};
 	char err[512];
-	if (m == EVHTTP_REQ_GET && !alias) {
-		reply_json(req, 200, store_apps_json(brk_store(api->b)));
-	} else if (m == EVHTTP_REQ_POST && !alias) {
-		json_object *o = parse_body(req, f, err, sizeof(err));
-		if (!o) {
-			reply_err(req, 400, "%s", err);
-			return;
-		}
-		struct db_app a;
-		memset(&a, 0, sizeof(a));
-		snprintf(a.alias, sizeof(a.alias), "%s", jstr(o, "alias"));
-		snprintf(a.image, sizeof(a.image), "%s", jstr(o, "image"));
-		snprintf(a.title, sizeof(a.title), "%s", jstr(o, "title"));
-		snprintf(a.command, sizeof(a.command), "%s", jstr(o, "command"));
-		json_object_put(o);
-		int r = brk_app_add(api->b, &a, err, sizeof(err));
-		if (r < 0) {
-			reply_err(req, errno_status(r), "%s", err);
-			return;
-		}
-		o = json_object_new_object();
-		json_object_object_add(o, "alias", json_object_new_string(a.alias));
-		reply_json(req, 201, o);
-	} else if (m == EVHTTP_REQ_DELETE && alias) {
-		int r = brk_app_remove(api->b, alias, err, sizeof(err));
-		if (r < 0)
-			reply_err(req, errno_status(r), "%s", err);
-		else
-			reply_json(req, 200, json_object_new_object());
-	} else {
-		reply_err(req, 405, "method not allowed here");
-	}
-}
-
-static bool uint_param(const struct evkeyvalq *q, const char *key, unsigned dflt, unsigned max,
-		       unsigned *out)
-{
-	const char *v = evhttp_find_header(q, key);
-	*out = dflt;
-	if (!v)
-		return true;
-	char *end;
-	unsigned long x = strtoul(v, &end, 10);
-	if (!*v || *end || x > max)
-		return false;
-	*out = (unsigned)x;
-	return true;
-}
-
-/* POST /v1/gateways/ID/lease {"sessions": [...]}: the gateway still holds these. */
-static void do_lease(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
-		     const char *gw)
-{
-	static const struct field f[] = {{"sessions", F_NAMES, true, 4096}, {NULL, 0, 0, 0}};
-	char err[256];
-	if (m != EVHTTP_REQ_POST) {
-		reply_err(req, 405, "use POST");
-		return;
-	}
-	if (strlen(gw) > 32) {
-		reply_err(req, 400, "a gateway name has at most 32 characters");
-		return;
-	}
-	json_object *o = parse_body(req, f, err, sizeof(err));
-	if (!o) {
-		reply_err(req, 400, "%s", err);
-		return;
-	}
-	json_object *arr;
-	json_object_object_get_ex(o, "sessions", &arr);
-	size_t n = json_object_array_length(arr);
-	const char **ids = calloc(n ? n : 1, sizeof(*ids));
-	if (!ids) {
-		json_object_put(o);
+	struct pending *p = pending_new(api, req);
+	if (!p) {
 		reply_err(req, 503, "out of memory");
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		ids[i] = json_object_get_string(json_object_array_get_idx(arr, i));
-	unsigned held = brk_gateway_lease(api->b, gw, ids, n);
-	free(ids);
-	json_object_put(o);
-	json_object *r = json_object_new_object();
-	json_object_object_add(r, "held", json_object_new_int64(held));
-	json_object_object_add(r, "lease_ms", json_object_new_int64(BRK_LEASE_MS));
-	reply_json(req, 200, r);
-}
-
-static void on_probed(int err, const char *msg, void *arg)
-{
-	struct pending *p = arg;
-	struct evhttp_request *req = pending_take(p);
-	if (req && err) {
-		reply_err(req, errno_status(err), "%s", msg);
-	} else if (req) {
-		reply_json(req, 200, brk_status_json(p->api->b));
-	}
-	pending_free(p);
-}
-
-/* GET /v1/accel: the decision; POST /v1/accel/probe: probe again, answer when done. */
-static void do_accel(struct api *api, struct evhttp_request *req, enum evhttp_cmd_type m,
-		     const char *sub)
-{
-	char err[256];
-	if (!sub && m == EVHTTP_REQ_GET) {
-		reply_json(req, 200, brk_accel_json(api->b));
-	} else if (sub && !strcmp(sub, "probe") && m == EVHTTP_REQ_POST) {
-		struct pending *p = pending_new(api, req);
-		if (!p) {
-			reply_err(req, 503, "out of memory");
-			return;
-		}
-		p->async = true;
-		int r = brk_accel_probe(api->b, on_probed, p, err, sizeof(err));
-		if (r < 0) {
-			pending_take(p);
-			pending_free(p);
-			reply_err(req, errno_status(r), "%s", err);
-		}
-	} else {
-		reply_err(req, sub && strcmp(sub, "probe") ? 404 : 405,
-			  "use GET /v1/accel or POST /v1/accel/probe");
+	p->async = true;
+	int rc = brk_template_build(api->b, r->name, on_done, p, err, sizeof(err));
+	if (rc < 0) {
+		pending_take(p);
+		pending_free(p);
+		reply_err(req, errno_status(rc), "%s", err);
 	}
 }
 
-/* Split "/v1/a/b/c" into at most 4 segments; false if malformed. */
-static int split(const char *path, char seg[4][80])
+/* Whether O gives a field of an image's rdp policy. */
+static bool rdp_given(json_object *o)
 {
-	int n = 0;
-	const char *p = path;
-	if (*p != '/')
-		return -1;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		if (!*p)
-			break;
-		const char *e = strchr(p, '/');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (n == 4 || len >= 80)
-			return -1;
-		memcpy(seg[n], p, len);
-		seg[n][len] = '\0';
-		n++;
-		p += len;
+	const size_t at = offsetof(struct db_image, rdp);
+	for (size_t i = 0; i < rec_images.n; i++) {
+		const struct rec_field *f = &rec_images.fields[i];
+		if (f->off >= at && f->off < at + sizeof(struct db_rdp_policy) &&
+		    json_object_object_get_ex(o, f->key, NULL))
+			return true;
 	}
-	return n;
+	return false;
+}
+
+/* PUT /v1/images/NAME: the warm pool, the session cap and the rdp policy. */
+static void h_image_set(HANDLER_ARGS)
+{
+	char err[512];
+	struct db_image cur;
+	memset(&cur, 0, sizeof(cur));
+	bool found = store_image_get(brk_store(api->b), r->name, &cur) == 0;
+	rec_from_json(&rec_images, r->body, &cur, false); /* the fields given, over the stored */
+	bool has_wp = json_object_object_get_ex(r->body, "warm_pool", NULL);
+	bool has_ms = json_object_object_get_ex(r->body, "max_sessions", NULL);
+	bool has_rdp = found && rdp_given(r->body);
+	int rc = brk_image_set(api->b, r->name, has_wp ? &cur.warm_pool : NULL,
+			       has_ms ? &cur.max_sessions : NULL, has_rdp ? &cur.rdp : NULL, err,
+			       sizeof(err));
+	explicit_bzero(cur.rdp.password, sizeof(cur.rdp.password));
+	if (rc < 0)
+		reply_err(req, errno_status(rc), "%s", err);
+	else
+		reply_json(req, 200, json_object_new_object());
+}
+
+static void h_image_remove(HANDLER_ARGS)
+{
+	char err[512];
+	int rc = brk_image_remove(api->b, r->name, err, sizeof(err));
+	if (rc < 0)
+		reply_err(req, errno_status(rc), "%s", err);
+	else
+		reply_json(req, 200, json_object_new_object());
+}
+
+static void h_apps(HANDLER_ARGS)
+{
+	reply_json(req, 200, store_apps_json(brk_store(api->b)));
+}
+
+static void h_app_add(HANDLER_ARGS)
+{
+	char err[512];
+	struct db_app a;
+	memset(&a, 0, sizeof(a));
+	rec_from_json(&rec_apps, r->body, &a, true);
+	int rc = brk_app_add(api->b, &a, err, sizeof(err));
+	if (rc < 0) {
+		reply_err(req, errno_status(rc), "%s", err);
+		return;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "alias", json_object_new_string(a.alias));
+	reply_json(req, 201, o);
+}
+
+static void h_app_remove(HANDLER_ARGS)
+{
+	char err[512];
+	int rc = brk_app_remove(api->b, r->name, err, sizeof(err));
+	if (rc < 0)
+		reply_err(req, errno_status(rc), "%s", err);
+	else
+		reply_json(req, 200, json_object_new_object());
+}
+
+static void h_audit(HANDLER_ARGS)
+{
+	reply_json(req, 200, store_audit_json(brk_store(api->b), r->limit));
+}
+
+/* --- routing --- */
+
+#define ROUTE_HANDLER(route, method, path, body, handler) [API_##route] = h_##handler,
+static void (*const handlers[API_ROUTE_COUNT])(HANDLER_ARGS) = {API_ROUTES(ROUTE_HANDLER)};
+#undef ROUTE_HANDLER
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	default:
+		return "";
+	}
 }
 
 static void route(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
-	enum evhttp_cmd_type m = evhttp_request_get_command(req);
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-	char seg[4][80];
-	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	if (query && evhttp_parse_query_str(query, &q) < 0) {
-		reply_err(req, 400, "malformed query string");
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	char *body = len ? malloc(len) : NULL;
+	if (len && !body) {
+		reply_err(req, 503, "out of memory");
 		return;
 	}
-	int n = path ? split(path, seg) : -1;
-	if (n < 2 || strcmp(seg[0], "v1") != 0) {
-		reply_err(req, 404, "no such endpoint");
-		goto out;
+	if (len)
+		evbuffer_copyout(in, body, len);
+	struct api_req r;
+	char err[512];
+	int st = api_parse(method_name(evhttp_request_get_command(req)),
+			   evhttp_request_get_uri(req), body, len, &r, err, sizeof(err));
+	if (body) {
+		/* a password may be in there */
+		explicit_bzero(body, len);
+		free(body);
 	}
-	const char *what = seg[1];
-	const char *id = n >= 3 ? seg[2] : NULL;
-	const char *sub = n >= 4 ? seg[3] : NULL;
-	if (id && !util_name_valid(id)) {
-		reply_err(req, 400, "malformed name in path");
-		goto out;
-	}
-	if (!strcmp(what, "status") && n == 2) {
-		if (m != EVHTTP_REQ_GET)
-			reply_err(req, 405, "use GET");
-		else
-			reply_json(req, 200, brk_status_json(api->b));
-	} else if (!strcmp(what, "auth") && n == 2) {
-		if (m != EVHTTP_REQ_POST)
-			reply_err(req, 405, "use POST");
-		else
-			do_auth(api, req, false);
-	} else if (!strcmp(what, "sessions") && n == 2) {
-		unsigned ended;
-		if (m == EVHTTP_REQ_POST) {
-			do_auth(api, req, true);
-		} else if (m != EVHTTP_REQ_GET) {
-			reply_err(req, 405, "use GET or POST");
-		} else if (!uint_param(&q, "ended", 0, 1000, &ended)) {
-			reply_err(req, 400, "ended must be 0..1000");
-		} else if (ended) {
-			reply_json(req, 200, store_sessions_ended_json(brk_store(api->b), ended));
-		} else {
-			reply_json(req, 200, brk_sessions_json(api->b));
-		}
-	} else if (!strcmp(what, "sessions") && id) {
-		struct brk_session *s = brk_session_find(api->b, id);
-		char err[256];
-		if (!s) {
-			reply_err(req, 404, "no session %s", id);
-		} else if (!sub && m == EVHTTP_REQ_GET) {
-			do_get_session(api, req, s, &q);
-		} else if (!sub && m == EVHTTP_REQ_DELETE) {
-			brk_session_end(api->b, s, "ended by request");
-			session_reply(api, req, 200, s);
-		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "attach")) {
-			static const struct field f[] = {{"gateway", F_STR, false, 32},
-							 {NULL, 0, 0, 0}};
-			json_object *o = parse_body(req, f, err, sizeof(err));
-			const char *gw = o ? jstr(o, "gateway") : "";
-			if (!o)
-				reply_err(req, 400, "%s", err);
-			else if (*gw && !util_name_valid(gw))
-				reply_err(req, 400, "malformed gateway name");
-			else if (brk_session_attach(api->b, s, *gw ? gw : NULL, err, sizeof(err)) <
-				 0)
-				reply_err(req, 409, "%s", err);
-			else
-				session_reply(api, req, 200, s);
-			json_object_put(o);
-		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "detach")) {
-			if (brk_session_detach(api->b, s) < 0)
-				reply_err(req, 409, "session is not connected");
-			else
-				session_reply(api, req, 200, s);
-		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "screendump")) {
-			struct pending *p = pending_new(api, req);
-			if (p)
-				p->async = true;
-			int r = p ? brk_session_screendump(api->b, s, on_dumped, p) : -ENOMEM;
-			if (r < 0) {
-				if (p) {
-					pending_take(p);
-					pending_free(p);
-				}
-				reply_err(req, 409, "no screen to dump (session %s)",
-					  brk_state_name(brk_session_state(s)));
-			}
-		} else if (sub && m == EVHTTP_REQ_GET && !strcmp(sub, "guest")) {
-			json_object *g = brk_session_guest_json(api->b, s);
-			if (g)
-				reply_json(req, 200, g);
-			else
-				reply_err(req, 409, "session %s has no rdp guest to reach (%s)", id,
-					  brk_state_name(brk_session_state(s)));
-		} else if (sub && m == EVHTTP_REQ_POST && !strcmp(sub, "activity")) {
-			brk_session_activity(api->b, s);
-			session_reply(api, req, 200, s);
-		} else {
-			reply_err(req, 405, "method not allowed here");
-		}
-	} else if (!strcmp(what, "gateways") && id && sub && !strcmp(sub, "lease") && n == 4) {
-		do_lease(api, req, m, id);
-	} else if (!strcmp(what, "accel") && n <= 3) {
-		do_accel(api, req, m, id);
-	} else if (!strcmp(what, "caps") && n == 2) {
-		do_caps(api, req, m);
-	} else if (!strcmp(what, "users") && (n == 3 || n == 4) &&
-		   (n == 3 ? !strcmp(seg[2], "caps") : !strcmp(seg[3], "caps"))) {
-		do_user_caps(api, req, m, n == 4 ? seg[2] : NULL);
-	} else if (!strcmp(what, "images") && n <= 4) {
-		do_images(api, req, m, id, sub);
-	} else if (!strcmp(what, "apps") && n <= 3) {
-		do_apps(api, req, m, id);
-	} else if (!strcmp(what, "audit") && n == 2) {
-		unsigned limit;
-		if (m != EVHTTP_REQ_GET)
-			reply_err(req, 405, "use GET");
-		else if (!uint_param(&q, "limit", 50, 10000, &limit))
-			reply_err(req, 400, "limit must be 0..10000");
-		else
-			reply_json(req, 200, store_audit_json(brk_store(api->b), limit));
-	} else {
-		reply_err(req, 404, "no such endpoint");
-	}
-out:
-	evhttp_clear_headers(&q);
+	/* a session that does not exist is 404 before any other complaint */
+	struct brk_session *s = NULL;
+	if (r.param == API_P_SESSION && !(s = brk_session_find(api->b, r.name)))
+		reply_err(req, 404, "no session %s", r.name);
+	else if (st)
+		reply_err(req, st, "%s", err);
+	else
+		handlers[r.route](api, req, &r, s);
+	api_req_free(&r);
 }
 
 struct api *api_create(struct event_base *base, struct brk *b, const char *path, const char *group,
@@ -1085,9 +743,9 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	evhttp_set_max_body_size(api->http, BODY_MAX);
+	evhttp_set_max_body_size(api->http, API_BODY_MAX);
 	evhttp_set_max_headers_size(api->http, 16 * 1024);
-	evhttp_set_timeout(api->http, WAIT_MAX_S + 30);
+	evhttp_set_timeout(api->http, API_WAIT_MAX_S + 30);
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						  EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, route, api);

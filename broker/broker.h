@@ -12,6 +12,7 @@
 #define NESTOR_BROKER_H
 
 #include "config.h"
+#include "states.h"
 #include "store.h"
 
 #include <json-c/json.h>
@@ -28,21 +29,12 @@ struct brk_session;
 /* Completion of a slow operation: ERR 0 or a negative errno, MSG says why (or the result). */
 typedef void (*brk_done_fn)(int err, const char *msg, void *arg);
 
-enum brk_state {
-	BRK_QUEUED,
-	BRK_STARTING,
-	BRK_READY,
-	BRK_CONNECTED,
-	BRK_DISCONNECTED,
-	BRK_ENDING,
-	BRK_ENDED,
-};
-
-const char *brk_state_name(enum brk_state st);
-int brk_state_parse(const char *name, enum brk_state *out);
+struct brk_launcher;
 
 struct brk_options {
 	bool keep_guests; /* on SIGTERM leave guests running for the next nestord */
+	/* how guests are started (launch.h); NULL: the real QEMU launcher */
+	const struct brk_launcher *launcher;
 };
 
 struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,

@@ -5,10 +5,11 @@
  * 3 cannot reach nestord.
  */
 #include "nestor-config.h"
+#include "boot.h"
 #include "httpc.h"
+#include "records.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdbool.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -64,13 +65,43 @@ static const char usage[] =
     "\n"
     "Exit status: 0 ok, 1 refused or failed, 2 usage error, 3 nestord unreachable.\n";
 
-static const char *sock;
-static int json_out;
+#define HINT "(nestorctl --help for usage)"
 
-static void die_usage(const char *msg)
+static const char caps_set_help[] =
+    "usage: nestorctl caps set [--max-sessions N] [--max-starting N]\n"
+    "                          [--max-memory-mb N] [--user-max-sessions N]\n"
+    "0 means unlimited. Lowering a cap never ends running sessions;\n"
+    "raising one admits queued users at once.\n";
+static const char sessions_help[] = "usage: nestorctl sessions [--ended N]\nLive sessions, oldest "
+				    "first; with --ended the N most recently ended.\n";
+
+static const char *sock;
+static bool json_out;
+
+/* A usage error found after the options: MSG on stderr. Returns the exit status (2). */
+static int bad_usage(const char *msg)
 {
-	fprintf(stderr, "nestorctl: %s\n(nestorctl --help for usage)\n", msg);
-	exit(2);
+	fprintf(stderr, "nestorctl: %s\n" HINT "\n", msg);
+	return 2;
+}
+
+/*
+ * Parse one command's options and arguments: ARGV[0] is the command's last
+ * word, CMD its name in messages, HELP what --help prints, CTX for the
+ * options' callbacks. Returns BOOT_RUN with the arguments in
+ * ARGV[1..*NARGS], or the exit status (boot_parse).
+ */
+static int parse_cmd(const char *cmd, const char *help, const struct boot_opt *opts, int max_args,
+		     void *ctx, int argc, char **argv, int *nargs)
+{
+	const struct boot_prog p = {.name = "nestorctl",
+				    .cmd = cmd,
+				    .usage = help,
+				    .hint = HINT,
+				    .opts = opts,
+				    .max_args = max_args,
+				    .ctx = ctx};
+	return boot_parse(&p, argc, argv, nargs);
 }
 
 /* Call the API. Prints errors; returns the parsed body (new reference) or exits. */
@@ -133,17 +164,126 @@ static const char *when(long long t, char *buf, size_t len)
 	return buf;
 }
 
-static unsigned parse_uint(const char *s, const char *what)
+/*
+ * The options made from records.h's field lists: each field with a cli name
+ * is --CLI, setting KEY in the request body. Numbers of every kind are
+ * taken as non-negative integers, BOOL as on|off (sent as 1|0).
+ */
+enum cli_kind { CLI_TEXT, CLI_NUM, CLI_BOOL };
+#define CLI_K_TEXT CLI_TEXT
+#define CLI_K_UINT CLI_NUM
+#define CLI_K_INT CLI_NUM
+#define CLI_K_I64 CLI_NUM
+#define CLI_K_U64 CLI_NUM
+#define CLI_K_BOOL CLI_BOOL
+/* records.h's api column: NO never given, SET changeable later (images set) */
+enum { CLI_API_NO, CLI_API_OPT, CLI_API_REQ, CLI_API_SET };
+
+struct cli_field {
+	const char *cli; /* the --option, NULL none */
+	const char *key; /* in the request body */
+	enum cli_kind kind;
+	int api;
+	unsigned flags; /* REC_PATH made absolute, REC_FILE read from the file */
+};
+
+#define CLI_FIELD(m, kind, size, api, max, dflt, cli, flags)                                       \
+	{cli, #m, CLI_K_##kind, CLI_API_##api, flags},
+#define CLI_RDP_FIELD(m, kind, size, api, max, dflt, cli, flags)                                   \
+	{cli, DB_RDP_KEY_##m, CLI_K_##kind, CLI_API_##api, flags},
+#define CLI_CAP_FIELD(key, max, cli) {cli, #key, CLI_NUM, CLI_API_SET, 0},
+
+static const struct cli_field image_fields[] = {DB_IMAGE_FIELDS(CLI_FIELD)
+						    DB_RDP_FIELDS(CLI_RDP_FIELD)};
+static const struct cli_field app_fields[] = {DB_APP_FIELDS(CLI_FIELD)};
+static const struct cli_field cap_fields[] = {DB_CAP_FIELDS(CLI_CAP_FIELD)};
+
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A failed call's errno as a "cannot use the value" error (never -EINVAL: that is usage). */
+static int use_error(int e, const char *val, char *err, size_t errlen)
 {
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || *s == '-' || v > 0xffffffffUL) {
-		fprintf(stderr, "nestorctl: %s must be a non-negative integer, not '%s'\n", what,
-			s);
-		exit(2);
+	snprintf(err, errlen, "%s: %s", val, strerror(e));
+	return e && e != EINVAL ? -e : -EIO;
+}
+
+/* The first line of the file VAL: from a file, never the command line (ps would show it). */
+static int secret_file(const char *val, json_object **out, char *err, size_t errlen)
+{
+	char line[256] = "";
+	FILE *f = fopen(val, "r");
+	if (!f)
+		return use_error(errno, val, err, errlen);
+	if (!fgets(line, sizeof(line), f)) {
+		fclose(f);
+		snprintf(err, errlen, "%s: empty", val);
+		return -ENODATA;
 	}
-	return (unsigned)v;
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	*out = json_object_new_string(line);
+	explicit_bzero(line, sizeof(line));
+	return 0;
+}
+
+/* boot_opt_fn for a field option: CTX is the request body being built. */
+static int field_opt(void *ctx, const struct boot_opt *o, const char *val, char *err, size_t errlen)
+{
+	const struct cli_field *f = o->data;
+	json_object *v;
+	unsigned u;
+	if (f->kind == CLI_NUM) {
+		if (boot_uint(val, &u) < 0) {
+			snprintf(err, errlen, "--%s must be a non-negative integer, not '%s'",
+				 f->cli, val);
+			return -EINVAL;
+		}
+		v = json_object_new_int64(u);
+	} else if (f->kind == CLI_BOOL) {
+		if (strcmp(val, "on") && strcmp(val, "off")) {
+			snprintf(err, errlen, "--%s takes on or off", f->cli);
+			return -EINVAL;
+		}
+		v = json_object_new_int(!strcmp(val, "on"));
+	} else if (f->flags & REC_FILE) {
+		int r = secret_file(val, &v, err, errlen);
+		if (r < 0)
+			return r;
+	} else if ((f->flags & REC_PATH) && val[0] != '/') {
+		char *abs = realpath(val, NULL);
+		if (!abs)
+			return use_error(errno, val, err, errlen);
+		v = json_object_new_string(abs);
+		free(abs);
+	} else {
+		v = json_object_new_string(val);
+	}
+	json_object_object_add(ctx, f->key, v);
+	return 0;
+}
+
+/*
+ * The options of F[0..N) that the API takes (only the changeable ones if
+ * SET_ONLY) into OPTS, which has room for N + 1.
+ */
+static void field_opts(const struct cli_field *f, size_t n, bool set_only, struct boot_opt *opts)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (f[i].cli && f[i].api != CLI_API_NO && (!set_only || f[i].api == CLI_API_SET))
+			opts[k++] = (struct boot_opt){
+			    .name = f[i].cli, .has_arg = true, .fn = field_opt, .data = &f[i]};
+	opts[k] = (struct boot_opt){0};
+}
+
+/* A new body: KEY = VAL first, then GIVEN's members in their order. Releases GIVEN. */
+static json_object *body_with(const char *key, const char *val, json_object *given)
+{
+	json_object *body = json_object_new_object();
+	json_object_object_add(body, key, json_object_new_string(val));
+	json_object_object_foreach(given, k, v) json_object_object_add(body, k, json_object_get(v));
+	json_object_put(given);
+	return body;
 }
 
 static void cap_line(const char *name, long long v)
@@ -170,7 +310,7 @@ static void accel_line(json_object *a)
 	       i_(a, "probing") ? "; probing again now" : "");
 }
 
-static int cmd_status(void)
+static int show_status(void)
 {
 	json_object *o = call("GET", "/v1/status", NULL);
 	if (json_out) {
@@ -197,9 +337,18 @@ static int cmd_status(void)
 	return 0;
 }
 
+static int cmd_status(int argc, char **argv)
+{
+	int n, st = parse_cmd("status", usage, NULL, 0, NULL, argc, argv, &n);
+	return st != BOOT_RUN ? st : show_status();
+}
+
 static int cmd_accel(int argc, char **argv)
 {
-	if (argc == 1) {
+	int n, st = parse_cmd("accel", usage, NULL, 1, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n == 0) {
 		json_object *o = call("GET", "/v1/accel", NULL);
 		if (json_out)
 			print_json(o);
@@ -208,7 +357,7 @@ static int cmd_accel(int argc, char **argv)
 		json_object_put(o);
 		return 0;
 	}
-	if (argc == 2 && !strcmp(argv[1], "probe")) {
+	if (!strcmp(argv[1], "probe")) {
 		json_object *o = call("POST", "/v1/accel/probe", NULL), *a;
 		if (json_out)
 			print_json(o);
@@ -217,82 +366,98 @@ static int cmd_accel(int argc, char **argv)
 		json_object_put(o);
 		return 0;
 	}
-	die_usage("accel [probe]");
-	return 2;
+	return bad_usage("accel [probe]");
 }
 
 static int cmd_caps(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "show"))
-		return cmd_status();
-	if (strcmp(argv[1], "set") != 0)
-		die_usage("caps: use 'caps show' or 'caps set'");
-	static const struct option o[] = {{"max-sessions", required_argument, NULL, 's'},
-					  {"max-starting", required_argument, NULL, 't'},
-					  {"max-memory-mb", required_argument, NULL, 'm'},
-					  {"user-max-sessions", required_argument, NULL, 'u'},
-					  {"help", no_argument, NULL, 'h'},
-					  {NULL, 0, NULL, 0}};
-	json_object *body = json_object_new_object();
-	int c;
-	optind = 2;
-	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
-		const char *key = c == 's'   ? "max_sessions"
-				  : c == 't' ? "max_starting"
-				  : c == 'm' ? "max_memory_mb"
-				  : c == 'u' ? "user_max_sessions"
-					     : NULL;
-		if (c == 'h') {
-			puts("usage: nestorctl caps set [--max-sessions N] [--max-starting N]\n"
-			     "                          [--max-memory-mb N] [--user-max-sessions "
-			     "N]\n"
-			     "0 means unlimited. Lowering a cap never ends running sessions;\n"
-			     "raising one admits queued users at once.");
-			exit(0);
+	int n, st;
+	if (argc >= 2 && !strcmp(argv[1], "set")) {
+		struct boot_opt opts[LEN(cap_fields) + 1];
+		field_opts(cap_fields, LEN(cap_fields), false, opts);
+		json_object *body = json_object_new_object();
+		st = parse_cmd("caps set", caps_set_help, opts, 0, body, argc - 1, argv + 1, &n);
+		if (st == BOOT_RUN && json_object_object_length(body) == 0)
+			st = bad_usage("caps set: give at least one cap");
+		if (st != BOOT_RUN) {
+			json_object_put(body);
+			return st;
 		}
-		if (!key)
-			die_usage("caps set: unknown option");
-		json_object_object_add(body, key, json_object_new_int64(parse_uint(optarg, key)));
+		json_object_put(call("PUT", "/v1/caps", body));
+		return show_status();
 	}
-	if (json_object_object_length(body) == 0)
-		die_usage("caps set: give at least one cap");
-	json_object_put(call("PUT", "/v1/caps", body));
-	return cmd_status();
+	st = parse_cmd("caps", usage, NULL, 1, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n == 1 && strcmp(argv[1], "show") != 0)
+		return bad_usage("caps: use 'caps show' or 'caps set'");
+	return show_status();
+}
+
+/* boot_opt_fn for users caps set --max-sessions N|default: CTX is the body. */
+static int user_max_sessions(void *ctx, const struct boot_opt *o, const char *val, char *err,
+			     size_t errlen)
+{
+	unsigned u;
+	if (!strcmp(val, "default")) {
+		json_object_object_add(ctx, "max_sessions", NULL);
+		return 0;
+	}
+	if (boot_uint(val, &u) < 0) {
+		snprintf(err, errlen,
+			 "--max-sessions must be a non-negative integer or default, "
+			 "not '%s'",
+			 val);
+		return -EINVAL;
+	}
+	json_object_object_add(ctx, "max_sessions", json_object_new_int64(u));
+	return 0;
 }
 
 static int cmd_users(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "caps") != 0)
-		die_usage("users: use 'users caps' or 'users caps set USER --max-sessions N'");
-	if (argc == 2) {
-		json_object *o = call("GET", "/v1/users/caps", NULL);
-		if (json_out) {
-			print_json(o);
-		} else {
-			printf("%-24s %s\n", "USER", "MAX_SESSIONS");
-			for (size_t i = 0; i < json_object_array_length(o); i++) {
-				json_object *r = json_object_array_get_idx(o, i);
-				printf("%-24s %s\n", s_(r, "user"),
-				       i_(r, "max_sessions") ? s_(r, "max_sessions") : "unlimited");
-			}
+	int n, st;
+	if (argc >= 3 && !strcmp(argv[1], "caps") && !strcmp(argv[2], "set")) {
+		bool given = false;
+		const struct boot_opt opts[] = {
+		    {"max-sessions", 0, true, .flag = &given, .fn = user_max_sessions}, {0}};
+		json_object *body = json_object_new_object();
+		st = parse_cmd("users caps set", usage, opts, 1, body, argc - 2, argv + 2, &n);
+		if (st == BOOT_RUN && (n != 1 || !given))
+			st = bad_usage(
+			    "usage: nestorctl users caps set USER --max-sessions N|default");
+		if (st != BOOT_RUN) {
+			json_object_put(body);
+			return st;
 		}
+		const char *user = argv[3];
+		char path[256];
+		snprintf(path, sizeof(path), "/v1/users/%s/caps", user);
+		json_object *o = call("PUT", path, body);
+		if (json_out)
+			print_json(o);
+		else
+			printf("%s: max_sessions %s\n", user, s_(o, "max_sessions"));
 		json_object_put(o);
 		return 0;
 	}
-	if (argc != 6 || strcmp(argv[2], "set") != 0 || strcmp(argv[4], "--max-sessions") != 0)
-		die_usage("usage: nestorctl users caps set USER --max-sessions N|default");
-	json_object *body = json_object_new_object();
-	json_object_object_add(body, "max_sessions",
-			       strcmp(argv[5], "default") == 0
-				   ? NULL
-				   : json_object_new_int64(parse_uint(argv[5], "max-sessions")));
-	char path[256];
-	snprintf(path, sizeof(path), "/v1/users/%s/caps", argv[3]);
-	json_object *o = call("PUT", path, body);
-	if (json_out)
+	st = parse_cmd("users", usage, NULL, 1, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n != 1 || strcmp(argv[1], "caps") != 0)
+		return bad_usage(
+		    "users: use 'users caps' or 'users caps set USER --max-sessions N'");
+	json_object *o = call("GET", "/v1/users/caps", NULL);
+	if (json_out) {
 		print_json(o);
-	else
-		printf("%s: max_sessions %s\n", argv[3], s_(o, "max_sessions"));
+	} else {
+		printf("%-24s %s\n", "USER", "MAX_SESSIONS");
+		for (size_t i = 0; i < json_object_array_length(o); i++) {
+			json_object *r = json_object_array_get_idx(o, i);
+			printf("%-24s %s\n", s_(r, "user"),
+			       i_(r, "max_sessions") ? s_(r, "max_sessions") : "unlimited");
+		}
+	}
 	json_object_put(o);
 	return 0;
 }
@@ -312,16 +477,15 @@ static void session_row(json_object *r)
 
 static int cmd_sessions(int argc, char **argv)
 {
+	unsigned ended = 0;
+	bool given = false;
+	const struct boot_opt opts[] = {{"ended", 0, true, .flag = &given, .uint = &ended}, {0}};
+	int n, st = parse_cmd("sessions", sessions_help, opts, 0, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
 	char path[64] = "/v1/sessions";
-	if (argc == 3 && !strcmp(argv[1], "--ended"))
-		snprintf(path, sizeof(path), "/v1/sessions?ended=%u",
-			 parse_uint(argv[2], "--ended"));
-	else if (argc == 2 && !strcmp(argv[1], "--help")) {
-		puts("usage: nestorctl sessions [--ended N]\nLive sessions, oldest first; with "
-		     "--ended the N most recently ended.");
-		return 0;
-	} else if (argc != 1)
-		die_usage("usage: nestorctl sessions [--ended N]");
+	if (given)
+		snprintf(path, sizeof(path), "/v1/sessions?ended=%u", ended);
 	json_object *o = call("GET", path, NULL);
 	if (json_out) {
 		print_json(o);
@@ -331,7 +495,7 @@ static int cmd_sessions(int argc, char **argv)
 		for (size_t i = 0; i < json_object_array_length(o); i++) {
 			json_object *r = json_object_array_get_idx(o, i);
 			session_row(r);
-			if (argc == 3)
+			if (given)
 				printf("  ended: %s\n", s_(r, "end_reason"));
 		}
 	}
@@ -341,8 +505,11 @@ static int cmd_sessions(int argc, char **argv)
 
 static int cmd_session(int argc, char **argv)
 {
-	if (argc != 3 || (strcmp(argv[1], "show") && strcmp(argv[1], "end")))
-		die_usage("usage: nestorctl session show|end ID");
+	int n, st = parse_cmd("session", usage, NULL, 2, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n != 2 || (strcmp(argv[1], "show") && strcmp(argv[1], "end")))
+		return bad_usage("usage: nestorctl session show|end ID");
 	char path[128];
 	snprintf(path, sizeof(path), "/v1/sessions/%s", argv[2]);
 	json_object *o = call(strcmp(argv[1], "end") ? "GET" : "DELETE", path, NULL);
@@ -356,51 +523,47 @@ static int cmd_session(int argc, char **argv)
 	return 0;
 }
 
-/* The rdp backend's per-image policy, shared by images add and images set. */
-static const struct {
-	const char *opt, *key;
-	char kind; /* s string, f password file, b on|off */
-} rdp_opts[] = {
-    {"rdp-security", "rdp_security", 's'},
-    {"guest-login", "guest_login", 's'},
-    {"guest-user", "guest_user", 's'},
-    {"guest-domain", "guest_domain", 's'},
-    {"guest-password-file", "guest_password", 'f'},
-    {"clipboard", "clipboard", 'b'},
-    {"drive", "drive", 'b'},
-    {"remoteapp", "remoteapp", 'b'},
-};
-#define RDP_OPT_BASE 1000
-#define N_RDP_OPTS (sizeof(rdp_opts) / sizeof(rdp_opts[0]))
-
-static void rdp_opt(json_object *body, size_t i, const char *val)
+/* images add NAME ... (SET false) or images set NAME ... (SET true); ARGV[0] is add or set. */
+static int cmd_image_write(int argc, char **argv, bool set)
 {
-	json_object *v;
-	if (rdp_opts[i].kind == 'b') {
-		if (strcmp(val, "on") && strcmp(val, "off"))
-			die_usage("--clipboard, --drive and --remoteapp take on or off");
-		v = json_object_new_int(!strcmp(val, "on"));
-	} else if (rdp_opts[i].kind == 'f') {
-		/* from a file, never the command line (ps would show it) */
-		char line[256] = "";
-		FILE *f = fopen(val, "r");
-		if (!f || !fgets(line, sizeof(line), f)) {
-			fprintf(stderr, "nestorctl: %s: %s\n", val, f ? "empty" : strerror(errno));
-			exit(1);
-		}
-		fclose(f);
-		line[strcspn(line, "\r\n")] = '\0';
-		v = json_object_new_string(line);
-		explicit_bzero(line, sizeof(line));
-	} else {
-		v = json_object_new_string(val);
+	struct boot_opt opts[LEN(image_fields) + 1];
+	field_opts(image_fields, LEN(image_fields), set, opts);
+	json_object *given = json_object_new_object();
+	int n, st = parse_cmd(set ? "images set" : "images add", usage, opts, 1, given, argc, argv,
+			      &n);
+	if (st == BOOT_RUN && n != 1)
+		st = bad_usage("usage: nestorctl images [add NAME ... | remove NAME]");
+	if (st == BOOT_RUN && set && json_object_object_length(given) == 0)
+		st = bad_usage("images set: give at least one option");
+	if (st != BOOT_RUN) {
+		json_object_put(given);
+		return st;
 	}
-	json_object_object_add(body, rdp_opts[i].key, v);
+	const char *name = argv[1];
+	char path[160];
+	if (set) {
+		snprintf(path, sizeof(path), "/v1/images/%s", name);
+		json_object_put(call("PUT", path, given));
+		printf("image %s updated\n", name);
+		return 0;
+	}
+	json_object *res = call("POST", "/v1/images", body_with("name", name, given));
+	if (json_out)
+		print_json(res);
+	else
+		printf("%s\n", s_(res, "result"));
+	json_object_put(res);
+	return 0;
 }
 
 static int cmd_images(int argc, char **argv)
 {
-	if (argc == 1) {
+	if (argc >= 2 && (!strcmp(argv[1], "add") || !strcmp(argv[1], "set")))
+		return cmd_image_write(argc - 1, argv + 1, !strcmp(argv[1], "set"));
+	int n, st = parse_cmd("images", usage, NULL, 2, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n == 0) {
 		json_object *o = call("GET", "/v1/images", NULL);
 		if (json_out) {
 			print_json(o);
@@ -423,14 +586,14 @@ static int cmd_images(int argc, char **argv)
 		return 0;
 	}
 	char path[160];
-	if (argc == 3)
+	if (n == 2)
 		snprintf(path, sizeof(path), "/v1/images/%s", argv[2]);
-	if (!strcmp(argv[1], "remove") && argc == 3) {
+	if (n == 2 && !strcmp(argv[1], "remove")) {
 		json_object_put(call("DELETE", path, NULL));
 		printf("image %s removed\n", argv[2]);
 		return 0;
 	}
-	if (!strcmp(argv[1], "show") && argc == 3) {
+	if (n == 2 && !strcmp(argv[1], "show")) {
 		json_object *o = call("GET", path, NULL);
 		if (json_out)
 			print_json(o);
@@ -441,7 +604,7 @@ static int cmd_images(int argc, char **argv)
 		json_object_put(o);
 		return 0;
 	}
-	if (!strcmp(argv[1], "template") && argc == 3) {
+	if (n == 2 && !strcmp(argv[1], "template")) {
 		snprintf(path, sizeof(path), "/v1/images/%s/template", argv[2]);
 		fprintf(stderr, "building the template of %s (boots the image once)...\n", argv[2]);
 		json_object *o = call("POST", path, NULL);
@@ -452,159 +615,38 @@ static int cmd_images(int argc, char **argv)
 		json_object_put(o);
 		return 0;
 	}
-	if (!strcmp(argv[1], "set") && argc >= 5) {
-		json_object *body = json_object_new_object();
-		for (int i = 3; i + 1 < argc; i += 2) {
-			if (!strcmp(argv[i], "--warm-pool"))
-				json_object_object_add(
-				    body, "warm_pool",
-				    json_object_new_int64(parse_uint(argv[i + 1], "--warm-pool")));
-			else if (!strcmp(argv[i], "--max-sessions"))
-				json_object_object_add(body, "max_sessions",
-						       json_object_new_int64(parse_uint(
-							   argv[i + 1], "--max-sessions")));
-			else {
-				size_t k = 0;
-				while (k < N_RDP_OPTS && (strncmp(argv[i], "--", 2) ||
-							  strcmp(argv[i] + 2, rdp_opts[k].opt)))
-					k++;
-				if (k == N_RDP_OPTS)
-					die_usage("images set: unknown option (see --help)");
-				rdp_opt(body, k, argv[i + 1]);
-			}
-		}
-		snprintf(path, sizeof(path), "/v1/images/%s", argv[2]);
-		json_object_put(call("PUT", path, body));
-		printf("image %s updated\n", argv[2]);
-		return 0;
-	}
-	if (strcmp(argv[1], "add") != 0 || argc < 3)
-		die_usage("usage: nestorctl images [add NAME ... | remove NAME]");
-	static const struct option o[] = {
-	    {"base", required_argument, NULL, 'b'},
-	    {"memory", required_argument, NULL, 'm'},
-	    {"kernel", required_argument, NULL, 'k'},
-	    {"initrd", required_argument, NULL, 'i'},
-	    {"append", required_argument, NULL, 'a'},
-	    {"machine", required_argument, NULL, 'M'},
-	    {"ready", required_argument, NULL, 'r'},
-	    {"max-sessions", required_argument, NULL, 's'},
-	    {"keepalive", required_argument, NULL, 'K'},
-	    {"idle", required_argument, NULL, 'I'},
-	    {"max-lifetime", required_argument, NULL, 'L'},
-	    {"start-timeout", required_argument, NULL, 'T'},
-	    {"queue-wait", required_argument, NULL, 'Q'},
-	    {"backend", required_argument, NULL, 'B'},
-	    {"rdp-port", required_argument, NULL, 'P'},
-	    {"warm-pool", required_argument, NULL, 'W'},
-	    {"rdp-security", required_argument, NULL, RDP_OPT_BASE},
-	    {"guest-login", required_argument, NULL, RDP_OPT_BASE + 1},
-	    {"guest-user", required_argument, NULL, RDP_OPT_BASE + 2},
-	    {"guest-domain", required_argument, NULL, RDP_OPT_BASE + 3},
-	    {"guest-password-file", required_argument, NULL, RDP_OPT_BASE + 4},
-	    {"clipboard", required_argument, NULL, RDP_OPT_BASE + 5},
-	    {"drive", required_argument, NULL, RDP_OPT_BASE + 6},
-	    {"remoteapp", required_argument, NULL, RDP_OPT_BASE + 7},
-	    {NULL, 0, NULL, 0}};
-	json_object *body = json_object_new_object();
-	json_object_object_add(body, "name", json_object_new_string(argv[2]));
-	int c;
-	optind = 3;
-	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
-		const char *key = NULL;
-		bool num = false;
-		switch (c) {
-		case 'b':
-			key = "base";
-			break;
-		case 'm':
-			key = "memory_mb";
-			num = true;
-			break;
-		case 'k':
-			key = "kernel";
-			break;
-		case 'i':
-			key = "initrd";
-			break;
-		case 'a':
-			key = "append";
-			break;
-		case 'M':
-			key = "machine";
-			break;
-		case 'r':
-			key = "ready";
-			break;
-		case 's':
-			key = "max_sessions";
-			num = true;
-			break;
-		case 'K':
-			key = "keepalive";
-			num = true;
-			break;
-		case 'I':
-			key = "idle";
-			num = true;
-			break;
-		case 'L':
-			key = "max_lifetime";
-			num = true;
-			break;
-		case 'T':
-			key = "start_timeout";
-			num = true;
-			break;
-		case 'Q':
-			key = "queue_wait";
-			num = true;
-			break;
-		case 'B':
-			key = "backend";
-			break;
-		case 'P':
-			key = "rdp_port";
-			num = true;
-			break;
-		case 'W':
-			key = "warm_pool";
-			num = true;
-			break;
-		default:
-			if (c >= RDP_OPT_BASE && c < RDP_OPT_BASE + (int)N_RDP_OPTS) {
-				rdp_opt(body, (size_t)(c - RDP_OPT_BASE), optarg);
-				continue;
-			}
-			die_usage("images add: unknown option");
-		}
-		if (!num && strcmp(key, "append") && strcmp(key, "ready") &&
-		    strcmp(key, "machine") && strcmp(key, "backend") && optarg[0] != '/') {
-			char *abs = realpath(optarg, NULL);
-			if (!abs) {
-				fprintf(stderr, "nestorctl: %s: %s\n", optarg, strerror(errno));
-				return 1;
-			}
-			json_object_object_add(body, key, json_object_new_string(abs));
-			free(abs);
-			continue;
-		}
-		json_object_object_add(body, key,
-				       num ? json_object_new_int64(parse_uint(optarg, key))
-					   : json_object_new_string(optarg));
-	}
-	json_object *res = call("POST", "/v1/images", body);
-	if (json_out)
-		print_json(res);
-	else
-		printf("%s\n", s_(res, "result"));
-	json_object_put(res);
-	return 0;
+	return bad_usage("usage: nestorctl images [add NAME ... | remove NAME]");
 }
 
 static int cmd_apps(int argc, char **argv)
 {
-	if (argc == 1) {
+	static const char apps_usage[] =
+	    "usage: nestorctl apps [add ALIAS --image NAME --title TEXT | remove ALIAS]";
+	int n, st;
+	if (argc >= 2 && !strcmp(argv[1], "add")) {
+		struct boot_opt opts[LEN(app_fields) + 1];
+		field_opts(app_fields, LEN(app_fields), false, opts);
+		json_object *given = json_object_new_object();
+		st = parse_cmd("apps add", usage, opts, 1, given, argc - 1, argv + 1, &n);
+		if (st == BOOT_RUN && n != 1)
+			st = bad_usage(apps_usage);
+		if (st != BOOT_RUN) {
+			json_object_put(given);
+			return st;
+		}
+		const char *alias = argv[2];
+		json_object *res = call("POST", "/v1/apps", body_with("alias", alias, given));
+		if (json_out)
+			print_json(res);
+		else
+			printf("app %s added\n", alias);
+		json_object_put(res);
+		return 0;
+	}
+	st = parse_cmd("apps", usage, NULL, 2, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n == 0) {
 		json_object *o = call("GET", "/v1/apps", NULL);
 		if (json_out) {
 			print_json(o);
@@ -619,49 +661,27 @@ static int cmd_apps(int argc, char **argv)
 		json_object_put(o);
 		return 0;
 	}
-	if (!strcmp(argv[1], "remove") && argc == 3) {
+	if (n == 2 && !strcmp(argv[1], "remove")) {
 		char path[128];
 		snprintf(path, sizeof(path), "/v1/apps/%s", argv[2]);
 		json_object_put(call("DELETE", path, NULL));
 		printf("app %s removed\n", argv[2]);
 		return 0;
 	}
-	if (strcmp(argv[1], "add") != 0 || argc < 3)
-		die_usage(
-		    "usage: nestorctl apps [add ALIAS --image NAME --title TEXT | remove ALIAS]");
-	static const struct option o[] = {{"image", required_argument, NULL, 'i'},
-					  {"title", required_argument, NULL, 't'},
-					  {"command", required_argument, NULL, 'c'},
-					  {NULL, 0, NULL, 0}};
-	json_object *body = json_object_new_object();
-	json_object_object_add(body, "alias", json_object_new_string(argv[2]));
-	int c;
-	optind = 3;
-	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
-		const char *key = c == 'i'   ? "image"
-				  : c == 't' ? "title"
-				  : c == 'c' ? "command"
-					     : NULL;
-		if (!key)
-			die_usage("apps add: unknown option");
-		json_object_object_add(body, key, json_object_new_string(optarg));
-	}
-	json_object *res = call("POST", "/v1/apps", body);
-	if (json_out)
-		print_json(res);
-	else
-		printf("app %s added\n", argv[2]);
-	json_object_put(res);
-	return 0;
+	return bad_usage(apps_usage);
 }
 
 static int cmd_audit(int argc, char **argv)
 {
+	unsigned limit = 0;
+	bool given = false;
+	const struct boot_opt opts[] = {{"limit", 0, true, .flag = &given, .uint = &limit}, {0}};
+	int n, st = parse_cmd("audit", usage, opts, 0, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
 	char path[64] = "/v1/audit";
-	if (argc == 3 && !strcmp(argv[1], "--limit"))
-		snprintf(path, sizeof(path), "/v1/audit?limit=%u", parse_uint(argv[2], "--limit"));
-	else if (argc != 1)
-		die_usage("usage: nestorctl audit [--limit N]");
+	if (given)
+		snprintf(path, sizeof(path), "/v1/audit?limit=%u", limit);
 	json_object *o = call("GET", path, NULL);
 	if (json_out) {
 		print_json(o);
@@ -683,50 +703,32 @@ int main(int argc, char **argv)
 	sock = getenv("NESTOR_SOCKET");
 	if (!sock || !*sock)
 		sock = DEFAULT_SOCKET;
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
-			json_out = 1;
-		else if ((!strcmp(argv[i], "--socket") || !strcmp(argv[i], "-s")) && i + 1 < argc)
-			sock = argv[++i];
-		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--version")) {
-			printf("nestorctl %s\n", NESTOR_VERSION);
-			return 0;
-		} else
-			die_usage("unknown option");
-	}
-	if (i == argc) {
+	const struct boot_opt opts[] = {
+	    {"socket", 's', true, .str = &sock}, {"json", 'j', false, .flag = &json_out}, {0}};
+	const struct boot_prog prog = {.name = "nestorctl",
+				       .usage = usage,
+				       .hint = HINT,
+				       .version = NESTOR_VERSION,
+				       .opts = opts,
+				       .stop_at_arg = true,
+				       .max_args = BOOT_ANY_ARGS};
+	int ac, st = boot_parse(&prog, argc, argv, &ac);
+	if (st != BOOT_RUN)
+		return st;
+	if (ac == 0) {
 		fputs(usage, stderr);
 		return 2;
 	}
-	char **av = argv + i;
-	int ac = argc - i;
-	if (ac >= 2 && (!strcmp(av[ac - 1], "--help") || !strcmp(av[ac - 1], "-h")) &&
-	    strcmp(av[0], "caps") && strcmp(av[0], "sessions")) {
-		fputs(usage, stdout);
-		return 0;
-	}
-	if (!strcmp(av[0], "status"))
-		return cmd_status();
-	if (!strcmp(av[0], "caps"))
-		return cmd_caps(ac, av);
-	if (!strcmp(av[0], "accel"))
-		return cmd_accel(ac, av);
-	if (!strcmp(av[0], "users"))
-		return cmd_users(ac, av);
-	if (!strcmp(av[0], "sessions"))
-		return cmd_sessions(ac, av);
-	if (!strcmp(av[0], "session"))
-		return cmd_session(ac, av);
-	if (!strcmp(av[0], "images"))
-		return cmd_images(ac, av);
-	if (!strcmp(av[0], "apps"))
-		return cmd_apps(ac, av);
-	if (!strcmp(av[0], "audit"))
-		return cmd_audit(ac, av);
-	die_usage("unknown command");
-	return 2;
+	/* the command and its arguments; each command parses its own options */
+	char **av = argv + 1;
+	static const struct {
+		const char *name;
+		int (*fn)(int argc, char **argv);
+	} cmds[] = {{"status", cmd_status}, {"caps", cmd_caps},		{"accel", cmd_accel},
+		    {"users", cmd_users},   {"sessions", cmd_sessions}, {"session", cmd_session},
+		    {"images", cmd_images}, {"apps", cmd_apps},		{"audit", cmd_audit}};
+	for (size_t i = 0; i < LEN(cmds); i++)
+		if (!strcmp(av[0], cmds[i].name))
+			return cmds[i].fn(ac, av);
+	return bad_usage("unknown command");
 }

@@ -4,6 +4,7 @@
  */
 #include "nestor-config.h"
 #include "api.h"
+#include "boot.h"
 #include "broker.h"
 #include "config.h"
 #include "log.h"
@@ -11,7 +12,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,56 +78,40 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	brk_shutdown(a->brk, on_stopped, a);
 }
 
+static int load(void *cfg, const char *path, char *err, size_t errlen)
+{
+	return brk_config_load(cfg, path, err, errlen);
+}
+
+static int parse(void *cfg, const char *name, const char *text, char *err, size_t errlen)
+{
+	return brk_config_parse(cfg, name, text, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"keep-guests", no_argument, NULL, 'k'},
-					     {"log-level", required_argument, NULL, 'l'},
-					     {"check-config", no_argument, NULL, 't'},
-					     {"version", no_argument, NULL, 'V'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *level = NULL;
 	struct brk_options bo = {0};
 	bool check = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:kl:tVh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'k':
-			bo.keep_guests = true;
-			break;
-		case 'l':
-			level = optarg;
-			break;
-		case 't':
-			check = true;
-			break;
-		case 'V':
-			printf("nestord %s\n", NESTOR_VERSION);
-			return 0;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "nestord: unexpected argument '%s'\n%s", argv[optind], usage);
-		return 2;
-	}
+	const struct boot_opt opts[] = {{"config", 'c', true, .str = &config},
+					{"keep-guests", 'k', false, .flag = &bo.keep_guests},
+					{"log-level", 'l', true, .str = &level},
+					{"check-config", 't', false, .flag = &check},
+					{0}};
+	const struct boot_prog prog = {.name = "nestord",
+				       .usage = usage,
+				       .version = NESTOR_VERSION,
+				       .opts = opts,
+				       .max_args = 0};
+	int nargs, st = boot_parse(&prog, argc, argv, &nargs);
+	if (st != BOOT_RUN)
+		return st;
 
 	struct brk_config cfg;
 	char err[1024];
 	brk_config_defaults(&cfg);
-	const char *path = config ? config : NESTOR_SYSCONFDIR "/nestor/nestor.conf";
-	int r = brk_config_load(&cfg, path, err, sizeof(err));
-	if (r == -ENOENT && !config)
-		r = brk_config_parse(&cfg, "(defaults)", "", err, sizeof(err));
+	int r = boot_config(config, NESTOR_SYSCONFDIR "/nestor/nestor.conf", load, parse, &cfg, err,
+			    sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "nestord: %s\n", err);
 		return 1;

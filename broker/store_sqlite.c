@@ -12,6 +12,7 @@
  */
 #include "record.h"
 #include "store.h"
+#include "store_sqlite.h"
 #include "log.h"
 #include "util.h"
 
@@ -21,28 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define BUSY_MS 100
-#define BACKOFF_MS 1000
-#define AUDIT_BACKLOG 512
-#define SUBSCRIBERS 4
-
-struct sq {
-	struct store base;
-	sqlite3 *h;
-	int64_t backoff_until;
-	struct db_audit *backlog;
-	unsigned n_backlog;
-	unsigned dropped;
-	bool in_txn;
-	bool txn_changed; /* a write inside the transaction: subscribers hear at commit */
-	struct {
-		store_change_fn fn;
-		void *arg;
-	} subs[SUBSCRIBERS];
-};
-
-#define SQ(s) ((struct sq *)(s))
 
 /* Columns come from record.h's tables (the first field is the key). */
 static const struct rec_table *const tables[] = {&rec_images, &rec_apps, &rec_sessions, &rec_warm,
@@ -181,213 +160,9 @@ static int sq_patience(struct store *base, int ms)
 	return 0;
 }
 
-/* Subscribers hear of a committed change (inside a transaction: at its commit). */
-static void changed(struct sq *db, const char *table, const char *key)
-{
-	if (db->in_txn) {
-		db->txn_changed = true;
-		return;
-	}
-	for (unsigned i = 0; i < SUBSCRIBERS; i++)
-		if (db->subs[i].fn)
-			db->subs[i].fn(table, key, db->subs[i].arg);
-}
-
-static sqlite3_stmt *prep(struct sq *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_err("sqlite: %s: %s", sql, sqlite3_errmsg(db->h));
-		return NULL;
-	}
-	return st;
-}
-
-static int code_errno(struct sq *db, int r)
-{
-	switch (r) {
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		if (db->backoff_until <= util_now_ms())
-			log_warn("sqlite: the database is locked by another process: writes wait");
-		db->backoff_until = util_now_ms() + BACKOFF_MS;
-		return -EAGAIN;
-	case SQLITE_FULL:
-		log_err("sqlite: the disk is full");
-		return -ENOSPC;
-	default:
-		log_err("sqlite: %s", sqlite3_errmsg(db->h));
-		return -EIO;
-	}
-}
-
-/* A write statement: fails fast while the database was recently locked. */
-static sqlite3_stmt *prep_write(struct sq *db, const char *sql, int *e)
-{
-	if (db->backoff_until > util_now_ms()) {
-		*e = -EAGAIN;
-		return NULL;
-	}
-	sqlite3_stmt *st = prep(db, sql);
-	*e = st ? 0 : -EIO;
-	return st;
-}
-
-static int step_done(struct sq *db, sqlite3_stmt *st)
-{
-	int e = code_errno(db, sqlite3_step(st));
-	sqlite3_finalize(st);
-	return e;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	if (s && *s)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, i);
-}
-
-static void col_text(sqlite3_stmt *st, int i, char *dst, size_t len)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	snprintf(dst, len, "%s", t ? (const char *)t : "");
-}
-
 /* --- generic record access through a column table --- */
 
-/* "a, b, c" (SECRET columns only if WITH_SECRET) into OUT. */
-static void col_list(const struct rec_table *t, bool with_secret, char *out, size_t len)
-{
-	size_t n = 0;
-	out[0] = '\0';
-	for (size_t i = 0; i < t->n; i++)
-		if (with_secret || !(t->fields[i].flags & REC_SECRET))
-			n += (size_t)snprintf(out + n, n < len ? len - n : 0, "%s%s", n ? ", " : "",
-					      t->fields[i].key);
-}
-
-static void bind_rec(sqlite3_stmt *st, const struct rec_table *t, const void *rec)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		const struct rec_field *c = &t->fields[i];
-		const char *p = (const char *)rec + c->off;
-		int k = (int)i + 1;
-		switch (c->kind) {
-		case REC_TEXT:
-			bind_text(st, k, p);
-			break;
-		case REC_INT:
-			sqlite3_bind_int64(st, k, *(const int *)p);
-			break;
-		case REC_UINT:
-			sqlite3_bind_int64(st, k, *(const unsigned *)p);
-			break;
-		case REC_I64:
-			sqlite3_bind_int64(st, k, *(const int64_t *)p);
-			break;
-		case REC_U64:
-			sqlite3_bind_int64(st, k, (sqlite3_int64) * (const uint64_t *)p);
-			break;
-		case REC_BOOL:
-			sqlite3_bind_int(st, k, *(const bool *)p);
-			break;
-		}
-	}
-}
-
-/* Read a row selected with col_list(t, true) into REC; bounded by each field's size. */
-static void read_rec(sqlite3_stmt *st, const struct rec_table *t, void *rec, size_t recsize)
-{
-	memset(rec, 0, recsize);
-	for (size_t i = 0; i < t->n; i++) {
-		const struct rec_field *c = &t->fields[i];
-		char *p = (char *)rec + c->off;
-		int k = (int)i;
-		sqlite3_int64 v = sqlite3_column_int64(st, k);
-		switch (c->kind) {
-		case REC_TEXT:
-			col_text(st, k, p, c->size);
-			break;
-		case REC_INT:
-			*(int *)p = v < 0 || v > 0x7fffffff ? 0 : (int)v;
-			break;
-		case REC_UINT:
-			*(unsigned *)p = v < 0 || v > 0xffffffffLL ? 0 : (unsigned)v;
-			break;
-		case REC_I64:
-			*(int64_t *)p = v;
-			break;
-		case REC_U64:
-			*(uint64_t *)p = v < 0 ? 0 : (uint64_t)v;
-			break;
-		case REC_BOOL:
-			*(bool *)p = v != 0;
-			break;
-		}
-	}
-}
-
-/*
- * A whole record: INSERT (-EEXIST if its key exists), an upsert (UPSERT), or
- * an UPDATE of every column but the key (-ENOENT if there is no such row).
- */
-enum rec_op { REC_INSERT, REC_UPSERT, REC_UPDATE };
-
-static int rec_write(struct sq *db, const struct rec_table *t, const void *rec, enum rec_op op)
-{
-	char cols[2048], sql[8192], marks[512], sets[4096];
-	col_list(t, true, cols, sizeof(cols));
-	size_t n = 0, m = 0;
-	for (size_t i = 0; i < t->n; i++) {
-		n += (size_t)snprintf(marks + n, sizeof(marks) - n, "%s?", i ? "," : "");
-		if (i)
-			m += (size_t)snprintf(sets + m, sizeof(sets) - m, "%s%s=?%zu",
-					      i > 1 ? ", " : "", t->fields[i].key, i + 1);
-	}
-	if (op == REC_UPDATE)
-		snprintf(sql, sizeof(sql), "UPDATE %s SET %s WHERE %s=?1", t->name, sets,
-			 t->fields[0].key);
-	else
-		snprintf(sql, sizeof(sql), "INSERT INTO %s(%s) VALUES(%s)%s%s%s%s", t->name, cols,
-			 marks, op == REC_UPSERT ? " ON CONFLICT(" : "",
-			 op == REC_UPSERT ? t->fields[0].key : "",
-			 op == REC_UPSERT ? ") DO UPDATE SET " : "", op == REC_UPSERT ? sets : "");
-	int e;
-	sqlite3_stmt *st = prep_write(db, sql, &e);
-	if (!st)
-		return e;
-	bind_rec(st, t, rec);
-	e = step_done(db, st);
-	if (!e && op == REC_UPDATE && sqlite3_changes(db->h) == 0)
-		e = -ENOENT;
-	if (!e)
-		changed(db, t->name, t->fields[0].kind == REC_TEXT ? (const char *)rec : "");
-	return e;
-}
-
-/* SELECT every column of T, then WHERE (may be empty): a new statement. */
-static sqlite3_stmt *rec_select(struct sq *db, const struct rec_table *t, const char *where)
-{
-	char cols[2048], sql[4096];
-	col_list(t, true, cols, sizeof(cols));
-	snprintf(sql, sizeof(sql), "SELECT %s FROM %s %s", cols, t->name, where);
-	return prep(db, sql);
-}
-
 /* --- transactions and notification --- */
-
-static int exec_plain(struct sq *db, const char *sql)
-{
-	int e;
-	sqlite3_stmt *st = prep_write(db, sql, &e);
-	return st ? step_done(db, st) : e;
-}
 
 static int sq_begin(struct store *base)
 {
@@ -395,7 +170,7 @@ static int sq_begin(struct store *base)
 	if (db->in_txn)
 		return -EBUSY;
 	/* IMMEDIATE: the write lock now, so a busy database fails here, not half-way */
-	int e = exec_plain(db, "BEGIN IMMEDIATE");
+	int e = sq_exec_plain(db, "BEGIN IMMEDIATE");
 	if (e == 0) {
 		db->in_txn = true;
 		db->txn_changed = false;
@@ -408,13 +183,13 @@ static int sq_commit(struct store *base)
 	struct sq *db = SQ(base);
 	if (!db->in_txn)
 		return -EINVAL;
-	sqlite3_stmt *st = prep(db, "COMMIT");
-	int e = st ? step_done(db, st) : -EIO;
+	sqlite3_stmt *st = sq_prep(db, "COMMIT");
+	int e = st ? sq_step_done(db, st) : -EIO;
 	if (e < 0)
 		return e; /* still open: the caller rolls back */
 	db->in_txn = false;
 	if (db->txn_changed)
-		changed(db, "", "");
+		sq_changed(db, "", "");
 	return 0;
 }
 
@@ -423,8 +198,8 @@ static int sq_rollback(struct store *base)
 	struct sq *db = SQ(base);
 	if (!db->in_txn)
 		return -EINVAL;
-	sqlite3_stmt *st = prep(db, "ROLLBACK");
-	int e = st ? step_done(db, st) : -EIO;
+	sqlite3_stmt *st = sq_prep(db, "ROLLBACK");
+	int e = st ? sq_step_done(db, st) : -EIO;
 	db->in_txn = false;
 	db->txn_changed = false;
 	return e;
@@ -445,157 +220,41 @@ static int sq_subscribe(struct store *base, store_change_fn fn, void *arg)
 
 /* --- caps --- */
 
-/* One unsigned value: the first column of SQL's first row, keyed by KEY. */
-static int select_uint(struct sq *db, const char *sql, const char *key, unsigned *out)
-{
-	sqlite3_stmt *st = prep(db, sql);
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, key);
-	int e = -ENOENT;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		sqlite3_int64 v = sqlite3_column_int64(st, 0);
-		*out = v < 0 || v > 0xffffffffLL ? 0 : (unsigned)v;
-		e = 0;
-	}
-	sqlite3_finalize(st);
-	return e;
-}
-
-/* INSERT OR REPLACE of a text key and an unsigned value. */
-static int put_uint(struct sq *db, const char *sql, const char *table, const char *key,
-		    unsigned value)
-{
-	int e;
-	sqlite3_stmt *st = prep_write(db, sql, &e);
-	if (!st)
-		return e;
-	bind_text(st, 1, key);
-	sqlite3_bind_int64(st, 2, value);
-	e = step_done(db, st);
-	if (!e)
-		changed(db, table, key);
-	return e;
-}
-
 static int sq_cap_get(struct store *base, const char *key, unsigned *out)
 {
-	return select_uint(SQ(base), "SELECT value FROM host_caps WHERE key=?", key, out);
+	return sq_select_uint(SQ(base), "SELECT value FROM host_caps WHERE key=?", key, out);
 }
 
 static int sq_cap_set(struct store *base, const char *key, unsigned value)
 {
-	return put_uint(SQ(base), "INSERT OR REPLACE INTO host_caps VALUES(?, ?)", "host_caps", key,
-			value);
+	return sq_put_uint(SQ(base), "INSERT OR REPLACE INTO host_caps VALUES(?, ?)", "host_caps",
+			   key, value);
 }
 
 static int sq_user_cap_get(struct store *base, const char *user, unsigned *max)
 {
-	return select_uint(SQ(base), "SELECT max_sessions FROM user_caps WHERE user=?", user, max);
+	return sq_select_uint(SQ(base), "SELECT max_sessions FROM user_caps WHERE user=?", user,
+			      max);
 }
 
 static int sq_user_cap_set(struct store *base, const char *user, unsigned max)
 {
-	return put_uint(SQ(base), "INSERT OR REPLACE INTO user_caps VALUES(?, ?)", "user_caps",
-			user, max);
-}
-
-/* DELETE with one text parameter: 0, -ENOENT (no row) or an error. */
-static int delete_one(struct sq *db, const char *sql, const char *table, const char *key)
-{
-	int e;
-	sqlite3_stmt *st = prep_write(db, sql, &e);
-	if (!st)
-		return e;
-	bind_text(st, 1, key);
-	e = step_done(db, st);
-	if (e)
-		return e;
-	if (!sqlite3_changes(db->h))
-		return -ENOENT;
-	changed(db, table, key);
-	return 0;
+	return sq_put_uint(SQ(base), "INSERT OR REPLACE INTO user_caps VALUES(?, ?)", "user_caps",
+			   user, max);
 }
 
 static int sq_user_cap_del(struct store *base, const char *user)
 {
-	return delete_one(SQ(base), "DELETE FROM user_caps WHERE user=?", "user_caps", user);
-}
-
-/* Rows of a query as a JSON array of objects keyed by column name. */
-static json_object *rows_json(sqlite3_stmt *st)
-{
-	json_object *arr = json_object_new_array();
-	if (!st)
-		return arr;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		json_object *o = json_object_new_object();
-		for (int i = 0; i < sqlite3_column_count(st); i++) {
-			const char *k = sqlite3_column_name(st, i);
-			switch (sqlite3_column_type(st, i)) {
-			case SQLITE_INTEGER:
-				json_object_object_add(
-				    o, k, json_object_new_int64(sqlite3_column_int64(st, i)));
-				break;
-			case SQLITE_NULL:
-				break;
-			default:
-				json_object_object_add(
-				    o, k,
-				    json_object_new_string(
-					(const char *)sqlite3_column_text(st, i)));
-			}
-		}
-		json_object_array_add(arr, o);
-	}
-	sqlite3_finalize(st);
-	return arr;
+	return sq_delete_one(SQ(base), "DELETE FROM user_caps WHERE user=?", "user_caps", user);
 }
 
 static json_object *sq_user_caps_json(struct store *base)
 {
-	return rows_json(prep(SQ(base), "SELECT user, max_sessions FROM user_caps ORDER BY user"));
+	return sq_rows_json(
+	    sq_prep(SQ(base), "SELECT user, max_sessions FROM user_caps ORDER BY user"));
 }
 
 /* --- records --- */
-
-/* Each row of T selected by WHERE (binding KEY if not NULL) into a REC of SIZE, then FN. */
-static int scan(struct sq *db, const struct rec_table *t, const char *where, const char *key,
-		void *rec, size_t size, void (*fn)(const void *rec, void *arg), void *arg)
-{
-	sqlite3_stmt *st = rec_select(db, t, where);
-	if (!st)
-		return -EIO;
-	if (key)
-		bind_text(st, 1, key);
-	int r, n = 0;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		read_rec(st, t, rec, size);
-		fn(rec, arg);
-		n++;
-	}
-	sqlite3_finalize(st);
-	return r == SQLITE_DONE ? n : code_errno(db, r);
-}
-
-/* The row of T keyed KEY into REC: 0 or -ENOENT. */
-static int get_one(struct sq *db, const struct rec_table *t, const char *key, void *rec,
-		   size_t size)
-{
-	char where[128];
-	snprintf(where, sizeof(where), "WHERE %s=?", t->fields[0].key);
-	sqlite3_stmt *st = rec_select(db, t, where);
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, key);
-	int e = -ENOENT;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		read_rec(st, t, rec, size);
-		e = 0;
-	}
-	sqlite3_finalize(st);
-	return e;
-}
 
 /* --- images and apps --- */
 
@@ -610,19 +269,19 @@ static int sq_image_put(struct store *base, const struct db_image *m)
 	}
 	if (!row.created)
 		row.created = util_wall_s();
-	int e = rec_write(SQ(base), &rec_images, &row, REC_INSERT);
+	int e = sq_rec_write(SQ(base), &rec_images, &row, REC_INSERT);
 	explicit_bzero(row.rdp.password, sizeof(row.rdp.password));
 	return e;
 }
 
 static int sq_image_update(struct store *base, const struct db_image *m)
 {
-	return rec_write(SQ(base), &rec_images, m, REC_UPDATE);
+	return sq_rec_write(SQ(base), &rec_images, m, REC_UPDATE);
 }
 
 static int sq_image_get(struct store *base, const char *name, struct db_image *m)
 {
-	return get_one(SQ(base), &rec_images, name, m, sizeof(*m));
+	return sq_get_one(SQ(base), &rec_images, name, m, sizeof(*m));
 }
 
 struct image_scan {
@@ -640,7 +299,7 @@ static int images_where(struct sq *db, const char *where, store_image_fn fn, voi
 {
 	struct db_image m;
 	struct image_scan x = {fn, arg};
-	int r = scan(db, &rec_images, where, NULL, &m, sizeof(m), image_row, &x);
+	int r = sq_scan(db, &rec_images, where, NULL, &m, sizeof(m), image_row, &x);
 	explicit_bzero(m.rdp.password, sizeof(m.rdp.password));
 	return r < 0 ? r : 0;
 }
@@ -659,7 +318,7 @@ static int sq_image_del(struct store *base, const char *name)
 {
 	struct sq *db = SQ(base);
 	unsigned used = 0;
-	int e = select_uint(db, "SELECT count(*) FROM apps WHERE image=?", name, &used);
+	int e = sq_select_uint(db, "SELECT count(*) FROM apps WHERE image=?", name, &used);
 	if (e < 0)
 		return e;
 	if (used)
@@ -668,11 +327,11 @@ static int sq_image_del(struct store *base, const char *name)
 	bool own = !db->in_txn;
 	if (own && (e = sq_begin(base)) < 0)
 		return e;
-	e = delete_one(db, "DELETE FROM images WHERE name=?", "images", name);
+	e = sq_delete_one(db, "DELETE FROM images WHERE name=?", "images", name);
 	if (e == 0) {
-		int t = delete_one(db, "DELETE FROM templates WHERE image=?", "templates", name);
-		int b = delete_one(db, "DELETE FROM template_builds WHERE image=?",
-				   "template_builds", name);
+		int t = sq_delete_one(db, "DELETE FROM templates WHERE image=?", "templates", name);
+		int b = sq_delete_one(db, "DELETE FROM template_builds WHERE image=?",
+				      "template_builds", name);
 		e = t < 0 && t != -ENOENT ? t : b < 0 && b != -ENOENT ? b : 0;
 	}
 	if (own) {
@@ -686,51 +345,30 @@ static int sq_image_del(struct store *base, const char *name)
 
 static int sq_app_put(struct store *base, const struct db_app *a)
 {
-	return rec_write(SQ(base), &rec_apps, a, REC_INSERT);
+	return sq_rec_write(SQ(base), &rec_apps, a, REC_INSERT);
 }
 
 static int sq_app_get(struct store *base, const char *alias, struct db_app *a)
 {
-	return get_one(SQ(base), &rec_apps, alias, a, sizeof(*a));
+	return sq_get_one(SQ(base), &rec_apps, alias, a, sizeof(*a));
 }
 
 static int sq_app_del(struct store *base, const char *alias)
 {
-	return delete_one(SQ(base), "DELETE FROM apps WHERE alias=?", "apps", alias);
-}
-
-struct json_scan {
-	json_object *arr;
-	const struct rec_table *t;
-	unsigned views;
-};
-
-static void json_row(const void *rec, void *arg)
-{
-	struct json_scan *x = arg;
-	json_object_array_add(x->arr, rec_json(x->t, rec, x->views, 0));
-}
-
-/* Rows of T selected by WHERE as a JSON array of their VIEWS (REC a scratch row of SIZE). */
-static json_object *table_json(struct sq *db, const struct rec_table *t, const char *where,
-			       unsigned views, void *rec, size_t size)
-{
-	struct json_scan x = {json_object_new_array(), t, views};
-	scan(db, t, where, NULL, rec, size, json_row, &x);
-	return x.arr;
+	return sq_delete_one(SQ(base), "DELETE FROM apps WHERE alias=?", "apps", alias);
 }
 
 static json_object *sq_apps_json(struct store *base)
 {
 	struct db_app a;
-	return table_json(SQ(base), &rec_apps, "ORDER BY alias", REC_ALL, &a, sizeof(a));
+	return sq_table_json(SQ(base), &rec_apps, "ORDER BY alias", REC_ALL, &a, sizeof(a));
 }
 
 /* --- sessions --- */
 
 static int sq_session_save(struct store *base, const struct db_session *s)
 {
-	return rec_write(SQ(base), &rec_sessions, s, REC_UPSERT);
+	return sq_rec_write(SQ(base), &rec_sessions, s, REC_UPSERT);
 }
 
 struct session_scan {
@@ -748,8 +386,8 @@ static int sq_sessions_live(struct store *base, store_session_fn fn, void *arg)
 {
 	struct db_session s;
 	struct session_scan x = {fn, arg};
-	int r = scan(SQ(base), &rec_sessions, "WHERE state != 'ended' ORDER BY created, id", NULL,
-		     &s, sizeof(s), session_row, &x);
+	int r = sq_scan(SQ(base), &rec_sessions, "WHERE state != 'ended' ORDER BY created, id",
+			NULL, &s, sizeof(s), session_row, &x);
 	return r < 0 ? r : 0;
 }
 
@@ -758,27 +396,27 @@ static int sq_session_claim(struct store *base, const char *host, struct db_sess
 	struct sq *db = SQ(base);
 	/* one statement: a concurrent claimer sees the row taken */
 	char cols[2048], sql[4096];
-	col_list(&rec_sessions, true, cols, sizeof(cols));
+	sq_col_list(&rec_sessions, true, cols, sizeof(cols));
 	snprintf(sql, sizeof(sql),
 		 "UPDATE sessions SET state='starting', host=?1 WHERE id=(SELECT id FROM sessions"
 		 " WHERE state='queued' AND (host IS NULL OR host='') ORDER BY created, id LIMIT 1)"
 		 " RETURNING %s",
 		 cols);
 	int e;
-	sqlite3_stmt *st = prep_write(db, sql, &e);
+	sqlite3_stmt *st = sq_prep_write(db, sql, &e);
 	if (!st)
 		return e;
-	bind_text(st, 1, host);
+	sq_bind_text(st, 1, host);
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
-		read_rec(st, &rec_sessions, out, sizeof(*out));
+		sq_read_rec(st, &rec_sessions, out, sizeof(*out));
 		r = sqlite3_step(st);
 	}
 	bool claimed = out->id[0] && (r == SQLITE_DONE || r == SQLITE_ROW);
-	e = r == SQLITE_DONE ? (claimed ? 0 : -ENOENT) : code_errno(db, r);
+	e = r == SQLITE_DONE ? (claimed ? 0 : -ENOENT) : sq_code_errno(db, r);
 	sqlite3_finalize(st);
 	if (e == 0)
-		changed(db, "sessions", out->id);
+		sq_changed(db, "sessions", out->id);
 	return e;
 }
 
@@ -788,19 +426,19 @@ static json_object *sq_sessions_ended_json(struct store *base, unsigned limit)
 	struct db_session s;
 	snprintf(where, sizeof(where), "WHERE state = 'ended' ORDER BY ended DESC, id LIMIT %u",
 		 limit);
-	return table_json(SQ(base), &rec_sessions, where, REC_V_HIST, &s, sizeof(s));
+	return sq_table_json(SQ(base), &rec_sessions, where, REC_V_HIST, &s, sizeof(s));
 }
 
 /* --- warm guests --- */
 
 static int sq_warm_save(struct store *base, const struct db_warm *w)
 {
-	return rec_write(SQ(base), &rec_warm, w, REC_UPSERT);
+	return sq_rec_write(SQ(base), &rec_warm, w, REC_UPSERT);
 }
 
 static int sq_warm_del(struct store *base, const char *id)
 {
-	int e = delete_one(SQ(base), "DELETE FROM warm WHERE id=?", "warm", id);
+	int e = sq_delete_one(SQ(base), "DELETE FROM warm WHERE id=?", "warm", id);
 	return e == -ENOENT ? 0 : e;
 }
 
@@ -819,37 +457,17 @@ static int sq_warms(struct store *base, store_warm_fn fn, void *arg)
 {
 	struct db_warm w;
 	struct warm_scan x = {fn, arg};
-	int r = scan(SQ(base), &rec_warm, "ORDER BY id", NULL, &w, sizeof(w), warm_row, &x);
+	int r = sq_scan(SQ(base), &rec_warm, "ORDER BY id", NULL, &w, sizeof(w), warm_row, &x);
 	return r < 0 ? r : 0;
 }
 
 /* --- templates --- */
 
-/* One text value: the first column of SQL's first row, with up to two text keys. */
-static int select_text(struct sq *db, const char *sql, const char *k1, const char *k2, char *out,
-		       size_t len)
-{
-	out[0] = '\0';
-	sqlite3_stmt *st = prep(db, sql);
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, k1);
-	if (k2)
-		bind_text(st, 2, k2);
-	int e = -ENOENT;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		col_text(st, 0, out, len);
-		e = 0;
-	}
-	sqlite3_finalize(st);
-	return e;
-}
-
 static int sq_template_get(struct store *base, const char *image, const char *accel, char *dir,
 			   size_t len)
 {
-	return select_text(SQ(base), "SELECT dir FROM templates WHERE image=? AND accel=?", image,
-			   accel, dir, len);
+	return sq_select_text(SQ(base), "SELECT dir FROM templates WHERE image=? AND accel=?",
+			      image, accel, dir, len);
 }
 
 static int sq_template_set(struct store *base, const char *image, const char *accel,
@@ -857,33 +475,33 @@ static int sq_template_set(struct store *base, const char *image, const char *ac
 {
 	struct sq *db = SQ(base);
 	int e;
-	sqlite3_stmt *st = prep_write(
+	sqlite3_stmt *st = sq_prep_write(
 	    db,
 	    dir && *dir ? "INSERT OR REPLACE INTO templates(image, accel, dir) VALUES(?,?,?)"
 			: "DELETE FROM templates WHERE image=? AND accel=?",
 	    &e);
 	if (!st)
 		return e;
-	bind_text(st, 1, image);
-	bind_text(st, 2, accel);
+	sq_bind_text(st, 1, image);
+	sq_bind_text(st, 2, accel);
 	if (dir && *dir)
-		bind_text(st, 3, dir);
-	e = step_done(db, st);
+		sq_bind_text(st, 3, dir);
+	e = sq_step_done(db, st);
 	if (!e)
-		changed(db, "templates", image);
+		sq_changed(db, "templates", image);
 	return e;
 }
 
 static int sq_template_used(struct store *base, const char *dir)
 {
 	struct sq *db = SQ(base);
-	sqlite3_stmt *st = prep(db, "SELECT 1 FROM templates WHERE dir=?");
+	sqlite3_stmt *st = sq_prep(db, "SELECT 1 FROM templates WHERE dir=?");
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, dir);
+	sq_bind_text(st, 1, dir);
 	int r = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : code_errno(db, r);
+	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : sq_code_errno(db, r);
 }
 
 static int sq_tbuild_add(struct store *base, const char *image)
@@ -891,28 +509,28 @@ static int sq_tbuild_add(struct store *base, const char *image)
 	struct sq *db = SQ(base);
 	int e;
 	sqlite3_stmt *st =
-	    prep_write(db, "INSERT OR IGNORE INTO template_builds(image) VALUES(?)", &e);
+	    sq_prep_write(db, "INSERT OR IGNORE INTO template_builds(image) VALUES(?)", &e);
 	if (!st)
 		return e;
-	bind_text(st, 1, image);
-	return step_done(db, st);
+	sq_bind_text(st, 1, image);
+	return sq_step_done(db, st);
 }
 
 static int sq_tbuild_del(struct store *base, const char *image)
 {
-	int e = delete_one(SQ(base), "DELETE FROM template_builds WHERE image=?", "template_builds",
-			   image);
+	int e = sq_delete_one(SQ(base), "DELETE FROM template_builds WHERE image=?",
+			      "template_builds", image);
 	return e == -ENOENT ? 0 : e;
 }
 
 static int sq_tbuilds(struct store *base, store_name_fn fn, void *arg)
 {
-	sqlite3_stmt *st = prep(SQ(base), "SELECT image FROM template_builds ORDER BY image");
+	sqlite3_stmt *st = sq_prep(SQ(base), "SELECT image FROM template_builds ORDER BY image");
 	if (!st)
 		return -EIO;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		char image[65];
-		col_text(st, 0, image, sizeof(image));
+		sq_col_text(st, 0, image, sizeof(image));
 		fn(image, arg);
 	}
 	sqlite3_finalize(st);
@@ -923,19 +541,19 @@ static int sq_tbuilds(struct store *base, store_name_fn fn, void *arg)
 
 static int sq_meta_get(struct store *base, const char *key, char *out, size_t len)
 {
-	return select_text(SQ(base), "SELECT value FROM meta WHERE key=?", key, NULL, out, len);
+	return sq_select_text(SQ(base), "SELECT value FROM meta WHERE key=?", key, NULL, out, len);
 }
 
 static int sq_meta_set(struct store *base, const char *key, const char *value)
 {
 	struct sq *db = SQ(base);
 	int e;
-	sqlite3_stmt *st = prep_write(db, "INSERT OR REPLACE INTO meta VALUES(?, ?)", &e);
+	sqlite3_stmt *st = sq_prep_write(db, "INSERT OR REPLACE INTO meta VALUES(?, ?)", &e);
 	if (!st)
 		return e;
-	bind_text(st, 1, key);
-	bind_text(st, 2, value);
-	return step_done(db, st);
+	sq_bind_text(st, 1, key);
+	sq_bind_text(st, 2, value);
+	return sq_step_done(db, st);
 }
 
 /* --- audit --- */
@@ -945,7 +563,7 @@ static int sq_flush(struct store *base)
 	struct sq *db = SQ(base);
 	unsigned done = 0;
 	while (done < db->n_backlog &&
-	       rec_write(db, &rec_audit, &db->backlog[done], REC_INSERT) == 0)
+	       sq_rec_write(db, &rec_audit, &db->backlog[done], REC_INSERT) == 0)
 		done++;
 	if (done) {
 		memmove(db->backlog, db->backlog + done,
@@ -962,7 +580,7 @@ static int sq_audit(struct store *base, const struct db_audit *a)
 	struct sq *db = SQ(base);
 	/* in order: nothing jumps ahead of what is held */
 	if ((db->n_backlog == 0 || sq_flush(base) == 0) &&
-	    rec_write(db, &rec_audit, a, REC_INSERT) == 0)
+	    sq_rec_write(db, &rec_audit, a, REC_INSERT) == 0)
 		return 0;
 	if (!db->backlog)
 		db->backlog = calloc(AUDIT_BACKLOG, sizeof(*db->backlog));
@@ -980,11 +598,11 @@ static int sq_audit(struct store *base, const struct db_audit *a)
 static json_object *sq_audit_json(struct store *base, unsigned limit)
 {
 	sqlite3_stmt *st =
-	    prep(SQ(base), "SELECT id, ts, kind, user, client, session, detail FROM audit"
-			   " ORDER BY id DESC LIMIT ?");
+	    sq_prep(SQ(base), "SELECT id, ts, kind, user, client, session, detail FROM audit"
+			      " ORDER BY id DESC LIMIT ?");
 	if (st)
 		sqlite3_bind_int64(st, 1, limit);
-	return rows_json(st);
+	return sq_rows_json(st);
 }
 
 #define SQ_OP(ret, name, params, args) .name = sq_##name,

@@ -241,8 +241,10 @@ static void fill_position(const struct quota_ledger *l, size_t k, struct quota_d
 	}
 }
 
+enum submit_mode { SUBMIT_ADMIT, SUBMIT_QUEUE, SUBMIT_REQUEUE };
+
 static struct quota_decision submit(struct quota_ledger *l, const struct quota_req *req,
-				    int64_t now_ms, bool may_admit)
+				    int64_t now_ms, enum submit_mode mode)
 {
 	struct quota_decision d = {QUOTA_REFUSE, 0, -1, NULL};
 	if (!req->user[0] || !req->image[0]) {
@@ -260,7 +262,8 @@ static struct quota_decision submit(struct quota_ledger *l, const struct quota_r
 		return d;
 	}
 	/* Admit at once only when nobody is waiting for the same resources. */
-	if (may_admit && l->n_queue == 0 && !host_block(l, req->memory_mb) && !own_block(l, req)) {
+	if (mode == SUBMIT_ADMIT && l->n_queue == 0 && !host_block(l, req->memory_mb) &&
+	    !own_block(l, req)) {
 		if (admit(l, req) < 0) {
 			d.reason = "out of memory";
 			return d;
@@ -281,7 +284,8 @@ static struct quota_decision submit(struct quota_ledger *l, const struct quota_r
 	struct quota_req q = *req;
 	if (!q.enqueued_ms)
 		q.enqueued_ms = now_ms;
-	q.round = round_for(l, q.user);
+	/* back in line: ahead of everyone who arrived later, whatever their round */
+	q.round = mode == SUBMIT_REQUEUE ? l->round_served : round_for(l, q.user);
 	insert_sorted(l, &q);
 	quota_position(l, req->id, now_ms, &d);
 	return d;
@@ -290,13 +294,19 @@ static struct quota_decision submit(struct quota_ledger *l, const struct quota_r
 struct quota_decision quota_request(struct quota_ledger *l, const struct quota_req *req,
 				    int64_t now_ms)
 {
-	return submit(l, req, now_ms, true);
+	return submit(l, req, now_ms, SUBMIT_ADMIT);
 }
 
 struct quota_decision quota_enqueue(struct quota_ledger *l, const struct quota_req *req,
 				    int64_t now_ms)
 {
-	return submit(l, req, now_ms, false);
+	return submit(l, req, now_ms, SUBMIT_QUEUE);
+}
+
+struct quota_decision quota_requeue(struct quota_ledger *l, const struct quota_req *req,
+				    int64_t now_ms)
+{
+	return submit(l, req, now_ms, SUBMIT_REQUEUE);
 }
 
 bool quota_try(struct quota_ledger *l, const struct quota_req *req)

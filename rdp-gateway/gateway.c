@@ -5,6 +5,7 @@
  * nestord only through its API socket; never touches PAM, sqlite or QEMU.
  */
 #include "nestor-config.h"
+#include "boot.h"
 #include "gateway.h"
 #include "log.h"
 #include "util.h"
@@ -15,7 +16,6 @@
 #include <freerdp/channels/channels.h>
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/freerdp.h>
-#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -230,45 +230,34 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
 	return 0;
 }
 
+static int load(void *cfg, const char *path, char *err, size_t errlen)
+{
+	return gw_config_load(cfg, path, err, errlen);
+}
+
+static int parse(void *cfg, const char *name, const char *text, char *err, size_t errlen)
+{
+	return gw_config_parse(cfg, name, text, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"log-level", required_argument, NULL, 'l'},
-					     {"version", no_argument, NULL, 'V'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *level = NULL;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'l':
-			level = optarg;
-			break;
-		case 'V':
-			printf("nestor-gateway %s\n", NESTOR_VERSION);
-			return 0;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fputs(usage, stderr);
-		return 2;
-	}
+	const struct boot_opt opts[] = {
+	    {"config", 'c', true, .str = &config}, {"log-level", 'l', true, .str = &level}, {0}};
+	const struct boot_prog prog = {.name = "nestor-gateway",
+				       .usage = usage,
+				       .version = NESTOR_VERSION,
+				       .opts = opts,
+				       .max_args = 0};
+	int nargs, st = boot_parse(&prog, argc, argv, &nargs);
+	if (st != BOOT_RUN)
+		return st;
 	static struct gw gw; /* large: static */
 	char err[1024];
 	gw_config_defaults(&gw.cfg);
-	const char *path = config ? config : NESTOR_SYSCONFDIR "/nestor/gateway.conf";
-	int r = gw_config_load(&gw.cfg, path, err, sizeof(err));
-	if (r == -ENOENT && !config)
-		r = 0;
+	int r = boot_config(config, NESTOR_SYSCONFDIR "/nestor/gateway.conf", load, parse, &gw.cfg,
+			    err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "nestor-gateway: %s\n", err);
 		return 1;

@@ -10,6 +10,7 @@
  * the first frame without it is the guest's ("first guest frame").
  */
 #include "nestor-config.h"
+#include "boot.h"
 #include "httpc.h"
 
 #include <dirent.h>
@@ -17,7 +18,6 @@
 #include <freerdp/freerdp.h>
 #include <freerdp/gdi/gdi.h>
 #include <freerdp/input.h>
-#include <getopt.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <netdb.h>
@@ -862,77 +862,32 @@ static bool pattern_ok(const char *p)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {{"gateway", required_argument, NULL, 'g'},
-					   {"users", required_argument, NULL, 'u'},
-					   {"user-pattern", required_argument, NULL, 'p'},
-					   {"sessions", required_argument, NULL, 'n'},
-					   {"arrival", required_argument, NULL, 'a'},
-					   {"app", required_argument, NULL, 'A'},
-					   {"hold", required_argument, NULL, 'H'},
-					   {"timeout", required_argument, NULL, 'T'},
-					   {"canary", required_argument, NULL, 'C'},
-					   {"baseline", required_argument, NULL, 'B'},
-					   {"socket", required_argument, NULL, 's'},
-					   {"json", required_argument, NULL, 'j'},
-					   {"svg", required_argument, NULL, 'S'},
-					   {"seed", required_argument, NULL, 'r'},
-					   {"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
 	const char *gateway = NULL, *ufile = NULL, *pattern = NULL, *canary = NULL;
-	snprintf(opt.arrival, sizeof(opt.arrival), "burst");
-	int c;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		switch (c) {
-		case 'g':
-			gateway = optarg;
-			break;
-		case 'u':
-			ufile = optarg;
-			break;
-		case 'p':
-			pattern = optarg;
-			break;
-		case 'n':
-			opt.n = atoi(optarg);
-			break;
-		case 'a':
-			snprintf(opt.arrival, sizeof(opt.arrival), "%s", optarg);
-			break;
-		case 'A':
-			snprintf(opt.app, sizeof(opt.app), "%s", optarg);
-			break;
-		case 'H':
-			opt.hold = (unsigned)atoi(optarg);
-			break;
-		case 'T':
-			opt.timeout = (unsigned)atoi(optarg);
-			break;
-		case 'C':
-			canary = optarg;
-			break;
-		case 'B':
-			opt.baseline = (unsigned)atoi(optarg);
-			break;
-		case 's':
-			opt.socket = optarg;
-			break;
-		case 'j':
-			opt.json = optarg;
-			break;
-		case 'S':
-			opt.svg = optarg;
-			break;
-		case 'r':
-			opt.seed = (unsigned)atoi(optarg);
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 2;
-		}
-	}
+	const char *arrival = "burst", *app = "";
+	unsigned n = 0;
+	const struct boot_opt lo[] = {{"gateway", 0, true, .str = &gateway},
+				      {"users", 0, true, .str = &ufile},
+				      {"user-pattern", 0, true, .str = &pattern},
+				      {"sessions", 0, true, .uint = &n},
+				      {"arrival", 0, true, .str = &arrival},
+				      {"app", 0, true, .str = &app},
+				      {"hold", 0, true, .uint = &opt.hold},
+				      {"timeout", 0, true, .uint = &opt.timeout},
+				      {"canary", 0, true, .str = &canary},
+				      {"baseline", 0, true, .uint = &opt.baseline},
+				      {"socket", 0, true, .str = &opt.socket},
+				      {"json", 0, true, .str = &opt.json},
+				      {"svg", 0, true, .str = &opt.svg},
+				      {"seed", 0, true, .uint = &opt.seed},
+				      {0}};
+	const struct boot_prog prog = {
+	    .name = "nestor-storm", .usage = usage, .opts = lo, .max_args = BOOT_ANY_ARGS};
+	int nargs, status = boot_parse(&prog, argc, argv, &nargs);
+	if (status != BOOT_RUN)
+		return status;
+	opt.n = n > MAXU ? MAXU : (int)n;
+	snprintf(opt.arrival, sizeof(opt.arrival), "%s", arrival);
+	snprintf(opt.app, sizeof(opt.app), "%s", app);
 	const char *colon = gateway ? strrchr(gateway, ':') : NULL;
 	if (!gateway || !colon || colon == gateway || atoi(colon + 1) <= 0 ||
 	    atoi(colon + 1) > 65535) {

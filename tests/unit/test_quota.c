@@ -425,8 +425,30 @@ static void test_enqueue(void)
 	quota_ledger_finish(&l);
 }
 
+/* Back in line at the arrival place: ahead of later arrivals in later rounds. */
+static void test_requeue(void)
+{
+	struct quota_ledger l;
+	quota_ledger_init(&l);
+	quota_set_host_caps(&l, (struct quota_caps){4, 1, 0});
+	struct quota_req a = req(1, "a", "img", 0), a2 = req(2, "a", "img", 0),
+			 b = req(3, "b", "img", 0), old = req(4, "c", "img", 0);
+	CHECK(quota_request(&l, &a, 10).verdict == QUOTA_ADMIT);
+	CHECK(quota_request(&l, &a2, 11).verdict == QUOTA_QUEUE); /* round 0 */
+	CHECK(quota_request(&l, &b, 12).verdict == QUOTA_QUEUE);
+	old.enqueued_ms = 5; /* waited before the others arrived */
+	struct quota_decision d = quota_requeue(&l, &old, 20);
+	CHECK(d.verdict == QUOTA_QUEUE && d.position == 1);
+	CHECK(l.sessions == 1 && l.starting == 1); /* nothing counted for it yet */
+	quota_started(&l, 100);
+	struct quota_req out;
+	CHECK(quota_next(&l, 30, &out) && out.id == 4);
+	quota_ledger_finish(&l);
+}
+
 int main(void)
 {
+	test_requeue();
 	test_enqueue();
 	test_pressure();
 	test_release();

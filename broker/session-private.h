@@ -1,0 +1,60 @@
+/*
+ * Inside the sessions module: shared by sessions.c (the state machine, the
+ * only writer of session state) and session_views.c (what is shown of a
+ * session, and who watches it). Not for other modules.
+ */
+#ifndef NESTOR_BRK_SESSION_PRIVATE_H
+#define NESTOR_BRK_SESSION_PRIVATE_H
+
+#include "admit.h"
+#include "sessions.h"
+#include "warm.h"
+
+struct brk_watch {
+	struct brk_watch *next, **prevp;
+	struct brk_session *s;
+	brk_watch_fn cb;
+	void *arg;
+};
+
+struct brk_session {
+	struct brk_session *next;
+	struct sessions *ss;
+	struct db_session rec;
+	enum brk_state state;
+	uint64_t qid;
+	struct admit_ticket tk;
+	struct lnch_guest *guest;
+	struct db_image img;
+	char title[129];
+	int64_t since_ms;    /* entered the current state */
+	int64_t activity_ms; /* last input or attach */
+	int64_t created_ms;
+	int64_t start_ms;      /* admitted */
+	char reason[256];      /* why queued / why ended */
+	enum lnch_accel accel; /* what the guest was started under */
+	bool retry;	       /* stopped to start again under another accelerator */
+	bool dirty;	       /* the row could not be written yet */
+	char lease_gw[33];     /* the gateway holding the connection ("" none) */
+	int64_t lease_until;   /* CONNECTED: disconnected when this passes (0: no lease) */
+	bool lease_lapsed;     /* disconnected by a lapsed lease: its gateway may take it back */
+	struct warm_handout handout; /* a warm guest reserved for this session */
+	struct brk_watch *watchers;
+};
+
+struct sessions {
+	struct host *h;
+	struct warm_pool *wp;
+	struct templates *tpl;
+	struct brk_session *list; /* newest first */
+	uint64_t next_qid;
+};
+
+static inline bool live(const struct brk_session *s)
+{
+	return s->state != BRK_ENDED;
+}
+
+void sess_watch_unlink(struct brk_watch *w);
+
+#endif

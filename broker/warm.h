@@ -1,0 +1,60 @@
+/*
+ * Warm pools: paused template clones counted against the host caps as
+ * "@warm", handed out on connect (a resume instead of a boot). Recorded
+ * in the store and reattached by the next nestord. Runs on the loop.
+ */
+#ifndef NESTOR_BRK_WARM_H
+#define NESTOR_BRK_WARM_H
+
+#include "host.h"
+
+struct warm_pool;
+struct templates;
+
+/* A warm guest taken from the pool for a session (see warm_take). */
+struct warm_handout {
+	char id[17];
+	char image[65];
+	unsigned memory_mb;
+	char template_dir[BRK_PATH_MAX];
+	enum lnch_accel accel;
+	struct lnch_guest *guest;
+};
+
+struct warm_pool *warm_create(struct host *h, struct templates *tpl);
+/* Guests still here are detached (their rows stay: the next nestord reattaches). */
+void warm_destroy(struct warm_pool *wp);
+
+/* Fill every image's pool up to its size while the caps allow and nobody waits. */
+void warm_refill(struct warm_pool *wp);
+/* Stop one ready warm guest to make room for a waiting user; false if none. */
+bool warm_evict(struct warm_pool *wp);
+/*
+ * A ready warm guest of IMAGE into *OUT, out of the pool and the ledger;
+ * then, before the loop runs again (its guest's events still go to the
+ * pool), warm_hand_over (a session set its callbacks) or warm_put_back.
+ */
+bool warm_take(struct warm_pool *wp, const char *image, struct warm_handout *out);
+void warm_put_back(struct warm_pool *wp, struct warm_handout *ho);
+/* The session owns the guest now: the pool forgets it. */
+void warm_hand_over(struct warm_pool *wp, struct warm_handout *ho);
+/* A taken guest that will not be used after all: stopped. */
+void warm_discard(struct warm_pool *wp, struct warm_handout *ho);
+
+/* A smaller pool for IMAGE sheds its surplus. */
+void warm_shed(struct warm_pool *wp, const char *image, unsigned size);
+/* The decision moved away from OLD: guests paused under it are stopped. */
+void warm_accel_changed(struct warm_pool *wp, enum lnch_accel old);
+/* Shutdown: stop every warm guest, or (DETACH) leave them for the next nestord. */
+void warm_stop_all(struct warm_pool *wp, bool detach);
+/* Kill every warm guest now (a shutdown that ran out of time). */
+void warm_kill_all(struct warm_pool *wp);
+bool warm_busy(const struct warm_pool *wp);
+bool warm_owns(const struct warm_pool *wp, const char *id);
+bool warm_uses_template(const struct warm_pool *wp, const char *dir);
+/* A row left by an earlier nestord (not handed out): reattached if it was ready. */
+void warm_restore(struct warm_pool *wp, const struct db_warm *row);
+/* warm_ready / warm_starting counts of IMAGE added to O. */
+void warm_json_add(const struct warm_pool *wp, const char *image, json_object *o);
+
+#endif
