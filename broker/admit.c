@@ -71,13 +71,16 @@ struct quota_decision admit_request(struct admit *a, struct admit_ticket *t, uin
 	return d;
 }
 
-struct quota_decision admit_requeue(struct admit *a, const struct admit_ticket *t, uint64_t qid,
+struct quota_decision admit_requeue(struct admit *a, struct admit_ticket *t, uint64_t qid,
 				    int64_t enqueued_ms, int64_t deadline_ms, int64_t now_ms)
 {
 	struct quota_req r = req_of(t, qid);
 	r.enqueued_ms = enqueued_ms;
 	r.deadline_ms = deadline_ms;
-	return quota_requeue(&a->q, &r, now_ms);
+	struct quota_decision d =
+	    quota_requeue(&a->q, &r, t->hold != ADMIT_NONE, t->hold == ADMIT_STARTING, now_ms);
+	t->hold = ADMIT_NONE;
+	return d;
 }
 
 bool admit_try(struct admit *a, struct admit_ticket *t)

@@ -45,8 +45,11 @@ void admit_ticket_init(struct admit_ticket *t, const char *user, const char *ima
  */
 struct quota_decision admit_request(struct admit *a, struct admit_ticket *t, uint64_t qid,
 				    int64_t deadline_ms, bool may_admit, int64_t now_ms);
-/* Back in line at ENQUEUED_MS (a restarted broker's queue); never admits at once. */
-struct quota_decision admit_requeue(struct admit *a, const struct admit_ticket *t, uint64_t qid,
+/*
+ * Back in line at ENQUEUED_MS (a restarted broker's queue, an admission taken
+ * back): what T held is given back first. Never admits at once.
+ */
+struct quota_decision admit_requeue(struct admit *a, struct admit_ticket *t, uint64_t qid,
 				    int64_t enqueued_ms, int64_t deadline_ms, int64_t now_ms);
 /* Background work (warm guest, template build): admitted only if it fits and nobody waits. */
 bool admit_try(struct admit *a, struct admit_ticket *t);

@@ -6,6 +6,7 @@
  */
 #include "api.h"
 #include "api_parse.h"
+#include "api_socket.h"
 #include "broker.h"
 #include "log.h"
 #include "record.h"
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -21,9 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 struct pending;
@@ -31,6 +30,8 @@ struct pending;
 struct api {
 	struct event_base *base;
 	struct brk *b;
+	gid_t gateway_gid; /* api_group: the gateway's role (0: none) */
+	gid_t admin_gid;   /* admin_group (0: root and nestord's own user only) */
 	struct evhttp *http;
 	struct evhttp_bound_socket *listener;
 	char path[108];
@@ -226,8 +227,13 @@ static void on_authed(int status, const char *reason, void *arg)
 			reply_err(req, 429, "%s", err);
 		else if (r < 0)
 			reply_err(req, 503, "%s", err);
-		else
-			session_reply(api, req, 200, s);
+		else {
+			/* whoever authenticated the user gets the session's grant */
+			json_object *o = brk_session_json(api->b, s);
+			json_object_object_add(o, "grant",
+					       json_object_new_string(brk_session_grant(s)));
+			reply_json(req, 200, o);
+		}
 	}
 	pending_free(p);
 }
@@ -651,7 +657,7 @@ static void h_audit(HANDLER_ARGS)
 
 /* --- routing --- */
 
-#define ROUTE_HANDLER(route, method, path, body, handler) [API_##route] = h_##handler,
+#define ROUTE_HANDLER(route, method, path, body, handler, who) [API_##route] = h_##handler,
 static void (*const handlers[API_ROUTE_COUNT])(HANDLER_ARGS) = {API_ROUTES(ROUTE_HANDLER)};
 #undef ROUTE_HANDLER
 
@@ -669,6 +675,27 @@ static const char *method_name(enum evhttp_cmd_type m)
 	default:
 		return "";
 	}
+}
+
+/* Why this caller may not make request R (on session S), into MSG; false if it may. */
+static bool forbidden(const struct api *api, struct evhttp_request *req, const struct api_req *r,
+		      struct brk_session *s, bool *admin, char *msg, size_t len)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+	char who[32];
+	enum api_role role = api_peer_role(bev ? bufferevent_getfd(bev) : -1, api->gateway_gid,
+					   api->admin_gid, who, sizeof(who));
+	*admin = role == API_ROLE_ADMIN;
+	if (r->route == API_NONE)
+		return false; /* nothing matched: the parser's answer, whoever asks */
+	const char *why = api_refusal(role, r->route, s && brk_session_grant_ok(s, r->grant));
+	if (!why)
+		return false;
+	snprintf(msg, len, "%s: %s", who, why);
+	log_warn("api: refused %s %s: %s", api_route_method(r->route), api_route_path(r->route),
+		 msg);
+	return true;
 }
 
 static void route(struct evhttp_request *req, void *arg)
@@ -692,9 +719,14 @@ static void route(struct evhttp_request *req, void *arg)
 		explicit_bzero(body, len);
 		free(body);
 	}
-	/* a session that does not exist is 404 before any other complaint */
-	struct brk_session *s = NULL;
-	if (r.param == API_P_SESSION && !(s = brk_session_find(api->b, r.name)))
+	struct brk_session *s = r.param == API_P_SESSION ? brk_session_find(api->b, r.name) : NULL;
+	bool admin;
+	/* who may ask comes first: a refused caller learns nothing, not even which
+	 * sessions exist; for the others a missing session is 404 before any other
+	 * complaint */
+	if (forbidden(api, req, &r, s, &admin, err, sizeof(err)))
+		reply_err(req, 403, "%s", err);
+	else if (r.param == API_P_SESSION && !s && (admin || r.route != API_NONE))
 		reply_err(req, 404, "no session %s", r.name);
 	else if (st)
 		reply_err(req, st, "%s", err);
@@ -707,7 +739,6 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 		       char *err, size_t errlen)
 {
 	struct api *api = calloc(1, sizeof(*api));
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = -1;
 	if (!api) {
 		snprintf(err, errlen, "out of memory");
@@ -715,28 +746,22 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 	}
 	api->base = base;
 	api->b = b;
-	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
+	if (strlen(path) >= sizeof(api->path)) {
 		snprintf(err, errlen, "api_socket path too long");
 		goto fail;
 	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
 	memcpy(api->path, path, strlen(path) + 1);
-	unlink(path); /* a stale socket of an earlier nestord */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	mode_t old = umask(0117);
-	int br = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (br < 0 || listen(fd, 64) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+	fd = api_listen(path, group, &api->gateway_gid, err, errlen);
+	if (fd < 0)
 		goto fail;
-	}
-	chmod(path, 0660);
-	if (group && *group) {
-		struct group *g = getgrnam(group);
-		if (!g || chown(path, (uid_t)-1, g->gr_gid) < 0) {
-			snprintf(err, errlen, "cannot give %s to group '%s'", path, group);
+	const char *admins = brk_config(b)->admin_group;
+	if (*admins) {
+		struct group *g = getgrnam(admins);
+		if (!g) {
+			snprintf(err, errlen, "admin_group '%s' does not exist", admins);
 			goto fail;
 		}
+		api->admin_gid = g->gr_gid;
 	}
 	api->http = evhttp_new(base);
 	if (!api->http) {

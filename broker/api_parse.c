@@ -148,9 +148,11 @@ struct route {
 	const char *method;
 	const char *path;
 	const struct body *body;
+	enum api_who who;
 };
 
-#define ROUTE_ROW(route, method, path, body, handler) [API_##route] = {#method, path, BODY_##body},
+#define ROUTE_ROW(route, method, path, body, handler, who)                                         \
+	[API_##route] = {#method, path, BODY_##body, API_WHO_##who},
 static const struct route routes[API_ROUTE_COUNT] = {API_ROUTES(ROUTE_ROW)};
 
 /*
@@ -204,6 +206,24 @@ const char *api_route_path(enum api_route r)
 bool api_route_has_body(enum api_route r)
 {
 	return r >= 0 && r < API_ROUTE_COUNT && routes[r].body;
+}
+
+enum api_who api_route_who(enum api_route r)
+{
+	return r >= 0 && r < API_ROUTE_COUNT ? routes[r].who : API_WHO_ADMIN;
+}
+
+const char *api_refusal(enum api_role role, enum api_route r, bool granted)
+{
+	enum api_who need = api_route_who(r);
+	if (role == API_ROLE_ADMIN)
+		return NULL;
+	if (role != API_ROLE_GATEWAY)
+		return "neither an administrator nor the gateway";
+	if (need == API_WHO_ANY || (need == API_WHO_GRANT && granted))
+		return NULL;
+	return need == API_WHO_GRANT ? "the gateway holds no grant for this session"
+				     : "only an administrator may do this";
 }
 
 static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
@@ -288,6 +308,13 @@ static bool uint_param(const struct evkeyvalq *q, const char *key, unsigned dflt
 
 static int parse_query(struct api_req *r, const struct evkeyvalq *q, char *err, size_t errlen)
 {
+	const char *grant = evhttp_find_header(q, "grant");
+	if (grant && routes[r->route].who == API_WHO_GRANT) {
+		size_t n = strlen(grant);
+		if (!n || n >= sizeof(r->grant) || strspn(grant, "0123456789abcdef") != n)
+			return fail(err, errlen, 400, "grant must be the hex token of the session");
+		memcpy(r->grant, grant, n + 1);
+	}
 	switch (r->route) {
 	case API_SESSIONS:
 		if (!uint_param(q, "ended", 0, 1000, &r->ended))

@@ -20,48 +20,56 @@
 #define API_WAIT_MAX_S 60
 
 /*
- * The routes: X(route, method, path, body, handler). The first row whose
+ * The routes: X(route, method, path, body, handler, who). The first row whose
  * method and path match a request is its route. A path segment ":what" is
  * a path parameter: a name (util_name_valid), as every third segment is.
  * BODY names the field table the body is validated against (NONE: the body
  * is not read); HANDLER is api.c's h_HANDLER. A path that matches rows but
- * none with its method is refused by api_parse.c's refusals table.
+ * none with its method is refused by api_parse.c's refusals table. WHO is
+ * who may call it (api.c tells callers apart by SO_PEERCRED): ADMIN only
+ * administrators; ANY administrators and the gateway; GRANT administrators,
+ * and the gateway with the session's grant (?grant=TOKEN, handed out by
+ * CONNECT).
  */
 /* clang-format off */
-#define API_ROUTES(X)                                                                            \
-	X(STATUS,       GET,    "/v1/status",                       NONE,      status)           \
-	X(AUTH,         POST,   "/v1/auth",                         AUTH,      auth)             \
-	X(SESSIONS,     GET,    "/v1/sessions",                     NONE,      sessions)         \
-	X(CONNECT,      POST,   "/v1/sessions",                     CONNECT,   connect)          \
-	X(SESSION,      GET,    "/v1/sessions/:session",            NONE,      session)          \
-	X(SESSION_END,  DELETE, "/v1/sessions/:session",            NONE,      session_end)      \
-	X(ATTACH,       POST,   "/v1/sessions/:session/attach",     ATTACH,    attach)           \
-	X(DETACH,       POST,   "/v1/sessions/:session/detach",     NONE,      detach)           \
-	X(SCREENDUMP,   POST,   "/v1/sessions/:session/screendump", NONE,      screendump)       \
-	X(GUEST,        GET,    "/v1/sessions/:session/guest",      NONE,      guest)            \
-	X(ACTIVITY,     POST,   "/v1/sessions/:session/activity",   NONE,      activity)         \
-	X(LEASE,        POST,   "/v1/gateways/:gateway/lease",      LEASE,     lease)            \
-	X(ACCEL,        GET,    "/v1/accel",                        NONE,      accel)            \
-	X(ACCEL_PROBE,  POST,   "/v1/accel/probe",                  NONE,      accel_probe)      \
-	X(CAPS,         GET,    "/v1/caps",                         NONE,      status)           \
-	X(CAPS_SET,     PUT,    "/v1/caps",                         CAPS,      caps_set)         \
-	X(USER_CAPS,    GET,    "/v1/users/caps",                   NONE,      user_caps)        \
-	X(USER_CAP_SET, PUT,    "/v1/users/:user/caps",             USER_CAP,  user_cap_set)     \
-	X(IMAGES,       GET,    "/v1/images",                       NONE,      images)           \
-	X(IMAGE_ADD,    POST,   "/v1/images",                       IMAGE_ADD, image_add)        \
-	X(IMAGE,        GET,    "/v1/images/:image",                NONE,      image)            \
-	X(IMAGE_SET,    PUT,    "/v1/images/:image",                IMAGE_SET, image_set)        \
-	X(IMAGE_REMOVE, DELETE, "/v1/images/:image",                NONE,      image_remove)     \
-	X(TEMPLATE,     POST,   "/v1/images/:image/template",       NONE,      template_build)   \
-	X(APPS,         GET,    "/v1/apps",                         NONE,      apps)             \
-	X(APP_ADD,      POST,   "/v1/apps",                         APP_ADD,   app_add)          \
-	X(APP_REMOVE,   DELETE, "/v1/apps/:app",                    NONE,      app_remove)       \
-	X(AUDIT,        GET,    "/v1/audit",                        NONE,      audit)
+#define API_ROUTES(X)                                                                                     \
+	X(STATUS,       GET,    "/v1/status",                       NONE,      status,         ADMIN)     \
+	X(AUTH,         POST,   "/v1/auth",                         AUTH,      auth,           ANY)       \
+	X(SESSIONS,     GET,    "/v1/sessions",                     NONE,      sessions,       ADMIN)     \
+	X(CONNECT,      POST,   "/v1/sessions",                     CONNECT,   connect,        ANY)       \
+	X(SESSION,      GET,    "/v1/sessions/:session",            NONE,      session,        GRANT)     \
+	X(SESSION_END,  DELETE, "/v1/sessions/:session",            NONE,      session_end,    ADMIN)     \
+	X(ATTACH,       POST,   "/v1/sessions/:session/attach",     ATTACH,    attach,         GRANT)     \
+	X(DETACH,       POST,   "/v1/sessions/:session/detach",     NONE,      detach,         GRANT)     \
+	X(SCREENDUMP,   POST,   "/v1/sessions/:session/screendump", NONE,      screendump,     ADMIN)     \
+	X(GUEST,        GET,    "/v1/sessions/:session/guest",      NONE,      guest,          GRANT)     \
+	X(ACTIVITY,     POST,   "/v1/sessions/:session/activity",   NONE,      activity,       GRANT)     \
+	X(LEASE,        POST,   "/v1/gateways/:gateway/lease",      LEASE,     lease,          ANY)       \
+	X(ACCEL,        GET,    "/v1/accel",                        NONE,      accel,          ADMIN)     \
+	X(ACCEL_PROBE,  POST,   "/v1/accel/probe",                  NONE,      accel_probe,    ADMIN)     \
+	X(CAPS,         GET,    "/v1/caps",                         NONE,      status,         ADMIN)     \
+	X(CAPS_SET,     PUT,    "/v1/caps",                         CAPS,      caps_set,       ADMIN)     \
+	X(USER_CAPS,    GET,    "/v1/users/caps",                   NONE,      user_caps,      ADMIN)     \
+	X(USER_CAP_SET, PUT,    "/v1/users/:user/caps",             USER_CAP,  user_cap_set,   ADMIN)     \
+	X(IMAGES,       GET,    "/v1/images",                       NONE,      images,         ADMIN)     \
+	X(IMAGE_ADD,    POST,   "/v1/images",                       IMAGE_ADD, image_add,      ADMIN)     \
+	X(IMAGE,        GET,    "/v1/images/:image",                NONE,      image,          ADMIN)     \
+	X(IMAGE_SET,    PUT,    "/v1/images/:image",                IMAGE_SET, image_set,      ADMIN)     \
+	X(IMAGE_REMOVE, DELETE, "/v1/images/:image",                NONE,      image_remove,   ADMIN)     \
+	X(TEMPLATE,     POST,   "/v1/images/:image/template",       NONE,      template_build, ADMIN)     \
+	X(APPS,         GET,    "/v1/apps",                         NONE,      apps,           ADMIN)     \
+	X(APP_ADD,      POST,   "/v1/apps",                         APP_ADD,   app_add,        ADMIN)     \
+	X(APP_REMOVE,   DELETE, "/v1/apps/:app",                    NONE,      app_remove,     ADMIN)     \
+	X(AUDIT,        GET,    "/v1/audit",                        NONE,      audit,          ADMIN)
 /* clang-format on */
 
-#define API_ROUTE_ENUM(route, method, path, body, handler) API_##route,
+#define API_ROUTE_ENUM(route, method, path, body, handler, who) API_##route,
 enum api_route { API_NONE = -1, API_ROUTES(API_ROUTE_ENUM) API_ROUTE_COUNT };
 #undef API_ROUTE_ENUM
+
+enum api_who { API_WHO_ANY, API_WHO_GRANT, API_WHO_ADMIN };
+/* Who a caller is (api_socket.c finds out). */
+enum api_role { API_ROLE_NONE, API_ROLE_GATEWAY, API_ROLE_ADMIN };
 
 /* What the path parameter names. */
 enum api_param { API_P_NONE, API_P_SESSION, API_P_GATEWAY, API_P_USER, API_P_IMAGE, API_P_APP };
@@ -82,6 +90,7 @@ struct api_req {
 	unsigned timeout;	   /* ...or after this many seconds (default 30) */
 	unsigned limit;		   /* GET /v1/audit?limit=N (default 50) */
 	json_object *body;	   /* owned; validated; NULL when the route reads no body */
+	char grant[65];		   /* GRANT routes: ?grant=TOKEN (hex; "" none) */
 };
 
 /*
@@ -100,5 +109,11 @@ void api_req_free(struct api_req *req);
 const char *api_route_method(enum api_route r);
 const char *api_route_path(enum api_route r);
 bool api_route_has_body(enum api_route r);
+enum api_who api_route_who(enum api_route r);
+/*
+ * Whether ROLE may call route R; GRANTED: the request carries the grant of
+ * the session it names. NULL if it may, else why not (static text).
+ */
+const char *api_refusal(enum api_role role, enum api_route r, bool granted);
 
 #endif

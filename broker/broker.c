@@ -294,7 +294,7 @@ int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen)
 static void image_json(const struct db_image *img, void *arg)
 {
 	struct brk *b = ((void **)arg)[0];
-	json_object *o = rec_json(&rec_images, img, REC_ALL, 0);
+	json_object *o = rec_json(&rec_images, img, 0, 0, REC_ALL);
 	warm_json_add(b->warm, img->name, o);
 	tpl_json_add(b->tpl, img, o);
 	json_object_array_add(((void **)arg)[1], o);

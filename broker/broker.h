@@ -66,6 +66,14 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 		struct brk_session **out, char *err, size_t errlen);
 
 struct brk_session *brk_session_find(struct brk *b, const char *id);
+/*
+ * The gateway's grant to a session: handed to whoever connected the user
+ * (POST /v1/sessions), required of the gateway for the session's own
+ * endpoints. It lapses when the session ends or goes unused for 5 minutes;
+ * each good use extends it.
+ */
+const char *brk_session_grant(const struct brk_session *s);
+bool brk_session_grant_ok(struct brk_session *s, const char *token);
 enum brk_state brk_session_state(const struct brk_session *s);
 const char *brk_session_id(const struct brk_session *s);
 const char *brk_session_user(const struct brk_session *s);

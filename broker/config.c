@@ -65,6 +65,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		want = "an absolute path";
 	else if (IS("nestord", "api_group"))
 		r = conf_str(c->api_group, sizeof(c->api_group), value), want = "a group name";
+	else if (IS("nestord", "admin_group"))
+		r = conf_str(c->admin_group, sizeof(c->admin_group), value), want = "a group name";
 	else if (IS("nestord", "pam_service"))
 		r = util_name_valid(value) ? conf_str(c->pam_service, sizeof(c->pam_service), value)
 					   : -EINVAL,

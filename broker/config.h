@@ -30,7 +30,8 @@ struct brk_config {
 	char image_dir[BRK_PATH_MAX];
 	bool auto_template;
 	char api_socket[BRK_PATH_MAX];
-	char api_group[64];
+	char api_group[64];   /* the gateway's: the API's gateway role, the guests' screens */
+	char admin_group[64]; /* the API's administrator role (besides root and nestord's user) */
 	char pam_service[64];
 	char qemu[BRK_PATH_MAX];
 	char qemu_img[BRK_PATH_MAX];

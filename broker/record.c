@@ -95,25 +95,60 @@ static bool in(const struct rec_field *f, unsigned views)
 }
 
 void rec_json_add(json_object *o, const struct rec_table *t, const void *rec, unsigned always,
-		  unsigned if_set)
+		  unsigned if_set, unsigned sparse)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		const struct rec_field *f = &t->fields[i];
 		if (f->flags & REC_SECRET)
 			continue;
 		bool set = rec_is_set(f, rec);
-		bool show =
-		    (in(f, always) && (set || f->kind != REC_TEXT)) || (in(f, if_set) && set);
+		bool show = in(f, always) || (in(f, if_set) && set) ||
+			    (in(f, sparse) && (set || f->kind != REC_TEXT));
 		if (show)
 			json_object_object_add(o, f->key, value_json(f, rec));
 	}
 }
 
-json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set)
+json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set,
+		      unsigned sparse)
 {
 	json_object *o = json_object_new_object();
-	rec_json_add(o, t, rec, always, if_set);
+	rec_json_add(o, t, rec, always, if_set, sparse);
 	return o;
+}
+
+void rec_set_number(const struct rec_field *f, void *rec, int64_t v)
+{
+	char *p = (char *)rec + f->off;
+	switch (f->kind) {
+	case REC_TEXT:
+		break;
+	case REC_INT:
+		*(int *)p = v < 0 || v > 0x7fffffff ? 0 : (int)v; /* pids: never negative */
+		break;
+	case REC_UINT:
+		*(unsigned *)p = v < 0 || v > 0xffffffffLL ? 0 : (unsigned)v;
+		break;
+	case REC_I64:
+		*(int64_t *)p = v;
+		break;
+	case REC_U64:
+		*(uint64_t *)p = v < 0 ? 0 : (uint64_t)v;
+		break;
+	case REC_BOOL:
+		*(bool *)p = v != 0;
+		break;
+	}
+}
+
+void rec_defaults(const struct rec_table *t, void *rec)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct rec_field *f = &t->fields[i];
+		char *p = (char *)rec + f->off;
+		if (f->kind == REC_TEXT && !p[0] && f->dflt[0])
+			snprintf(p, f->size, "%s", f->dflt);
+	}
 }
 
 void rec_from_json(const struct rec_table *t, json_object *o, void *rec, bool create)
@@ -124,32 +159,13 @@ void rec_from_json(const struct rec_table *t, json_object *o, void *rec, bool cr
 		json_object *v;
 		bool given = f->api != REC_API_NO && json_object_object_get_ex(o, f->key, &v) &&
 			     !json_object_is_type(v, json_type_null);
-		if (given) {
-			int64_t n = json_object_get_int64(v);
-			switch (f->kind) {
-			case REC_TEXT:
-				snprintf(p, f->size, "%s", json_object_get_string(v));
-				break;
-			case REC_UINT:
-				*(unsigned *)p = (unsigned)n;
-				break;
-			case REC_INT:
-				*(int *)p = (int)n;
-				break;
-			case REC_I64:
-				*(int64_t *)p = n;
-				break;
-			case REC_U64:
-				*(uint64_t *)p = (uint64_t)n;
-				break;
-			case REC_BOOL:
-				*(bool *)p = n != 0;
-				break;
-			}
-		}
-		if (create && f->kind == REC_TEXT && !p[0] && f->dflt[0])
-			snprintf(p, f->size, "%s", f->dflt);
+		if (given && f->kind == REC_TEXT)
+			snprintf(p, f->size, "%s", json_object_get_string(v));
+		else if (given)
+			rec_set_number(f, rec, json_object_get_int64(v));
 	}
+	if (create)
+		rec_defaults(t, rec);
 }
 
 void rec_json_wipe_secrets(const struct rec_table *t, json_object *o)

@@ -40,13 +40,21 @@ bool rec_is_set(const struct rec_field *f, const void *rec);
 const struct rec_field *rec_field(const struct rec_table *t, const char *key);
 
 /*
- * REC as a JSON object: the non-secret fields in a view of ALWAYS (numbers
- * always, text when non-empty) or of IF_SET (when set). A new reference.
+ * REC as a JSON object of its non-secret fields: those in the views ALWAYS
+ * (whatever they hold), those in IF_SET when set, and those in SPARSE as a
+ * table row would show them (text when non-empty, numbers always). A new
+ * reference.
  */
-json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set);
+json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set,
+		      unsigned sparse);
 /* Add REC's fields to O like rec_json does. */
 void rec_json_add(json_object *o, const struct rec_table *t, const void *rec, unsigned always,
-		  unsigned if_set);
+		  unsigned if_set, unsigned sparse);
+
+/* A number into F's member of REC; a value out of its range (an INT: negative) reads as 0. */
+void rec_set_number(const struct rec_field *f, void *rec, int64_t v);
+/* Text fields of REC left empty get their default. */
+void rec_defaults(const struct rec_table *t, void *rec);
 
 /*
  * Copy the fields of T present in O (already validated against the same

@@ -33,12 +33,14 @@
 #define REC_SECRET 0x01u
 #define REC_PATH 0x02u
 #define REC_FILE 0x04u
-/* session views: history (ended list), live (always), live if set, live while ready */
+/* session views: the history (ended list); the live view always, when set, while the
+ * guest is up (ready..disconnected: always, or when set), once ended */
 #define REC_V_HIST 0x10u
 #define REC_V_LIVE 0x20u
 #define REC_V_SET 0x40u
-#define REC_V_READY 0x80u
-#define REC_V_ENDED 0x100u
+#define REC_V_UP 0x80u
+#define REC_V_UP_SET 0x100u
+#define REC_V_ENDED 0x200u
 
 /* clang-format off */
 #define DB_IMAGE_FIELDS(X)                                                                 \
@@ -99,20 +101,21 @@
 	X(state,         TEXT, 16,   REC_V_HIST)               \
 	X(pid,           INT,  0,    REC_V_SET)                \
 	X(qmp,           TEXT, 256,  0)                        \
-	X(vnc,           TEXT, 256,  REC_V_READY)              \
+	X(vnc,           TEXT, 256,  REC_V_UP)                 \
 	X(overlay,       TEXT, 4096, 0)                        \
 	X(client,        TEXT, 64,   REC_V_HIST | REC_V_LIVE)  \
 	X(end_reason,    TEXT, 256,  REC_V_HIST | REC_V_ENDED) \
 	X(start_path,    TEXT, 16,   REC_V_HIST | REC_V_SET)   /* cold | template | warm */  \
 	X(template_dir,  TEXT, 4096, 0)                        /* the template it was cloned from */ \
-	X(rdp_port,      UINT, 0,    REC_V_READY)              /* rdp: the guest's forward on 127.0.0.1 */ \
+	X(rdp_port,      UINT, 0,    REC_V_UP_SET)             /* rdp: the guest's forward on 127.0.0.1 */ \
 	X(memory_mb,     UINT, 0,    REC_V_HIST | REC_V_LIVE)  \
 	X(created,       I64,  0,    REC_V_HIST | REC_V_LIVE)  /* wall clock, seconds; 0 unset */ \
 	X(started,       I64,  0,    REC_V_HIST)               \
-	X(ready,         I64,  0,    REC_V_HIST | REC_V_READY) \
+	X(ready,         I64,  0,    REC_V_HIST | REC_V_UP)    \
 	X(ended,         I64,  0,    REC_V_HIST)               \
 	X(accel,         TEXT, 8,    REC_V_HIST)               /* kvm | tcg: what the guest runs under */ \
-	X(host,          TEXT, 65,   0)                        /* who claimed it (store_session_claim) */
+	X(host,          TEXT, 65,   0)                        /* who claimed it (store_session_claim) */ \
+	X(grant,         TEXT, 33,   REC_SECRET)               /* the gateway's key to this session */
 
 /* A warm-pool guest: a paused template clone, reattached after a restart. */
 #define DB_WARM_FIELDS(X)                                                                  \

@@ -38,7 +38,8 @@ struct brk_session {
 	char lease_gw[33];     /* the gateway holding the connection ("" none) */
 	int64_t lease_until;   /* CONNECTED: disconnected when this passes (0: no lease) */
 	bool lease_lapsed;     /* disconnected by a lapsed lease: its gateway may take it back */
-	struct warm_handout handout; /* a warm guest reserved for this session */
+	struct warm *handout;  /* a warm guest taken for this session (warm_take) */
+	int64_t grant_until;   /* rec.grant is good until then (extended by each use) */
 	struct brk_watch *watchers;
 };
 

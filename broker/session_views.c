@@ -32,8 +32,9 @@ const char *brk_session_user(const struct brk_session *s)
 json_object *sess_json(struct sessions *ss, const struct brk_session *s)
 {
 	bool up = s->state >= BRK_READY && s->state <= BRK_DISCONNECTED;
-	unsigned if_set = REC_V_SET | (up ? REC_V_READY : 0) | (live(s) ? 0 : REC_V_ENDED);
-	json_object *o = rec_json(&rec_sessions, &s->rec, REC_V_LIVE, if_set);
+	unsigned always = REC_V_LIVE | (up ? REC_V_UP : 0) | (live(s) ? 0 : REC_V_ENDED);
+	unsigned if_set = REC_V_SET | (up ? REC_V_UP_SET : 0);
+	json_object *o = rec_json(&rec_sessions, &s->rec, always, if_set, 0);
 	json_object_object_add(o, "title", json_object_new_string(s->title));
 	json_object_object_add(o, "state", json_object_new_string(brk_state_name(s->state)));
 	int64_t now = util_now_ms();

@@ -24,7 +24,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define ENDED_KEEP 50 /* ended sessions kept in memory for late pollers */
+#define ENDED_KEEP 50		  /* ended sessions kept in memory for late pollers */
+#define GRANT_TTL_MS (300 * 1000) /* a gateway's grant lapses unused this long */
 
 static void start_guest(struct sessions *ss, struct brk_session *s);
 
@@ -245,18 +246,20 @@ static void start_guest(struct sessions *ss, struct brk_session *s)
 	s->rec.pid = 0;
 	set_state(ss, s, BRK_STARTING);
 	if (start_blocked(ss, s, err, sizeof(err)) < 0) {
-		warm_discard(ss->wp, &s->handout); /* the pool stops it and frees it */
+		warm_discard(ss->wp, s->handout); /* the pool stops it and frees it */
+		s->handout = NULL;
 		end_session(ss, s, err);
 		return;
 	}
-	if (s->handout.guest) {
+	if (s->handout) {
 		/* Fastest: a restored, paused clone that only needs "cont". */
-		s->guest = s->handout.guest;
-		s->accel = s->handout.accel;
+		s->guest = warm_guest(s->handout);
+		s->accel = warm_accel(s->handout);
 		snprintf(s->rec.template_dir, sizeof(s->rec.template_dir), "%s",
-			 s->handout.template_dir);
+			 warm_template_dir(s->handout));
 		l->set_cbs(s->guest, &guest_cbs, s);
-		warm_hand_over(ss->wp, &s->handout);
+		warm_hand_over(ss->wp, s->handout);
+		s->handout = NULL;
 		snprintf(s->rec.start_path, sizeof(s->rec.start_path), "warm");
 		s->rec.pid = l->pid(s->guest);
 		if (l->resume(s->guest, on_handout, s) < 0) {
@@ -401,6 +404,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 			log_info("session=%s user=%s reconnect", s->rec.id, user);
 			if (client && *client)
 				snprintf(s->rec.client, sizeof(s->rec.client), "%s", client);
+			s->grant_until = util_now_ms() + GRANT_TTL_MS;
 			*out = s;
 			return 0;
 		}
@@ -423,8 +427,10 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 		return -ENOMEM;
 	}
 	/* A warm guest of this image: its capacity is freed for this request. */
-	if (admit_queued(h->adm) == 0 && warm_take(ss->wp, img.name, &s->handout))
-		snprintf(s->rec.id, sizeof(s->rec.id), "%s", s->handout.id); /* takes its id */
+	s->handout = admit_queued(h->adm) == 0 ? warm_take(ss->wp, img.name) : NULL;
+	if (s->handout)
+		snprintf(s->rec.id, sizeof(s->rec.id), "%s",
+			 warm_id(s->handout)); /* takes its id */
 	else
 		util_random_hex(s->rec.id, 8);
 	snprintf(s->rec.user, sizeof(s->rec.user), "%s", user);
@@ -437,15 +443,18 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 	s->img = img;
 	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
 	s->state = BRK_QUEUED;
+	util_random_hex(s->rec.grant, 16);
+	s->grant_until = util_now_ms() + GRANT_TTL_MS;
 	admit_ticket_init(&s->tk, user, s->rec.image, s->rec.memory_mb);
 	admit_image_cap(h->adm, s->img.name, s->img.max_sessions);
 	int64_t now = util_now_ms();
 	/* Before the host can start guests, everyone waits in line, in arrival order. */
 	struct quota_decision d = admit_request(h->adm, &s->tk, s->qid,
 						queue_deadline(ss, &s->img, now), host_ready, now);
-	if (d.verdict != QUOTA_ADMIT && s->handout.guest) {
+	if (d.verdict != QUOTA_ADMIT && s->handout) {
 		/* not admitted after all: the warm guest goes back, with its id */
-		warm_put_back(ss->wp, &s->handout);
+		warm_put_back(ss->wp, s->handout);
+		s->handout = NULL;
 		util_random_hex(s->rec.id, 8);
 	}
 	if (d.verdict == QUOTA_REFUSE) {
@@ -553,6 +562,25 @@ int sess_end(struct sessions *ss, struct brk_session *s, const char *reason)
 	return 0;
 }
 
+const char *brk_session_grant(const struct brk_session *s)
+{
+	return s->rec.grant;
+}
+
+bool brk_session_grant_ok(struct brk_session *s, const char *token)
+{
+	size_t n = strlen(s->rec.grant);
+	if (!live(s) || !n || !token || strlen(token) != n || util_now_ms() > s->grant_until)
+		return false;
+	unsigned char diff = 0; /* the same time whatever matches */
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(s->rec.grant[i] ^ token[i]);
+	if (diff)
+		return false;
+	s->grant_until = util_now_ms() + GRANT_TTL_MS;
+	return true;
+}
+
 bool sess_busy(const struct sessions *ss)
 {
 	for (const struct brk_session *s = ss->list; s; s = s->next)
@@ -649,6 +677,8 @@ void sess_restore(struct sessions *ss, const struct db_session *rec, bool restar
 		s->created_ms = util_now_ms() - (util_wall_s() - rec->created) * 1000;
 	admit_ticket_init(&s->tk, rec->user, rec->image, rec->memory_mb);
 	admit_image_cap(h->adm, rec->image, s->img.max_sessions);
+	/* a gateway that held it before the restart goes on with its grant */
+	s->grant_until = util_now_ms() + GRANT_TTL_MS;
 	if (restart) {
 		log_info("session=%s user=%s was starting (%s): starting it again", rec->id,
 			 rec->user, rec->start_path[0] ? rec->start_path : "not spawned yet");

@@ -17,6 +17,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -113,6 +116,23 @@ struct store *store_sqlite_open(const char *path, char *err, size_t errlen)
 	if (!db) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
+	}
+	/* secrets are in there: the owner's alone, whatever the directory's mode (sqlite
+	 * gives its -wal and -shm files the database file's mode) */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || fchmod(fd, 0600) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(db);
+		return NULL;
+	}
+	close(fd);
+	const char *sides[] = {"-wal", "-shm", "-journal"};
+	for (unsigned i = 0; i < 3; i++) {
+		char side[4200];
+		snprintf(side, sizeof(side), "%s%s", path, sides[i]);
+		chmod(side, 0600); /* left by an older nestord, perhaps 0644 */
 	}
 	int r = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	char *msg = NULL;
@@ -261,12 +281,7 @@ static json_object *sq_user_caps_json(struct store *base)
 static int sq_image_put(struct store *base, const struct db_image *m)
 {
 	struct db_image row = *m;
-	for (size_t i = 0; i < rec_images.n; i++) {
-		const struct rec_field *f = &rec_images.fields[i];
-		char *p = (char *)&row + f->off;
-		if (f->kind == REC_TEXT && !p[0] && f->dflt[0])
-			snprintf(p, f->size, "%s", f->dflt);
-	}
+	rec_defaults(&rec_images, &row);
 	if (!row.created)
 		row.created = util_wall_s();
 	int e = sq_rec_write(SQ(base), &rec_images, &row, REC_INSERT);
@@ -408,11 +423,11 @@ static int sq_session_claim(struct store *base, const char *host, struct db_sess
 		return e;
 	sq_bind_text(st, 1, host);
 	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
+	bool claimed = r == SQLITE_ROW;
+	if (claimed) {
 		sq_read_rec(st, &rec_sessions, out, sizeof(*out));
 		r = sqlite3_step(st);
 	}
-	bool claimed = out->id[0] && (r == SQLITE_DONE || r == SQLITE_ROW);
 	e = r == SQLITE_DONE ? (claimed ? 0 : -ENOENT) : sq_code_errno(db, r);
 	sqlite3_finalize(st);
 	if (e == 0)

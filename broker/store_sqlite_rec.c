@@ -143,29 +143,10 @@ void sq_read_rec(sqlite3_stmt *st, const struct rec_table *t, void *rec, size_t 
 	memset(rec, 0, recsize);
 	for (size_t i = 0; i < t->n; i++) {
 		const struct rec_field *c = &t->fields[i];
-		char *p = (char *)rec + c->off;
-		int k = (int)i;
-		sqlite3_int64 v = sqlite3_column_int64(st, k);
-		switch (c->kind) {
-		case REC_TEXT:
-			sq_col_text(st, k, p, c->size);
-			break;
-		case REC_INT:
-			*(int *)p = v < 0 || v > 0x7fffffff ? 0 : (int)v;
-			break;
-		case REC_UINT:
-			*(unsigned *)p = v < 0 || v > 0xffffffffLL ? 0 : (unsigned)v;
-			break;
-		case REC_I64:
-			*(int64_t *)p = v;
-			break;
-		case REC_U64:
-			*(uint64_t *)p = v < 0 ? 0 : (uint64_t)v;
-			break;
-		case REC_BOOL:
-			*(bool *)p = v != 0;
-			break;
-		}
+		if (c->kind == REC_TEXT)
+			sq_col_text(st, (int)i, (char *)rec + c->off, c->size);
+		else
+			rec_set_number(c, rec, sqlite3_column_int64(st, (int)i));
 	}
 }
 
@@ -336,7 +317,7 @@ int sq_get_one(struct sq *db, const struct rec_table *t, const char *key, void *
 static void json_row(const void *rec, void *arg)
 {
 	struct json_scan *x = arg;
-	json_object_array_add(x->arr, rec_json(x->t, rec, x->views, 0));
+	json_object_array_add(x->arr, rec_json(x->t, rec, 0, 0, x->views));
 }
 
 /* Rows of T selected by WHERE as a JSON array of their VIEWS (REC a scratch row of SIZE). */

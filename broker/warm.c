@@ -198,7 +198,7 @@ bool warm_evict(struct warm_pool *wp)
 	return false;
 }
 
-bool warm_take(struct warm_pool *wp, const char *image, struct warm_handout *out)
+struct warm *warm_take(struct warm_pool *wp, const char *image)
 {
 	for (struct warm *w = wp->list; w; w = w->next) {
 		if (w->ready && !w->stopping && w->accel == wp->h->lcfg.accel &&
@@ -206,65 +206,54 @@ bool warm_take(struct warm_pool *wp, const char *image, struct warm_handout *out
 			unlink_warm(wp, w);
 			/* its capacity goes to the session that takes it */
 			admit_release(wp->h->adm, &w->tk);
-			snprintf(out->id, sizeof(out->id), "%s", w->id);
-			snprintf(out->image, sizeof(out->image), "%s", w->image);
-			out->memory_mb = w->tk.memory_mb;
-			snprintf(out->template_dir, sizeof(out->template_dir), "%s",
-				 w->template_dir);
-			out->accel = w->accel;
-			out->guest = w->guest;
-			free(w);
-			return true;
+			return w;
 		}
 	}
-	return false;
+	return NULL;
 }
 
-/* A handout back into the pool, counted again, ready and paused. */
-void warm_put_back(struct warm_pool *wp, struct warm_handout *ho)
+const char *warm_id(const struct warm *w)
 {
-	if (!ho->guest)
+	return w->id;
+}
+
+struct lnch_guest *warm_guest(const struct warm *w)
+{
+	return w->guest;
+}
+
+enum lnch_accel warm_accel(const struct warm *w)
+{
+	return w->accel;
+}
+
+const char *warm_template_dir(const struct warm *w)
+{
+	return w->template_dir;
+}
+
+void warm_put_back(struct warm_pool *wp, struct warm *w)
+{
+	if (!w)
 		return;
-	struct warm *w = calloc(1, sizeof(*w));
-	if (!w) {
-		/* nowhere to keep it: it goes */
-		wp->h->lnch->destroy(ho->guest);
-		store_warm_del(wp->h->store, ho->id);
-		memset(ho, 0, sizeof(*ho));
-		return;
-	}
-	w->wp = wp;
-	snprintf(w->id, sizeof(w->id), "%s", ho->id);
-	snprintf(w->image, sizeof(w->image), "%s", ho->image);
-	snprintf(w->template_dir, sizeof(w->template_dir), "%s", ho->template_dir);
-	w->accel = ho->accel;
-	w->guest = ho->guest;
-	w->ready = true;
-	w->start_ms = util_now_ms();
-	admit_ticket_init(&w->tk, POOL_USER, ho->image, ho->memory_mb);
 	admit_restore(wp->h->adm, &w->tk, ADMIT_RUNNING);
-	wp->h->lnch->set_cbs(w->guest, &warm_cbs, w);
 	w->next = wp->list;
 	wp->list = w;
-	memset(ho, 0, sizeof(*ho));
 }
 
-void warm_hand_over(struct warm_pool *wp, struct warm_handout *ho)
+void warm_hand_over(struct warm_pool *wp, struct warm *w)
 {
 	/* the guest now belongs to a session, whose row is written: the warm row goes */
-	store_warm_del(wp->h->store, ho->id);
-	ho->guest = NULL;
+	store_warm_del(wp->h->store, w->id);
+	free(w);
 }
 
-void warm_discard(struct warm_pool *wp, struct warm_handout *ho)
+void warm_discard(struct warm_pool *wp, struct warm *w)
 {
-	if (!ho->guest)
+	if (!w)
 		return;
-	struct lnch_guest *g = ho->guest;
-	warm_put_back(wp, ho); /* counted again, so that its STOPPED releases it once */
-	for (struct warm *w = wp->list; w; w = w->next)
-		if (w->guest == g && !w->stopping)
-			stop(w);
+	warm_put_back(wp, w); /* counted again, so that its STOPPED releases it once */
+	stop(w);
 }
 
 void warm_shed(struct warm_pool *wp, const char *image, unsigned size)

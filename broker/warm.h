@@ -11,15 +11,8 @@
 struct warm_pool;
 struct templates;
 
-/* A warm guest taken from the pool for a session (see warm_take). */
-struct warm_handout {
-	char id[17];
-	char image[65];
-	unsigned memory_mb;
-	char template_dir[BRK_PATH_MAX];
-	enum lnch_accel accel;
-	struct lnch_guest *guest;
-};
+/* A warm guest: in the pool, or taken by a session (warm_take) until it is handed over. */
+struct warm;
 
 struct warm_pool *warm_create(struct host *h, struct templates *tpl);
 /* Guests still here are detached (their rows stay: the next nestord reattaches). */
@@ -30,16 +23,22 @@ void warm_refill(struct warm_pool *wp);
 /* Stop one ready warm guest to make room for a waiting user; false if none. */
 bool warm_evict(struct warm_pool *wp);
 /*
- * A ready warm guest of IMAGE into *OUT, out of the pool and the ledger;
- * then, before the loop runs again (its guest's events still go to the
- * pool), warm_hand_over (a session set its callbacks) or warm_put_back.
+ * A ready warm guest of IMAGE, out of the pool and the ledger (NULL: none);
+ * its guest's events still go to the pool until the session calls
+ * warm_hand_over (after setting the guest's callbacks), or it goes back
+ * (warm_put_back) or is given up (warm_discard).
  */
-bool warm_take(struct warm_pool *wp, const char *image, struct warm_handout *out);
-void warm_put_back(struct warm_pool *wp, struct warm_handout *ho);
-/* The session owns the guest now: the pool forgets it. */
-void warm_hand_over(struct warm_pool *wp, struct warm_handout *ho);
-/* A taken guest that will not be used after all: stopped. */
-void warm_discard(struct warm_pool *wp, struct warm_handout *ho);
+struct warm *warm_take(struct warm_pool *wp, const char *image);
+const char *warm_id(const struct warm *w);
+struct lnch_guest *warm_guest(const struct warm *w);
+enum lnch_accel warm_accel(const struct warm *w);
+const char *warm_template_dir(const struct warm *w);
+/* Back into the pool, counted again. Accepts NULL. */
+void warm_put_back(struct warm_pool *wp, struct warm *w);
+/* The session owns the guest now: the pool forgets it (W is freed). */
+void warm_hand_over(struct warm_pool *wp, struct warm *w);
+/* A taken guest that will not be used after all: back, then stopped. Accepts NULL. */
+void warm_discard(struct warm_pool *wp, struct warm *w);
 
 /* A smaller pool for IMAGE sheds its surplus. */
 void warm_shed(struct warm_pool *wp, const char *image, unsigned size);

@@ -241,7 +241,7 @@ static void fill_position(const struct quota_ledger *l, size_t k, struct quota_d
 	}
 }
 
-enum submit_mode { SUBMIT_ADMIT, SUBMIT_QUEUE, SUBMIT_REQUEUE };
+enum submit_mode { SUBMIT_ADMIT, SUBMIT_QUEUE };
 
 static struct quota_decision submit(struct quota_ledger *l, const struct quota_req *req,
 				    int64_t now_ms, enum submit_mode mode)
@@ -284,8 +284,7 @@ static struct quota_decision submit(struct quota_ledger *l, const struct quota_r
 	struct quota_req q = *req;
 	if (!q.enqueued_ms)
 		q.enqueued_ms = now_ms;
-	/* back in line: ahead of everyone who arrived later, whatever their round */
-	q.round = mode == SUBMIT_REQUEUE ? l->round_served : round_for(l, q.user);
+	q.round = round_for(l, q.user);
 	insert_sorted(l, &q);
 	quota_position(l, req->id, now_ms, &d);
 	return d;
@@ -304,9 +303,11 @@ struct quota_decision quota_enqueue(struct quota_ledger *l, const struct quota_r
 }
 
 struct quota_decision quota_requeue(struct quota_ledger *l, const struct quota_req *req,
-				    int64_t now_ms)
+				    bool admitted, bool starting, int64_t now_ms)
 {
-	return submit(l, req, now_ms, SUBMIT_REQUEUE);
+	if (admitted)
+		quota_release(l, req->user, req->image, req->memory_mb, starting);
+	return submit(l, req, now_ms, SUBMIT_QUEUE);
 }
 
 bool quota_try(struct quota_ledger *l, const struct quota_req *req)

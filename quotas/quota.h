@@ -119,13 +119,15 @@ struct quota_decision quota_enqueue(struct quota_ledger *l, const struct quota_r
 				    int64_t now_ms);
 
 /*
- * Put a request that waited before back in line at its arrival place
- * (REQ->enqueued_ms): ahead of every later arrival, whatever its round. For
- * a restarted broker's queue and for starts that must wait again. Never
- * admits at once; refused like quota_request.
+ * Put a request back in line instead of admitting and releasing it: its
+ * capacity, if ADMITTED (STARTING: counted as starting), is given back
+ * without counting a session end, and it waits again at its arrival place
+ * (REQ->enqueued_ms) in its fairness round. For an admission taken back
+ * and for a restarted broker's queue. Never admits at once; refused like
+ * quota_request.
  */
 struct quota_decision quota_requeue(struct quota_ledger *l, const struct quota_req *req,
-				    int64_t now_ms);
+				    bool admitted, bool starting, int64_t now_ms);
 
 /*
  * Admit REQ only if it fits now and nobody is waiting (background work:

@@ -67,6 +67,7 @@ int gw_bapi_connect(const char *sock, const char *user, const char *password, co
 	free(resp);
 	if (st == 200 && o) {
 		fill(o, out);
+		snprintf(out->grant, sizeof(out->grant), "%s", js(o, "grant"));
 		json_object_put(o);
 		return 0;
 	}
@@ -88,25 +89,26 @@ static int get_session(const char *sock, const char *path, int timeout_ms, struc
 	return 0;
 }
 
-int gw_bapi_get(const char *sock, const char *id, struct gw_session *out)
+int gw_bapi_get(const char *sock, const char *id, const char *grant, struct gw_session *out)
 {
-	char path[96];
-	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	char path[192];
+	snprintf(path, sizeof(path), "/v1/sessions/%s?grant=%s", id, grant);
 	return get_session(sock, path, TIMEOUT_MS, out);
 }
 
-int gw_bapi_wait(const char *sock, const char *id, const char *state, unsigned timeout_s,
-		 struct gw_session *out)
+int gw_bapi_wait(const char *sock, const char *id, const char *grant, const char *state,
+		 unsigned timeout_s, struct gw_session *out)
 {
-	char path[160];
-	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=%s&timeout=%u", id, state, timeout_s);
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=%s&timeout=%u&grant=%s", id, state,
+		 timeout_s, grant);
 	return get_session(sock, path, (int)timeout_s * 1000 + 2000, out);
 }
 
-int gw_bapi_attach(const char *sock, const char *id, const char *gateway)
+int gw_bapi_attach(const char *sock, const char *id, const char *grant, const char *gateway)
 {
-	char path[128], body[96];
-	snprintf(path, sizeof(path), "/v1/sessions/%s/attach", id);
+	char path[192], body[96];
+	snprintf(path, sizeof(path), "/v1/sessions/%s/attach?grant=%s", id, grant);
 	snprintf(body, sizeof(body), "{\"gateway\":\"%s\"}", gateway);
 	int st = httpc_request(sock, "POST", path, body, TIMEOUT_MS, NULL);
 	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
@@ -127,18 +129,18 @@ int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids,
 	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
 }
 
-int gw_bapi_post(const char *sock, const char *id, const char *verb)
+int gw_bapi_post(const char *sock, const char *id, const char *grant, const char *verb)
 {
-	char path[128];
-	snprintf(path, sizeof(path), "/v1/sessions/%s/%s", id, verb);
+	char path[192];
+	snprintf(path, sizeof(path), "/v1/sessions/%s/%s?grant=%s", id, verb, grant);
 	int st = httpc_request(sock, "POST", path, NULL, TIMEOUT_MS, NULL);
 	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
 }
 
-int gw_bapi_guest(const char *sock, const char *id, struct gw_guest *g)
+int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw_guest *g)
 {
-	char path[96], *resp = NULL;
-	snprintf(path, sizeof(path), "/v1/sessions/%s/guest", id);
+	char path[192], *resp = NULL;
+	snprintf(path, sizeof(path), "/v1/sessions/%s/guest?grant=%s", id, grant);
 	int st = httpc_request(sock, "GET", path, NULL, TIMEOUT_MS, &resp);
 	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
 	if (resp) {

@@ -19,6 +19,7 @@ struct gw_session {
 	long long estimate_ms;
 	long long elapsed_ms;
 	long long pid;
+	char grant[65]; /* connect only: the key to this session's endpoints */
 };
 
 /*
@@ -27,13 +28,18 @@ struct gw_session {
  */
 int gw_bapi_connect(const char *sock, const char *user, const char *password, const char *app,
 		    const char *client, struct gw_session *out, char *msg, size_t msglen);
-int gw_bapi_get(const char *sock, const char *id, struct gw_session *out);
-int gw_bapi_post(const char *sock, const char *id, const char *verb); /* detach|activity */
+/*
+ * A session's own endpoints take its id and the grant connect handed out
+ * (nestord refuses the gateway without it).
+ */
+int gw_bapi_get(const char *sock, const char *id, const char *grant, struct gw_session *out);
+/* detach | activity */
+int gw_bapi_post(const char *sock, const char *id, const char *grant, const char *verb);
 /* The user is on the session, through gateway GATEWAY (which renews its lease). */
-int gw_bapi_attach(const char *sock, const char *id, const char *gateway);
+int gw_bapi_attach(const char *sock, const char *id, const char *grant, const char *gateway);
 /* The session once it has left STATE, or after TIMEOUT_S (long-poll). */
-int gw_bapi_wait(const char *sock, const char *id, const char *state, unsigned timeout_s,
-		 struct gw_session *out);
+int gw_bapi_wait(const char *sock, const char *id, const char *grant, const char *state,
+		 unsigned timeout_s, struct gw_session *out);
 /* GATEWAY still holds the connected sessions IDS (POST /v1/gateways/GW/lease). */
 int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids, unsigned n);
 
@@ -47,6 +53,6 @@ struct gw_guest {
 	bool clipboard, drive, remoteapp;
 	char program[1024];
 };
-int gw_bapi_guest(const char *sock, const char *id, struct gw_guest *out);
+int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw_guest *out);
 
 #endif

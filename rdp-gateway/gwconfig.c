@@ -26,6 +26,8 @@ void gw_config_defaults(struct gw_config *c)
 	c->width = 1024;
 	c->height = 768;
 	strcpy(c->log_level, "info");
+	/* forward secrecy only: ephemeral key exchange, no static-RSA suites (AES128-SHA) */
+	strcpy(c->tls_ciphers, GW_TLS_CIPHERS);
 }
 
 #define IS(sec, key) (strcmp(section, sec) == 0 && strcmp(name, key) == 0)
@@ -51,6 +53,9 @@ static int key(void *user, const char *section, const char *name, const char *va
 		return conf_path(c->certificate, sizeof(c->certificate), value);
 	if (IS("gateway", "private_key"))
 		return conf_path(c->private_key, sizeof(c->private_key), value);
+	if (IS("gateway", "tls_ciphers"))
+		return *want = "an OpenSSL cipher list",
+		       !*value ? -EINVAL : conf_str(c->tls_ciphers, sizeof(c->tls_ciphers), value);
 	if (IS("gateway", "font"))
 		return conf_path(c->font, sizeof(c->font), value);
 	if (IS("gateway", "user"))

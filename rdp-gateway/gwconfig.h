@@ -8,6 +8,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The default cipher list: ephemeral (EC)DH key exchange only; GCM and ChaCha20 first,
+ * then CBC suites for older Windows clients (Windows 7's mstsc). */
+#define GW_TLS_CIPHERS                                                                             \
+	"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:ECDHE+AES:DHE+AES:!aNULL:!eNULL:"     \
+	"!MD5:!DSS:!PSK:!SRP"
+
 struct gw_config {
 	char listen[64];
 	unsigned port;
@@ -15,6 +21,7 @@ struct gw_config {
 	char state_dir[4096];	/* self-signed certificate lives here */
 	char certificate[4096]; /* PEM; empty: generate */
 	char private_key[4096];
+	char tls_ciphers[512]; /* OpenSSL cipher list for TLS 1.2 (1.3's are all forward secret) */
 	char user[64]; /* drop privileges to this user when started as root */
 	char font[4096];
 	char default_app[65];	    /* for desktop clients that name no app */

@@ -86,6 +86,7 @@ struct gw_peer {
 	char app[65];
 	char title[129];
 	struct gw_session sess;
+	char grant[65]; /* the session's grant from nestord (connect) */
 	int64_t wait_started_ms, last_poll_ms, last_draw_ms, last_activity_ms;
 	int64_t nestord_gone_ms; /* first failed poll of a run of them (0: none) */
 	bool wait_shown;	 /* a wait-screen frame went out: the guest may replace it */
@@ -570,6 +571,7 @@ static void try_connect(struct gw_peer *p, const char *user, char *password)
 	explicit_bzero(password, strlen(password));
 	if (r == 0) {
 		p->sess = s;
+		snprintf(p->grant, sizeof(p->grant), "%s", s.grant);
 		snprintf(p->title, sizeof(p->title), "%s", s.title);
 		p->phase = PH_WAIT;
 		p->wait_started_ms = now_ms();
@@ -863,7 +865,7 @@ static void *rdp_connect_main(void *arg)
 static bool connect_rdp_begin(struct gw_peer *p)
 {
 	struct rdp_connect *j = calloc(1, sizeof(*j));
-	if (!j || gw_bapi_guest(p->gw->cfg.api_socket, p->sess.id, &j->g) < 0) {
+	if (!j || gw_bapi_guest(p->gw->cfg.api_socket, p->sess.id, p->grant, &j->g) < 0) {
 		free(j);
 		explicit_bzero(p->secret, sizeof(p->secret));
 		show_fail(p, "Cannot show your app", "The session service did not say how.");
@@ -998,7 +1000,7 @@ static void ended_message(struct gw_peer *p, char *out, size_t len)
 {
 	struct gw_session s;
 	snprintf(out, len, "The application was closed.");
-	if (gw_bapi_wait(p->gw->cfg.api_socket, p->sess.id, "connected", 2, &s) < 0)
+	if (gw_bapi_wait(p->gw->cfg.api_socket, p->sess.id, p->grant, "connected", 2, &s) < 0)
 		return;
 	if (!strncmp(s.reason, "lost", 4))
 		snprintf(out, len,
@@ -1045,7 +1047,7 @@ static void enter_guest(struct gw_peer *p)
 
 static void guest_shown(struct gw_peer *p)
 {
-	if (gw_bapi_attach(p->gw->cfg.api_socket, p->sess.id, p->gw->id) < 0)
+	if (gw_bapi_attach(p->gw->cfg.api_socket, p->sess.id, p->grant, p->gw->id) < 0)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
 	set_leased(p, p->sess.id);
 	p->phase = PH_GUEST;
@@ -1079,7 +1081,7 @@ static void poll_session(struct gw_peer *p)
 	if (now - p->last_poll_ms >= POLL_MS) {
 		p->last_poll_ms = now;
 		struct gw_session s;
-		int r = gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, &s);
+		int r = gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, p->grant, &s);
 		if (r < 0 && r != -EPROTO) {
 			/* nestord is not answering (restarting?): the session is in its
 			 * database, so keep the user waiting for a while */
@@ -1127,7 +1129,7 @@ static void report_activity(struct gw_peer *p)
 	int64_t now = now_ms();
 	if (p->phase == PH_GUEST && now - p->last_activity_ms >= ACTIVITY_MS) {
 		p->last_activity_ms = now;
-		gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, "activity");
+		gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, p->grant, "activity");
 	}
 }
 
@@ -1421,6 +1423,7 @@ static void *peer_main(void *arg)
 	s->PrivateKeyFile = strdup(gw->key);
 	s->RdpKeyFile = strdup(gw->key);
 	s->TlsSecurity = TRUE;
+	s->AllowedTlsCiphers = strdup(gw->cfg.tls_ciphers);
 	s->NlaSecurity = FALSE; /* NLA needs the NT hash of the password: PAM cannot give it */
 	s->RdpSecurity = gw->cfg.rdp_security;
 	s->EncryptionLevel = ENCRYPTION_LEVEL_CLIENT_COMPATIBLE;
@@ -1558,7 +1561,7 @@ out:
 	log_info("peer %s: disconnected", p->addr);
 	set_leased(p, ""); /* no renewal may bring it back after the detach */
 	if (p->phase == PH_GUEST && p->sess.id[0])
-		gw_bapi_post(gw->cfg.api_socket, p->sess.id, "detach");
+		gw_bapi_post(gw->cfg.api_socket, p->sess.id, p->grant, "detach");
 	if (p->vnc_event)
 		CloseHandle(p->vnc_event);
 	gw_vnc_close(p->vnc);

@@ -29,6 +29,8 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -463,6 +465,59 @@ static void test_stall(void)
 	free(log);
 }
 
+/*
+ * The gateway's TLS with one cipher suite (TLS 1.2): an X.224 connection
+ * request asking for TLS, its confirm, then the handshake. True if it
+ * completes.
+ */
+static bool tls_with(const char *cipher)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return false;
+	/* TPKT, X.224 CR, RDP_NEG_REQ for PROTOCOL_SSL */
+	static const uint8_t cr[] = {0x03, 0x00, 0x00, 0x13, 0x0e, 0xe0, 0x00, 0x00, 0x00, 0x00,
+				     0x00, 0x01, 0x00, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00};
+	uint8_t cc[19];
+	size_t got = 0;
+	struct timeval tv = {10, 0};
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	bool ok = write(s, cr, sizeof(cr)) == (ssize_t)sizeof(cr);
+	while (ok && got < sizeof(cc)) {
+		ssize_t r = read(s, cc + got, sizeof(cc) - got);
+		ok = r > 0;
+		got += ok ? (size_t)r : 0;
+	}
+	/* the confirm: RDP_NEG_RSP selecting TLS */
+	ok = ok && cc[5] == 0xd0 && cc[11] == 0x02 && cc[15] == 0x01;
+	SSL_CTX *ctx = ok ? SSL_CTX_new(TLS_client_method()) : NULL;
+	SSL *ssl = NULL;
+	if (ctx) {
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+		SSL_CTX_set_security_level(ctx, 0);
+		ok = SSL_CTX_set_cipher_list(ctx, cipher) == 1 && (ssl = SSL_new(ctx)) &&
+		     SSL_set_fd(ssl, s) == 1 && SSL_connect(ssl) == 1;
+	}
+	if (ssl)
+		SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	close(s);
+	return ok;
+}
+
+static void test_tls(void)
+{
+	/* forward secrecy only: ephemeral key exchange is taken, static RSA is not */
+	CHECK(tls_with("ECDHE-RSA-AES128-GCM-SHA256"));
+	CHECK(tls_with("ECDHE-RSA-AES128-SHA")); /* Windows 7's mstsc */
+	CHECK(!tls_with("AES128-SHA"));
+	CHECK(!tls_with("AES256-GCM-SHA384"));
+}
+
 /* --- rdp backend --- */
 
 /* Pixels of the test RDP server's pattern in the X screen region at (X, Y). */
@@ -778,6 +833,7 @@ int main(void)
 		test_wrong_password();
 		test_remotefx();
 		test_stall();
+		test_tls();
 	}
 	if (!only || strcmp(only, "console")) {
 		test_rdp_desktop();

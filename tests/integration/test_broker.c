@@ -5,6 +5,7 @@
  * serializing starts; kill -9 and restart; malformed requests and the API
  * corpus replay; graceful shutdown.
  */
+#include "api_parse.h"
 #include "check.h"
 #include "daemon.h"
 #include "httpc.h"
@@ -15,6 +16,7 @@
 #include <grp.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +404,163 @@ static void test_lease(void)
 }
 
 /* Raw bytes from the corpus straight onto the socket; nestord must survive all. */
+/* Who may call what (SO_PEERCRED roles), by the route table itself. */
+struct route_case {
+	const char *name, *method, *path;
+	enum api_who who;
+};
+
+#define ROUTE_CASE(route, method, path, body, handler, who) {#route, #method, path, API_WHO_##who},
+static const struct route_case route_cases[] = {API_ROUTES(ROUTE_CASE)};
+
+/* PATTERN with its parameters filled in (and GRANT, if any, as the query). */
+static void fill_path(const char *pattern, const char *session, const char *grant, char *out,
+		      size_t len)
+{
+	static const char *const params[][2] = {{":session", NULL},
+						{":gateway", "gw-roles"},
+						{":user", "alice"},
+						{":image", "nosuchimage"},
+						{":app", "nosuchapp"}};
+	size_t n = 0;
+	for (const char *p = pattern; *p && n + 1 < len;) {
+		bool done = false;
+		for (size_t i = 0; i < ARRAY_LEN(params) && !done; i++) {
+			size_t k = strlen(params[i][0]);
+			if (!strncmp(p, params[i][0], k)) {
+				n += (size_t)snprintf(out + n, len - n, "%s",
+						      params[i][1] ? params[i][1] : session);
+				p += k;
+				done = true;
+			}
+		}
+		if (!done)
+			out[n++] = *p++;
+	}
+	out[n] = '\0';
+	if (grant)
+		snprintf(out + n, len - n, "?grant=%s", grant);
+}
+
+/* The status of a request made as UID (primary group GID, supplementary SUPP, 0: none);
+ * a negative errno when it cannot even reach the socket. */
+static int as_user(uid_t uid, gid_t gid, gid_t supp, const char *method, const char *path)
+{
+	int fds[2];
+	if (pipe(fds) < 0)
+		return -EIO;
+	pid_t pid = fork();
+	if (pid == 0) {
+		gid_t groups[1] = {supp};
+		int st = -EPERM;
+		if (setgroups(supp ? 1 : 0, groups) == 0 && setgid(gid) == 0 && setuid(uid) == 0)
+			st = httpc_request(d.sock, method, path, "{}", 10000, NULL);
+		if (write(fds[1], &st, sizeof(st)) != sizeof(st))
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	int st = -EIO;
+	if (pid < 0 || read(fds[0], &st, sizeof(st)) != sizeof(st))
+		st = -EIO;
+	close(fds[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return st;
+}
+
+/* Whether UID (no groups) can open PATH for reading. */
+static bool readable_by(uid_t uid, const char *path)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(2);
+		int fd = open(path, O_RDONLY);
+		_exit(fd >= 0 ? 0 : 1);
+	}
+	int st = 0;
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void test_roles(void)
+{
+	struct group *g = getgrnam("nogroup");
+	gid_t gw_gid = g ? g->gr_gid : 0;
+	g = getgrnam("staff");
+	gid_t admin_gid = g ? g->gr_gid : 0;
+	CHECK(gw_gid && admin_gid);
+	if (!gw_gid || !admin_gid)
+		return;
+	/* other users must reach the socket's directory to be refused by nestord itself */
+	chmod(d.dir, 0711);
+	json_object *s = NULL;
+	CHECK(connect_("erin", "ledger", &s) == 200);
+	char id[64], grant[80], bad[80], path[512];
+	snprintf(id, sizeof(id), "%s", jget(s, "id"));
+	snprintf(grant, sizeof(grant), "%s", jget(s, "grant"));
+	json_object_put(s);
+	CHECK(strlen(grant) == 32);
+	snprintf(bad, sizeof(bad), "%s", grant);
+	bad[0] = bad[0] == 'a' ? 'b' : 'a';
+	/* the grant is never listed */
+	CHECK(api(&d, "GET", "/v1/sessions", NULL, &s) == 200);
+	CHECK(!strstr(json_object_to_json_string(s), grant));
+	json_object_put(s);
+
+	for (size_t i = 0; i < ARRAY_LEN(route_cases); i++) {
+		const struct route_case *c = &route_cases[i];
+		bool session = strstr(c->path, ":session") != NULL;
+		/* the gateway's group as the primary group, without a grant */
+		fill_path(c->path, id, NULL, path, sizeof(path));
+		int st = as_user(60101, gw_gid, 0, c->method, path);
+		CHECK_MSG(c->who == API_WHO_ANY ? st > 0 && st != 403 : st == 403,
+			  "gateway %s %s: %d", c->method, path, st);
+		/* as a supplementary group, with the session's grant, and with a wrong one */
+		fill_path(c->path, id, session ? grant : NULL, path, sizeof(path));
+		st = as_user(60101, 60101, gw_gid, c->method, path);
+		CHECK_MSG(c->who == API_WHO_ADMIN ? st == 403 : st > 0 && st != 403,
+			  "gateway with grant %s %s: %d", c->method, path, st);
+		if (session) {
+			fill_path(c->path, id, bad, path, sizeof(path));
+			st = as_user(60101, 60101, gw_gid, c->method, path);
+			CHECK_MSG(st == 403, "gateway with a wrong grant %s %s: %d", c->method,
+				  path, st);
+		}
+		/* a user in neither group does not get in at all */
+		st = as_user(60102, 60102, 0, c->method, path);
+		CHECK_MSG(st < 0, "other user %s %s: %d", c->method, path, st);
+	}
+	/* an administrator (admin_group, and api_group to reach the socket) may do
+	 * everything; ending the session last */
+	for (size_t i = 0; i < ARRAY_LEN(route_cases); i++) {
+		const struct route_case *c = &route_cases[i];
+		if (!strcmp(c->name, "SESSION_END"))
+			continue;
+		fill_path(c->path, id, NULL, path, sizeof(path));
+		int st = as_user(60103, gw_gid, admin_gid, c->method, path);
+		CHECK_MSG(st > 0 && st != 403, "admin %s %s: %d", c->method, path, st);
+	}
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	CHECK(as_user(60103, gw_gid, admin_gid, "DELETE", path) == 200);
+
+	/* the state is the owner's alone, even where the directory lets others through
+	 * (state_dir is 0711 with qemu_user) */
+	char state[400];
+	snprintf(state, sizeof(state), "%s/state", d.dir);
+	chmod(state, 0711);
+	const char *files[] = {"nestor.db", "nestor.db-wal", "nestor.db-shm"};
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", state, files[i]);
+		CHECK_MSG(stat(path, &st) == 0 && (st.st_mode & 077) == 0, "%s mode %o", path,
+			  st.st_mode & 0777);
+		CHECK_MSG(!readable_by(60102, path), "%s is readable by another user", path);
+	}
+	chmod(state, 0700);
+	chmod(d.dir, 0700);
+}
+
 static void test_corpus(void)
 {
 	const char *src = getenv("NESTOR_SRC");
@@ -449,7 +608,7 @@ int main(void)
 		      "[auth]\nmax_failures = 3\nwindow = 300\nlockout = 600\n"
 		      "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 4\n"
 		      "[images]\nauto_template = false\n" /* cold starts only: caps are exact */
-		      "[nestord]\napi_group = nogroup\n");
+		      "[nestord]\napi_group = nogroup\nadmin_group = staff\n");
 	if (!nestord_start(&d)) {
 		CHECK(!"nestord started");
 		return check_done("test_broker");
@@ -462,6 +621,7 @@ int main(void)
 	test_crash_restart();
 	test_malformed();
 	test_lease();
+	test_roles();
 	test_corpus();
 
 	/* graceful shutdown with a live session: the guest is ended, nothing left */

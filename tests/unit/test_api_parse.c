@@ -4,6 +4,7 @@
  * had when they were written by hand in api.c, and the route table's shape.
  */
 #include "api_parse.h"
+#include "util.h"
 #include "check.h"
 #include "record.h"
 
@@ -596,8 +597,50 @@ static void test_table(void)
 	}
 }
 
+/* Who may call what: every route, every role, with and without the session's grant. */
+static void test_refusals(void)
+{
+	for (int r = 0; r < API_ROUTE_COUNT; r++) {
+		enum api_who who = api_route_who((enum api_route)r);
+		for (int g = 0; g < 2; g++) {
+			CHECK(!api_refusal(API_ROLE_ADMIN, (enum api_route)r, g));
+			CHECK(api_refusal(API_ROLE_NONE, (enum api_route)r, g));
+			bool ok = who == API_WHO_ANY || (who == API_WHO_GRANT && g);
+			CHECK_MSG(!api_refusal(API_ROLE_GATEWAY, (enum api_route)r, g) == ok,
+				  "gateway %s %s grant %d", api_route_method((enum api_route)r),
+				  api_route_path((enum api_route)r), g);
+		}
+	}
+	/* the gateway's whole reach, spelled out */
+	static const enum api_route gateway[] = {API_AUTH, API_CONNECT, API_LEASE};
+	static const enum api_route granted[] = {API_SESSION, API_ATTACH, API_DETACH, API_GUEST,
+						 API_ACTIVITY};
+	for (size_t i = 0; i < ARRAY_LEN(gateway); i++)
+		CHECK(api_route_who(gateway[i]) == API_WHO_ANY);
+	for (size_t i = 0; i < ARRAY_LEN(granted); i++)
+		CHECK(api_route_who(granted[i]) == API_WHO_GRANT);
+	unsigned admin_only = 0;
+	for (int r = 0; r < API_ROUTE_COUNT; r++)
+		admin_only += api_route_who((enum api_route)r) == API_WHO_ADMIN;
+	CHECK(admin_only == (unsigned)API_ROUTE_COUNT - ARRAY_LEN(gateway) - ARRAY_LEN(granted));
+	/* a grant goes with the session routes only, and must look like one */
+	struct api_req q;
+	char err[256];
+	CHECK(api_parse("GET", "/v1/sessions/abc?grant=0123abcd", NULL, 0, &q, err,
+			sizeof(err)) == 0 &&
+	      !strcmp(q.grant, "0123abcd"));
+	api_req_free(&q);
+	CHECK(api_parse("GET", "/v1/sessions/abc?grant=XYZ", NULL, 0, &q, err, sizeof(err)) ==
+	      400);
+	api_req_free(&q);
+	CHECK(api_parse("GET", "/v1/images?grant=0123", NULL, 0, &q, err, sizeof(err)) == 0 &&
+	      !q.grant[0]);
+	api_req_free(&q);
+}
+
 int main(void)
 {
+	test_refusals();
 	run_cases();
 	test_values();
 	test_limits();

@@ -47,6 +47,9 @@ int main(void)
 	    {"[caps]\nmax_sessions = 12abc\n", "caps.max_sessions"},
 	    {"[caps]\nmax_starting = lots\n", "expected auto or"},
 	    {"[nestord]\naccel = fast\n", "expected auto, kvm or tcg"},
+	    {"[nestord]\nadmin_group = "
+	     "a123456789a123456789a123456789a123456789a123456789a123456789abcd\n",
+	     "nestord.admin_group: expected a group name"},
 	    {"[nestord]\nsandbox = maybe\n", "expected true or false"},
 	    {"[other]\nx = 1\n", "unknown key 'x' in section [other]"},
 	    {"[nestord\nx = 1\n", "syntax error"},

@@ -425,24 +425,31 @@ static void test_enqueue(void)
 	quota_ledger_finish(&l);
 }
 
-/* Back in line at the arrival place: ahead of later arrivals in later rounds. */
+/* Back in line: the admission given back, the arrival place and the rounds kept. */
 static void test_requeue(void)
 {
 	struct quota_ledger l;
 	quota_ledger_init(&l);
 	quota_set_host_caps(&l, (struct quota_caps){4, 1, 0});
-	struct quota_req a = req(1, "a", "img", 0), a2 = req(2, "a", "img", 0),
-			 b = req(3, "b", "img", 0), old = req(4, "c", "img", 0);
-	CHECK(quota_request(&l, &a, 10).verdict == QUOTA_ADMIT);
-	CHECK(quota_request(&l, &a2, 11).verdict == QUOTA_QUEUE); /* round 0 */
-	CHECK(quota_request(&l, &b, 12).verdict == QUOTA_QUEUE);
-	old.enqueued_ms = 5; /* waited before the others arrived */
-	struct quota_decision d = quota_requeue(&l, &old, 20);
+	struct quota_req a = req(1, "a", "img", 100), b = req(2, "b", "img", 100),
+			 a2 = req(3, "a", "img", 100);
+	a.enqueued_ms = 5;
+	CHECK(quota_request(&l, &a, 5).verdict == QUOTA_ADMIT);
+	CHECK(quota_request(&l, &b, 10).verdict == QUOTA_QUEUE);
+	CHECK(l.sessions == 1 && l.starting == 1 && l.memory_mb == 100);
+	/* A's start cannot go on now: its slot is given back, it waits ahead of B */
+	struct quota_decision d = quota_requeue(&l, &a, true, true, 20);
 	CHECK(d.verdict == QUOTA_QUEUE && d.position == 1);
-	CHECK(l.sessions == 1 && l.starting == 1); /* nothing counted for it yet */
-	quota_started(&l, 100);
+	CHECK(l.sessions == 0 && l.starting == 0 && l.memory_mb == 0 && l.n_end == 0);
+	/* a's second request waits a round later, behind B */
+	a2.enqueued_ms = 1;
+	CHECK(quota_requeue(&l, &a2, false, false, 21).verdict == QUOTA_QUEUE);
 	struct quota_req out;
-	CHECK(quota_next(&l, 30, &out) && out.id == 4);
+	CHECK(quota_next(&l, 30, &out) && out.id == 1);
+	quota_started(&l, 100);
+	CHECK(quota_next(&l, 31, &out) && out.id == 2);
+	quota_started(&l, 100);
+	CHECK(quota_next(&l, 32, &out) && out.id == 3);
 	quota_ledger_finish(&l);
 }
 

@@ -278,6 +278,11 @@ enum op {
 	EXPECT_USAGE,	 /* ledger: N sessions, M starting, Q queued */
 	EXPECT_GUESTS,	 /* N fake guests were started or attached in all */
 	EXPECT_BUILD_CB, /* the build's waiter got ERR N */
+	REFUSED,	 /* user U's connect is refused (caps) */
+	CAP,		 /* cap TEXT = N */
+	SHUTDOWN,	 /* the broker is asked to shut down */
+	EXPECT_DONE,	 /* the shutdown finished (N 1) or not yet (N 0) */
+	EXPECT_GONE,	 /* K's guest was let go without a stop (kept for the next nestord) */
 };
 
 struct step {
@@ -297,11 +302,12 @@ struct row {
 
 struct tcase {
 	const char *name;
+	bool keep_guests;
 	unsigned warm_pool;
 	bool templates;
 	pid_t alive[4];
 	struct row rows[4];
-	struct step steps[24];
+	struct step steps[28];
 };
 
 #define S(...)                                                                                     \
@@ -371,6 +377,22 @@ static const struct tcase cases[] = {
 	       S(EXPECT_STATE, 0, .st = BRK_ENDING), S(EXPECT_STOP, 0, .n = 0),
 	       S(STOPPED, 0, .why = LNCH_END_STOPPED), S(EXPECT_STATE, 0, .st = BRK_ENDED),
 	       S(EXPECT_WHY, 0, "the warm guest could not be resumed")}},
+    {"a refused connect puts the warm guest it took back", .warm_pool = 1, .templates = true,
+     .steps = {S(WARM_READY), S(CAP, .text = "max_memory_mb", .n = 100), S(REFUSED, 0, "alice"),
+	       S(EXPECT_USAGE, .n = 1, .m = 0, .q = 0), S(EXPECT_GUESTS, .n = 1),
+	       /* still there for the next user once the cap allows it */
+	       S(CAP, .text = "max_memory_mb", .n = 0), S(CONNECT, 0, "bob"),
+	       S(EXPECT_PATH, 0, "warm")}},
+    {"shutdown ends every session and reports once the guests are gone",
+     .steps = {S(CAPS, .n = 1), S(CONNECT, 0, "alice"), S(CONNECT, 1, "bob"), S(SPAWN, 0),
+	       S(READY, 0), S(SHUTDOWN), S(EXPECT_STATE, 1, .st = BRK_ENDED),
+	       S(EXPECT_STATE, 0, .st = BRK_ENDING), S(EXPECT_STOP, 0, .n = 1),
+	       S(EXPECT_DONE, .n = 0), S(STOPPED, 0, .why = LNCH_END_STOPPED),
+	       S(EXPECT_STATE, 0, .st = BRK_ENDED), S(EXPECT_DONE, .n = 1)}},
+    {"shutdown keeping the guests: detached, rows kept, done at once", .keep_guests = true,
+     .warm_pool = 1, .templates = true,
+     .steps = {S(WARM_READY), S(CONNECT, 0, "alice"), S(RESUMED, 0, .n = 0), S(SHUTDOWN),
+	       S(EXPECT_GONE, 0), S(EXPECT_STATE, 0, .st = BRK_READY), S(EXPECT_DONE, .n = 1)}},
     {"a template build that fails tells its waiter and frees its slot",
      .steps = {S(BUILD), S(EXPECT_USAGE, .n = 1, .m = 1, .q = 0), S(BUILD_DONE, .n = -EIO),
 	       S(EXPECT_BUILD_CB, .n = -EIO), S(EXPECT_USAGE, .n = 0, .m = 0, .q = 0),
@@ -384,6 +406,12 @@ static struct brk *broker;
 static struct brk_session *sess[8];
 static char ids[8][33];
 static int build_err = 1;
+static bool stop_done;
+
+static void on_stopped(void *arg)
+{
+	stop_done = true;
+}
 static char build_msg[256];
 
 static void spin(void)
@@ -554,6 +582,30 @@ static void step(const struct tcase *c, const struct step *s)
 		CHECK_MSG(n_guests == (unsigned)s->n, "%s: %u guests, want %d", c->name, n_guests,
 			  s->n);
 		break;
+	case REFUSED: {
+		struct brk_session *x = NULL;
+		int r = brk_connect(broker, s->text, "ledger", "10.0.0.1", &x, err, sizeof(err));
+		CHECK_MSG(r == -EBUSY, "%s: connect %s: %d", c->name, s->text, r);
+		break;
+	}
+	case CAP:
+		CHECK(brk_caps_set(broker, s->text, (unsigned)s->n) == 0);
+		break;
+	case SHUTDOWN:
+		brk_shutdown(broker, on_stopped, NULL);
+		break;
+	case EXPECT_DONE:
+		CHECK_MSG(stop_done == (s->n != 0), "%s: shutdown done %d", c->name, stop_done);
+		break;
+	case EXPECT_GONE: {
+		struct fake_guest *x = NULL;
+		for (unsigned i = 0; i < n_guests; i++)
+			if (!strcmp(guests[i].id, ids[s->k]))
+				x = &guests[i];
+		CHECK_MSG(x && x->gone && x->stop_grace < 0, "%s: session %d's guest %s", c->name,
+			  s->k, x ? "was stopped or kept" : "missing");
+		break;
+	}
 	case EXPECT_BUILD_CB:
 		CHECK_MSG(build_err == s->n && strstr(build_msg, "fake build failure"),
 			  "%s: build callback %d '%s'", c->name, build_err, build_msg);
@@ -575,6 +627,7 @@ static void run(const struct tcase *c)
 	templates_usable = c->templates;
 	build_err = 1;
 	build_msg[0] = '\0';
+	stop_done = false;
 
 	struct brk_config cfg;
 	brk_config_defaults(&cfg);
@@ -594,7 +647,7 @@ static void run(const struct tcase *c)
 	seed(dbpath, c);
 
 	base = event_base_new();
-	struct brk_options opts = {.launcher = &fake};
+	struct brk_options opts = {.launcher = &fake, .keep_guests = c->keep_guests};
 	broker = brk_create(base, &cfg, &opts, err, sizeof(err));
 	CHECK_MSG(broker, "%s: %s", c->name, err);
 	if (!broker) {

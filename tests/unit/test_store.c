@@ -68,7 +68,7 @@ static void test_records(struct store *st)
 	CHECK(store_images_warm(st, count_image, &n) == 0 && n == 1);
 
 	/* a JSON view never holds a secret */
-	json_object *o = rec_json(&rec_images, &got, REC_ALL, 0);
+	json_object *o = rec_json(&rec_images, &got, 0, 0, REC_ALL);
 	CHECK(!strstr(json_object_to_json_string(o), "s3cret"));
 	CHECK(json_object_object_get_ex(o, "rdp_security", NULL));
 	json_object_put(o);
@@ -133,7 +133,7 @@ static void test_claim(struct store *st)
 		CHECK_MSG(check_streq(got.id, want[i]), "claimed %s, want %s", got.id, want[i]);
 		CHECK(check_streq(got.state, "starting") && check_streq(got.host, "host-a"));
 	}
-	memset(&got, 0, sizeof(got));
+	/* nothing left, whatever the buffer still holds */
 	CHECK(store_session_claim(st, "host-b", &got) == -ENOENT);
 
 	/* the history view: ended ones only, newest first */
