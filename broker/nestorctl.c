@@ -134,12 +134,34 @@ static json_object *call(const char *method, const char *path, json_object *body
 	return o;
 }
 
+/*
+ * S for a terminal: control characters (and backslashes) escaped as \xNN,
+ * so what a client or a guest put in a field (a client name, a reason)
+ * cannot drive the admin's terminal. In one of a few rotating buffers.
+ */
+static const char *esc(const char *s)
+{
+	static char bufs[8][2048];
+	static unsigned next;
+	char *out = bufs[next++ % 8];
+	size_t n = 0;
+	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c && n + 5 < 2048;
+	     c++) {
+		if (*c < 0x20 || *c == 0x7f || *c == '\\')
+			n += (size_t)snprintf(out + n, 2048 - n, "\\x%02x", *c);
+		else
+			out[n++] = (char)*c;
+	}
+	out[n] = '\0';
+	return out;
+}
+
 static const char *s_(json_object *o, const char *k)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(o, k, &v) || json_object_is_type(v, json_type_null))
 		return "-";
-	return json_object_get_string(v);
+	return esc(json_object_get_string(v));
 }
 
 static long long i_(json_object *o, const char *k)
@@ -517,7 +539,7 @@ static int cmd_session(int argc, char **argv)
 		print_json(o);
 	} else {
 		json_object_object_foreach(o, k, v)
-		    printf("%-12s %s\n", k, json_object_get_string(v));
+		    printf("%-12s %s\n", k, esc(json_object_get_string(v)));
 	}
 	json_object_put(o);
 	return 0;
@@ -599,7 +621,7 @@ static int cmd_images(int argc, char **argv)
 			print_json(o);
 		else {
 			json_object_object_foreach(o, k, v)
-			    printf("%-20s %s\n", k, json_object_get_string(v));
+			    printf("%-20s %s\n", k, esc(json_object_get_string(v)));
 		}
 		json_object_put(o);
 		return 0;

@@ -1,6 +1,7 @@
 /* Failed-login throttling: pure, bounded. */
 #include "throttle.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,15 +24,19 @@ static struct throttle_entry *find(const struct throttle *t, const char *key)
 unsigned throttle_locked(const struct throttle *t, const char *key, int64_t now)
 {
 	const struct throttle_entry *e = find(t, key);
-	if (!e || e->locked_until <= now)
+	if (!e)
 		return 0;
-	return (unsigned)(e->locked_until - now);
+	if (e->locked_until > now)
+		return (unsigned)(e->locked_until - now);
+	bool fresh = now - e->first >= (int64_t)t->window;
+	if (t->max_failures && (fresh ? 0 : e->failures) + e->pending >= t->max_failures)
+		return 1;
+	return 0;
 }
 
-unsigned throttle_fail(struct throttle *t, const char *key, int64_t now)
+/* KEY's entry, made if there is none (the stalest one goes when the table is full). */
+static struct throttle_entry *entry(struct throttle *t, const char *key, int64_t now)
 {
-	if (t->max_failures == 0)
-		return 0;
 	struct throttle_entry *e = find(t, key);
 	if (!e) {
 		if (t->n < THROTTLE_KEYS) {
@@ -46,6 +51,25 @@ unsigned throttle_fail(struct throttle *t, const char *key, int64_t now)
 		snprintf(e->key, sizeof(e->key), "%s", key);
 		e->first = now;
 	}
+	return e;
+}
+
+void throttle_begin(struct throttle *t, const char *key, int64_t now)
+{
+	if (t->max_failures == 0)
+		return;
+	struct throttle_entry *e = entry(t, key, now);
+	e->pending++;
+	e->last = now;
+}
+
+unsigned throttle_fail(struct throttle *t, const char *key, int64_t now)
+{
+	if (t->max_failures == 0)
+		return 0;
+	struct throttle_entry *e = entry(t, key, now);
+	if (e->pending)
+		e->pending--;
 	if (now - e->first >= (int64_t)t->window) {
 		e->first = now;
 		e->failures = 0;
@@ -64,7 +88,16 @@ void throttle_ok(struct throttle *t, const char *key)
 {
 	struct throttle_entry *e = find(t, key);
 	if (e) {
+		if (e->pending)
+			e->pending--;
 		e->failures = 0;
 		e->first = e->last;
 	}
+}
+
+void throttle_cancel(struct throttle *t, const char *key)
+{
+	struct throttle_entry *e = find(t, key);
+	if (e && e->pending)
+		e->pending--;
 }

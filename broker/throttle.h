@@ -1,7 +1,9 @@
 /*
  * Failed-login throttling, pure: after MAX failures within WINDOW seconds a
- * key (a user name or a client address) is locked for LOCKOUT seconds.
- * The table is bounded; the stalest entries are forgotten first.
+ * key (a user name or a client address) is locked for LOCKOUT seconds. An
+ * attempt counts from when it starts (throttle_begin) until it ends, so
+ * attempts made in parallel cannot race past the lock. The table is
+ * bounded; the stalest entries are forgotten first.
  */
 #ifndef NESTOR_THROTTLE_H
 #define NESTOR_THROTTLE_H
@@ -13,7 +15,8 @@
 struct throttle_entry {
 	char key[72];
 	unsigned failures;
-	int64_t first; /* start of the current window */
+	unsigned pending; /* attempts begun, not yet ended */
+	int64_t first;	  /* start of the current window */
 	int64_t locked_until;
 	int64_t last;
 };
@@ -26,10 +29,17 @@ struct throttle {
 };
 
 void throttle_init(struct throttle *t, unsigned max_failures, unsigned window, unsigned lockout);
-/* Seconds KEY stays locked at NOW (0: not locked). */
+/*
+ * Seconds KEY stays locked at NOW (0: not locked); 1 while attempts in
+ * flight would reach the limit if they failed.
+ */
 unsigned throttle_locked(const struct throttle *t, const char *key, int64_t now);
-/* Record a failure; returns the lock in seconds it caused (0 none). */
+/* An attempt for KEY starts; it ends with throttle_fail or throttle_ok. */
+void throttle_begin(struct throttle *t, const char *key, int64_t now);
+/* Record a failure (ending an attempt); returns the lock in seconds it caused (0 none). */
 unsigned throttle_fail(struct throttle *t, const char *key, int64_t now);
 void throttle_ok(struct throttle *t, const char *key);
+/* An attempt that never ran: it ends without a verdict. */
+void throttle_cancel(struct throttle *t, const char *key);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * The logger. Writes whole lines to stderr under stdio's own lock, so lines
  * from the gateway's peer threads never interleave. Never blocks for long:
- * stderr is a terminal, a pipe to journald or a file.
+ * stderr is a terminal, a pipe to journald or a file. What a client or a
+ * guest said can be in a message: control characters are written escaped
+ * (\xNN), so no one can forge a line or drive the reader's terminal.
  */
 #include "log.h"
 
@@ -52,15 +54,22 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 
+	char msg[4096];
 	va_list ap;
 	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	flockfile(stderr);
 	fprintf(stderr, "%s.%03ld %s[%d] %s %s:%d: ", stamp, (long)(tv.tv_usec / 1000), log_prog,
 		(int)getpid(), level_names[level], file, line);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f || *c == '\\')
+			fprintf(stderr, "\\x%02x", *c);
+		else
+			putc_unlocked(*c, stderr);
+	}
+	putc_unlocked('\n', stderr);
 	funlockfile(stderr);
-	va_end(ap);
 	errno = saved;
 }
 

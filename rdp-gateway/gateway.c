@@ -52,8 +52,10 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-void gw_release_slot(struct gw *gw, const char *addr)
+void gw_release_slot(struct gw *gw, const char *peer)
 {
+	char addr[80];
+	gw_limit_key(peer, addr, sizeof(addr));
 	pthread_mutex_lock(&gw->lock);
 	if (gw->active)
 		gw->active--;
@@ -67,8 +69,10 @@ void gw_release_slot(struct gw *gw, const char *addr)
 }
 
 /* Caps on concurrent connections and per-address rate; true when admitted. */
-static bool take_slot(struct gw *gw, const char *addr, const char **why)
+static bool take_slot(struct gw *gw, const char *peer, const char **why)
 {
+	char addr[80];
+	gw_limit_key(peer, addr, sizeof(addr));
 	int64_t now = util_now_ms();
 	bool ok = false;
 	pthread_mutex_lock(&gw->lock);

@@ -17,7 +17,7 @@
 #define GW_ADDR_SLOTS 1024
 
 struct gw_addr {
-	char addr[64];
+	char addr[80]; /* gw_limit_key of the peer */
 	unsigned active;
 	int64_t window_start; /* rate window (one minute) */
 	unsigned window_count;

@@ -3,6 +3,7 @@
 #include "conf.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,12 @@ void gw_config_defaults(struct gw_config *c)
 	strcpy(c->font, "/usr/share/consolefonts/Uni2-Terminus16.psf.gz");
 	c->handshake_timeout = 10;
 	c->max_connections = 200;
-	c->max_per_address = 20;
-	c->rate_per_address = 60;
+	/* a 9:00 burst: 50 users behind one NAT address, each client connecting
+	 * twice (an NLA attempt, then TLS); the deadlines bound what squatters cost */
+	c->max_per_address = 128;
+	c->rate_per_address = 300;
 	c->login_attempts = 3;
+	c->login_timeout = 60;
 	c->frame_rate = 30;
 	c->remotefx = true;
 	c->width = 1024;
@@ -88,6 +92,10 @@ static int key(void *user, const char *section, const char *name, const char *va
 	if (IS("limits", "rate_per_address"))
 		return *want = "0 (unlimited)..10000 per minute",
 		       conf_uint(&c->rate_per_address, value, 10000);
+	if (IS("limits", "login_timeout"))
+		return *want = "1..3600 seconds",
+		       conf_uint(&c->login_timeout, value, 3600) < 0 || !c->login_timeout ? -EINVAL
+											  : 0;
 	if (IS("limits", "login_attempts"))
 		return *want = "1..10",
 		       conf_uint(&c->login_attempts, value, 10) < 0 || !c->login_attempts ? -EINVAL
@@ -128,4 +136,22 @@ int gw_config_load(struct gw_config *c, const char *path, char *err, size_t errl
 	r = gw_config_parse(c, path, text, err, errlen);
 	free(text);
 	return r;
+}
+
+void gw_limit_key(const char *addr, char *out, size_t len)
+{
+	struct in6_addr a6;
+	if (!strchr(addr, ':') || inet_pton(AF_INET6, addr, &a6) != 1) {
+		snprintf(out, len, "%s", addr);
+		return;
+	}
+	char text[INET6_ADDRSTRLEN];
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		inet_ntop(AF_INET, &a6.s6_addr[12], text, sizeof(text));
+		snprintf(out, len, "%s", text);
+		return;
+	}
+	memset(&a6.s6_addr[8], 0, 8);
+	inet_ntop(AF_INET6, &a6, text, sizeof(text));
+	snprintf(out, len, "%s/64", text);
 }

@@ -22,7 +22,7 @@ struct gw_config {
 	char certificate[4096]; /* PEM; empty: generate */
 	char private_key[4096];
 	char tls_ciphers[512]; /* OpenSSL cipher list for TLS 1.2 (1.3's are all forward secret) */
-	char user[64]; /* drop privileges to this user when started as root */
+	char user[64];	       /* drop privileges to this user when started as root */
 	char font[4096];
 	char default_app[65];	    /* for desktop clients that name no app */
 	bool rdp_security;	    /* allow standard RDP security (never for untrusted networks) */
@@ -31,6 +31,7 @@ struct gw_config {
 	unsigned max_per_address;  /* concurrent */
 	unsigned rate_per_address; /* new connections per minute */
 	unsigned login_attempts;
+	unsigned login_timeout; /* seconds on the login screen before the connection is cut */
 	unsigned frame_rate;
 	bool remotefx;		/* use RemoteFX with clients that support it */
 	unsigned width, height; /* wait-screen size when the client asks for none */
@@ -38,6 +39,12 @@ struct gw_config {
 };
 
 void gw_config_defaults(struct gw_config *c);
+/*
+ * The key per-address limits count ADDR under: an IPv4 address as is (also
+ * when IPv4-mapped), an IPv6 address by its /64 (one site's or one host's
+ * addresses are one client). OUT gets it.
+ */
+void gw_limit_key(const char *addr, char *out, size_t len);
 int gw_config_parse(struct gw_config *c, const char *name, const char *text, char *err,
 		    size_t errlen);
 int gw_config_load(struct gw_config *c, const char *path, char *err, size_t errlen);

@@ -48,6 +48,8 @@
 #define FAIL_SHOW_MS 4000      /* how long a final message stays up */
 #define WINDOW_ID 0x4e57       /* our one RemoteApp window */
 #define GUEST_CONNECT_MS 30000 /* the rdp backend's handshake with the guest, at most */
+#define OWN_MAX_W 1920	       /* our own screens (login, wait) at most this big, whatever */
+#define OWN_MAX_H 1200	       /* the client asks for before signing in */
 
 enum phase { PH_HANDSHAKE, PH_LOGIN, PH_WAIT, PH_GUEST, PH_FAIL };
 
@@ -63,6 +65,7 @@ struct gw_peer {
 	char leased[33]; /* the session this connection shows (gw->lock) */
 	char addr[64];
 	HANDLE vcm;
+	HANDLE wake; /* other threads (RAIL channel, guest connect) have news for this one */
 	RailServerContext *rail;
 	pthread_mutex_t lock; /* sends from the RAIL thread vs ours; rail fields */
 
@@ -79,6 +82,8 @@ struct gw_peer {
 	bool need_resize;
 
 	struct gw_login login;
+	bool login_dirty; /* the form changed: redrawn once, at the next frame */
+	int64_t login_until_ms;
 	unsigned attempts;
 	char message[160];
 
@@ -382,6 +387,7 @@ static UINT rail_client_exec(RailServerContext *rc, const RAIL_EXEC_ORDER *exec)
 	pthread_mutex_lock(&p->lock);
 	snprintf(p->rail_alias, sizeof(p->rail_alias), "%s", prog);
 	p->rail_exec_seen = true;
+	SetEvent(p->wake);
 	UINT r = rc->ServerExecResult(rc, &res);
 	pthread_mutex_unlock(&p->lock);
 	return r;
@@ -550,6 +556,8 @@ static void draw_wait(struct gw_peer *p)
 
 static void enter_login(struct gw_peer *p, const char *user, const char *msg)
 {
+	if (p->phase != PH_LOGIN) /* the deadline runs from the first login screen */
+		p->login_until_ms = now_ms() + (int64_t)p->gw->cfg.login_timeout * 1000;
 	p->phase = PH_LOGIN;
 	gw_login_clear(&p->login);
 	snprintf(p->login.user, sizeof(p->login.user), "%s", user ? user : "");
@@ -747,6 +755,7 @@ static void on_rdp_exec_result(void *arg, const RAIL_EXEC_RESULT_ORDER *r)
 	if (r->execResult != RAIL_EXEC_S_OK) {
 		pthread_mutex_lock(&p->lock);
 		p->guest_exec_error = r->execResult;
+		SetEvent(p->wake);
 		pthread_mutex_unlock(&p->lock);
 	}
 }
@@ -859,6 +868,7 @@ static void *rdp_connect_main(void *arg)
 	struct rdp_connect *j = arg;
 	j->ok = gw_rdpc_connect(j->c, j->err, sizeof(j->err));
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+	SetEvent(j->p->wake);
 	return NULL;
 }
 
@@ -1139,7 +1149,7 @@ static void report_activity(struct gw_peer *p)
 static void login_event(struct gw_peer *p, enum gw_login_ev ev)
 {
 	if (ev == GW_LOGIN_CHANGED) {
-		draw_login(p);
+		p->login_dirty = true; /* drawn with the next frame, however fast the keys come */
 	} else if (ev == GW_LOGIN_SUBMIT) {
 		char user[65], pass[257];
 		snprintf(user, sizeof(user), "%s", p->login.user);
@@ -1284,14 +1294,19 @@ static BOOL on_activate(freerdp_peer *client)
 	}
 	unsigned w = s->DesktopWidth ? s->DesktopWidth : p->gw->cfg.width;
 	unsigned h = s->DesktopHeight ? s->DesktopHeight : p->gw->cfg.height;
+	/* nobody has signed in yet: what we draw is bounded, whatever the client asked
+	 * (the rest of a larger desktop stays black) */
+	w = w > OWN_MAX_W ? OWN_MAX_W : w;
+	h = h > OWN_MAX_H ? OWN_MAX_H : h;
 	if (p->rail_mode) {
 		w = 720; /* the window the wait screen lives in until the guest's size is known */
 		h = 400;
 	}
 	if (screen_resize(p, w, h) < 0)
 		return FALSE;
+	/* the TCP peer is who connected; what the client says of itself is only logged */
 	if (s->ClientAddress && *s->ClientAddress)
-		snprintf(p->addr, sizeof(p->addr), "%s", s->ClientAddress);
+		log_info("peer %s: the client calls itself %.64s", p->addr, s->ClientAddress);
 	log_info("peer %s: activated %ux%u%s, %s security, %s", p->addr, w, h,
 		 p->rail_mode ? " RemoteApp" : "", s->UseRdpSecurityLayer ? "RDP" : "TLS",
 		 p->rfx ? "RemoteFX" : "planar");
@@ -1340,6 +1355,9 @@ static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
 	p->vcm = WTSOpenServerA((LPSTR)client->context);
 	if (!p->vcm || p->vcm == INVALID_HANDLE_VALUE)
 		return FALSE;
+	p->wake = CreateEvent(NULL, TRUE, FALSE, NULL);
+	if (!p->wake)
+		return FALSE;
 	p->planar = freerdp_bitmap_planar_context_new(
 	    PLANAR_FORMAT_HEADER_NA | PLANAR_FORMAT_HEADER_RLE, TILE, TILE);
 	return p->planar != NULL;
@@ -1354,6 +1372,8 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 	}
 	if (p->vcm && p->vcm != INVALID_HANDLE_VALUE)
 		WTSCloseServer(p->vcm);
+	if (p->wake)
+		CloseHandle(p->wake);
 	freerdp_bitmap_planar_context_free(p->planar);
 	rfx_context_free(p->rfx);
 	if (p->rfx_stream)
@@ -1362,6 +1382,7 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 	free(p->dirty);
 	gw_login_clear(&p->login);
 	explicit_bzero(p->secret, sizeof(p->secret));
+	explicit_bzero(p->grant, sizeof(p->grant));
 	pthread_mutex_destroy(&p->lock);
 }
 
@@ -1393,6 +1414,58 @@ void gw_watchdog_scan(struct gw *gw, int64_t now)
 		}
 	}
 	pthread_mutex_unlock(&gw->lock);
+}
+
+static bool has_dirty(const struct gw_peer *p)
+{
+	size_t n = p->dirty ? (size_t)p->tiles_x * p->tiles_y : 0;
+	for (size_t i = 0; i < n; i++)
+		if (p->dirty[i])
+			return true;
+	return false;
+}
+
+/*
+ * How long the connection's thread may sleep: until its next deadline (a
+ * paced frame, a redraw, a poll, the login or fail deadline), 0 when FreeRDP
+ * still holds input it has read. Everything else wakes it: the client's and
+ * the guest's sockets, the channels, and the wake event other threads set.
+ * At most a second, as a safety net only.
+ */
+static DWORD next_timeout(struct gw_peer *p, bool more)
+{
+	if (more || p->need_resize)
+		return 0;
+	int64_t now = now_ms(), due = now + 1000;
+	int64_t frame = p->last_frame_ms + 1000 / (int64_t)p->gw->cfg.frame_rate;
+#define DUE(t)                                                                                     \
+	do {                                                                                       \
+		if ((t) < due)                                                                     \
+			due = (t);                                                                 \
+	} while (0)
+	if (p->activated && !p->suppress && has_dirty(p))
+		DUE(frame);
+	switch (p->phase) {
+	case PH_LOGIN:
+		DUE(p->login_until_ms + 1);
+		if (p->login_dirty)
+			DUE(frame);
+		break;
+	case PH_WAIT:
+		DUE(p->last_draw_ms + 1000);
+		if (p->connecting)
+			DUE(p->connecting->t0 + GUEST_CONNECT_MS + 1);
+		else
+			DUE(p->last_poll_ms + POLL_MS);
+		break;
+	case PH_FAIL:
+		DUE(p->fail_until_ms + 1);
+		break;
+	default:
+		break;
+	}
+#undef DUE
+	return due <= now ? 0 : (DWORD)(due - now);
 }
 
 static void *peer_main(void *arg)
@@ -1450,13 +1523,14 @@ static void *peer_main(void *arg)
 	}
 	log_debug("peer %s: connected", addr);
 
-	bool begun = false;
+	bool begun = false, more = false;
 	while (!p->cut) {
-		HANDLE h[42];
+		HANDLE h[43];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
 			break;
 		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
+		h[n++] = p->wake;
 		if (p->vnc_event)
 			h[n++] = p->vnc_event;
 		if (p->rdpc)
@@ -1472,12 +1546,13 @@ static void *peer_main(void *arg)
 				WTSFreeMemory(ev);
 			}
 		}
-		DWORD timeout =
-		    p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
-		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
+		if (WaitForMultipleObjects(n, h, FALSE, next_timeout(p, more)) == WAIT_FAILED)
 			break;
+		ResetEvent(p->wake);
 		if (!client->CheckFileDescriptor(client))
 			break;
+		/* a PDU may already be read and decrypted: no event will say so */
+		more = client->HasMoreToRead && client->HasMoreToRead(client);
 		if (!WTSVirtualChannelManagerCheckFileDescriptor(p->vcm))
 			break;
 		if (!p->activated)
@@ -1511,6 +1586,17 @@ static void *peer_main(void *arg)
 			continue;
 		}
 		switch (p->phase) {
+		case PH_LOGIN:
+			if (now_ms() > p->login_until_ms) {
+				show_fail(p, "Sign-in timed out", "Connect again to sign in.");
+				break;
+			}
+			if (p->login_dirty &&
+			    now_ms() - p->last_frame_ms >= 1000 / (int64_t)p->gw->cfg.frame_rate) {
+				p->login_dirty = false;
+				draw_login(p);
+			}
+			break;
 		case PH_WAIT:
 			poll_session(p);
 			break;

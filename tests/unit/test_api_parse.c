@@ -626,12 +626,11 @@ static void test_refusals(void)
 	/* a grant goes with the session routes only, and must look like one */
 	struct api_req q;
 	char err[256];
-	CHECK(api_parse("GET", "/v1/sessions/abc?grant=0123abcd", NULL, 0, &q, err,
-			sizeof(err)) == 0 &&
+	CHECK(api_parse("GET", "/v1/sessions/abc?grant=0123abcd", NULL, 0, &q, err, sizeof(err)) ==
+		  0 &&
 	      !strcmp(q.grant, "0123abcd"));
 	api_req_free(&q);
-	CHECK(api_parse("GET", "/v1/sessions/abc?grant=XYZ", NULL, 0, &q, err, sizeof(err)) ==
-	      400);
+	CHECK(api_parse("GET", "/v1/sessions/abc?grant=XYZ", NULL, 0, &q, err, sizeof(err)) == 400);
 	api_req_free(&q);
 	CHECK(api_parse("GET", "/v1/images?grant=0123", NULL, 0, &q, err, sizeof(err)) == 0 &&
 	      !q.grant[0]);

@@ -169,5 +169,19 @@ int main(void)
 	test_login();
 	test_config();
 	test_draw();
+	/* per-address limits: IPv4 as is, IPv6 by its /64 */
+	static const char *const keys[][2] = {
+	    {"192.0.2.7", "192.0.2.7"},
+	    {"::ffff:192.0.2.7", "192.0.2.7"},
+	    {"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
+	    {"2001:db8:1:2::1", "2001:db8:1:2::/64"},
+	    {"fe80::1", "fe80::/64"},
+	    {"not an address", "not an address"},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char k[80];
+		gw_limit_key(keys[i][0], k, sizeof(k));
+		CHECK_MSG(!strcmp(k, keys[i][1]), "%s -> %s", keys[i][0], k);
+	}
 	return check_done("test_gateway_pure");
 }

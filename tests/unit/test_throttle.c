@@ -32,6 +32,24 @@ int main(void)
 	throttle_ok(&t, "u:d");
 	CHECK(throttle_fail(&t, "u:d", 2) == 0);
 
+	/* attempts count from their start: parallel guesses cannot race past the lock */
+	throttle_init(&t, 3, 60, 120);
+	throttle_begin(&t, "u:p", 0);
+	throttle_begin(&t, "u:p", 0);
+	CHECK(throttle_locked(&t, "u:p", 0) == 0);
+	throttle_begin(&t, "u:p", 0);
+	CHECK(throttle_locked(&t, "u:p", 0) == 1); /* three in flight: a fourth waits */
+	throttle_ok(&t, "u:p");			   /* one was right */
+	CHECK(throttle_locked(&t, "u:p", 1) == 0);
+	CHECK(throttle_fail(&t, "u:p", 1) == 0);
+	CHECK(throttle_fail(&t, "u:p", 1) == 0);
+	throttle_begin(&t, "u:p", 2);
+	throttle_cancel(&t, "u:p"); /* never ran: no verdict */
+	CHECK(throttle_locked(&t, "u:p", 2) == 0);
+	throttle_begin(&t, "u:p", 2);
+	CHECK(throttle_locked(&t, "u:p", 2) == 1); /* two failed and one in flight */
+	CHECK(throttle_fail(&t, "u:p", 3) == 120);
+
 	/* 0 disables */
 	throttle_init(&t, 0, 60, 120);
 	for (int i = 0; i < 100; i++)
