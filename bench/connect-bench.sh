@@ -13,7 +13,8 @@ bench_env connect "${1:-}"
 count=${2:-20}
 before=${3:-}
 
-users=$(i=1; while [ $i -le "$count" ]; do echo "user$i:pass$i"; i=$((i + 1)); done)
+# each connect's user, and nestor-storm's canary (it connects first, to a warm guest of its own)
+users=$(i=1; while [ $i -le "$count" ]; do echo "user$i:pass$i"; echo "canary$i:pass$i"; i=$((i + 1)); done)
 bench_start "$users" "[images]
 auto_template = false
 [auth]
@@ -26,11 +27,11 @@ cp "$guest/base.qcow2" "$work/fast.qcow2"
 	--ready serial:NESTOR-READY >/dev/null
 "$ctl" apps add fast --image fast --title "Ledger" >/dev/null
 "$ctl" images template fast >/dev/null
-"$ctl" images set fast --warm-pool 1 >/dev/null
+"$ctl" images set fast --warm-pool 2 >/dev/null
 
 warm_ready() {
 	for _ in $(seq 600); do
-		"$ctl" --json images show fast | grep -q '"warm_ready": 1' && return 0
+		"$ctl" --json images show fast | grep -q '"warm_ready": 2' && return 0
 		sleep 0.1
 	done
 	echo "connect-bench: the warm guest did not come back" >&2
@@ -58,6 +59,7 @@ run() { # run LABEL GATEWAY_BINARY
 			--sessions 1 --app fast --hold 1 --baseline 0 >"$work/one.txt" 2>/dev/null \
 			<<USERS || true
 user$i:pass$i
+canary$i:pass$i
 USERS
 		grep -E '^(handshake|first_guest_frame) ' "$work/one.txt" >>"$work/phases" || true
 		for id in $("$ctl" --json sessions | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p'); do

@@ -65,7 +65,6 @@ struct gw_peer {
 	char leased[33]; /* the session this connection shows (gw->lock) */
 	char addr[64];
 	HANDLE vcm;
-	HANDLE wake; /* other threads (RAIL channel, guest connect) have news for this one */
 	RailServerContext *rail;
 	pthread_mutex_t lock; /* sends from the RAIL thread vs ours; rail fields */
 
@@ -387,7 +386,6 @@ static UINT rail_client_exec(RailServerContext *rc, const RAIL_EXEC_ORDER *exec)
 	pthread_mutex_lock(&p->lock);
 	snprintf(p->rail_alias, sizeof(p->rail_alias), "%s", prog);
 	p->rail_exec_seen = true;
-	SetEvent(p->wake);
 	UINT r = rc->ServerExecResult(rc, &res);
 	pthread_mutex_unlock(&p->lock);
 	return r;
@@ -755,7 +753,6 @@ static void on_rdp_exec_result(void *arg, const RAIL_EXEC_RESULT_ORDER *r)
 	if (r->execResult != RAIL_EXEC_S_OK) {
 		pthread_mutex_lock(&p->lock);
 		p->guest_exec_error = r->execResult;
-		SetEvent(p->wake);
 		pthread_mutex_unlock(&p->lock);
 	}
 }
@@ -868,7 +865,6 @@ static void *rdp_connect_main(void *arg)
 	struct rdp_connect *j = arg;
 	j->ok = gw_rdpc_connect(j->c, j->err, sizeof(j->err));
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
-	SetEvent(j->p->wake);
 	return NULL;
 }
 
@@ -1355,9 +1351,6 @@ static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
 	p->vcm = WTSOpenServerA((LPSTR)client->context);
 	if (!p->vcm || p->vcm == INVALID_HANDLE_VALUE)
 		return FALSE;
-	p->wake = CreateEvent(NULL, TRUE, FALSE, NULL);
-	if (!p->wake)
-		return FALSE;
 	p->planar = freerdp_bitmap_planar_context_new(
 	    PLANAR_FORMAT_HEADER_NA | PLANAR_FORMAT_HEADER_RLE, TILE, TILE);
 	return p->planar != NULL;
@@ -1372,8 +1365,6 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 	}
 	if (p->vcm && p->vcm != INVALID_HANDLE_VALUE)
 		WTSCloseServer(p->vcm);
-	if (p->wake)
-		CloseHandle(p->wake);
 	freerdp_bitmap_planar_context_free(p->planar);
 	rfx_context_free(p->rfx);
 	if (p->rfx_stream)
@@ -1414,58 +1405,6 @@ void gw_watchdog_scan(struct gw *gw, int64_t now)
 		}
 	}
 	pthread_mutex_unlock(&gw->lock);
-}
-
-static bool has_dirty(const struct gw_peer *p)
-{
-	size_t n = p->dirty ? (size_t)p->tiles_x * p->tiles_y : 0;
-	for (size_t i = 0; i < n; i++)
-		if (p->dirty[i])
-			return true;
-	return false;
-}
-
-/*
- * How long the connection's thread may sleep: until its next deadline (a
- * paced frame, a redraw, a poll, the login or fail deadline), 0 when FreeRDP
- * still holds input it has read. Everything else wakes it: the client's and
- * the guest's sockets, the channels, and the wake event other threads set.
- * At most a second, as a safety net only.
- */
-static DWORD next_timeout(struct gw_peer *p, bool more)
-{
-	if (more || p->need_resize)
-		return 0;
-	int64_t now = now_ms(), due = now + 1000;
-	int64_t frame = p->last_frame_ms + 1000 / (int64_t)p->gw->cfg.frame_rate;
-#define DUE(t)                                                                                     \
-	do {                                                                                       \
-		if ((t) < due)                                                                     \
-			due = (t);                                                                 \
-	} while (0)
-	if (p->activated && !p->suppress && has_dirty(p))
-		DUE(frame);
-	switch (p->phase) {
-	case PH_LOGIN:
-		DUE(p->login_until_ms + 1);
-		if (p->login_dirty)
-			DUE(frame);
-		break;
-	case PH_WAIT:
-		DUE(p->last_draw_ms + 1000);
-		if (p->connecting)
-			DUE(p->connecting->t0 + GUEST_CONNECT_MS + 1);
-		else
-			DUE(p->last_poll_ms + POLL_MS);
-		break;
-	case PH_FAIL:
-		DUE(p->fail_until_ms + 1);
-		break;
-	default:
-		break;
-	}
-#undef DUE
-	return due <= now ? 0 : (DWORD)(due - now);
 }
 
 static void *peer_main(void *arg)
@@ -1523,14 +1462,13 @@ static void *peer_main(void *arg)
 	}
 	log_debug("peer %s: connected", addr);
 
-	bool begun = false, more = false;
+	bool begun = false;
 	while (!p->cut) {
-		HANDLE h[43];
+		HANDLE h[42];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
 			break;
 		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
-		h[n++] = p->wake;
 		if (p->vnc_event)
 			h[n++] = p->vnc_event;
 		if (p->rdpc)
@@ -1546,13 +1484,12 @@ static void *peer_main(void *arg)
 				WTSFreeMemory(ev);
 			}
 		}
-		if (WaitForMultipleObjects(n, h, FALSE, next_timeout(p, more)) == WAIT_FAILED)
+		DWORD timeout =
+		    p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
+		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
 			break;
-		ResetEvent(p->wake);
 		if (!client->CheckFileDescriptor(client))
 			break;
-		/* a PDU may already be read and decrypted: no event will say so */
-		more = client->HasMoreToRead && client->HasMoreToRead(client);
 		if (!WTSVirtualChannelManagerCheckFileDescriptor(p->vcm))
 			break;
 		if (!p->activated)

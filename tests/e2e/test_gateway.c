@@ -397,6 +397,29 @@ static void test_wrong_password(void)
 	stop_pid(&c);
 }
 
+/* Nobody signs in: the login screen closes after login_timeout (8 s here). */
+static void test_login_timeout(void)
+{
+	pid_t c = xfreerdp("dave", "wrong", NULL, xflog);
+	CHECK_MSG(wait_for(is_login_color, NULL, 20000), "the login screen is shown");
+	int st = 0;
+	pid_t r = 0;
+	for (int i = 0; i < 300 && r == 0; i++) {
+		r = waitpid(c, &st, WNOHANG);
+		if (r == 0)
+			usleep(100000);
+	}
+	CHECK_MSG(r == c, "the client was let go after the login deadline");
+	if (r == c)
+		c = 0;
+	else
+		stop_pid(&c);
+	char *log = testenv_slurp(gwlog, NULL);
+	CHECK(log && strstr(log, "Sign-in timed out"));
+	free(log);
+	CHECK(live_sessions("dave") == 0);
+}
+
 static void test_remotefx(void)
 {
 	/* a client that offers RemoteFX gets it (the default); the codec is lossy: compare loosely
@@ -820,7 +843,8 @@ int main(void)
 	gateway =
 	    /* planar only (lossless: pixels compare exactly); RemoteFX has its own gateway */
 	    gateway_start(&d, port,
-			  "[limits]\nhandshake_timeout = 3\n[display]\nremotefx = false\n"
+			  "[limits]\nhandshake_timeout = 3\nlogin_timeout = 8\n"
+			  "[display]\nremotefx = false\n"
 			  "width = 640\nheight = 400\n",
 			  gwlog, sizeof(gwlog));
 	CHECK(gateway > 0);
@@ -831,6 +855,7 @@ int main(void)
 		test_desktop();
 		test_remoteapp();
 		test_wrong_password();
+		test_login_timeout();
 		test_remotefx();
 		test_stall();
 		test_tls();
