@@ -100,13 +100,16 @@ struct gw_peer {
 	HANDLE vnc_event;
 	int buttons;
 
-	struct gw_rdpc *rdpc;		/* rdp backend */
-	struct rdp_connect *connecting; /* its connection being made, on a thread */
-	char secret[257];		/* the user's password, kept only for guest_login=user */
-	bool rail_relay;		/* the guest's own RemoteApp windows are relayed */
-	bool own_window_gone;		/* our wait window was replaced by the guest's */
-	UINT16 guest_exec_error;	/* the guest refused the RemoteApp program */
-	HANDLE relay_chan[2];		/* user-side cliprdr/rdpdr, relayed to the guest */
+	struct gw_rdpc *rdpc;		 /* rdp backend */
+	struct rdp_connect *connecting;	 /* its connection being made, on a thread */
+	char secret[257];		 /* the user's password, kept only for guest_login=user */
+	bool rail_relay;		 /* the guest's own RemoteApp windows are relayed */
+	struct gw_windows guest_windows; /* what the guard counts of them */
+	uint32_t guest_ptr_cache;	 /* pointer cache slots the guest was told of */
+	unsigned guest_refusals;	 /* orders from the guest the guard dropped */
+	bool own_window_gone;		 /* our wait window was replaced by the guest's */
+	UINT16 guest_exec_error;	 /* the guest refused the RemoteApp program */
+	HANDLE relay_chan[2];		 /* user-side cliprdr/rdpdr, relayed to the guest */
 	char relay_name[2][8];
 
 	bool rail_mode;
@@ -651,12 +654,24 @@ static void on_rdp_damage(void *arg, int x, int y, int w, int h)
 	blit(p, px, gw_, gh, stride, x, y, w, h);
 }
 
+/* An order from the guest the guard dropped: logged (the first few), never relayed. */
+static void refused(struct gw_peer *p, const char *what, const char *why)
+{
+	if (p->guest_refusals++ < 8)
+		log_warn("peer %s: session=%s the guest sent %s: %s: dropped", p->addr, p->sess.id,
+			 what, why);
+}
+
 /* The guest's size becomes the session's: desktop resize, or a RAIL window resize. */
 static void on_guest_resize(void *arg, int w, int h)
 {
 	struct gw_peer *p = arg;
 	rdpSettings *s = p->ctx.settings;
 	log_debug("peer %s: guest screen %dx%d", p->addr, w, h);
+	if (!gw_guest_size_ok((uint32_t)w, (uint32_t)h)) {
+		refused(p, "a screen size", "larger than any desktop the gateway shows");
+		return;
+	}
 	if ((unsigned)w == p->screen.width && (unsigned)h == p->screen.height)
 		return;
 	if (p->rail_relay) {
@@ -685,6 +700,11 @@ static BOOL on_rdp_window(void *arg, int kind, const WINDOW_ORDER_INFO *oi, cons
 	struct gw_peer *p = arg;
 	if (!p->rail_relay)
 		return TRUE; /* a guest without RemoteApp: our own window shows its desktop */
+	const char *why = gw_window_refusal(&p->guest_windows, kind, oi->windowId, o, WINDOW_ID);
+	if (why) {
+		refused(p, "a window order", why);
+		return TRUE;
+	}
 	rdpWindowUpdate *wu = p->ctx.update->window;
 	BOOL ok = TRUE;
 	pthread_mutex_lock(&p->lock);
@@ -721,6 +741,11 @@ static BOOL on_rdp_pointer(void *arg, int kind, const void *u)
 {
 	struct gw_peer *p = arg;
 	rdpPointerUpdate *pu = p->ctx.update->pointer;
+	const char *why = gw_pointer_refusal(kind, u, p->guest_ptr_cache);
+	if (why) {
+		refused(p, "a pointer", why);
+		return TRUE;
+	}
 	BOOL ok = TRUE;
 	pthread_mutex_lock(&p->lock);
 	if (p->activated) {
@@ -911,6 +936,9 @@ static bool connect_rdp_begin(struct gw_peer *p)
 					.pointer_cache = !s->ColorPointerFlag  ? 0
 							 : s->PointerCacheSize ? s->PointerCacheSize
 									       : 20};
+	/* rdpc tells the guest of at most 25 slots (what XP's RDP knows) */
+	p->guest_ptr_cache = j->rp.pointer_cache < 25 ? j->rp.pointer_cache : 25;
+	memset(&p->guest_windows, 0, sizeof(p->guest_windows));
 	j->p = p;
 	j->t0 = now_ms();
 	if (relay) {

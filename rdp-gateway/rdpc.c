@@ -252,6 +252,8 @@ static BOOL end_paint(rdpContext *ctx)
 static BOOL desktop_resize(rdpContext *ctx)
 {
 	struct gw_rdpc *c = (struct gw_rdpc *)ctx;
+	if (!gw_guest_size_ok(ctx->settings->DesktopWidth, ctx->settings->DesktopHeight))
+		return FALSE; /* the connection to the guest ends */
 	if (!gdi_resize(ctx->gdi, ctx->settings->DesktopWidth, ctx->settings->DesktopHeight))
 		return FALSE;
 	if (c->cbs.resize)
@@ -290,6 +292,9 @@ static BOOL pre_connect(freerdp *inst)
 static BOOL post_connect(freerdp *inst)
 {
 	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
+	/* the guest may answer with another size than asked for: bounded */
+	if (!gw_guest_size_ok(inst->settings->DesktopWidth, inst->settings->DesktopHeight))
+		return FALSE;
 	if (!gdi_init(inst, PIXEL_FORMAT_BGRX32))
 		return FALSE;
 	inst->update->EndPaint = end_paint;

@@ -9,6 +9,8 @@
 #ifndef NESTOR_GW_RDPC_H
 #define NESTOR_GW_RDPC_H
 
+#include "guard.h"
+
 #include <freerdp/freerdp.h>
 #include <freerdp/rail.h>
 #include <freerdp/window.h>
@@ -47,9 +49,6 @@ struct gw_rdpc_cbs {
 	void (*channel)(void *arg, const char *name, const BYTE *data, size_t len, UINT32 flags,
 			size_t total);
 };
-
-enum { GW_WIN_CREATE, GW_WIN_UPDATE, GW_WIN_DELETE, GW_WIN_ICON, GW_WIN_CACHED_ICON };
-enum { GW_PTR_POSITION, GW_PTR_SYSTEM, GW_PTR_COLOR, GW_PTR_NEW, GW_PTR_CACHED };
 
 /* A client for P (nothing sent yet). NULL with ERR set on failure. */
 struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc_cbs *cbs,

@@ -4,6 +4,7 @@
  */
 #include "check.h"
 #include "draw.h"
+#include "guard.h"
 #include "gwconfig.h"
 #include "keymap.h"
 
@@ -183,5 +184,46 @@ int main(void)
 		gw_limit_key(keys[i][0], k, sizeof(k));
 		CHECK_MSG(!strcmp(k, keys[i][1]), "%s -> %s", keys[i][0], k);
 	}
+	/* the guard: what a guest may send through the gateway */
+	CHECK(gw_guest_size_ok(1024, 768) && gw_guest_size_ok(4096, 4096));
+	CHECK(!gw_guest_size_ok(4097, 768) && !gw_guest_size_ok(1024, 0) &&
+	      !gw_guest_size_ok(65535, 65535));
+	struct gw_windows w = {0};
+	WINDOW_STATE_ORDER ws = {.numWindowRects = 1, .numVisibilityRects = 1};
+	ws.titleInfo.length = 20;
+	CHECK(!gw_window_refusal(&w, GW_WIN_CREATE, 7, &ws, 0x4e57) && w.n == 1);
+	CHECK(gw_window_refusal(&w, GW_WIN_CREATE, 0x4e57, &ws, 0x4e57)); /* ours */
+	CHECK(gw_window_refusal(&w, GW_WIN_UPDATE, 8, &ws, 0x4e57));	  /* unknown */
+	CHECK(!gw_window_refusal(&w, GW_WIN_UPDATE, 7, &ws, 0x4e57));
+	ws.numWindowRects = GW_WIN_RECTS_MAX + 1;
+	CHECK(gw_window_refusal(&w, GW_WIN_UPDATE, 7, &ws, 0x4e57));
+	ws.numWindowRects = 1;
+	ws.titleInfo.length = GW_WIN_TITLE_MAX + 2;
+	CHECK(gw_window_refusal(&w, GW_WIN_UPDATE, 7, &ws, 0x4e57));
+	ws.titleInfo.length = 20;
+	ICON_INFO big = {.width = 4096, .height = 4096}, small = {.width = 32, .height = 32};
+	WINDOW_ICON_ORDER io = {.iconInfo = &big};
+	CHECK(gw_window_refusal(&w, GW_WIN_ICON, 7, &io, 0x4e57));
+	io.iconInfo = &small;
+	CHECK(!gw_window_refusal(&w, GW_WIN_ICON, 7, &io, 0x4e57));
+	CHECK(!gw_window_refusal(&w, GW_WIN_DELETE, 7, NULL, 0x4e57) && w.n == 0);
+	CHECK(gw_window_refusal(&w, GW_WIN_DELETE, 7, NULL, 0x4e57)); /* twice */
+	for (uint32_t id = 100; id < 100 + GW_WIN_MAX; id++)
+		CHECK(!gw_window_refusal(&w, GW_WIN_CREATE, id, &ws, 0x4e57));
+	CHECK(gw_window_refusal(&w, GW_WIN_CREATE, 5000, &ws, 0x4e57)); /* one too many */
+	POINTER_CACHED_UPDATE pc = {.cacheIndex = 19};
+	CHECK(!gw_pointer_refusal(GW_PTR_CACHED, &pc, 20));
+	pc.cacheIndex = 20;
+	CHECK(gw_pointer_refusal(GW_PTR_CACHED, &pc, 20));
+	CHECK(gw_pointer_refusal(GW_PTR_CACHED, &pc, 0)); /* no cache negotiated */
+	POINTER_NEW_UPDATE pn = {.xorBpp = 32};
+	pn.colorPtrAttr.cacheIndex = 3;
+	pn.colorPtrAttr.width = pn.colorPtrAttr.height = 32;
+	CHECK(!gw_pointer_refusal(GW_PTR_NEW, &pn, 20));
+	pn.colorPtrAttr.width = 5000;
+	CHECK(gw_pointer_refusal(GW_PTR_NEW, &pn, 20));
+	POINTER_COLOR_UPDATE pco = {.cacheIndex = 25, .width = 32, .height = 32};
+	CHECK(gw_pointer_refusal(GW_PTR_COLOR, &pco, 25));
+	CHECK(!gw_pointer_refusal(GW_PTR_POSITION, NULL, 0));
 	return check_done("test_gateway_pure");
 }
