@@ -762,6 +762,14 @@ struct api *api_create(struct event_base *base, struct brk *b, const char *path,
 			goto fail;
 		}
 		api->admin_gid = g->gr_gid;
+		if (api->admin_gid == api->gateway_gid) {
+			/* the gateway would be an administrator */
+			snprintf(err, errlen,
+				 "admin_group '%s' is api_group: give administrators a group of "
+				 "their own",
+				 admins);
+			goto fail;
+		}
 	}
 	api->http = evhttp_new(base);
 	if (!api->http) {

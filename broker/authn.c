@@ -94,10 +94,9 @@ int authn_check(struct authn *an, const char *user, const char *password, const 
 	struct brk_authreq *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	/* the attempt counts from now: parallel guesses cannot race past the lock */
+	/* the attempt counts against the user from now: parallel guesses cannot race past
+	 * the lock (an address counts failures only: many honest users share a NAT's) */
 	throttle_begin(&an->thr, ukey, now);
-	if (*client)
-		throttle_begin(&an->thr, ckey, now);
 	a->an = an;
 	snprintf(a->user, sizeof(a->user), "%s", user);
 	snprintf(a->client, sizeof(a->client), "%s", client);
@@ -107,8 +106,6 @@ int authn_check(struct authn *an, const char *user, const char *password, const 
 	if (r < 0) {
 		/* it never ran: not a failure */
 		throttle_cancel(&an->thr, ukey);
-		if (*client)
-			throttle_cancel(&an->thr, ckey);
 		free(a);
 		return r;
 	}

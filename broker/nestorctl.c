@@ -104,6 +104,8 @@ static int parse_cmd(const char *cmd, const char *help, const struct boot_opt *o
 	return boot_parse(&p, argc, argv, nargs);
 }
 
+static const char *esc(const char *s);
+
 /* Call the API. Prints errors; returns the parsed body (new reference) or exits. */
 static json_object *call(const char *method, const char *path, json_object *body)
 {
@@ -121,7 +123,7 @@ static json_object *call(const char *method, const char *path, json_object *body
 		const char *msg = o && json_object_object_get_ex(o, "error", &e)
 				      ? json_object_get_string(e)
 				      : resp;
-		fprintf(stderr, "nestorctl: %s (HTTP %d)\n", msg ? msg : "error", st);
+		fprintf(stderr, "nestorctl: %s (HTTP %d)\n", msg ? esc(msg) : "error", st);
 		free(resp);
 		json_object_put(o);
 		exit(1);
@@ -141,9 +143,9 @@ static json_object *call(const char *method, const char *path, json_object *body
  */
 static const char *esc(const char *s)
 {
-	static char bufs[8][2048];
+	static char bufs[16][2048];
 	static unsigned next;
-	char *out = bufs[next++ % 8];
+	char *out = bufs[next++ % 16];
 	size_t n = 0;
 	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c && n + 5 < 2048;
 	     c++) {

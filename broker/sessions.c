@@ -28,6 +28,7 @@
 #define GRANT_TTL_MS (300 * 1000) /* a gateway's grant lapses unused this long */
 
 static void start_guest(struct sessions *ss, struct brk_session *s);
+static void grant_ensure(struct brk_session *s);
 
 static unsigned image_timeout(unsigned per_image, unsigned dflt)
 {
@@ -404,7 +405,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 			log_info("session=%s user=%s reconnect", s->rec.id, user);
 			if (client && *client)
 				snprintf(s->rec.client, sizeof(s->rec.client), "%s", client);
-			s->grant_until = util_now_ms() + GRANT_TTL_MS;
+			grant_ensure(s);
 			*out = s;
 			return 0;
 		}
@@ -526,6 +527,8 @@ unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const 
 			continue; /* another gateway holds it now (the user moved) */
 		snprintf(s->lease_gw, sizeof(s->lease_gw), "%s", gateway);
 		s->lease_until = until;
+		/* a user on the session, idle or not: its gateway keeps its grant */
+		s->grant_until = util_now_ms() + GRANT_TTL_MS;
 		if (lapsed) {
 			/* the gateway was only late (a stalled loop): the user never left */
 			log_info("session=%s gateway %s renewed a lapsed lease: connected again",
@@ -567,10 +570,19 @@ const char *brk_session_grant(const struct brk_session *s)
 	return s->rec.grant;
 }
 
+/* Give S a grant if it has none (sessions from before grants existed). */
+static void grant_ensure(struct brk_session *s)
+{
+	if (!s->rec.grant[0])
+		util_random_hex(s->rec.grant, 16);
+	s->grant_until = util_now_ms() + GRANT_TTL_MS;
+}
+
 bool brk_session_grant_ok(struct brk_session *s, const char *token)
 {
 	size_t n = strlen(s->rec.grant);
-	if (!live(s) || !n || !token || strlen(token) != n || util_now_ms() > s->grant_until)
+	/* an ended session's grant still reads why it ended, until it lapses */
+	if (!n || !token || strlen(token) != n || util_now_ms() > s->grant_until)
 		return false;
 	unsigned char diff = 0; /* the same time whatever matches */
 	for (size_t i = 0; i < n; i++)
@@ -678,7 +690,7 @@ void sess_restore(struct sessions *ss, const struct db_session *rec, bool restar
 	admit_ticket_init(&s->tk, rec->user, rec->image, rec->memory_mb);
 	admit_image_cap(h->adm, rec->image, s->img.max_sessions);
 	/* a gateway that held it before the restart goes on with its grant */
-	s->grant_until = util_now_ms() + GRANT_TTL_MS;
+	grant_ensure(s);
 	if (restart) {
 		log_info("session=%s user=%s was starting (%s): starting it again", rec->id,
 			 rec->user, rec->start_path[0] ? rec->start_path : "not spawned yet");

@@ -64,6 +64,8 @@ int gw_bapi_connect(const char *sock, const char *user, const char *password, co
 		return st;
 	}
 	json_object *o = json_tokener_parse(resp ? resp : "");
+	if (resp)
+		explicit_bzero(resp, strlen(resp)); /* it held the session's grant */
 	free(resp);
 	if (st == 200 && o) {
 		fill(o, out);

@@ -219,6 +219,9 @@ static int certificate(struct gw *gw, char *err, size_t errlen)
 
 static int drop_privileges(const char *user, char *err, size_t errlen)
 {
+	if (!user[0] && geteuid() == 0)
+		log_warn("running as root (no user = in [gateway]): nestord treats this gateway as "
+			 "an administrator, not as the gateway (docs/api.md)");
 	if (!user[0] || geteuid() != 0)
 		return 0;
 	struct passwd *pw = getpwnam(user);

@@ -690,7 +690,13 @@ static void on_guest_resize(void *arg, int w, int h)
 		s->DesktopHeight = (UINT32)h;
 		p->need_resize = true; /* sent from the loop, outside libvncclient */
 	}
-	/* else: the guest is shown at the top left of the client's desktop, clipped */
+	/* else: the guest is shown at the top left of the client's desktop, clipped to it */
+	else if (s->DesktopWidth && s->DesktopHeight) {
+		unsigned cw = (unsigned)w < s->DesktopWidth ? (unsigned)w : s->DesktopWidth;
+		unsigned ch = (unsigned)h < s->DesktopHeight ? (unsigned)h : s->DesktopHeight;
+		if (cw != p->screen.width || ch != p->screen.height)
+			screen_resize(p, cw, ch);
+	}
 }
 
 /* --- rdp backend: the guest's own RDP server --- */
@@ -1003,7 +1009,10 @@ static bool connect_rdp_finish(struct gw_peer *p)
 	p->rdpc = c;
 	bool relay = p->rail_relay;
 	pthread_mutex_unlock(&p->lock);
-	if (relay)
+	/* RemoteApp relayed: the guest's windows live in its desktop; a desktop: the
+	 * client's own size now (our screens were capped until someone signed in) */
+	if (relay ||
+	    (!p->rail_mode && (p->screen.width != j->rp.width || p->screen.height != j->rp.height)))
 		screen_resize(p, j->rp.width, j->rp.height);
 	on_rdp_damage(p, 0, 0, (int)j->rp.width, (int)j->rp.height);
 	log_info("peer %s: session=%s guest RDP %s:%u %ux%u%s in %lld ms", p->addr, p->sess.id,
@@ -1303,6 +1312,8 @@ static BOOL on_activate(freerdp_peer *client)
 	}
 	p->first_activation_done = true;
 	p->rail_mode = s->RemoteApplicationMode;
+	/* a RemoteApp client names its app after activation: that wait is bounded too */
+	p->login_until_ms = now_ms() + (int64_t)p->gw->cfg.login_timeout * 1000;
 	if (s->ColorDepth < 32)
 		s->ColorDepth = 32; /* planar at 32 bpp is what every client we support takes */
 	if (s->RemoteFxCodec && p->gw->cfg.remotefx) {
@@ -1529,6 +1540,13 @@ static void *peer_main(void *arg)
 				if (seen)
 					snprintf(p->app, sizeof(p->app), "%s", p->rail_alias);
 				pthread_mutex_unlock(&p->lock);
+				if (!seen && now_ms() > p->login_until_ms) {
+					log_warn(
+					    "peer %s: RemoteApp client sent no program in %u s, "
+					    "cutting it",
+					    p->addr, p->gw->cfg.login_timeout);
+					break;
+				}
 				if (!seen)
 					continue;
 				if (!util_name_valid(p->app)) {

@@ -543,6 +543,9 @@ static void test_roles(void)
 	}
 	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
 	CHECK(as_user(60103, gw_gid, admin_gid, "DELETE", path) == 200);
+	/* the gateway still reads why its session ended, with its grant */
+	snprintf(path, sizeof(path), "/v1/sessions/%s?grant=%s", id, grant);
+	CHECK(as_user(60101, gw_gid, 0, "GET", path) == 200);
 
 	/* the state is the owner's alone, even where the directory lets others through
 	 * (state_dir is 0711 with qemu_user) */
