@@ -41,7 +41,8 @@ const struct rec_table rec_sessions = TABLE("sessions", session_fields);
 const struct rec_table rec_warm = TABLE("warm", warm_fields);
 const struct rec_table rec_audit = TABLE("audit", audit_fields);
 
-bool rec_is_set(const struct rec_field *f, const void *rec)
+/* Whether F holds something in REC (non-empty text, non-zero number). */
+static bool rec_is_set(const struct rec_field *f, const void *rec)
 {
 	const char *p = (const char *)rec + f->off;
 	switch (f->kind) {
@@ -59,14 +60,6 @@ bool rec_is_set(const struct rec_field *f, const void *rec)
 		return *(const bool *)p;
 	}
 	return false;
-}
-
-const struct rec_field *rec_field(const struct rec_table *t, const char *key)
-{
-	for (size_t i = 0; i < t->n; i++)
-		if (!strcmp(t->fields[i].key, key))
-			return &t->fields[i];
-	return NULL;
 }
 
 static json_object *value_json(const struct rec_field *f, const void *rec)
@@ -94,9 +87,10 @@ static bool in(const struct rec_field *f, unsigned views)
 	return views == REC_ALL || (f->flags & views);
 }
 
-void rec_json_add(json_object *o, const struct rec_table *t, const void *rec, unsigned always,
-		  unsigned if_set, unsigned sparse)
+json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set,
+		      unsigned sparse)
 {
+	json_object *o = json_object_new_object();
 	for (size_t i = 0; i < t->n; i++) {
 		const struct rec_field *f = &t->fields[i];
 		if (f->flags & REC_SECRET)
@@ -107,13 +101,6 @@ void rec_json_add(json_object *o, const struct rec_table *t, const void *rec, un
 		if (show)
 			json_object_object_add(o, f->key, value_json(f, rec));
 	}
-}
-
-json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set,
-		      unsigned sparse)
-{
-	json_object *o = json_object_new_object();
-	rec_json_add(o, t, rec, always, if_set, sparse);
 	return o;
 }
 
@@ -166,16 +153,4 @@ void rec_from_json(const struct rec_table *t, json_object *o, void *rec, bool cr
 	}
 	if (create)
 		rec_defaults(t, rec);
-}
-
-void rec_json_wipe_secrets(const struct rec_table *t, json_object *o)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		json_object *v;
-		if ((t->fields[i].flags & REC_SECRET) &&
-		    json_object_object_get_ex(o, t->fields[i].key, &v) &&
-		    json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0)
-			explicit_bzero((char *)json_object_get_string(v),
-				       (size_t)json_object_get_string_len(v));
-	}
 }

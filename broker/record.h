@@ -35,10 +35,6 @@ extern const struct rec_table rec_images, rec_apps, rec_sessions, rec_warm, rec_
 /* Every field but secret ones, for the views argument of rec_json. */
 #define REC_ALL 0xffffffffu
 
-/* Whether F holds something in REC (non-empty text, non-zero number). */
-bool rec_is_set(const struct rec_field *f, const void *rec);
-const struct rec_field *rec_field(const struct rec_table *t, const char *key);
-
 /*
  * REC as a JSON object of its non-secret fields: those in the views ALWAYS
  * (whatever they hold), those in IF_SET when set, and those in SPARSE as a
@@ -47,9 +43,6 @@ const struct rec_field *rec_field(const struct rec_table *t, const char *key);
  */
 json_object *rec_json(const struct rec_table *t, const void *rec, unsigned always, unsigned if_set,
 		      unsigned sparse);
-/* Add REC's fields to O like rec_json does. */
-void rec_json_add(json_object *o, const struct rec_table *t, const void *rec, unsigned always,
-		  unsigned if_set, unsigned sparse);
 
 /* A number into F's member of REC; a value out of its range (an INT: negative) reads as 0. */
 void rec_set_number(const struct rec_field *f, void *rec, int64_t v);
@@ -62,7 +55,5 @@ void rec_defaults(const struct rec_table *t, void *rec);
  * fields left empty get their default.
  */
 void rec_from_json(const struct rec_table *t, json_object *o, void *rec, bool create);
-/* Wipe the secret fields' values in O (a parsed request body). */
-void rec_json_wipe_secrets(const struct rec_table *t, json_object *o);
 
 #endif

@@ -444,8 +444,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 	s->img = img;
 	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
 	s->state = BRK_QUEUED;
-	util_random_hex(s->rec.grant, 16);
-	s->grant_until = util_now_ms() + GRANT_TTL_MS;
+	grant_ensure(s);
 	admit_ticket_init(&s->tk, user, s->rec.image, s->rec.memory_mb);
 	admit_image_cap(h->adm, s->img.name, s->img.max_sessions);
 	int64_t now = util_now_ms();
