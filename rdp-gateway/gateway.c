@@ -1,8 +1,11 @@
 /*
- * nestor-gateway: the RDP front door. Listens with FreeRDP 2's listener,
- * enforces connection limits, runs each connection on its own thread
- * (peer.c) and cuts stalled handshakes from a watchdog thread. Talks to
- * nestord only through its API socket; never touches PAM, sqlite or QEMU.
+ * nestor-gateway's listener: the RDP front door. Accepts with FreeRDP 2's
+ * listener, enforces connection limits, and forks one worker process per
+ * connection (peer.c), as sshd and xrdp do: a crash in FreeRDP's parsing
+ * ends one user's connection, not everyone's. The listener parses nothing
+ * a client sends; it waits on its sockets and a signalfd, never polls.
+ * Workers talk to nestord only through its API socket; nothing here
+ * touches PAM, sqlite or QEMU.
  */
 #include "nestor-config.h"
 #include "boot.h"
@@ -22,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,41 +50,34 @@ static const char usage[] =
     "\n"
     "See docs/gateway.md.\n";
 
-static volatile sig_atomic_t stop;
+/* One worker per connection; the listener only counts them. */
+struct child {
+	pid_t pid;
+	char addr[80]; /* gw_limit_key of its client */
+};
 
-static void on_signal(int sig)
-{
-	stop = 1;
-}
+static struct child *children; /* cfg.max_connections slots; pid 0 = free */
 
-void gw_release_slot(struct gw *gw, const char *peer)
+static void release_slot(struct gw *gw, const char *key)
 {
-	char addr[80];
-	gw_limit_key(peer, addr, sizeof(addr));
-	pthread_mutex_lock(&gw->lock);
 	if (gw->active)
 		gw->active--;
 	for (unsigned i = 0; i < GW_ADDR_SLOTS; i++) {
-		if (!strcmp(gw->addrs[i].addr, addr) && gw->addrs[i].active) {
+		if (!strcmp(gw->addrs[i].addr, key) && gw->addrs[i].active) {
 			gw->addrs[i].active--;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&gw->lock);
 }
 
 /* Caps on concurrent connections and per-address rate; true when admitted. */
-static bool take_slot(struct gw *gw, const char *peer, const char **why)
+static bool take_slot(struct gw *gw, const char *key, const char **why)
 {
-	char addr[80];
-	gw_limit_key(peer, addr, sizeof(addr));
 	int64_t now = util_now_ms();
-	bool ok = false;
-	pthread_mutex_lock(&gw->lock);
 	struct gw_addr *a = NULL, *free_slot = NULL, *oldest = NULL;
 	for (unsigned i = 0; i < GW_ADDR_SLOTS; i++) {
 		struct gw_addr *x = &gw->addrs[i];
-		if (!strcmp(x->addr, addr)) {
+		if (!strcmp(x->addr, key)) {
 			a = x;
 			break;
 		}
@@ -92,11 +90,11 @@ static bool take_slot(struct gw *gw, const char *peer, const char **why)
 		a = free_slot ? free_slot : oldest;
 	if (!a) {
 		*why = "too many addresses";
-		goto out;
+		return false;
 	}
-	if (strcmp(a->addr, addr)) {
+	if (strcmp(a->addr, key)) {
 		memset(a, 0, sizeof(*a));
-		snprintf(a->addr, sizeof(a->addr), "%s", addr);
+		snprintf(a->addr, sizeof(a->addr), "%s", key);
 	}
 	if (now - a->window_start >= 60000) {
 		a->window_start = now;
@@ -104,51 +102,121 @@ static bool take_slot(struct gw *gw, const char *peer, const char **why)
 	}
 	if (gw->active >= gw->cfg.max_connections) {
 		*why = "connection limit reached";
-	} else if (gw->cfg.max_per_address && a->active >= gw->cfg.max_per_address) {
-		*why = "too many connections from this address";
-	} else if (gw->cfg.rate_per_address && a->window_count >= gw->cfg.rate_per_address) {
-		*why = "connecting too often";
-	} else {
-		a->active++;
-		a->window_count++;
-		gw->active++;
-		ok = true;
+		return false;
 	}
-out:
-	pthread_mutex_unlock(&gw->lock);
-	return ok;
+	if (gw->cfg.max_per_address && a->active >= gw->cfg.max_per_address) {
+		*why = "too many connections from this address";
+		return false;
+	}
+	if (gw->cfg.rate_per_address && a->window_count >= gw->cfg.rate_per_address) {
+		*why = "connecting too often";
+		return false;
+	}
+	a->active++;
+	a->window_count++;
+	gw->active++;
+	return true;
+}
+
+/*
+ * A worker's start: it forgets the listener (sockets, signals, the other
+ * clients' addresses), dies with the listener, cannot be traced or
+ * core-dumped by its siblings (all run as one user), and cannot gain
+ * privileges. Then it serves its one connection and exits.
+ */
+static void worker(struct gw *gw, freerdp_listener *l, freerdp_peer *client, pid_t listener)
+{
+	l->Close(l);
+	close(gw->sigfd);
+	sigset_t all;
+	sigfillset(&all);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != listener)
+		_exit(0);
+	prctl(PR_SET_DUMPABLE, 0);
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	memset(gw->addrs, 0, sizeof(gw->addrs));
+	memset(children, 0, sizeof(*children) * gw->cfg.max_connections);
+	char rnd[9];
+	util_random_hex(rnd, 4);
+	snprintf(gw->id, sizeof(gw->id), "gw-%d-%s", (int)getpid(), rnd);
+	int st = gw_peer_run(gw, client);
+	fflush(NULL);
+	_exit(st);
 }
 
 static BOOL on_accept(freerdp_listener *l, freerdp_peer *client)
 {
 	struct gw *gw = l->info;
 	const char *why = NULL;
-	if (!take_slot(gw, client->hostname, &why)) {
-		log_warn("refusing %s: %s", client->hostname, why);
+	char key[80];
+	gw_limit_key(client->hostname, key, sizeof(key));
+	struct child *c = NULL;
+	for (unsigned i = 0; i < gw->cfg.max_connections && !c; i++)
+		if (!children[i].pid)
+			c = &children[i];
+	if (!c || !take_slot(gw, key, &why)) {
+		log_warn("refusing %s: %s", client->hostname,
+			 why ? why : "connection limit reached");
 		return FALSE; /* the listener closes it */
 	}
-	if (!gw_peer_start(gw, client)) {
-		gw_release_slot(gw, client->hostname);
+	pid_t listener = getpid();
+	pid_t pid = fork();
+	if (pid == 0)
+		worker(gw, l, client, listener); /* does not return */
+	if (pid < 0) {
+		log_err("cannot start a worker for %s: %s", client->hostname, strerror(errno));
+		release_slot(gw, key);
 		return FALSE;
 	}
+	c->pid = pid;
+	snprintf(c->addr, sizeof(c->addr), "%s", key);
+	log_debug("peer %s: worker %d", client->hostname, (int)pid);
+	close(client->sockfd); /* the worker's now */
+	client->sockfd = -1;
+	freerdp_peer_free(client);
 	return TRUE;
 }
 
-static void *watchdog(void *arg)
+/* Workers that ended give back their slots; a crash is logged, nobody else notices. */
+static void reap(struct gw *gw)
 {
-	struct gw *gw = arg;
-	int64_t next_lease = 0;
-	while (!stop) {
-		usleep(250000);
-		int64_t now = util_now_ms();
-		gw_watchdog_scan(gw, now);
-		if (now >= next_lease) {
-			/* nestord turns our sessions disconnected if this stops */
-			gw_lease_renew(gw);
-			next_lease = now + 1000;
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (unsigned i = 0; i < gw->cfg.max_connections; i++) {
+			struct child *c = &children[i];
+			if (c->pid != pid)
+				continue;
+			if (WIFSIGNALED(st) && WTERMSIG(st) != SIGTERM)
+				log_err(
+				    "worker %d (%s) killed by signal %d; other connections go on",
+				    (int)pid, c->addr, WTERMSIG(st));
+			else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+				log_warn("worker %d (%s) exited with status %d", (int)pid, c->addr,
+					 WEXITSTATUS(st));
+			release_slot(gw, c->addr);
+			c->pid = 0;
+			break;
 		}
 	}
-	return NULL;
+}
+
+static void stop_workers(struct gw *gw)
+{
+	for (unsigned i = 0; i < gw->cfg.max_connections; i++)
+		if (children[i].pid)
+			kill(children[i].pid, SIGTERM);
+	int64_t until = util_now_ms() + 5000;
+	while (gw->active && util_now_ms() < until) {
+		reap(gw);
+		if (gw->active)
+			usleep(20000); /* shutting down: a bounded wait is fine */
+	}
 }
 
 static int run(const char *const argv[])
@@ -199,6 +267,14 @@ static int certificate(struct gw *gw, char *err, size_t errlen)
 		}
 	}
 	if (access(gw->cert, R_OK) != 0 || access(gw->key, R_OK) != 0) {
+		snprintf(err, errlen, "cannot read certificate %.400s or key %.400s", gw->cert,
+			 gw->key);
+		return -EACCES;
+	}
+	/* read now, while we may: workers get the contents, never the files */
+	size_t len;
+	if (util_read_file(gw->cert, 1 << 20, &gw->cert_pem, &len) < 0 ||
+	    util_read_file(gw->key, 1 << 20, &gw->key_pem, &len) < 0) {
 		snprintf(err, errlen, "cannot read certificate %.400s or key %.400s", gw->cert,
 			 gw->key);
 		return -EACCES;
@@ -279,7 +355,6 @@ int main(int argc, char **argv)
 	/* FreeRDP's own log: warnings and worse only */
 	WLog_SetLogLevel(WLog_GetRoot(), lvl >= LOG_LVL_DEBUG ? WLOG_INFO : WLOG_ERROR);
 	signal(SIGPIPE, SIG_IGN);
-	pthread_mutex_init(&gw.lock, NULL);
 
 	if (gw_font_load(&gw.font, gw.cfg.font, err, sizeof(err)) < 0) {
 		log_warn("%s: screens will show boxes instead of letters", err);
@@ -292,6 +367,24 @@ int main(int argc, char **argv)
 
 	winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
 	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
+	children = calloc(gw.cfg.max_connections, sizeof(*children));
+	if (!children)
+		return 1;
+	/* signals arrive through the listener's wait, never in the middle of an accept */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	gw.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	HANDLE sig_event =
+	    gw.sigfd < 0 ? NULL
+			 : CreateFileDescriptorEventA(NULL, FALSE, FALSE, gw.sigfd, WINPR_FD_READ);
+	if (!sig_event) {
+		log_err("cannot watch signals: %s", strerror(errno));
+		return 1;
+	}
 	freerdp_listener *l = freerdp_listener_new();
 	if (!l)
 		return 1;
@@ -305,31 +398,34 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		return 1;
 	}
-	char rnd[9];
-	util_random_hex(rnd, 4);
-	snprintf(gw.id, sizeof(gw.id), "gw-%d-%s", (int)getpid(), rnd);
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	pthread_t wd;
-	pthread_create(&wd, NULL, watchdog, &gw);
-	log_info("nestor-gateway %s (%s) listening on %s:%u (nestord at %s)", NESTOR_VERSION, gw.id,
-		 gw.cfg.listen, gw.cfg.port, gw.cfg.api_socket);
+	log_info("nestor-gateway %s listening on %s:%u (nestord at %s), a worker per connection",
+		 NESTOR_VERSION, gw.cfg.listen, gw.cfg.port, gw.cfg.api_socket);
 
+	bool stop = false;
 	while (!stop) {
-		HANDLE h[32];
+		HANDLE h[33];
 		DWORD n = l->GetEventHandles(l, h, 32);
 		if (!n)
 			break;
-		if (WaitForMultipleObjects(n, h, FALSE, 500) == WAIT_FAILED)
+		h[n++] = sig_event;
+		if (WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED)
 			break;
-		if (!l->CheckFileDescriptor(l))
+		struct signalfd_siginfo si;
+		while (read(gw.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+				stop = true;
+		reap(&gw);
+		if (!stop && !l->CheckFileDescriptor(l))
 			break;
 	}
 	log_info("stopping: sessions stay alive in nestord; users can reconnect");
 	l->Close(l);
 	freerdp_listener_free(l);
-	pthread_join(wd, NULL);
-	/* peer threads are detached; exiting ends their connections (sessions keep running) */
+	stop_workers(&gw);
+	CloseHandle(sig_event);
+	close(gw.sigfd);
+	free(children);
+	free(gw.cert_pem);
+	free(gw.key_pem);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
- * nestor-gateway internals shared by main (listener, limits, watchdog) and
- * peer.c (one thread per connection).
+ * nestor-gateway internals shared by the listener (gateway.c: limits, one
+ * worker process per connection) and the worker (peer.c).
  */
 #ifndef NESTOR_GW_GATEWAY_H
 #define NESTOR_GW_GATEWAY_H
@@ -10,7 +10,6 @@
 
 #include <freerdp/listener.h>
 #include <freerdp/peer.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,21 +25,18 @@ struct gw_addr {
 struct gw {
 	struct gw_config cfg;
 	struct gw_font font;
-	char cert[4096], key[4096];
-	pthread_mutex_t lock;
-	unsigned active;
+	char cert[4096], key[4096]; /* their paths, for the log */
+	char *cert_pem, *key_pem;   /* their contents, read before dropping privileges */
+	int sigfd;		    /* the listener's signals */
+	unsigned active;	    /* workers (the listener's count) */
 	struct gw_addr addrs[GW_ADDR_SLOTS];
-	struct gw_peer *peers; /* for the handshake watchdog and the lease */
-	char id[33];	       /* this gateway, to nestord (its sessions' lease holder) */
+	char id[33]; /* this worker, to nestord (its session's lease holder) */
 };
 
-/* peer.c: run one connection on its own thread (takes ownership of CLIENT). */
-bool gw_peer_start(struct gw *gw, freerdp_peer *client);
-/* Give back the slot taken at accept (gateway.c). */
-void gw_release_slot(struct gw *gw, const char *addr);
-/* The watchdog's view: cut handshakes older than the timeout. */
-void gw_watchdog_scan(struct gw *gw, int64_t now_ms);
-/* Tell nestord which sessions this gateway still serves (once a second). */
-void gw_lease_renew(struct gw *gw);
+/*
+ * peer.c: serve one connection in this (worker) process until it ends;
+ * takes ownership of CLIENT. Returns the process's exit status.
+ */
+int gw_peer_run(struct gw *gw, freerdp_peer *client);
 
 #endif

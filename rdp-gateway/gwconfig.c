@@ -25,6 +25,7 @@ void gw_config_defaults(struct gw_config *c)
 	c->rate_per_address = 300;
 	c->login_attempts = 3;
 	c->login_timeout = 60;
+	c->stall_timeout = 30;
 	c->frame_rate = 30;
 	c->remotefx = true;
 	c->width = 1024;
@@ -82,6 +83,9 @@ static int key(void *user, const char *section, const char *name, const char *va
 		       conf_uint(&c->handshake_timeout, value, 300) < 0 || !c->handshake_timeout
 			   ? -EINVAL
 			   : 0;
+	if (IS("limits", "stall_timeout"))
+		return *want = "0 (the kernel's default)..3600 seconds",
+		       conf_uint(&c->stall_timeout, value, 3600);
 	if (IS("limits", "max_connections"))
 		return *want = "1..10000",
 		       conf_uint(&c->max_connections, value, 10000) < 0 || !c->max_connections

@@ -32,6 +32,7 @@ struct gw_config {
 	unsigned rate_per_address; /* new connections per minute */
 	unsigned login_attempts;
 	unsigned login_timeout; /* seconds on the login screen before the connection is cut */
+	unsigned stall_timeout; /* seconds a client may leave sent data unacknowledged */
 	unsigned frame_rate;
 	bool remotefx;		/* use RemoteFX with clients that support it */
 	unsigned width, height; /* wait-screen size when the client asks for none */

@@ -1,7 +1,7 @@
 /*
- * One RDP connection, on its own thread (FreeRDP 2 peers block in their
- * handshake and in writes: one shared loop would let one client stall all).
- * The connection moves through phases:
+ * One RDP connection, in a worker process of its own (gateway.c forks one
+ * per connection; a crash here ends one user's connection only). The
+ * connection moves through phases:
  *
  *   handshake -> login (own screen, if the client sent no or wrong
  *   credentials) -> wait (own screen: queue position, estimate, elapsed)
@@ -9,11 +9,14 @@
  *   the guest's own RDP server through rdpc.c) ; any -> fail (message, then
  *   close)
  *
- * nestord is called with blocking requests from this thread only. The
+ * The worker's thread waits on one set of handles (the client, the
+ * channels, the guest, a wake event for the RAIL and guest-connect
+ * threads) with its next deadline as the timeout. nestord is called with
+ * short blocking requests from this thread only; the handshake's deadline
+ * is an alarm, the write stall's the kernel's (TCP_USER_TIMEOUT). The
  * screen the client sees is one framebuffer, sent as planar-compressed
  * 64x64 tiles; damage is tracked per tile and frames are paced, so a slow
- * client only ever delays itself (its writes block this thread, and
- * damage coalesces meanwhile).
+ * client only ever delays itself.
  */
 #include "bapi.h"
 #include "gateway.h"
@@ -34,6 +37,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <winpr/synch.h>
@@ -43,8 +50,7 @@
 #define POLL_MS 250	       /* nestord polling while waiting */
 #define ACTIVITY_MS 30000      /* at most one activity report per this */
 #define NESTORD_GONE_MS 60000  /* nestord restarting: keep waiting this long */
-#define LEASE_MAX 10000	       /* connections a gateway may hold (max_connections) */
-#define LEASE_CHUNK 1024       /* sessions per lease request */
+#define LEASE_EVERY_MS 1000    /* lease renewals (nestord's lease: 3 s) */
 #define FAIL_SHOW_MS 4000      /* how long a final message stays up */
 #define WINDOW_ID 0x4e57       /* our one RemoteApp window */
 #define GUEST_CONNECT_MS 30000 /* the rdp backend's handshake with the guest, at most */
@@ -56,15 +62,13 @@ enum phase { PH_HANDSHAKE, PH_LOGIN, PH_WAIT, PH_GUEST, PH_FAIL };
 struct gw_peer {
 	rdpContext ctx; /* must be first: FreeRDP allocates ContextSize */
 	struct gw *gw;
-	struct gw_peer *next;
 	freerdp_peer *client;
-	int64_t accepted_ms;
-	volatile bool activated;
-	volatile bool handshake_done; /* first activation; never reset */
-	bool cut;
-	char leased[33]; /* the session this connection shows (gw->lock) */
+	bool activated;
+	char leased[33];       /* the session this connection shows (its lease) */
+	int64_t next_lease_ms; /* when to renew it */
 	char addr[64];
 	HANDLE vcm;
+	HANDLE wake; /* other threads (RAIL channel, guest connect) have news for this one */
 	RailServerContext *rail;
 	pthread_mutex_t lock; /* sends from the RAIL thread vs ours; rail fields */
 
@@ -389,6 +393,7 @@ static UINT rail_client_exec(RailServerContext *rc, const RAIL_EXEC_ORDER *exec)
 	pthread_mutex_lock(&p->lock);
 	snprintf(p->rail_alias, sizeof(p->rail_alias), "%s", prog);
 	p->rail_exec_seen = true;
+	SetEvent(p->wake);
 	UINT r = rc->ServerExecResult(rc, &res);
 	pthread_mutex_unlock(&p->lock);
 	return r;
@@ -494,28 +499,18 @@ static bool rail_start(struct gw_peer *p)
 
 static void set_leased(struct gw_peer *p, const char *id)
 {
-	pthread_mutex_lock(&p->gw->lock);
 	snprintf(p->leased, sizeof(p->leased), "%s", id);
-	pthread_mutex_unlock(&p->gw->lock);
+	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }
 
-void gw_lease_renew(struct gw *gw)
+/* nestord turns the session disconnected if this worker stops renewing (it died). */
+static void renew_lease(struct gw_peer *p)
 {
-	static char ids[LEASE_MAX][33];
-	static const char *v[LEASE_MAX];
-	unsigned n = 0;
-	pthread_mutex_lock(&gw->lock);
-	for (struct gw_peer *p = gw->peers; p && n < LEASE_MAX; p = p->next) {
-		if (p->leased[0]) {
-			memcpy(ids[n], p->leased, sizeof(ids[n]));
-			v[n] = ids[n];
-			n++;
-		}
-	}
-	pthread_mutex_unlock(&gw->lock);
-	for (unsigned k = 0; k < n; k += LEASE_CHUNK)
-		gw_bapi_lease(gw->cfg.api_socket, gw->id, v + k,
-			      n - k < LEASE_CHUNK ? n - k : LEASE_CHUNK);
+	if (!p->leased[0] || now_ms() < p->next_lease_ms)
+		return;
+	const char *ids[1] = {p->leased};
+	gw_bapi_lease(p->gw->cfg.api_socket, p->gw->id, ids, 1);
+	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }
 
 static void show_fail(struct gw_peer *p, const char *title, const char *msg)
@@ -784,6 +779,7 @@ static void on_rdp_exec_result(void *arg, const RAIL_EXEC_RESULT_ORDER *r)
 	if (r->execResult != RAIL_EXEC_S_OK) {
 		pthread_mutex_lock(&p->lock);
 		p->guest_exec_error = r->execResult;
+		SetEvent(p->wake);
 		pthread_mutex_unlock(&p->lock);
 	}
 }
@@ -896,6 +892,7 @@ static void *rdp_connect_main(void *arg)
 	struct rdp_connect *j = arg;
 	j->ok = gw_rdpc_connect(j->c, j->err, sizeof(j->err));
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+	SetEvent(j->p->wake);
 	return NULL;
 }
 
@@ -1301,7 +1298,7 @@ static BOOL on_activate(freerdp_peer *client)
 	struct gw_peer *p = (struct gw_peer *)client->context;
 	rdpSettings *s = client->settings;
 	p->activated = true;
-	p->handshake_done = true;
+	alarm(0); /* the handshake is done */
 	p->need_resize = false;
 	if (p->first_activation_done) {
 		/* reactivation after a desktop resize: resend everything */
@@ -1390,6 +1387,9 @@ static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
 	p->vcm = WTSOpenServerA((LPSTR)client->context);
 	if (!p->vcm || p->vcm == INVALID_HANDLE_VALUE)
 		return FALSE;
+	p->wake = CreateEvent(NULL, TRUE, FALSE, NULL);
+	if (!p->wake)
+		return FALSE;
 	p->planar = freerdp_bitmap_planar_context_new(
 	    PLANAR_FORMAT_HEADER_NA | PLANAR_FORMAT_HEADER_RLE, TILE, TILE);
 	return p->planar != NULL;
@@ -1404,6 +1404,8 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 	}
 	if (p->vcm && p->vcm != INVALID_HANDLE_VALUE)
 		WTSCloseServer(p->vcm);
+	if (p->wake)
+		CloseHandle(p->wake);
 	freerdp_bitmap_planar_context_free(p->planar);
 	rfx_context_free(p->rfx);
 	if (p->rfx_stream)
@@ -1418,61 +1420,119 @@ static void context_free(freerdp_peer *client, rdpContext *ctx)
 
 /* --- the connection's thread --- */
 
-static void unregister(struct gw_peer *p)
+/*
+ * The handshake's deadline: FreeRDP 2 blocks in parts of it, so the alarm
+ * cuts the socket under it (shutdown is async-signal-safe); the blocked read
+ * then ends and the connection with it.
+ */
+static volatile sig_atomic_t handshake_cut;
+static int client_fd = -1;
+
+static void on_alarm(int sig)
 {
-	struct gw *gw = p->gw;
-	pthread_mutex_lock(&gw->lock);
-	for (struct gw_peer **pp = &gw->peers; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	pthread_mutex_unlock(&gw->lock);
+	(void)sig;
+	handshake_cut = 1;
+	if (client_fd >= 0)
+		shutdown(client_fd, SHUT_RDWR);
 }
 
-void gw_watchdog_scan(struct gw *gw, int64_t now)
+/*
+ * The socket's own limits: a client that stops reading (the window stays
+ * shut) or vanishes (no ACKs, no keepalive answers) is cut after
+ * STALL_S seconds instead of holding its worker forever.
+ */
+static void socket_limits(int fd, unsigned stall_s)
 {
-	int64_t limit = (int64_t)gw->cfg.handshake_timeout * 1000;
-	pthread_mutex_lock(&gw->lock);
-	for (struct gw_peer *p = gw->peers; p; p = p->next) {
-		/* only the first handshake: a reactivation after a resize is not a stall */
-		if (!p->handshake_done && !p->cut && now - p->accepted_ms > limit) {
-			log_warn("peer %s: handshake not done after %u s, cutting it", p->addr,
-				 gw->cfg.handshake_timeout);
-			p->cut = true;
-			shutdown(p->client->sockfd, SHUT_RDWR);
-		}
+	int one = 1, idle = 60, intvl = 10, cnt = 3;
+	unsigned ms = stall_s * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	if (ms)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
+static bool has_dirty(const struct gw_peer *p)
+{
+	size_t n = p->dirty ? (size_t)p->tiles_x * p->tiles_y : 0;
+	for (size_t i = 0; i < n; i++)
+		if (p->dirty[i])
+			return true;
+	return false;
+}
+
+/*
+ * How long the connection's thread may sleep: until its next deadline (a
+ * paced frame, a redraw, a poll, the login or fail deadline), 0 when FreeRDP
+ * still holds input it has read. Everything else wakes it: the client's and
+ * the guest's sockets, the channels, and the wake event other threads set.
+ * At most a second, as a safety net only.
+ */
+static DWORD next_timeout(struct gw_peer *p, bool more)
+{
+	if (more || p->need_resize)
+		return 0;
+	int64_t now = now_ms(), due = now + 1000;
+	int64_t frame = p->last_frame_ms + 1000 / (int64_t)p->gw->cfg.frame_rate;
+#define DUE(t)                                                                                     \
+	do {                                                                                       \
+		if ((t) < due)                                                                     \
+			due = (t);                                                                 \
+	} while (0)
+	if (p->activated && !p->suppress && has_dirty(p))
+		DUE(frame);
+	switch (p->phase) {
+	case PH_LOGIN:
+		DUE(p->login_until_ms + 1);
+		if (p->login_dirty)
+			DUE(frame);
+		break;
+	case PH_WAIT:
+		DUE(p->last_draw_ms + 1000);
+		if (p->connecting)
+			DUE(p->connecting->t0 + GUEST_CONNECT_MS + 1);
+		else
+			DUE(p->last_poll_ms + POLL_MS);
+		break;
+	case PH_FAIL:
+		DUE(p->fail_until_ms + 1);
+		break;
+	default:
+		break;
 	}
-	pthread_mutex_unlock(&gw->lock);
+	if (p->leased[0])
+		DUE(p->next_lease_ms);
+#undef DUE
+	return due <= now ? 0 : (DWORD)(due - now);
 }
 
-static void *peer_main(void *arg)
+int gw_peer_run(struct gw *gw, freerdp_peer *client)
 {
-	freerdp_peer *client = arg;
-	struct gw *gw = client->ContextExtra;
 	char addr[64];
 	snprintf(addr, sizeof(addr), "%s", client->hostname);
+	client_fd = client->sockfd;
+	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(gw->cfg.handshake_timeout); /* cleared by the first activation */
+	socket_limits(client->sockfd, gw->cfg.stall_timeout);
+	client->ContextExtra = gw;
 	client->ContextSize = sizeof(struct gw_peer);
 	client->ContextNew = context_new;
 	client->ContextFree = context_free;
 	if (!freerdp_peer_context_new(client)) {
 		log_err("peer %s: cannot create its context", addr);
-		gw_release_slot(gw, addr);
 		freerdp_peer_free(client);
-		return NULL;
+		return 1;
 	}
 	struct gw_peer *p = (struct gw_peer *)client->context;
 	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	p->accepted_ms = now_ms();
-	pthread_mutex_lock(&gw->lock);
-	p->next = gw->peers;
-	gw->peers = p;
-	pthread_mutex_unlock(&gw->lock);
 
 	rdpSettings *s = client->settings;
-	s->CertificateFile = strdup(gw->cert);
-	s->PrivateKeyFile = strdup(gw->key);
-	s->RdpKeyFile = strdup(gw->key);
+	/* the contents the listener read: this process cannot open the key */
+	s->CertificateContent = strdup(gw->cert_pem);
+	s->PrivateKeyContent = strdup(gw->key_pem);
+	s->RdpKeyContent = strdup(gw->key_pem);
 	s->TlsSecurity = TRUE;
 	s->AllowedTlsCiphers = strdup(gw->cfg.tls_ciphers);
 	s->NlaSecurity = FALSE; /* NLA needs the NT hash of the password: PAM cannot give it */
@@ -1501,13 +1561,14 @@ static void *peer_main(void *arg)
 	}
 	log_debug("peer %s: connected", addr);
 
-	bool begun = false;
-	while (!p->cut) {
-		HANDLE h[42];
+	bool begun = false, more = false;
+	while (!handshake_cut) {
+		HANDLE h[43];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
 			break;
 		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
+		h[n++] = p->wake;
 		if (p->vnc_event)
 			h[n++] = p->vnc_event;
 		if (p->rdpc)
@@ -1523,12 +1584,13 @@ static void *peer_main(void *arg)
 				WTSFreeMemory(ev);
 			}
 		}
-		DWORD timeout =
-		    p->phase == PH_WAIT || p->phase == PH_FAIL || !p->activated ? 100 : 50;
-		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
+		if (WaitForMultipleObjects(n, h, FALSE, next_timeout(p, more)) == WAIT_FAILED)
 			break;
+		ResetEvent(p->wake);
 		if (!client->CheckFileDescriptor(client))
 			break;
+		/* a PDU may already be read and decrypted: no event will say so */
+		more = client->HasMoreToRead && client->HasMoreToRead(client);
 		if (!WTSVirtualChannelManagerCheckFileDescriptor(p->vcm))
 			break;
 		if (!p->activated)
@@ -1625,6 +1687,7 @@ static void *peer_main(void *arg)
 		}
 		if (!flush(p, false))
 			break;
+		renew_lease(p);
 	}
 out:
 	log_info("peer %s: disconnected", p->addr);
@@ -1642,22 +1705,11 @@ out:
 		free(j);
 	}
 	close_rdp_guest(p);
-	unregister(p);
 	client->Disconnect(client);
 	freerdp_peer_context_free(client);
 	freerdp_peer_free(client);
-	gw_release_slot(gw, addr);
-	return NULL;
-}
-
-bool gw_peer_start(struct gw *gw, freerdp_peer *client)
-{
-	client->ContextExtra = gw;
-	pthread_t t;
-	pthread_attr_t a;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	bool ok = pthread_create(&t, &a, peer_main, client) == 0;
-	pthread_attr_destroy(&a);
-	return ok;
+	if (handshake_cut)
+		log_warn("peer %s: handshake not done after %u s, cut", addr,
+			 gw->cfg.handshake_timeout);
+	return 0;
 }

@@ -37,6 +37,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -352,6 +353,109 @@ static void test_desktop(void)
 	CHECK_STR(id2, id);
 	CHECK(pid2 == pid && pid > 0);
 	stop_pid(&c);
+}
+
+/* The gateway's workers: its child processes. */
+static size_t workers(pid_t *out, size_t max)
+{
+	size_t n = 0;
+	DIR *dir = opendir("/proc");
+	struct dirent *e;
+	while (dir && (e = readdir(dir)) && n < max) {
+		char path[300], buf[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		char *close_paren = strrchr(buf, ')');
+		int ppid = 0;
+		if (close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 && ppid == gateway)
+			out[n++] = (pid_t)atoi(e->d_name);
+	}
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+static long pss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kib = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pss: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/*
+ * A process per connection: four users on their guests, one worker
+ * crashes (SIGSEGV), the other three stay on theirs, and the listener goes
+ * on accepting (the crashed user reconnects to the same session).
+ */
+static void test_worker_crash(void)
+{
+	static const char *const users[4] = {"carol", "dave", "erin", "frank"};
+	pid_t c[4];
+	char ids[4][64];
+	for (int i = 0; i < 4; i++) {
+		char pw[32];
+		snprintf(pw, sizeof(pw), "%s-pw", users[i]);
+		c[i] = xfreerdp(users[i], pw, NULL, xflog);
+	}
+	for (int i = 0; i < 4; i++) {
+		CHECK(wait_for(has_session, (void *)users[i], 30000));
+		CHECK(session_of(users[i], ids[i], sizeof(ids[i]), NULL));
+		CHECK(wait_state(&d, ids[i], "connected", 60000));
+	}
+	pid_t w[16];
+	size_t n = workers(w, 16);
+	CHECK_MSG(n == 4, "%zu workers for 4 connections", n);
+	long total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += pss_kib(w[i]);
+	if (n)
+		fprintf(stderr, "worker Pss: %.1f MiB per connected user (%zu workers)\n",
+			(double)total / 1024 / (double)n, n);
+	CHECK(n > 0 && kill(w[0], SIGSEGV) == 0);
+	/* its lease lapses (3 s): that one session only turns disconnected */
+	int gone = -1;
+	for (int t = 0; t < 100 && gone < 0; t++) {
+		for (int i = 0; i < 4; i++)
+			if (wait_state(&d, ids[i], "disconnected", 0))
+				gone = i;
+		if (gone < 0)
+			usleep(100000);
+	}
+	CHECK_MSG(gone >= 0, "the crashed worker's session stays connected");
+	sleep(4); /* longer than a lease: the others are still renewed by their workers */
+	for (int i = 0; i < 4; i++) {
+		if (i == gone)
+			continue;
+		CHECK_MSG(wait_state(&d, ids[i], "connected", 0), "%s lost their session",
+			  users[i]);
+		CHECK_MSG(waitpid(c[i], NULL, WNOHANG) == 0, "%s's client ended", users[i]);
+	}
+	char *log = testenv_slurp(gwlog, NULL);
+	CHECK(log && strstr(log, "killed by signal 11"));
+	free(log);
+	if (gone >= 0) {
+		stop_pid(&c[gone]);
+		char pw[32];
+		snprintf(pw, sizeof(pw), "%s-pw", users[gone]);
+		c[gone] = xfreerdp(users[gone], pw, NULL, xflog);
+		CHECK(wait_state(&d, ids[gone], "connected", 30000));
+	}
+	for (int i = 0; i < 4; i++)
+		stop_pid(&c[i]);
+	for (int i = 0; i < 4; i++)
+		CHECK(wait_state(&d, ids[i], "disconnected", 10000));
 }
 
 static void test_remoteapp(void)
@@ -860,6 +964,7 @@ int main(void)
 		test_remotefx();
 		test_stall();
 		test_tls();
+		test_worker_crash();
 	}
 	if (!only || strcmp(only, "console")) {
 		test_rdp_desktop();
