@@ -76,6 +76,8 @@
 	X(password,      TEXT, 129,  SET, 128,        "",              "guest-password-file", REC_SECRET | REC_FILE) \
 	X(clipboard,     BOOL, 0,    SET, 1,          "",              "clipboard",     0)        \
 	X(drive,         BOOL, 0,    SET, 1,          "",              "drive",         0)        \
+	X(clip_formats,  TEXT, 8,    SET, 7,          "text",          "clipboard-formats", 0)    \
+	X(clip_max,      UINT, 0,    SET, 1073741824, "",              "clipboard-max-bytes", 0)  \
 	X(remoteapp,     BOOL, 0,    SET, 1,          "",              "remoteapp",     0)
 
 #define DB_RDP_KEY_security "rdp_security"
@@ -85,6 +87,8 @@
 #define DB_RDP_KEY_password "guest_password"
 #define DB_RDP_KEY_clipboard "clipboard"
 #define DB_RDP_KEY_drive "drive"
+#define DB_RDP_KEY_clip_formats "clipboard_formats"
+#define DB_RDP_KEY_clip_max "clipboard_max_bytes"
 #define DB_RDP_KEY_remoteapp "remoteapp"
 
 #define DB_APP_FIELDS(X)                                                                   \

@@ -186,6 +186,11 @@ int brk_rdp_policy_check(const struct db_rdp_policy *r, char *err, size_t errlen
 		snprintf(err, errlen, "rdp_security must be rdp, tls or any");
 		return -EINVAL;
 	}
+	if (r->clip_formats[0] && strcmp(r->clip_formats, "text") &&
+	    strcmp(r->clip_formats, "all")) {
+		snprintf(err, errlen, "clipboard_formats must be text or all");
+		return -EINVAL;
+	}
 	if (r->login[0] && strcmp(r->login, "image") && strcmp(r->login, "user")) {
 		snprintf(err, errlen, "guest_login must be image or user");
 		return -EINVAL;

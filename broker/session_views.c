@@ -80,6 +80,10 @@ json_object *sess_guest_json(struct sessions *ss, const struct brk_session *s)
 	json_object_object_add(o, "password", json_object_new_string(r->password));
 	json_object_object_add(o, "clipboard", json_object_new_boolean(r->clipboard));
 	json_object_object_add(o, "drive", json_object_new_boolean(r->drive));
+	json_object_object_add(
+	    o, "clipboard_formats",
+	    json_object_new_string(r->clip_formats[0] ? r->clip_formats : "text"));
+	json_object_object_add(o, "clipboard_max_bytes", json_object_new_int64(r->clip_max));
 	json_object_object_add(o, "remoteapp", json_object_new_boolean(r->remoteapp));
 	json_object_object_add(o, "program", json_object_new_string(app.command));
 	return o;

@@ -107,6 +107,30 @@ int gw_bapi_wait(const char *sock, const char *id, const char *grant, const char
 	return get_session(sock, path, (int)timeout_s * 1000 + 2000, out);
 }
 
+int gw_bapi_wait_start(struct httpc_call *c, const char *sock, const char *id, const char *grant,
+		       const char *state, unsigned timeout_s)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/sessions/%s?wait=%s&timeout=%u&grant=%s", id, state,
+		 timeout_s, grant);
+	return httpc_call_start(c, sock, "GET", path, NULL);
+}
+
+int gw_bapi_wait_read(struct httpc_call *c, struct gw_session *out)
+{
+	char *resp = NULL;
+	int st = httpc_call_read(c, &resp);
+	if (st == 0)
+		return -EAGAIN;
+	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
+	free(resp);
+	if (!o)
+		return st < 0 ? st : -EPROTO;
+	fill(o, out);
+	json_object_put(o);
+	return 0;
+}
+
 int gw_bapi_attach(const char *sock, const char *id, const char *grant, const char *gateway)
 {
 	char path[192], body[96];
@@ -163,6 +187,9 @@ int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw
 	snprintf(g->program, sizeof(g->program), "%s", js(o, "program"));
 	g->clipboard = ji(o, "clipboard", 0) != 0;
 	g->drive = ji(o, "drive", 0) != 0;
+	g->clipboard_text_only = strcmp(js(o, "clipboard_formats"), "all") != 0;
+	long long max = ji(o, "clipboard_max_bytes", 0);
+	g->clipboard_max = max > 0 && max <= (1 << 30) ? (unsigned)max : 0;
 	g->remoteapp = ji(o, "remoteapp", 0) != 0;
 	json_object *pw;
 	if (json_object_object_get_ex(o, "password", &pw))

@@ -5,6 +5,8 @@
 #ifndef NESTOR_GW_BAPI_H
 #define NESTOR_GW_BAPI_H
 
+#include "httpc.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,6 +42,15 @@ int gw_bapi_attach(const char *sock, const char *id, const char *grant, const ch
 /* The session once it has left STATE, or after TIMEOUT_S (long-poll). */
 int gw_bapi_wait(const char *sock, const char *id, const char *grant, const char *state,
 		 unsigned timeout_s, struct gw_session *out);
+/*
+ * The same long-poll, read as it arrives (the worker waits on C->fd with
+ * everything else): start returns 0 or a negative errno; read returns
+ * -EAGAIN until the answer is complete, then as gw_bapi_get (the call is
+ * then over; httpc_call_cancel ends one early).
+ */
+int gw_bapi_wait_start(struct httpc_call *c, const char *sock, const char *id, const char *grant,
+		       const char *state, unsigned timeout_s);
+int gw_bapi_wait_read(struct httpc_call *c, struct gw_session *out);
 /* GATEWAY still holds the connected sessions IDS (POST /v1/gateways/GW/lease). */
 int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids, unsigned n);
 
@@ -51,6 +62,8 @@ struct gw_guest {
 	char login[8];	  /* image | user */
 	char user[65], domain[65], password[129];
 	bool clipboard, drive, remoteapp;
+	bool clipboard_text_only; /* clipboard_formats = text */
+	unsigned clipboard_max;	  /* bytes; 0: the gateway's default */
 	char program[1024];
 };
 int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw_guest *out);

@@ -19,6 +19,7 @@
  * client only ever delays itself.
  */
 #include "bapi.h"
+#include "chanpolicy.h"
 #include "gateway.h"
 #include "keymap.h"
 #include "log.h"
@@ -47,7 +48,8 @@
 #include <winpr/wtsapi.h>
 
 #define TILE 64
-#define POLL_MS 250	       /* nestord polling while waiting */
+#define FOLLOW_S 2	       /* long-poll: the wait screen's figures are this fresh */
+#define RETRY_MS 1000	       /* nestord did not answer: ask again after this */
 #define ACTIVITY_MS 30000      /* at most one activity report per this */
 #define NESTORD_GONE_MS 60000  /* nestord restarting: keep waiting this long */
 #define LEASE_EVERY_MS 1000    /* lease renewals (nestord's lease: 3 s) */
@@ -95,7 +97,9 @@ struct gw_peer {
 	char title[129];
 	struct gw_session sess;
 	char grant[65]; /* the session's grant from nestord (connect) */
-	int64_t wait_started_ms, last_poll_ms, last_draw_ms, last_activity_ms;
+	int64_t wait_started_ms, next_poll_ms, last_draw_ms, last_activity_ms;
+	struct httpc_call follow; /* the session's long-poll in flight (follow_ev set) */
+	HANDLE follow_ev;
 	int64_t nestord_gone_ms; /* first failed poll of a run of them (0: none) */
 	bool wait_shown;	 /* a wait-screen frame went out: the guest may replace it */
 	unsigned tick;
@@ -115,6 +119,10 @@ struct gw_peer {
 	UINT16 guest_exec_error;	 /* the guest refused the RemoteApp program */
 	HANDLE relay_chan[2];		 /* user-side cliprdr/rdpdr, relayed to the guest */
 	char relay_name[2][8];
+	struct gw_chan_policy chan_policy; /* the image's, for what crosses them */
+	struct gw_cliprdr_state clip;
+	struct gw_rdpdr_state rdpdr;
+	unsigned chan_drops; /* PDUs the policy stopped */
 
 	bool rail_mode;
 	bool rail_started;
@@ -579,7 +587,7 @@ static void try_connect(struct gw_peer *p, const char *user, char *password)
 		snprintf(p->title, sizeof(p->title), "%s", s.title);
 		p->phase = PH_WAIT;
 		p->wait_started_ms = now_ms();
-		p->last_poll_ms = 0;
+		p->next_poll_ms = 0;
 		log_info("peer %s: user=%s session=%s app=%s %s", p->addr, user, s.id, p->app,
 			 s.state);
 		if (p->rail_mode && p->window_created)
@@ -802,18 +810,50 @@ static void on_rdp_local_move_size(void *arg, const RAIL_LOCALMOVESIZE_ORDER *m)
 	pthread_mutex_unlock(&p->lock);
 }
 
+#define CLIP_MAX_DEFAULT (8u << 20) /* clipboard_max_bytes = 0 */
+
+/*
+ * One relayed PDU (relay I: 0 cliprdr, 1 rdpdr) through the image's channel
+ * policy (chanpolicy.c): forwarded, rewritten, refused back to its sender,
+ * or dropped.
+ */
+static void relay_pdu(struct gw_peer *p, int i, enum gw_chan_dir dir, const BYTE *data, size_t len)
+{
+	BYTE *out = malloc(len ? len : 1); /* outputs are never longer than inputs */
+	if (!out)
+		return;
+	size_t outlen = 0;
+	enum gw_chan_verdict v =
+	    i == 0 ? gw_cliprdr_filter(&p->clip, &p->chan_policy, dir, data, len, out, len, &outlen)
+		   : gw_rdpdr_filter(&p->rdpdr, dir, data, len, out, len, &outlen);
+	const BYTE *send = v == GW_CHAN_PASS ? data : out;
+	size_t n = v == GW_CHAN_PASS ? len : outlen;
+	bool to_guest = (dir == GW_CHAN_TO_GUEST) != (v == GW_CHAN_REPLY);
+	if (v == GW_CHAN_DROP) {
+		if (p->chan_drops++ < 8)
+			log_info("peer %s: session=%s %s PDU %s stopped by the image's policy",
+				 p->addr, p->sess.id, p->relay_name[i],
+				 dir == GW_CHAN_TO_GUEST ? "to the guest" : "from the guest");
+	} else if (to_guest) {
+		if (p->rdpc)
+			gw_rdpc_channel_send(p->rdpc, p->relay_name[i], send, n);
+	} else {
+		ULONG written;
+		pthread_mutex_lock(&p->lock);
+		WTSVirtualChannelWrite(p->relay_chan[i], (PCHAR)send, (ULONG)n, &written);
+		pthread_mutex_unlock(&p->lock);
+	}
+	free(out);
+}
+
 /* A relayed channel's PDU from the guest to the user. */
 static void on_rdp_channel(void *arg, const char *name, const BYTE *data, size_t len, UINT32 flags,
 			   size_t total)
 {
 	struct gw_peer *p = arg;
 	for (int i = 0; i < 2; i++)
-		if (p->relay_chan[i] && !strcmp(p->relay_name[i], name)) {
-			ULONG written;
-			pthread_mutex_lock(&p->lock);
-			WTSVirtualChannelWrite(p->relay_chan[i], (PCHAR)data, (ULONG)len, &written);
-			pthread_mutex_unlock(&p->lock);
-		}
+		if (p->relay_chan[i] && !strcmp(p->relay_name[i], name))
+			relay_pdu(p, i, GW_CHAN_TO_USER, data, len);
 }
 
 /* ... and from the user to the guest. */
@@ -828,7 +868,7 @@ static void relay_from_user(struct gw_peer *p)
 			if (!buf)
 				return;
 			if (WTSVirtualChannelRead(p->relay_chan[i], 0, (PCHAR)buf, n, &got) && got)
-				gw_rdpc_channel_send(p->rdpc, p->relay_name[i], buf, got);
+				relay_pdu(p, i, GW_CHAN_TO_GUEST, buf, got);
 			free(buf);
 		}
 	}
@@ -837,6 +877,10 @@ static void relay_from_user(struct gw_peer *p)
 static void open_relays(struct gw_peer *p, const struct gw_guest *g)
 {
 	const char *names[2] = {g->clipboard ? "cliprdr" : NULL, g->drive ? "rdpdr" : NULL};
+	p->chan_policy.text_only = g->clipboard_text_only;
+	p->chan_policy.max_bytes = g->clipboard_max ? g->clipboard_max : CLIP_MAX_DEFAULT;
+	gw_cliprdr_init(&p->clip);
+	gw_rdpdr_init(&p->rdpdr);
 	for (int i = 0; i < 2; i++) {
 		if (!names[i] || !WTSVirtualChannelManagerIsChannelJoined(p->vcm, names[i]))
 			continue;
@@ -844,8 +888,11 @@ static void open_relays(struct gw_peer *p, const struct gw_guest *g)
 		    WTSVirtualChannelOpen(p->vcm, WTS_CURRENT_SESSION, (LPSTR)names[i]);
 		snprintf(p->relay_name[i], sizeof(p->relay_name[i]), "%s", names[i]);
 		if (p->relay_chan[i])
-			log_info("peer %s: session=%s relaying %s (image policy)", p->addr,
-				 p->sess.id, names[i]);
+			log_info("peer %s: session=%s relaying %s (image policy%s)", p->addr,
+				 p->sess.id, names[i],
+				 i			    ? ": drives only"
+				 : p->chan_policy.text_only ? ": text only"
+							    : ": all formats");
 	}
 }
 
@@ -1098,6 +1145,71 @@ static void guest_shown(struct gw_peer *p)
 	log_info("peer %s: session=%s showing the guest", p->addr, p->sess.id);
 }
 
+static bool guest_state(const char *state)
+{
+	return !strcmp(state, "ready") || !strcmp(state, "connected") ||
+	       !strcmp(state, "disconnected");
+}
+
+static void follow_end(struct gw_peer *p)
+{
+	if (p->follow_ev)
+		CloseHandle(p->follow_ev);
+	p->follow_ev = NULL;
+	httpc_call_cancel(&p->follow);
+}
+
+/*
+ * Follow the session with nestord's long-poll: it answers once the state
+ * changes, or after FOLLOW_S (the queue position and estimate move without
+ * a state change). The worker waits on its socket with everything else.
+ */
+static bool follow_start(struct gw_peer *p)
+{
+	if (gw_bapi_wait_start(&p->follow, p->gw->cfg.api_socket, p->sess.id, p->grant,
+			       p->sess.state, FOLLOW_S) < 0)
+		return false;
+	p->follow_ev = CreateFileDescriptorEventA(NULL, FALSE, FALSE, p->follow.fd, WINPR_FD_READ);
+	if (!p->follow_ev) {
+		httpc_call_cancel(&p->follow);
+		return false;
+	}
+	return true;
+}
+
+/* What nestord said about the session (R: 0 and S, or an error). */
+static void session_news(struct gw_peer *p, int r, const struct gw_session *s)
+{
+	int64_t now = now_ms();
+	if (r < 0 && r != -EPROTO) {
+		/* nestord is not answering (restarting?): the session is in its
+		 * database, so keep the user waiting for a while */
+		p->next_poll_ms = now + RETRY_MS;
+		if (!p->nestord_gone_ms) {
+			p->nestord_gone_ms = now;
+			log_warn("peer %s: session=%s nestord is not answering: waiting", p->addr,
+				 p->sess.id);
+			snprintf(p->sess.reason, sizeof(p->sess.reason),
+				 "the session service is restarting");
+		} else if (now - p->nestord_gone_ms > NESTORD_GONE_MS) {
+			show_fail(p, "Cannot start", "The session service went away.");
+		}
+		return;
+	}
+	if (r != 0) {
+		show_fail(p, "Cannot start", "Your session is gone.");
+		return;
+	}
+	if (p->nestord_gone_ms)
+		log_info("peer %s: session=%s nestord answers again", p->addr, p->sess.id);
+	p->nestord_gone_ms = 0;
+	p->sess = *s;
+	p->next_poll_ms = 0; /* follow on at once */
+	if (!strcmp(s->state, "ended") || !strcmp(s->state, "ending"))
+		show_fail(p, "Your session could not start",
+			  s->reason[0] ? s->reason : "It ended.");
+}
+
 static void poll_session(struct gw_peer *p)
 {
 	int64_t now = now_ms();
@@ -1118,48 +1230,31 @@ static void poll_session(struct gw_peer *p)
 			draw_wait(p);
 		return;
 	}
-	if (now - p->last_poll_ms >= POLL_MS) {
-		p->last_poll_ms = now;
+	if (p->follow_ev) {
 		struct gw_session s;
-		int r = gw_bapi_get(p->gw->cfg.api_socket, p->sess.id, p->grant, &s);
-		if (r < 0 && r != -EPROTO) {
-			/* nestord is not answering (restarting?): the session is in its
-			 * database, so keep the user waiting for a while */
-			if (!p->nestord_gone_ms) {
-				p->nestord_gone_ms = now;
-				log_warn("peer %s: session=%s nestord is not answering: waiting",
-					 p->addr, p->sess.id);
-				snprintf(p->sess.reason, sizeof(p->sess.reason),
-					 "the session service is restarting");
-			} else if (now - p->nestord_gone_ms > NESTORD_GONE_MS) {
-				show_fail(p, "Cannot start", "The session service went away.");
-				return;
-			}
-		} else if (r == 0) {
-			if (p->nestord_gone_ms)
-				log_info("peer %s: session=%s nestord answers again", p->addr,
-					 p->sess.id);
-			p->nestord_gone_ms = 0;
-			p->sess = s;
+		int r = gw_bapi_wait_read(&p->follow, &s);
+		if (r == -EAGAIN)
+			goto draw;
+		follow_end(p);
+		session_news(p, r, &s);
+		if (p->phase != PH_WAIT)
+			return;
+	}
+	if (!p->follow_ev && now >= p->next_poll_ms) {
+		if (guest_state(p->sess.state)) {
 			/* switch once the wait screen was seen, however fast the guest was */
-			if ((!strcmp(s.state, "ready") || !strcmp(s.state, "connected") ||
-			     !strcmp(s.state, "disconnected")) &&
-			    p->wait_shown) {
+			if (p->wait_shown) {
 				enter_guest(p);
 				return;
 			}
-			if (!strcmp(s.state, "ready") && !p->wait_shown)
-				p->last_poll_ms = 0; /* again right after the next frame */
-			if (!strcmp(s.state, "ended") || !strcmp(s.state, "ending")) {
-				show_fail(p, "Your session could not start",
-					  s.reason[0] ? s.reason : "It ended.");
+			p->next_poll_ms = p->last_frame_ms + 1000 / (int64_t)p->gw->cfg.frame_rate;
+		} else if (!follow_start(p)) {
+			session_news(p, -ECONNREFUSED, NULL);
+			if (p->phase != PH_WAIT)
 				return;
-			}
-		} else {
-			show_fail(p, "Cannot start", "Your session is gone.");
-			return;
 		}
 	}
+draw:
 	if (now - p->last_draw_ms >= 1000) /* at least once a second */
 		draw_wait(p);
 }
@@ -1492,8 +1587,8 @@ static DWORD next_timeout(struct gw_peer *p, bool more)
 		DUE(p->last_draw_ms + 1000);
 		if (p->connecting)
 			DUE(p->connecting->t0 + GUEST_CONNECT_MS + 1);
-		else
-			DUE(p->last_poll_ms + POLL_MS);
+		else if (!p->follow_ev)
+			DUE(p->next_poll_ms);
 		break;
 	case PH_FAIL:
 		DUE(p->fail_until_ms + 1);
@@ -1563,12 +1658,16 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 
 	bool begun = false, more = false;
 	while (!handshake_cut) {
-		HANDLE h[43];
+		HANDLE h[44];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
 			break;
 		h[n++] = WTSVirtualChannelManagerGetEventHandle(p->vcm);
 		h[n++] = p->wake;
+		if (p->follow_ev && p->phase != PH_WAIT)
+			follow_end(p);
+		if (p->follow_ev)
+			h[n++] = p->follow_ev;
 		if (p->vnc_event)
 			h[n++] = p->vnc_event;
 		if (p->rdpc)
@@ -1694,6 +1793,7 @@ out:
 	set_leased(p, ""); /* no renewal may bring it back after the detach */
 	if (p->phase == PH_GUEST && p->sess.id[0])
 		gw_bapi_post(gw->cfg.api_socket, p->sess.id, p->grant, "detach");
+	follow_end(p);
 	if (p->vnc_event)
 		CloseHandle(p->vnc_event);
 	gw_vnc_close(p->vnc);

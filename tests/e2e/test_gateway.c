@@ -48,8 +48,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char USERS[] = "alice:alice-pw:nestor\nbob:bob-pw:nestor\ncarol:carol-pw:nestor\n"
-			    "dave:dave-pw:nestor\nerin:erin-pw:nestor\nfrank:frank-pw:nestor\n";
+static const char USERS[] =
+    "alice:alice-pw:nestor\nbob:bob-pw:nestor\ncarol:carol-pw:nestor\n"
+    "dave:dave-pw:nestor\nerin:erin-pw:nestor\nfrank:frank-pw:nestor\n"
+    /* test_worker_crash's own */
+    "kim:kim-pw:nestor\nlee:lee-pw:nestor\nmax:max-pw:nestor\nned:ned-pw:nestor\n";
 static struct nestord d;
 static char display[16], fbdir[512], gwlog[600];
 static pid_t xvfb, gateway;
@@ -401,7 +404,7 @@ static long pss_kib(pid_t pid)
  */
 static void test_worker_crash(void)
 {
-	static const char *const users[4] = {"carol", "dave", "erin", "frank"};
+	static const char *const users[4] = {"kim", "lee", "max", "ned"};
 	pid_t c[4];
 	char ids[4][64];
 	for (int i = 0; i < 4; i++) {

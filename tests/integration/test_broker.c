@@ -302,6 +302,7 @@ static void test_malformed(void)
 	     "{\"name\":\"x\",\"base\":\"/x\",\"memory_mb\":64,\"clipboard\":2}", 400},
 	    {"PUT", "/v1/images/nosuch", "{\"drive\":1}", 404},
 	    {"PUT", "/v1/images/demo", "{\"rdp_security\":\"none\"}", 400},
+	    {"PUT", "/v1/images/demo", "{\"clipboard_formats\":\"files\"}", 400},
 	    {"GET", "/v1/sessions/0123456789abcdef/guest", NULL, 404},
 	    {"POST", "/v1/apps", "{\"alias\":\"a\",\"image\":\"nope\",\"title\":\"t\"}", 404},
 	    {"DELETE", "/v1/images/demo", NULL, 409},
