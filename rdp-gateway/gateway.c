@@ -1,7 +1,7 @@
 /*
  * nestor-gateway's listener: the RDP front door. Accepts with FreeRDP 2's
  * listener, enforces connection limits, and forks one worker process per
- * connection (peer.c), as sshd and xrdp do: a crash in FreeRDP's parsing
+ * connection (worker.c), as sshd and xrdp do: a crash in FreeRDP's parsing
  * ends one user's connection, not everyone's. The listener parses nothing
  * a client sends; it waits on its sockets and a signalfd, never polls.
  * Workers talk to nestord only through its API socket; nothing here

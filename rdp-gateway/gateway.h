@@ -1,6 +1,7 @@
 /*
  * nestor-gateway internals shared by the listener (gateway.c: limits, one
- * worker process per connection) and the worker (peer.c).
+ * worker process per connection) and the worker (worker.c; its own state is
+ * in worker.h).
  */
 #ifndef NESTOR_GW_GATEWAY_H
 #define NESTOR_GW_GATEWAY_H
@@ -34,7 +35,7 @@ struct gw {
 };
 
 /*
- * peer.c: serve one connection in this (worker) process until it ends;
+ * worker.c: serve one connection in this (worker) process until it ends;
  * takes ownership of CLIENT. Returns the process's exit status.
  */
 int gw_peer_run(struct gw *gw, freerdp_peer *client);
