@@ -409,6 +409,8 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	    .overlay_dir = h->cfg.overlay_dir,
 	    .accel = LNCH_ACCEL_TCG,
 	    .sandbox = cfg->sandbox,
+	    .port_lo = cfg->fwd_lo,
+	    .port_hi = cfg->fwd_hi,
 	    .start_timeout_ms = (int)cfg->timeouts.start * 1000,
 	    .stop_timeout_ms = (int)cfg->timeouts.stop_grace * 1000,
 	};

@@ -24,6 +24,9 @@ void brk_config_defaults(struct brk_config *c)
 	strcpy(c->accel, "auto");
 	strcpy(c->log_level, "info");
 	c->sandbox = true;
+	/* below the kernel's ephemeral range: one firewall rule covers them (docs/images.md) */
+	c->fwd_lo = 13400;
+	c->fwd_hi = 14399;
 	c->auto_template = true;
 	c->auth_max_failures = 5;
 	c->auth_window = 300;
@@ -46,6 +49,22 @@ void brk_config_defaults(struct brk_config *c)
 
 #define DAY (24 * 3600U)
 #define IS(sec, key) (strcmp(section, sec) == 0 && strcmp(name, key) == 0)
+
+/* forward_ports = LOW-HIGH, or any (the kernel picks a free port) */
+static int ports(struct brk_config *c, const char *v)
+{
+	if (!strcmp(v, "any")) {
+		c->fwd_lo = c->fwd_hi = 0;
+		return 0;
+	}
+	unsigned lo, hi;
+	char end;
+	if (sscanf(v, "%u-%u%c", &lo, &hi, &end) != 2 || lo < 1024 || hi > 65535 || lo > hi)
+		return -EINVAL;
+	c->fwd_lo = lo;
+	c->fwd_hi = hi;
+	return 0;
+}
 
 static int handler(void *user, const char *section, const char *name, const char *value,
 		   const char **wantp)
@@ -92,6 +111,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		r = conf_uint(&c->min_free_mb, value, 1 << 20), want = "MiB, up to 1048576";
 	else if (IS("nestord", "qemu_user"))
 		r = conf_str(c->qemu_user, sizeof(c->qemu_user), value), want = "a user name";
+	else if (IS("nestord", "forward_ports"))
+		r = ports(c, value), want = "LOW-HIGH (1024..65535) or any";
 	else if (IS("nestord", "sandbox"))
 		r = conf_bool(&c->sandbox, value), want = "true or false";
 	else if (IS("nestord", "log_level"))

@@ -42,6 +42,7 @@ struct brk_config {
 	unsigned min_free_mb;		       /* refuse starts below this free in overlay_dir */
 	char qemu_user[64];
 	bool sandbox;
+	unsigned fwd_lo, fwd_hi; /* rdp guests' forwards on 127.0.0.1 (0, 0: the kernel picks) */
 	char log_level[8];
 
 	unsigned auth_max_failures;

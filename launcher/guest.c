@@ -96,7 +96,7 @@ static void finish(struct lnch_guest *g);
 static void ping_end(struct lnch_guest *g, int err);
 static void close_restore_fd(struct lnch_guest *g);
 static void probe_close(struct lnch_guest *g);
-static int free_port(unsigned *out);
+static int free_port(const struct lnch_config *cfg, unsigned *out);
 
 const char *lnch_state_name(enum lnch_state st)
 {
@@ -913,8 +913,9 @@ struct lnch_guest *lnch_guest_start(struct event_base *base, const struct lnch_c
 	bool oom = false;
 	g->profile = *profile;
 	g->opts = *opts;
-	if (profile->guest_port && !g->opts.host_port && free_port(&g->opts.host_port) < 0) {
-		snprintf(err, errlen, "no free port on 127.0.0.1 for the guest's forward");
+	if (profile->guest_port && !g->opts.host_port && free_port(cfg, &g->opts.host_port) < 0) {
+		snprintf(err, errlen, "no free port on 127.0.0.1 for the guest's forward%s",
+			 cfg->port_lo ? " (forward_ports are all taken)" : "");
 		goto fail;
 	}
 	g->backing = dup_opt(opts->backing ? opts->backing : profile->disk, &oom);
@@ -1267,25 +1268,49 @@ unsigned lnch_guest_host_port(const struct lnch_guest *g)
 	return g->profile.guest_port ? g->opts.host_port : 0;
 }
 
-/*
- * A free port on 127.0.0.1 for a guest's forward: the kernel picks one, we
- * let it go and QEMU binds it a moment later. Another process could take it
- * in between; QEMU then fails to start and says so (start failed).
- */
-static int free_port(unsigned *out)
+/* Bind 127.0.0.1:PORT (0: any) and let it go; the port bound, or a negative errno. */
+static int try_port(unsigned port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
 	int r = 0;
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
 		r = -errno;
 	close(fd);
-	*out = ntohs(sa.sin_port);
-	return r;
+	return r < 0 ? r : ntohs(sa.sin_port);
+}
+
+/*
+ * A free port on 127.0.0.1 for a guest's forward: from the configured range
+ * (one firewall rule keeps other local users out of it: docs/images.md),
+ * round robin so that a port is not reused at once, or the kernel's pick.
+ * We let it go and QEMU binds it a moment later; another process could take
+ * it in between, and QEMU then fails to start and says so (start failed).
+ */
+static int free_port(const struct lnch_config *cfg, unsigned *out)
+{
+	static unsigned next;
+	if (!cfg->port_lo) {
+		int p = try_port(0);
+		*out = p > 0 ? (unsigned)p : 0;
+		return p < 0 ? p : 0;
+	}
+	unsigned n = cfg->port_hi - cfg->port_lo + 1;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned port = cfg->port_lo + (next + i) % n;
+		if (try_port(port) > 0) {
+			next = (next + i + 1) % n;
+			*out = port;
+			return 0;
+		}
+	}
+	return -EADDRINUSE;
 }
 
 const char *lnch_guest_vnc_path(const struct lnch_guest *g)

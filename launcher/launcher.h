@@ -34,8 +34,9 @@ struct lnch_config {
 	bool sandbox;
 	uid_t uid; /* run qemu-img and QEMU as this user (0: unchanged) */
 	gid_t gid;
-	int start_timeout_ms; /* launch to ready */
-	int stop_timeout_ms;  /* graceful power-down before quit */
+	int start_timeout_ms;	   /* launch to ready */
+	int stop_timeout_ms;	   /* graceful power-down before quit */
+	unsigned port_lo, port_hi; /* guests' forwards on 127.0.0.1 from here (0: any free) */
 };
 
 enum lnch_state { LNCH_STARTING, LNCH_READY, LNCH_STOPPING, LNCH_STOPPED };

@@ -458,7 +458,9 @@ static int rdp_opened(struct gw_peer *p)
 
 static int64_t rdp_deadline(const struct gw_peer *p)
 {
-	return p->connecting ? p->connecting->t0 + GUEST_CONNECT_MS + 1 : INT64_MAX;
+	/* once given up, the connect thread's end wakes the loop (its wake event) */
+	return p->connecting && !p->connecting->aborted ? p->connecting->t0 + GUEST_CONNECT_MS + 1
+							: INT64_MAX;
 }
 
 static DWORD rdp_handles(struct gw_peer *p, HANDLE *h, DWORD max)

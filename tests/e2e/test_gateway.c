@@ -52,7 +52,8 @@ static const char USERS[] =
     "alice:alice-pw:nestor\nbob:bob-pw:nestor\ncarol:carol-pw:nestor\n"
     "dave:dave-pw:nestor\nerin:erin-pw:nestor\nfrank:frank-pw:nestor\n"
     /* test_worker_crash's own */
-    "kim:kim-pw:nestor\nlee:lee-pw:nestor\nmax:max-pw:nestor\nned:ned-pw:nestor\n";
+    "kim:kim-pw:nestor\nlee:lee-pw:nestor\nmax:max-pw:nestor\nned:ned-pw:nestor\n"
+    "oli:oli-pw:nestor\n"; /* test_hostile_guest's */
 static struct nestord d;
 static char display[16], fbdir[512], gwlog[600];
 static pid_t xvfb, gateway;
@@ -735,6 +736,45 @@ static bool forward_loopback_only(unsigned fport, int *listeners)
 	return ok && *listeners == 1;
 }
 
+/* Connect to 127.0.0.1:TO as UID (0: as we are); true if it connected. */
+static bool connects_as(uid_t uid, unsigned to)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (uid && setuid(uid) < 0)
+			_exit(2);
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons((uint16_t)to),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		_exit(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : 1);
+	}
+	int st;
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/*
+ * data/nestor-guests.nft, loaded with this test's users (nestord and the
+ * gateway run as root here): another local user cannot reach the guest's
+ * forward, nestor's own users still can.
+ */
+static void guest_firewall(unsigned fwd)
+{
+	if (access("/usr/sbin/nft", X_OK) != 0) {
+		CHECK_MSG(!"nft installed", "nftables is missing (scripts/install-deps)");
+		return;
+	}
+	CHECK_MSG(connects_as(60102, fwd), "without the rule, anyone reaches the forward");
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+		 "sed 's/{ nestor, nestor-gateway }/{ 0 }/' '%s/data/nestor-guests.nft' | nft -f -",
+		 getenv("NESTOR_SRC"));
+	CHECK_MSG(sh("%s", cmd) == 0, "load data/nestor-guests.nft");
+	CHECK_MSG(!connects_as(60102, fwd), "another local user cannot reach the guest's RDP");
+	CHECK_MSG(connects_as(0, fwd), "nestor's own users still can");
+	sh("nft delete table inet nestor_guests");
+}
+
 static void test_rdp_desktop(void)
 {
 	pid_t c = xfreerdp_ex("dave", "dave-pw", NULL, "/shell:xpdesk", xflog);
@@ -803,6 +843,8 @@ static void test_rdp_desktop(void)
 	free(ans);
 	CHECK_MSG(accept(ls, NULL, NULL) < 0 && errno == EAGAIN, "no connection reached the host");
 	close(ls);
+	CHECK_MSG(fwd >= 13400 && fwd <= 14399, "forward %u within forward_ports", fwd);
+	guest_firewall(fwd);
 
 	/* disconnect keeps the guest; reconnect gets the same one, drawn again */
 	stop_pid(&c);
@@ -908,6 +950,48 @@ static void test_rdp_remoteapp(void)
 	stop_pid(&c);
 }
 
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = hay ? strstr(hay, needle) : NULL; p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/*
+ * A guest whose RDP server its administrator replaced (nestor-test-rdpsrv
+ * --hostile): what the guard bounds is dropped and logged while the session
+ * goes on; then an 8000x8000 desktop ends that guest connection, and only
+ * that one: the worker says so and exits normally (no crash).
+ */
+static void test_hostile_guest(void)
+{
+	char *before = testenv_slurp(gwlog, NULL);
+	int crashes = count_of(before, "killed by signal");
+	free(before);
+	pid_t c = xfreerdp("oli", "oli-pw", "hostile", xflog);
+	char id[64];
+	CHECK(wait_for(has_session, "oli", 30000));
+	CHECK(session_of("oli", id, sizeof(id), NULL));
+	CHECK(wait_state(&d, id, "connected", 120000));
+	serial_path(id);
+	CHECK_MSG(wait_for(serial_has, "RDPSRV HOSTILE orders sent", 30000),
+		  "the hostile guest sent its orders");
+	CHECK_MSG(wait_state(&d, id, "connected", 0), "the session outlives the hostile orders");
+	CHECK_MSG(wait_for(serial_has, "RDPSRV HOSTILE resize sent", 15000),
+		  "the hostile guest resized its desktop");
+	CHECK_MSG(wait_state(&d, id, "disconnected", 30000),
+		  "the oversized guest desktop ends the guest connection");
+	char *log = testenv_slurp(gwlog, NULL);
+	CHECK_MSG(log && strstr(log, "the guest sent a pointer"), "the far pointer index dropped");
+	CHECK_MSG(log && strstr(log, "the guest sent a window order"), "window orders dropped");
+	CHECK_MSG(count_of(log, "the guest sent") >= 4, "%d orders dropped",
+		  count_of(log, "the guest sent"));
+	CHECK_MSG(count_of(log, "killed by signal") == crashes, "a worker crashed");
+	free(log);
+	stop_pid(&c);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -926,6 +1010,8 @@ int main(void)
 	CHECK(api(&d, "POST", "/v1/images/demo/template", NULL, NULL) == 200);
 	nestord_add_rdp(&d, "xpdesk", "xpdesk", "XP Desktop", false, NULL);
 	nestord_add_rdp(&d, "xprail", RDPSRV_APP_ALIAS, "Test App", true, "||" RDPSRV_APP_ALIAS);
+	nestord_add_rdp_ex(&d, "xphostile", "hostile", "Hostile App", true, "||" RDPSRV_APP_ALIAS,
+			   " nestor.rdphostile");
 	json_object *app = json_object_new_object();
 	json_object_object_add(app, "alias", json_object_new_string("xpdeskapp"));
 	json_object_object_add(app, "image", json_object_new_string("xpdesk"));
@@ -972,6 +1058,7 @@ int main(void)
 	if (!only || strcmp(only, "console")) {
 		test_rdp_desktop();
 		test_rdp_remoteapp();
+		test_hostile_guest();
 	}
 
 	/* a clean exit (under ASan: no leak of ours, see tests/lsan.supp) */

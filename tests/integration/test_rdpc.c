@@ -40,6 +40,9 @@ struct seen {
 	int damage;
 	int windows;
 	char title[64];
+	bool reserved_id;     /* a window order used the gateway's own window id */
+	unsigned long_title;  /* the longest title, in characters */
+	unsigned far_pointer; /* the largest pointer cache index seen */
 };
 
 static void on_damage(void *arg, int x, int y, int w, int h)
@@ -50,10 +53,14 @@ static void on_damage(void *arg, int x, int y, int w, int h)
 static BOOL on_window(void *arg, int kind, const WINDOW_ORDER_INFO *oi, const void *o)
 {
 	struct seen *s = arg;
+	if (oi->windowId == 0x4e57)
+		s->reserved_id = true;
 	if (kind != GW_WIN_CREATE)
 		return TRUE;
 	s->windows++;
 	const WINDOW_STATE_ORDER *ws = o;
+	if (ws->titleInfo.length / 2u > s->long_title)
+		s->long_title = ws->titleInfo.length / 2u;
 	size_t n = ws->titleInfo.length / 2;
 	for (size_t i = 0; i < n && i < sizeof(s->title) - 1; i++)
 		s->title[i] = (char)ws->titleInfo.string[2 * i];
@@ -69,6 +76,9 @@ static BOOL on_pointer(void *arg, int kind, const void *u)
 		s->pointer_w = ((const POINTER_NEW_UPDATE *)u)->colorPtrAttr.width;
 	}
 	s->pointer_cached += kind == GW_PTR_CACHED;
+	if (kind == GW_PTR_CACHED &&
+	    ((const POINTER_CACHED_UPDATE *)u)->cacheIndex > s->far_pointer)
+		s->far_pointer = ((const POINTER_CACHED_UPDATE *)u)->cacheIndex;
 	return TRUE;
 }
 
@@ -191,6 +201,34 @@ static void test_remoteapp(void)
 	gw_rdpc_close(c);
 }
 
+static bool pumps(struct gw_rdpc *c, void *arg)
+{
+	return false; /* pump until the connection ends or time runs out */
+}
+
+/*
+ * nestor-test-rdpsrv --hostile: rdpc hands what a replaced guest server
+ * sends to its callbacks (where the gateway's guard judges it: guard.c,
+ * tests/unit), and ends the connection itself on an oversized desktop.
+ */
+static void test_hostile(unsigned port)
+{
+	struct seen seen = {0};
+	char err[256] = "";
+	struct gw_rdpc *c = open_client("guestacct", "guest-pw", "||" RDPSRV_APP_ALIAS, port, &seen,
+					err, sizeof(err));
+	CHECK_MSG(c != NULL, "connect: %s", err);
+	if (!c)
+		return;
+	bool alive = pump_until(c, pumps, NULL, 8000);
+	CHECK_MSG(!alive, "the 8000x8000 desktop ends the connection");
+	CHECK_MSG(seen.reserved_id, "the order with the gateway's window id reached the guard");
+	CHECK_MSG(seen.long_title >= 600, "the long title reached the guard (%u)", seen.long_title);
+	CHECK_MSG(seen.windows >= 70, "%d windows created", seen.windows);
+	CHECK_MSG(seen.far_pointer == 200, "pointer index %u", seen.far_pointer);
+	gw_rdpc_close(c);
+}
+
 static void test_wrong_account(void)
 {
 	struct seen seen = {0};
@@ -283,6 +321,32 @@ static void test_abort(void)
 		close(lfd);
 }
 
+/* nestor-test-rdpsrv on PORT, logging to LOG; its pid once it listens, else -1. */
+static pid_t start_srv(const char *srv, const char *port, const char *key, const char *cert,
+		       const char *log, bool hostile)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(lf, 1);
+		dup2(lf, 2);
+		execl(srv, srv, "--port", port, "--security", "rdp", "--key", key, "--cert", cert,
+		      "--user", "guestacct", "--password", "guest-pw",
+		      hostile ? "--hostile" : (char *)NULL, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++, usleep(50000)) {
+		char *l = testenv_slurp(log, NULL);
+		bool up = l && strstr(l, "RDPSRV LISTEN");
+		free(l);
+		if (up)
+			return pid;
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -305,21 +369,8 @@ int main(void)
 	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
 	snprintf(portarg, sizeof(portarg), "%u", srv_port);
 	snprintf(log, sizeof(log), "%s/rdpsrv.log", dir);
-	pid_t pid = fork();
-	if (pid == 0) {
-		int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(lf, 1);
-		dup2(lf, 2);
-		execl(srv, srv, "--port", portarg, "--security", "rdp", "--key", key, "--cert",
-		      cert, "--user", "guestacct", "--password", "guest-pw", (char *)NULL);
-		_exit(127);
-	}
-	bool up = false;
-	for (int i = 0; i < 100 && !up; i++, usleep(50000)) {
-		char *l = testenv_slurp(log, NULL);
-		up = l && strstr(l, "RDPSRV LISTEN");
-		free(l);
-	}
+	pid_t pid = start_srv(srv, portarg, key, cert, log, false);
+	bool up = pid > 0;
 	CHECK_MSG(up, "nestor-test-rdpsrv listens");
 	if (up) {
 		test_desktop();
@@ -330,6 +381,18 @@ int main(void)
 	}
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
+	/* the same server, hostile */
+	srv_port = listener(&fd);
+	close(fd);
+	snprintf(portarg, sizeof(portarg), "%u", srv_port);
+	snprintf(log, sizeof(log), "%s/rdpsrv-hostile.log", dir);
+	pid = start_srv(srv, portarg, key, cert, log, true);
+	CHECK_MSG(pid > 0, "nestor-test-rdpsrv --hostile listens");
+	if (pid > 0) {
+		test_hostile(srv_port);
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
 	int r = check_done("test_rdpc");
 	if (r == 0)
 		testenv_rmtree(scratch);

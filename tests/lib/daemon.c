@@ -183,6 +183,12 @@ void nestord_add_demo(struct nestord *d, const char *alias)
 void nestord_add_rdp(struct nestord *d, const char *name, const char *alias, const char *title,
 		     bool remoteapp, const char *command)
 {
+	nestord_add_rdp_ex(d, name, alias, title, remoteapp, command, "");
+}
+
+void nestord_add_rdp_ex(struct nestord *d, const char *name, const char *alias, const char *title,
+			bool remoteapp, const char *command, const char *append)
+{
 	const char *g = testenv_guest_dir();
 	char body[4096], dst[512];
 	snprintf(dst, sizeof(dst), "%s/rdp.qcow2", d->dir);
@@ -194,11 +200,11 @@ void nestord_add_rdp(struct nestord *d, const char *name, const char *alias, con
 	snprintf(body, sizeof(body),
 		 "{\"name\":\"%s\",\"base\":\"%s\",\"kernel\":\"%s/rdp-vmlinuz\","
 		 "\"initrd\":\"%s/rdp-initrd.gz\",\"append\":\"console=ttyS0 quiet panic=-1 "
-		 "nestor.rdpsec=rdp nestor.rdpuser=guestacct nestor.rdppass=guest-pw\","
+		 "nestor.rdpsec=rdp nestor.rdpuser=guestacct nestor.rdppass=guest-pw%s\","
 		 "\"memory_mb\":384,\"backend\":\"rdp\",\"rdp_port\":3389,"
 		 "\"rdp_security\":\"rdp\",\"guest_user\":\"guestacct\","
 		 "\"guest_password\":\"guest-pw\",\"remoteapp\":%d}",
-		 name, dst, g, g, remoteapp ? 1 : 0);
+		 name, dst, g, g, append, remoteapp ? 1 : 0);
 	int st = api(d, "POST", "/v1/images", body, NULL);
 	CHECK_MSG(st == 201 || st == 409, "add rdp image %s: %d", name, st);
 	snprintf(body, sizeof(body),

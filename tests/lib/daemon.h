@@ -34,6 +34,9 @@ void nestord_add_demo(struct nestord *d, const char *alias);
 /* Register the rdp variant of the test guest as image NAME (backend rdp) and app ALIAS. */
 void nestord_add_rdp(struct nestord *d, const char *name, const char *alias, const char *title,
 		     bool remoteapp, const char *command);
+/* ... with APPEND added to the guest's kernel command line (" nestor.rdphostile"). */
+void nestord_add_rdp_ex(struct nestord *d, const char *name, const char *alias, const char *title,
+			bool remoteapp, const char *command, const char *append);
 const char *jget(json_object *o, const char *key);
 long long jint(json_object *o, const char *key);
 /* Poll GET /v1/sessions/ID until its state is STATE or TIMEOUT_MS passes. */

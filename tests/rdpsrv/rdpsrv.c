@@ -11,7 +11,13 @@
  *   - can require standard RDP security (as Windows XP does) and a user
  *     name and password (wrong ones get a red "logon" screen);
  *   - on F9 animates a box as fast as the client takes it (benchmarks);
- *   - sets its own pointer (a 32x32 green cross) when the client can take it.
+ *   - sets its own pointer (a 32x32 green cross) when the client can take it;
+ *   - with --hostile, behaves as a guest whose administrator replaced its RDP
+ *     server: once the app's window is up it sends pointer cache indices
+ *     beyond what was negotiated, window orders with a reserved id, for
+ *     windows it never created, with an oversized title, too many rectangles
+ *     and too many windows ("RDPSRV HOSTILE orders sent"), then two seconds
+ *     later resizes its desktop to 8000x8000 ("RDPSRV HOSTILE resize sent").
  */
 #include "pattern.h"
 
@@ -43,7 +49,7 @@
 
 static const char usage[] =
     "usage: nestor-test-rdpsrv [--port N] [--security rdp|tls|any] [--key FILE] [--cert FILE]\n"
-    "                          [--user NAME --password PASS]\n"
+    "                          [--user NAME --password PASS] [--hostile]\n"
     "Test RDP server: a known pattern, visible input echo, one RemoteApp window\n"
     "(alias " RDPSRV_APP_ALIAS "). Standard RDP security needs --key (RSA, PEM);\n"
     "TLS needs --cert and --key. Default: port 3389, security any.\n";
@@ -51,7 +57,8 @@ static const char usage[] =
 static struct {
 	unsigned port;
 	const char *security, *key, *cert, *user, *password;
-} opt = {3389, "any", NULL, NULL, NULL, NULL};
+	bool hostile;
+} opt = {3389, "any", NULL, NULL, NULL, NULL, false};
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -85,6 +92,8 @@ struct conn {
 	unsigned keys;
 	bool animate;
 	unsigned frame;
+	int hostile; /* --hostile: 0 nothing sent yet, 1 orders sent, 2 resize sent */
+	uint64_t hostile_at;
 };
 
 static uint64_t now_us(void)
@@ -264,6 +273,77 @@ static UINT rail_activate(RailServerContext *rc, const RAIL_ACTIVATE_ORDER *a)
 static UINT rail_ok(RailServerContext *rc, const void *any)
 {
 	return CHANNEL_RC_OK;
+}
+
+/* --- --hostile: what a replaced RDP server in the guest could send --- */
+
+static BOOL hostile_window(struct conn *c, UINT32 id, bool create, size_t title_chars, UINT32 rects)
+{
+	static WCHAR title[1024];
+	static RECTANGLE_16 rect[512];
+	for (size_t i = 0; i < sizeof(title) / sizeof(title[0]); i++)
+		title[i] = 'H';
+	for (size_t i = 0; i < sizeof(rect) / sizeof(rect[0]); i++)
+		rect[i] = (RECTANGLE_16){0, 0, 1, 1};
+	WINDOW_ORDER_INFO oi = {0};
+	WINDOW_STATE_ORDER ws = {0};
+	oi.windowId = id;
+	oi.fieldFlags = WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_FIELD_SHOW |
+			WINDOW_ORDER_FIELD_TITLE | WINDOW_ORDER_FIELD_WND_RECTS |
+			(create ? WINDOW_ORDER_STATE_NEW : 0);
+	ws.showState = 0; /* hidden: nothing for the user to see if one got through */
+	ws.titleInfo.string = (BYTE *)title;
+	ws.titleInfo.length = (UINT16)(title_chars * sizeof(WCHAR));
+	ws.numWindowRects = rects;
+	ws.windowRects = rect;
+	pthread_mutex_lock(&c->lock);
+	BOOL ok = create ? c->ctx.update->window->WindowCreate(&c->ctx, &oi, &ws)
+			 : c->ctx.update->window->WindowUpdate(&c->ctx, &oi, &ws);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+static bool hostile_orders(struct conn *c)
+{
+	POINTER_CACHED_UPDATE far = {.cacheIndex = 200};
+	pthread_mutex_lock(&c->lock);
+	BOOL ok = c->ctx.update->pointer->PointerCached(&c->ctx, &far);
+	pthread_mutex_unlock(&c->lock);
+	ok = ok && hostile_window(c, 0x4e57, true, 4, 1);   /* the gateway's own window's id */
+	ok = ok && hostile_window(c, 0x7777, false, 4, 1);  /* a window never created */
+	ok = ok && hostile_window(c, 0x3001, true, 600, 1); /* a 600-character title */
+	ok = ok && hostile_window(c, 0x3002, true, 4, 300); /* 300 rectangles */
+	for (UINT32 i = 0; ok && i < 70; i++)		    /* more windows than allowed */
+		ok = hostile_window(c, 0x3100 + i, true, 4, 1);
+	if (!ok)
+		return false;
+	for (UINT32 i = 0; i < 70; i++) { /* and away with them */
+		WINDOW_ORDER_INFO del = {.windowId = 0x3100 + i,
+					 .fieldFlags =
+					     WINDOW_ORDER_TYPE_WINDOW | WINDOW_ORDER_STATE_DELETED};
+		pthread_mutex_lock(&c->lock);
+		c->ctx.update->window->WindowDelete(&c->ctx, &del);
+		pthread_mutex_unlock(&c->lock);
+	}
+	/* the server batches orders: a paint's end sends them */
+	pthread_mutex_lock(&c->lock);
+	c->ctx.update->BeginPaint(&c->ctx);
+	c->ctx.update->EndPaint(&c->ctx);
+	pthread_mutex_unlock(&c->lock);
+	say("HOSTILE orders sent");
+	return true;
+}
+
+static bool hostile_resize(struct conn *c)
+{
+	rdpSettings *s = c->peer->settings;
+	s->DesktopWidth = 8000;
+	s->DesktopHeight = 8000;
+	pthread_mutex_lock(&c->lock);
+	BOOL ok = c->ctx.update->DesktopResize(&c->ctx);
+	pthread_mutex_unlock(&c->lock);
+	say("HOSTILE resize sent");
+	return ok;
 }
 
 /* --- pointer: a 32x32 crosshair of our own, in cache slot 0 --- */
@@ -555,6 +635,16 @@ static void *conn_main(void *arg)
 			if (!c->window || !paint_all(c))
 				break;
 		}
+		if (opt.hostile && c->window && c->hostile == 0) {
+			if (!hostile_orders(c))
+				break;
+			c->hostile = 1;
+			c->hostile_at = now_us() + 2000000;
+		} else if (c->hostile == 1 && now_us() >= c->hostile_at) {
+			c->hostile = 2;
+			if (!hostile_resize(c))
+				break;
+		}
 		if (c->animate && now_us() >= next_frame) {
 			next_frame = now_us() + 2000; /* at most 500 frames/s */
 			if (!animate(c))
@@ -582,11 +672,15 @@ static BOOL on_accept(freerdp_listener *l, freerdp_peer *p)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-	    {"port", required_argument, NULL, 'p'}, {"security", required_argument, NULL, 's'},
-	    {"key", required_argument, NULL, 'k'},  {"cert", required_argument, NULL, 'c'},
-	    {"user", required_argument, NULL, 'u'}, {"password", required_argument, NULL, 'P'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"port", required_argument, NULL, 'p'},
+					   {"security", required_argument, NULL, 's'},
+					   {"key", required_argument, NULL, 'k'},
+					   {"cert", required_argument, NULL, 'c'},
+					   {"user", required_argument, NULL, 'u'},
+					   {"password", required_argument, NULL, 'P'},
+					   {"hostile", no_argument, NULL, 'H'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -607,6 +701,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			opt.password = optarg;
+			break;
+		case 'H':
+			opt.hostile = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);
