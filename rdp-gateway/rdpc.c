@@ -51,7 +51,8 @@ struct gw_rdpc {
 	 * "|fd" host; it closes that one): an abort shuts the socket down through
 	 * ours at any phase, and no descriptor is ever closed twice. */
 	int fd, fd_dup;
-	bool handed; /* fd_dup given to FreeRDP */
+	bool handed;	   /* fd_dup given to FreeRDP */
+	bool preconnected; /* fd came connected (params.use_fd) */
 	struct sockaddr_in addr;
 	volatile bool aborted;
 };
@@ -262,6 +263,36 @@ static BOOL desktop_resize(rdpContext *ctx)
 	return TRUE;
 }
 
+/*
+ * The smallest parser surface that still shows XP (docs/gateway.md): no
+ * drawing orders (the guest then sends every change as a bitmap, as it does
+ * for rdesktop -b), so no bitmap, glyph, brush or offscreen caches; no bulk
+ * compression (no MPPC decompressor over guest bytes); no surface commands
+ * or codecs XP never had. What remains: bitmap updates (interleaved RLE or
+ * planar), pointers, window orders for RemoteApp, and the relayed channels.
+ * A loopback link has the bandwidth.
+ */
+static void small_surface(rdpSettings *s)
+{
+	for (size_t i = 0; i < 32; i++)
+		s->OrderSupport[i] = FALSE;
+	s->BitmapCacheEnabled = FALSE;
+	s->BitmapCachePersistEnabled = FALSE;
+	s->GlyphSupportLevel = GLYPH_SUPPORT_NONE;
+	s->OffscreenSupportLevel = 0;
+	s->DrawNineGridEnabled = FALSE;
+	s->DrawGdiPlusEnabled = FALSE;
+	s->DrawGdiPlusCacheEnabled = FALSE;
+	s->CompressionEnabled = FALSE;
+	s->SurfaceCommandsEnabled = FALSE;
+	s->FrameMarkerCommandEnabled = FALSE;
+	s->SurfaceFrameMarkerEnabled = FALSE;
+	s->AltSecFrameMarkerSupport = FALSE;
+	s->JpegCodec = FALSE;
+	s->NSCodec = FALSE;
+	s->RemoteFxCodec = FALSE;
+}
+
 static BOOL pre_connect(freerdp *inst)
 {
 	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
@@ -286,6 +317,7 @@ static BOOL pre_connect(freerdp *inst)
 			     CHANNEL_OPTION_COMPRESS_RDP;
 		snprintf(c->relay[c->n_relay++].name, sizeof(c->relay[0].name), "%s", names[i]);
 	}
+	small_surface(s);
 	return TRUE;
 }
 
@@ -359,6 +391,8 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	pthread_once(&addins_once, register_addins);
 	freerdp *inst = freerdp_new();
 	if (!inst) {
+		if (p->use_fd)
+			close(p->fd);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -372,6 +406,8 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	inst->VerifyChangedCertificateEx = verify_changed;
 	if (!freerdp_context_new(inst)) {
 		freerdp_free(inst);
+		if (p->use_fd)
+			close(p->fd);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -382,14 +418,15 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	c->fd = c->fd_dup = -1;
 	rdpSettings *s = inst->settings;
 	bool rdp = strcmp(p->security, "tls") != 0, tls = strcmp(p->security, "rdp") != 0;
+	c->preconnected = p->use_fd;
 	c->addr.sin_family = AF_INET;
 	c->addr.sin_port = htons((uint16_t)p->port);
-	if (inet_pton(AF_INET, p->host, &c->addr.sin_addr) != 1) {
+	if (!p->use_fd && inet_pton(AF_INET, p->host, &c->addr.sin_addr) != 1) {
 		snprintf(err, errlen, "guest address %s is not an IPv4 address", p->host);
 		gw_rdpc_close(c);
 		return NULL;
 	}
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->fd = p->use_fd ? p->fd : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	c->fd_dup = c->fd >= 0 ? fcntl(c->fd, F_DUPFD_CLOEXEC, 0) : -1;
 	bool ok = c->fd >= 0 && c->fd_dup >= 0 && (s->ServerHostname = strdup("|")) != NULL;
 	s->ServerPort = (UINT32)c->fd_dup;
@@ -460,7 +497,8 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 bool gw_rdpc_connect(struct gw_rdpc *c, char *err, size_t errlen)
 {
 	int one = 1;
-	if (c->aborted || connect(c->fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0) {
+	if (c->aborted || (!c->preconnected &&
+			   connect(c->fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0)) {
 		snprintf(err, errlen, "%s", c->aborted ? "cancelled" : strerror(errno));
 		return false;
 	}

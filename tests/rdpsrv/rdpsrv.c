@@ -50,6 +50,7 @@
 static const char usage[] =
     "usage: nestor-test-rdpsrv [--port N] [--security rdp|tls|any] [--key FILE] [--cert FILE]\n"
     "                          [--user NAME --password PASS] [--hostile]\n"
+    "                          [--encryption none]\n"
     "Test RDP server: a known pattern, visible input echo, one RemoteApp window\n"
     "(alias " RDPSRV_APP_ALIAS "). Standard RDP security needs --key (RSA, PEM);\n"
     "TLS needs --cert and --key. Default: port 3389, security any.\n";
@@ -58,7 +59,8 @@ static struct {
 	unsigned port;
 	const char *security, *key, *cert, *user, *password;
 	bool hostile;
-} opt = {3389, "any", NULL, NULL, NULL, NULL, false};
+	bool plain; /* --encryption none: standard RDP security without encryption (fuzz corpus) */
+} opt = {3389, "any", NULL, NULL, NULL, NULL, false, false};
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -600,7 +602,9 @@ static void *conn_main(void *arg)
 	s->RdpSecurity = rdp;
 	s->TlsSecurity = tls;
 	s->NlaSecurity = FALSE;
-	s->EncryptionLevel = ENCRYPTION_LEVEL_CLIENT_COMPATIBLE;
+	s->EncryptionLevel = opt.plain ? ENCRYPTION_LEVEL_NONE : ENCRYPTION_LEVEL_CLIENT_COMPATIBLE;
+	if (opt.plain)
+		s->EncryptionMethods = ENCRYPTION_METHOD_NONE;
 	s->ColorDepth = 32;
 	s->RemoteFxCodec = FALSE;
 	s->NSCodec = FALSE;
@@ -672,15 +676,12 @@ static BOOL on_accept(freerdp_listener *l, freerdp_peer *p)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {{"port", required_argument, NULL, 'p'},
-					   {"security", required_argument, NULL, 's'},
-					   {"key", required_argument, NULL, 'k'},
-					   {"cert", required_argument, NULL, 'c'},
-					   {"user", required_argument, NULL, 'u'},
-					   {"password", required_argument, NULL, 'P'},
-					   {"hostile", no_argument, NULL, 'H'},
-					   {"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+	    {"port", required_argument, NULL, 'p'}, {"security", required_argument, NULL, 's'},
+	    {"key", required_argument, NULL, 'k'},  {"cert", required_argument, NULL, 'c'},
+	    {"user", required_argument, NULL, 'u'}, {"password", required_argument, NULL, 'P'},
+	    {"hostile", no_argument, NULL, 'H'},    {"encryption", required_argument, NULL, 'e'},
+	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -704,6 +705,9 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			opt.hostile = true;
+			break;
+		case 'e':
+			opt.plain = !strcmp(optarg, "none");
 			break;
 		case 'h':
 			fputs(usage, stdout);
