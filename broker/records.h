@@ -77,7 +77,7 @@
 	X(clipboard,     BOOL, 0,    SET, 1,          "",              "clipboard",     0)        \
 	X(drive,         BOOL, 0,    SET, 1,          "",              "drive",         0)        \
 	X(clip_formats,  TEXT, 8,    SET, 7,          "text",          "clipboard-formats", 0)    \
-	X(clip_max,      UINT, 0,    SET, 1073741824, "",              "clipboard-max-bytes", 0)  \
+	X(clip_max,      UINT, 0,    SET, 8388600,    "",              "clipboard-max-bytes", 0)  \
 	X(remoteapp,     BOOL, 0,    SET, 1,          "",              "remoteapp",     0)
 
 #define DB_RDP_KEY_security "rdp_security"

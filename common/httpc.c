@@ -69,10 +69,12 @@ int httpc_call_start(struct httpc_call *c, const char *socket_path, const char *
 static int parse(struct httpc_call *c, char **resp_body)
 {
 	c->buf[c->len] = '\0';
+	char *sep = strstr(c->buf, "\r\n\r\n");
+	if (!sep)
+		return -ECONNRESET; /* the server went away before it answered (restarting?) */
 	int status = 0;
 	if (sscanf(c->buf, "HTTP/%*d.%*d %d", &status) != 1 || status < 100)
 		return -EPROTO;
-	char *sep = strstr(c->buf, "\r\n\r\n");
 	if (resp_body) {
 		*resp_body = strdup(sep ? sep + 4 : "");
 		if (!*resp_body)

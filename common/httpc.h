@@ -2,8 +2,9 @@
  * A small blocking HTTP/1.0 client over a UNIX socket, for nestorctl and
  * tests (never for the broker's loop). Bodies are JSON.
  *
- * Returns the HTTP status (>= 100) or a negative errno. *BODY (if given)
- * gets a new NUL-terminated buffer with the response body.
+ * Returns the HTTP status (>= 100) or a negative errno (-ECONNRESET: the
+ * server closed before a whole header came; -EPROTO: not HTTP). *BODY (if
+ * given) gets a new NUL-terminated buffer with the response body.
  */
 #ifndef NESTOR_HTTPC_H
 #define NESTOR_HTTPC_H

@@ -169,7 +169,9 @@ static void on_rdp_local_move_size(void *arg, const RAIL_LOCALMOVESIZE_ORDER *m)
 	pthread_mutex_unlock(&p->lock);
 }
 
-#define CLIP_MAX_DEFAULT (8u << 20) /* clipboard_max_bytes = 0 */
+#define CLIP_MAX_DEFAULT                                                                           \
+	8388600u /* clipboard_max_bytes = 0: what a relayed PDU can hold (8 MiB)                   \
+		  */
 
 /*
  * One relayed PDU (relay I: 0 cliprdr, 1 rdpdr) through the image's channel
@@ -221,7 +223,15 @@ static void relay_from_user(struct gw_peer *p)
 	for (int i = 0; i < 2; i++) {
 		ULONG n = 0;
 		while (p->relay_chan[i] && p->rdpc &&
-		       WTSVirtualChannelRead(p->relay_chan[i], 0, NULL, 0, &n) && n) {
+		       WTSVirtualChannelRead(p->relay_chan[i], 0, NULL, 0, &n)) {
+			if (!n) { /* an empty message: taken off the queue, or it would stay */
+				char none;
+				ULONG got = 0;
+				if (!WTSVirtualChannelRead(p->relay_chan[i], 0, &none, sizeof(none),
+							   &got))
+					break;
+				continue;
+			}
 			BYTE *buf = malloc(n);
 			ULONG got = 0;
 			if (!buf)

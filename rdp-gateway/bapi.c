@@ -41,8 +41,8 @@ static void fill(json_object *o, struct gw_session *s)
 	s->pid = ji(o, "pid", 0);
 }
 
-int gw_bapi_connect(const char *sock, const char *user, const char *password, const char *app,
-		    const char *client, struct gw_session *out, char *msg, size_t msglen)
+int gw_bapi_connect_start(struct httpc_call *c, const char *sock, const char *user,
+			  const char *password, const char *app, const char *client)
 {
 	json_object *b = json_object_new_object();
 	json_object_object_add(b, "user", json_object_new_string(user));
@@ -50,15 +50,23 @@ int gw_bapi_connect(const char *sock, const char *user, const char *password, co
 	json_object_object_add(b, "app", json_object_new_string(app));
 	json_object_object_add(b, "client", json_object_new_string(client));
 	const char *text = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN);
-	char *resp = NULL;
-	int st = httpc_request(sock, "POST", "/v1/sessions", text, TIMEOUT_MS, &resp);
-	/* the password was in there: wipe the JSON's copy */
+	int r = httpc_call_start(c, sock, "POST", "/v1/sessions", text);
+	/* the password was in there: wipe the JSON's copies */
 	explicit_bzero((char *)text, strlen(text));
 	json_object *pw;
 	if (json_object_object_get_ex(b, "password", &pw))
 		explicit_bzero((char *)json_object_get_string(pw),
 			       (size_t)json_object_get_string_len(pw));
 	json_object_put(b);
+	return r;
+}
+
+int gw_bapi_connect_read(struct httpc_call *c, struct gw_session *out, char *msg, size_t msglen)
+{
+	char *resp = NULL;
+	int st = httpc_call_read(c, &resp);
+	if (st == 0)
+		return -EAGAIN;
 	if (st < 0) {
 		snprintf(msg, msglen, "the session service is not available");
 		return st;
@@ -78,10 +86,9 @@ int gw_bapi_connect(const char *sock, const char *user, const char *password, co
 	return st == 200 ? 502 : st;
 }
 
-static int get_session(const char *sock, const char *path, int timeout_ms, struct gw_session *out)
+/* OUT from a response (status ST, body RESP: taken); 0 or a negative errno. */
+static int session_from(int st, char *resp, struct gw_session *out)
 {
-	char *resp = NULL;
-	int st = httpc_request(sock, "GET", path, NULL, timeout_ms, &resp);
 	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
 	free(resp);
 	if (!o)
@@ -89,6 +96,13 @@ static int get_session(const char *sock, const char *path, int timeout_ms, struc
 	fill(o, out);
 	json_object_put(o);
 	return 0;
+}
+
+static int get_session(const char *sock, const char *path, int timeout_ms, struct gw_session *out)
+{
+	char *resp = NULL;
+	int st = httpc_request(sock, "GET", path, NULL, timeout_ms, &resp);
+	return session_from(st, resp, out);
 }
 
 int gw_bapi_get(const char *sock, const char *id, const char *grant, struct gw_session *out)
@@ -120,15 +134,7 @@ int gw_bapi_wait_read(struct httpc_call *c, struct gw_session *out)
 {
 	char *resp = NULL;
 	int st = httpc_call_read(c, &resp);
-	if (st == 0)
-		return -EAGAIN;
-	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
-	free(resp);
-	if (!o)
-		return st < 0 ? st : -EPROTO;
-	fill(o, out);
-	json_object_put(o);
-	return 0;
+	return st == 0 ? -EAGAIN : session_from(st, resp, out);
 }
 
 int gw_bapi_attach(const char *sock, const char *id, const char *grant, const char *gateway)
@@ -140,7 +146,8 @@ int gw_bapi_attach(const char *sock, const char *id, const char *grant, const ch
 	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
 }
 
-int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids, unsigned n)
+int gw_bapi_lease_start(struct httpc_call *c, const char *sock, const char *gateway,
+			const char *const *ids, unsigned n)
 {
 	json_object *b = json_object_new_object(), *arr = json_object_new_array();
 	for (unsigned i = 0; i < n; i++)
@@ -148,11 +155,10 @@ int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids,
 	json_object_object_add(b, "sessions", arr);
 	char path[96];
 	snprintf(path, sizeof(path), "/v1/gateways/%s/lease", gateway);
-	int st =
-	    httpc_request(sock, "POST", path,
-			  json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN), 2000, NULL);
+	int r = httpc_call_start(c, sock, "POST", path,
+				 json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN));
 	json_object_put(b);
-	return st == 200 ? 0 : st < 0 ? st : -EPROTO;
+	return r;
 }
 
 int gw_bapi_post(const char *sock, const char *id, const char *grant, const char *verb)
@@ -189,7 +195,7 @@ int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw
 	g->drive = ji(o, "drive", 0) != 0;
 	g->clipboard_text_only = strcmp(js(o, "clipboard_formats"), "all") != 0;
 	long long max = ji(o, "clipboard_max_bytes", 0);
-	g->clipboard_max = max > 0 && max <= (1 << 30) ? (unsigned)max : 0;
+	g->clipboard_max = max > 0 && max <= 8388600 ? (unsigned)max : 0;
 	g->remoteapp = ji(o, "remoteapp", 0) != 0;
 	json_object *pw;
 	if (json_object_object_get_ex(o, "password", &pw))

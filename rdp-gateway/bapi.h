@@ -25,11 +25,15 @@ struct gw_session {
 };
 
 /*
- * POST /v1/sessions. Returns 0, or the HTTP status (401, 403, 404, 429, ...)
- * with MSG set, or a negative errno when nestord is unreachable.
+ * POST /v1/sessions, read as it arrives (PAM may take its time: the worker
+ * keeps drawing). start returns 0 or a negative errno (nestord unreachable);
+ * read returns -EAGAIN until the answer is complete, then 0 with OUT set
+ * (its grant too), or the HTTP status (401, 403, 404, 429, ...) with MSG
+ * set, or a negative errno with MSG set; the call is then over.
  */
-int gw_bapi_connect(const char *sock, const char *user, const char *password, const char *app,
-		    const char *client, struct gw_session *out, char *msg, size_t msglen);
+int gw_bapi_connect_start(struct httpc_call *c, const char *sock, const char *user,
+			  const char *password, const char *app, const char *client);
+int gw_bapi_connect_read(struct httpc_call *c, struct gw_session *out, char *msg, size_t msglen);
 /*
  * A session's own endpoints take its id and the grant connect handed out
  * (nestord refuses the gateway without it).
@@ -52,7 +56,9 @@ int gw_bapi_wait_start(struct httpc_call *c, const char *sock, const char *id, c
 		       const char *state, unsigned timeout_s);
 int gw_bapi_wait_read(struct httpc_call *c, struct gw_session *out);
 /* GATEWAY still holds the connected sessions IDS (POST /v1/gateways/GW/lease). */
-int gw_bapi_lease(const char *sock, const char *gateway, const char *const *ids, unsigned n);
+/* Sent without waiting: the answer is read (and dropped) with httpc_call_read. */
+int gw_bapi_lease_start(struct httpc_call *c, const char *sock, const char *gateway,
+			const char *const *ids, unsigned n);
 
 /* An rdp session's guest: where and how to connect (GET /v1/sessions/ID/guest). */
 struct gw_guest {

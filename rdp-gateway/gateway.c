@@ -20,6 +20,7 @@
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/freerdp.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -137,6 +138,9 @@ static void worker(struct gw *gw, freerdp_listener *l, freerdp_peer *client, pid
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != listener)
 		_exit(0);
+	/* a worker serves one user: a per-thread malloc arena for each of FreeRDP's threads
+	 * would only keep freed memory out of reach */
+	mallopt(M_ARENA_MAX, 2);
 	prctl(PR_SET_DUMPABLE, 0);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	memset(gw->addrs, 0, sizeof(gw->addrs));
@@ -415,8 +419,12 @@ int main(int argc, char **argv)
 			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 				stop = true;
 		reap(&gw);
-		if (!stop && !l->CheckFileDescriptor(l))
-			break;
+		if (!stop && !l->CheckFileDescriptor(l)) {
+			/* accept failed (out of fds or memory?): the connected stay connected;
+			 * wait a little (signals still count) before accepting again */
+			log_err("accepting failed: %s; retrying in 100 ms", strerror(errno));
+			WaitForSingleObject(sig_event, 100);
+		}
 	}
 	log_info("stopping: sessions stay alive in nestord; users can reconnect");
 	l->Close(l);

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -321,6 +322,17 @@ static BOOL pre_connect(freerdp *inst)
 	return TRUE;
 }
 
+static BOOL refuse_surface_bits(rdpContext *ctx, const SURFACE_BITS_COMMAND *cmd)
+{
+	WLog_ERR("nestor.rdpc", "the guest sent surface bits it was not offered: closing");
+	return FALSE;
+}
+
+static BOOL refuse_frame_marker(rdpContext *ctx, const SURFACE_FRAME_MARKER *marker)
+{
+	return FALSE;
+}
+
 static BOOL post_connect(freerdp *inst)
 {
 	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
@@ -329,6 +341,23 @@ static BOOL post_connect(freerdp *inst)
 		return FALSE;
 	if (!gdi_init(inst, PIXEL_FORMAT_BGRX32))
 		return FALSE;
+	/* gdi_init readies every codec FreeRDP has (RemoteFX, progressive, H.264,
+	 * ClearCodec...: tens of MiB); XP sends interleaved RLE and planar only */
+	rdpCodecs *few = codecs_new(inst->context);
+	if (!few || !freerdp_client_codecs_prepare(few, FREERDP_CODEC_INTERLEAVED |
+							     FREERDP_CODEC_PLANAR,
+						   inst->settings->DesktopWidth,
+						   inst->settings->DesktopHeight)) {
+		codecs_free(few);
+		return FALSE;
+	}
+	codecs_free(inst->context->codecs);
+	inst->context->codecs = few;
+	malloc_trim(0); /* and give their memory back: they were tens of MiB */
+	/* not negotiated, yet FreeRDP 2 would still decode them (RemoteFX, NSCodec):
+	 * a guest that sends surface commands anyway loses its connection */
+	inst->update->SurfaceBits = refuse_surface_bits;
+	inst->update->SurfaceFrameMarker = refuse_frame_marker;
 	inst->update->EndPaint = end_paint;
 	inst->update->DesktopResize = desktop_resize;
 	rdpWindowUpdate *w = inst->update->window;

@@ -33,6 +33,7 @@
 
 #define FOLLOW_S 2	      /* long-poll: the wait screen's figures are this fresh */
 #define RETRY_MS 1000	      /* nestord did not answer: ask again after this */
+#define SIGNIN_MS 30000	      /* a sign-in (PAM, in nestord) is answered in this */
 #define ACTIVITY_MS 30000     /* at most one activity report per this */
 #define NESTORD_GONE_MS 60000 /* nestord restarting: keep waiting this long */
 #define LEASE_EVERY_MS 1000   /* lease renewals (nestord's lease: 3 s) */
@@ -51,13 +52,20 @@ static void set_leased(struct gw_peer *p, const char *id)
 	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }
 
-/* nestord turns the session disconnected if this worker stops renewing (it died). */
+/*
+ * nestord turns the session disconnected if this worker stops renewing (it
+ * died). The renewal never waits for nestord: it is sent, and its answer
+ * read (or given up) at the next renewal, so a slow nestord cannot freeze
+ * the user's screen.
+ */
 static void renew_lease(struct gw_peer *p)
 {
 	if (!p->leased[0] || now_ms() < p->next_lease_ms)
 		return;
+	if (p->lease_call.fd >= 0 && httpc_call_read(&p->lease_call, NULL) == 0)
+		httpc_call_cancel(&p->lease_call); /* a second without an answer: give up on it */
 	const char *ids[1] = {p->leased};
-	gw_bapi_lease(p->gw->cfg.api_socket, p->gw->id, ids, 1);
+	gw_bapi_lease_start(&p->lease_call, p->gw->cfg.api_socket, p->gw->id, ids, 1);
 	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }
 
@@ -83,26 +91,19 @@ static void enter_login(struct gw_peer *p, const char *user, const char *msg)
 	gw_screen_draw_login(p);
 }
 
-/* Authenticate and connect through nestord; wipes PASSWORD. */
-static void try_connect(struct gw_peer *p, const char *user, char *password)
+/* What nestord answered to the sign-in (R: 0 and S, or an error with MSG). */
+static void signin_done(struct gw_peer *p, int r, const struct gw_session *s, const char *msg)
 {
-	char msg[256];
-	struct gw_session s;
-	snprintf(p->user, sizeof(p->user), "%s", user);
-	/* an rdp image may sign in to its guest as the user: kept until then */
-	snprintf(p->secret, sizeof(p->secret), "%s", password);
-	int r = gw_bapi_connect(p->gw->cfg.api_socket, user, password, p->app, p->addr, &s, msg,
-				sizeof(msg));
-	explicit_bzero(password, strlen(password));
+	const char *user = p->user;
 	if (r == 0) {
-		p->sess = s;
-		snprintf(p->grant, sizeof(p->grant), "%s", s.grant);
-		snprintf(p->title, sizeof(p->title), "%s", s.title);
+		p->sess = *s;
+		snprintf(p->grant, sizeof(p->grant), "%s", s->grant);
+		snprintf(p->title, sizeof(p->title), "%s", s->title);
 		p->phase = PH_WAIT;
 		p->wait_started_ms = now_ms();
 		p->next_poll_ms = 0;
-		log_info("peer %s: user=%s session=%s app=%s %s", p->addr, user, s.id, p->app,
-			 s.state);
+		log_info("peer %s: user=%s session=%s app=%s %s", p->addr, user, s->id, p->app,
+			 s->state);
 		if (p->rail_mode && p->window_created)
 			gw_rail_window(p, false); /* the title is known now */
 		gw_screen_draw_wait(p);
@@ -130,6 +131,59 @@ static void try_connect(struct gw_peer *p, const char *user, char *password)
 		return;
 	}
 	gw_peer_fail(p, "Cannot start", msg);
+}
+
+/* Authenticate and connect through nestord; wipes PASSWORD. The answer comes to signin_read. */
+static void try_connect(struct gw_peer *p, const char *user, char *password)
+{
+	snprintf(p->user, sizeof(p->user), "%s", user);
+	/* an rdp image may sign in to its guest as the user: kept until then */
+	snprintf(p->secret, sizeof(p->secret), "%s", password);
+	int r = gw_bapi_connect_start(&p->signin, p->gw->cfg.api_socket, user, password, p->app,
+				      p->addr);
+	explicit_bzero(password, strlen(password));
+	if (r == 0) {
+		p->signin_ev =
+		    CreateFileDescriptorEventA(NULL, FALSE, FALSE, p->signin.fd, WINPR_FD_READ);
+		if (!p->signin_ev) {
+			httpc_call_cancel(&p->signin);
+			r = -ENOMEM;
+		}
+	}
+	if (r < 0) {
+		signin_done(p, r, NULL, "the session service is not available");
+		return;
+	}
+	p->signin_until_ms = now_ms() + SIGNIN_MS;
+	if (p->phase == PH_LOGIN) {
+		snprintf(p->message, sizeof(p->message), "Signing in...");
+		p->login_dirty = true;
+	}
+}
+
+static void signin_end(struct gw_peer *p)
+{
+	if (p->signin_ev)
+		CloseHandle(p->signin_ev);
+	p->signin_ev = NULL;
+	httpc_call_cancel(&p->signin);
+}
+
+/* The sign-in's answer, as far as it has come. */
+static void signin_read(struct gw_peer *p)
+{
+	struct gw_session s;
+	char msg[256] = "";
+	int r = gw_bapi_connect_read(&p->signin, &s, msg, sizeof(msg));
+	if (r == -EAGAIN && now_ms() < p->signin_until_ms)
+		return;
+	if (r == -EAGAIN) {
+		r = -ETIMEDOUT;
+		snprintf(msg, sizeof(msg), "the session service did not answer");
+	}
+	signin_end(p);
+	signin_done(p, r, &s, msg);
+	explicit_bzero(s.grant, sizeof(s.grant));
 }
 
 /* An order from the guest the guard dropped: logged (the first few), never relayed. */
@@ -207,6 +261,7 @@ static bool follow_start(struct gw_peer *p)
 	if (gw_bapi_wait_start(&p->follow, p->gw->cfg.api_socket, p->sess.id, p->grant,
 			       p->sess.state, FOLLOW_S) < 0)
 		return false;
+	p->follow_until_ms = now_ms() + (FOLLOW_S + 5) * 1000;
 	p->follow_ev = CreateFileDescriptorEventA(NULL, FALSE, FALSE, p->follow.fd, WINPR_FD_READ);
 	if (!p->follow_ev) {
 		httpc_call_cancel(&p->follow);
@@ -262,8 +317,10 @@ static void poll_session(struct gw_peer *p)
 	if (p->follow_ev) {
 		struct gw_session s;
 		int r = gw_bapi_wait_read(&p->follow, &s);
-		if (r == -EAGAIN)
+		if (r == -EAGAIN && now < p->follow_until_ms)
 			goto draw;
+		if (r == -EAGAIN)
+			r = -ETIMEDOUT; /* nestord took the call but does not answer */
 		follow_end(p);
 		session_news(p, r, &s);
 		if (p->phase != PH_WAIT)
@@ -271,12 +328,14 @@ static void poll_session(struct gw_peer *p)
 	}
 	if (!p->follow_ev && now >= p->next_poll_ms) {
 		if (guest_state(p->sess.state)) {
-			/* switch once the wait screen was seen, however fast the guest was */
-			if (p->wait_shown) {
+			/* switch once the wait screen was seen, however fast the guest was (a
+			 * client that suppressed output sees nothing either way) */
+			if (p->wait_shown || p->suppress) {
 				enter_guest(p);
 				return;
 			}
-			p->next_poll_ms = p->last_frame_ms + 1000 / (int64_t)p->gw->cfg.frame_rate;
+			int64_t frame = p->last_frame_ms > now ? p->last_frame_ms : now;
+			p->next_poll_ms = frame + 1000 / (int64_t)p->gw->cfg.frame_rate;
 		} else if (!follow_start(p)) {
 			session_news(p, -ECONNREFUSED, NULL);
 			if (p->phase != PH_WAIT)
@@ -304,7 +363,7 @@ static void login_event(struct gw_peer *p, enum gw_login_ev ev)
 {
 	if (ev == GW_LOGIN_CHANGED) {
 		p->login_dirty = true; /* drawn with the next frame, however fast the keys come */
-	} else if (ev == GW_LOGIN_SUBMIT) {
+	} else if (ev == GW_LOGIN_SUBMIT && !p->signin_ev) { /* one sign-in at a time */
 		char user[65], pass[257];
 		snprintf(user, sizeof(user), "%s", p->login.user);
 		snprintf(pass, sizeof(pass), "%s", p->login.pass);
@@ -478,6 +537,8 @@ static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
 	struct gw_peer *p = (struct gw_peer *)ctx;
 	p->gw = client->ContextExtra;
 	p->client = client;
+	/* no call in flight (FreeRDP zeroed the context: fd 0 is a real fd) */
+	p->follow.fd = p->signin.fd = p->lease_call.fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
 	p->vcm = WTSOpenServerA((LPSTR)client->context);
 	if (!p->vcm || p->vcm == INVALID_HANDLE_VALUE)
@@ -516,9 +577,11 @@ static int client_fd = -1;
 static void on_alarm(int sig)
 {
 	(void)sig;
+	int e = errno;
 	handshake_cut = 1;
 	if (client_fd >= 0)
 		shutdown(client_fd, SHUT_RDWR);
+	errno = e;
 }
 
 /*
@@ -556,11 +619,18 @@ static DWORD next_timeout(struct gw_peer *p, bool more)
 		if ((t) < due)                                                                     \
 			due = (t);                                                                 \
 	} while (0)
-	if (p->activated && !p->suppress && gw_screen_has_dirty(p))
+	if (!p->activated) { /* (re)activating: nothing to draw, only the lease to keep */
+		if (p->leased[0])
+			DUE(p->next_lease_ms);
+		return due <= now ? 0 : (DWORD)(due - now);
+	}
+	/* frames once begun (a RemoteApp client's screen waits for its program) */
+	if (p->phase != PH_HANDSHAKE && !p->suppress && gw_screen_has_dirty(p))
 		DUE(frame);
 	switch (p->phase) {
 	case PH_LOGIN:
-		DUE(p->login_until_ms + 1);
+		if (!p->signin_ev)
+			DUE(p->login_until_ms + 1);
 		if (p->login_dirty)
 			DUE(frame);
 		break;
@@ -570,6 +640,8 @@ static DWORD next_timeout(struct gw_peer *p, bool more)
 			DUE(p->backend->deadline(p));
 		else if (!p->follow_ev)
 			DUE(p->next_poll_ms);
+		else
+			DUE(p->follow_until_ms);
 		break;
 	case PH_FAIL:
 		DUE(p->fail_until_ms + 1);
@@ -579,6 +651,8 @@ static DWORD next_timeout(struct gw_peer *p, bool more)
 	}
 	if (p->leased[0])
 		DUE(p->next_lease_ms);
+	if (p->signin_ev)
+		DUE(p->signin_until_ms);
 #undef DUE
 	return due <= now ? 0 : (DWORD)(due - now);
 }
@@ -639,7 +713,7 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 
 	bool begun = false, more = false;
 	while (!handshake_cut) {
-		HANDLE h[44];
+		HANDLE h[MAXIMUM_WAIT_OBJECTS];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
 			break;
@@ -649,8 +723,10 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 			follow_end(p);
 		if (p->follow_ev)
 			h[n++] = p->follow_ev;
+		if (p->signin_ev)
+			h[n++] = p->signin_ev;
 		if (p->backend)
-			n += p->backend->handles(p, h + n, 40 - n);
+			n += p->backend->handles(p, h + n, MAXIMUM_WAIT_OBJECTS - n);
 		if (WaitForMultipleObjects(n, h, FALSE, next_timeout(p, more)) == WAIT_FAILED)
 			break;
 		ResetEvent(p->wake);
@@ -660,8 +736,14 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 		more = client->HasMoreToRead && client->HasMoreToRead(client);
 		if (!WTSVirtualChannelManagerCheckFileDescriptor(p->vcm))
 			break;
-		if (!p->activated)
+		if (p->signin_ev && p->phase == PH_FAIL)
+			signin_end(p); /* cut meanwhile: nobody to tell */
+		if (p->signin_ev)
+			signin_read(p);
+		if (!p->activated) {
+			renew_lease(p); /* a reactivation may take a while */
 			continue;
+		}
 		if (!begun) {
 			if (p->rail_mode) {
 				pthread_mutex_lock(&p->lock);
@@ -700,7 +782,8 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 		}
 		switch (p->phase) {
 		case PH_LOGIN:
-			if (now_ms() > p->login_until_ms) {
+			/* the deadline is for the form: a sign-in under way has its own */
+			if (!p->signin_ev && now_ms() > p->login_until_ms) {
 				gw_peer_fail(p, "Sign-in timed out", "Connect again to sign in.");
 				break;
 			}
@@ -733,6 +816,8 @@ out:
 	if (p->phase == PH_GUEST && p->sess.id[0])
 		gw_bapi_post(gw->cfg.api_socket, p->sess.id, p->grant, "detach");
 	follow_end(p);
+	signin_end(p);
+	httpc_call_cancel(&p->lease_call);
 	if (p->backend)
 		p->backend->close(p);
 	client->Disconnect(client);

@@ -79,6 +79,11 @@ struct gw_peer {
 	int64_t wait_started_ms, next_poll_ms, last_draw_ms, last_activity_ms;
 	struct httpc_call follow; /* the session's long-poll in flight (follow_ev set) */
 	HANDLE follow_ev;
+	int64_t follow_until_ms;      /* nestord answers a long-poll by then */
+	struct httpc_call signin;     /* the sign-in in flight (signin_ev set) */
+	struct httpc_call lease_call; /* the last lease renewal, its answer unread (fd >= 0) */
+	HANDLE signin_ev;
+	int64_t signin_until_ms;
 	int64_t nestord_gone_ms; /* first failed poll of a run of them (0: none) */
 	bool wait_shown;	 /* a wait-screen frame went out: the guest may replace it */
 	unsigned tick;

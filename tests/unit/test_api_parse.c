@@ -401,7 +401,7 @@ static const struct ref_field ref_user_cap[] = {{"max_sessions", 'n', true, 1000
 	    {"guest_user", 's', false, 64}, {"guest_domain", 's', false, 64},                      \
 	    {"guest_password", 's', false, 128}, {"clipboard", 'u', false, 1},                     \
 	    {"drive", 'u', false, 1}, {"clipboard_formats", 's', false, 7},                        \
-	    {"clipboard_max_bytes", 'u', false, 1073741824}, {"remoteapp", 'u', false, 1},
+	    {"clipboard_max_bytes", 'u', false, 8388600}, {"remoteapp", 'u', false, 1},
 static const struct ref_field ref_image_add[] = {{"name", 's', true, 64},
 						 {"base", 's', true, 4000},
 						 {"kernel", 's', false, 4000},
