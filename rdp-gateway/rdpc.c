@@ -344,10 +344,9 @@ static BOOL post_connect(freerdp *inst)
 	/* gdi_init readies every codec FreeRDP has (RemoteFX, progressive, H.264,
 	 * ClearCodec...: tens of MiB); XP sends interleaved RLE and planar only */
 	rdpCodecs *few = codecs_new(inst->context);
-	if (!few || !freerdp_client_codecs_prepare(few, FREERDP_CODEC_INTERLEAVED |
-							     FREERDP_CODEC_PLANAR,
-						   inst->settings->DesktopWidth,
-						   inst->settings->DesktopHeight)) {
+	if (!few || !freerdp_client_codecs_prepare(
+			few, FREERDP_CODEC_INTERLEAVED | FREERDP_CODEC_PLANAR,
+			inst->settings->DesktopWidth, inst->settings->DesktopHeight)) {
 		codecs_free(few);
 		return FALSE;
 	}
