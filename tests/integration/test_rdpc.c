@@ -178,7 +178,8 @@ static void test_desktop(void)
 	struct gw_rdpc *c =
 	    open_client("guestacct", "guest-pw", NULL, srv_port, &seen, err, sizeof(err));
 	/* what one guest connection costs the worker (800x600 here; informational) */
-	fprintf(stderr, "rdpc connection Pss: %.1f MiB\n", (double)(self_pss_kib() - before) / 1024);
+	fprintf(stderr, "rdpc connection Pss: %.1f MiB\n",
+		(double)(self_pss_kib() - before) / 1024);
 	CHECK_MSG(c != NULL, "connect: %s", err);
 	if (!c)
 		return;
