@@ -105,13 +105,6 @@ static int get_session(const char *sock, const char *path, int timeout_ms, struc
 	return session_from(st, resp, out);
 }
 
-int gw_bapi_get(const char *sock, const char *id, const char *grant, struct gw_session *out)
-{
-	char path[192];
-	snprintf(path, sizeof(path), "/v1/sessions/%s?grant=%s", id, grant);
-	return get_session(sock, path, TIMEOUT_MS, out);
-}
-
 int gw_bapi_wait(const char *sock, const char *id, const char *grant, const char *state,
 		 unsigned timeout_s, struct gw_session *out)
 {

@@ -36,20 +36,22 @@ int gw_bapi_connect_start(struct httpc_call *c, const char *sock, const char *us
 int gw_bapi_connect_read(struct httpc_call *c, struct gw_session *out, char *msg, size_t msglen);
 /*
  * A session's own endpoints take its id and the grant connect handed out
- * (nestord refuses the gateway without it).
+ * (nestord refuses the gateway without it). detach | activity:
  */
-int gw_bapi_get(const char *sock, const char *id, const char *grant, struct gw_session *out);
-/* detach | activity */
 int gw_bapi_post(const char *sock, const char *id, const char *grant, const char *verb);
 /* The user is on the session, through gateway GATEWAY (which renews its lease). */
 int gw_bapi_attach(const char *sock, const char *id, const char *grant, const char *gateway);
-/* The session once it has left STATE, or after TIMEOUT_S (long-poll). */
+/*
+ * The session once it has left STATE, or after TIMEOUT_S (long-poll): 0 and
+ * OUT, -EPROTO when nestord refused (the session is gone), or a negative
+ * errno when nestord is not answering.
+ */
 int gw_bapi_wait(const char *sock, const char *id, const char *grant, const char *state,
 		 unsigned timeout_s, struct gw_session *out);
 /*
  * The same long-poll, read as it arrives (the worker waits on C->fd with
  * everything else): start returns 0 or a negative errno; read returns
- * -EAGAIN until the answer is complete, then as gw_bapi_get (the call is
+ * -EAGAIN until the answer is complete, then as gw_bapi_wait (the call is
  * then over; httpc_call_cancel ends one early).
  */
 int gw_bapi_wait_start(struct httpc_call *c, const char *sock, const char *id, const char *grant,

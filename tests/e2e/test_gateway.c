@@ -384,20 +384,6 @@ static size_t workers(pid_t *out, size_t max)
 	return n;
 }
 
-static long pss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-	FILE *f = fopen(path, "r");
-	long kib = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Pss: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /*
  * A process per connection: four users on their guests, one worker
  * crashes (SIGSEGV), the other three stay on theirs, and the listener goes
@@ -426,7 +412,7 @@ static void test_worker_crash(void)
 	CHECK_MSG(n == 4, "%zu workers for 4 connections", n);
 	long total = 0;
 	for (size_t i = 0; i < n; i++)
-		total += pss_kib(w[i]);
+		total += testenv_pss_kib(w[i]);
 	if (n)
 		fprintf(stderr, "worker Pss: %.1f MiB per connected user (%zu workers)\n",
 			(double)total / 1024 / (double)n, n);
@@ -852,7 +838,7 @@ static void test_rdp_desktop(void)
 	pid_t w[4];
 	if (workers(w, 4) == 1) /* this user's alone: what an rdp-backend worker costs */
 		fprintf(stderr, "rdp worker Pss: %.1f MiB (guest desktop %s)\n",
-			(double)pss_kib(w[0]) / 1024, "1024x768");
+			(double)testenv_pss_kib(w[0]) / 1024, "1024x768");
 	guest_firewall(fwd);
 
 	/* disconnect keeps the guest; reconnect gets the same one, drawn again */

@@ -164,10 +164,12 @@ static struct sink session(int sv[2], struct feed *f, void *(*thread)(void *), i
 	if (c && gw_rdpc_connect(c, err, sizeof(err))) {
 		k.connected = true;
 		int64_t end = util_now_ms() + run_ms;
-		while (util_now_ms() < end) {
+		for (int64_t now; (now = util_now_ms()) < end;) {
 			HANDLE h[64];
 			DWORD n = gw_rdpc_handles(c, h, 64);
-			if (!n || WaitForMultipleObjects(n, h, FALSE, 50) == WAIT_FAILED ||
+			if (!n ||
+			    WaitForMultipleObjects(n, h, FALSE, (DWORD)(end - now)) ==
+				WAIT_FAILED ||
 			    !gw_rdpc_pump(c))
 				break;
 		}

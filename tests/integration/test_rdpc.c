@@ -157,29 +157,16 @@ static struct gw_rdpc *open_client(const char *user, const char *pass, const cha
 	return c;
 }
 
-static long self_pss_kib(void)
-{
-	FILE *f = fopen("/proc/self/smaps_rollup", "r");
-	char line[256];
-	long kib = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Pss: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 static void test_desktop(void)
 {
 	struct seen seen = {0};
 	char err[256] = "";
-	long before = self_pss_kib();
+	long before = testenv_pss_kib(0);
 	struct gw_rdpc *c =
 	    open_client("guestacct", "guest-pw", NULL, srv_port, &seen, err, sizeof(err));
 	/* what one guest connection costs the worker (800x600 here; informational) */
 	fprintf(stderr, "rdpc connection Pss: %.1f MiB\n",
-		(double)(self_pss_kib() - before) / 1024);
+		(double)(testenv_pss_kib(0) - before) / 1024);
 	CHECK_MSG(c != NULL, "connect: %s", err);
 	if (!c)
 		return;

@@ -27,5 +27,7 @@ int testenv_count_entries(const char *dir);
 void testenv_rmtree(const char *dir);
 /* Read a whole small file; returns a new buffer or NULL. */
 char *testenv_slurp(const char *path, size_t *len);
+/* Process PID's proportional set size in KiB (0: this process), or -1. */
+long testenv_pss_kib(pid_t pid);
 
 #endif
