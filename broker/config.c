@@ -121,6 +121,9 @@ static int handler(void *user, const char *section, const char *name, const char
 			? conf_str(c->log_level, sizeof(c->log_level), value)
 			: -EINVAL,
 		want = "err, warn, info or debug";
+	else if (IS("nestord", "metrics_listen"))
+		r = conf_listen(c->metrics_listen, sizeof(c->metrics_listen), value),
+		want = "HOST:PORT or [IPV6]:PORT";
 	else if (IS("images", "image_dir"))
 		r = conf_path(c->image_dir, sizeof(c->image_dir), value), want = "an absolute path";
 	else if (IS("images", "auto_template"))

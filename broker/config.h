@@ -44,6 +44,7 @@ struct brk_config {
 	bool sandbox;
 	unsigned fwd_lo, fwd_hi; /* rdp guests' forwards on 127.0.0.1 (0, 0: the kernel picks) */
 	char log_level[8];
+	char metrics_listen[128]; /* HOST:PORT for /metrics, "" off */
 
 	unsigned auth_max_failures;
 	unsigned auth_window;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,4 +124,43 @@ int conf_bool(bool *dst, const char *v)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+int conf_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon;
+	const char *h = s;
+	size_t hl;
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hl = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', (size_t)(colon - s)))
+			return -EINVAL; /* a bare IPv6 address needs brackets */
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -EINVAL;
+	char *end;
+	errno = 0;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p == 0 || p > 65535 || colon[1] == '+' ||
+	    colon[1] == '-')
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+int conf_listen(char *dst, size_t len, const char *v)
+{
+	char host[256];
+	uint16_t port;
+	return conf_hostport(v, host, sizeof(host), &port) < 0 ? -EINVAL : conf_str(dst, len, v);
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Called for every key. Returns 0, -ENOENT for an unknown key, or -EINVAL
@@ -28,5 +29,9 @@ int conf_str(char *dst, size_t len, const char *v);
 int conf_path(char *dst, size_t len, const char *v); /* absolute */
 int conf_uint(unsigned *dst, const char *v, unsigned max);
 int conf_bool(bool *dst, const char *v);
+/* HOST:PORT or [V6]:PORT (port 1..65535) into HOST (no brackets) and *PORT. */
+int conf_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* A listening address as conf_hostport accepts it, kept as written. */
+int conf_listen(char *dst, size_t len, const char *v);
 
 #endif

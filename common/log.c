@@ -1,29 +1,110 @@
 /*
- * The logger. Writes whole lines to stderr under stdio's own lock, so lines
- * from the gateway's peer threads never interleave. Never blocks for long:
- * stderr is a terminal, a pipe to journald or a file. What a client or a
- * guest said can be in a message: control characters are written escaped
- * (\xNN), so no one can forge a line or drive the reader's terminal.
+ * The logger. Writes whole lines to stderr in one stdio call, so lines from
+ * threads never interleave. Never blocks for long: stderr is a terminal, a
+ * pipe or a file. When systemd connected stderr to the journal, each line
+ * is a journal entry instead, with its session, vm, user and image as
+ * fields (journalctl SESSION_ID=...). What a client or a guest said can be
+ * in a message: control characters are written escaped (\xNN), so no one
+ * can forge a line or drive the reader's terminal.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *log_prog = "nestor";
 static enum log_level log_max = LOG_LVL_INFO;
 static const char *const level_names[] = {"err", "warn", "info", "debug"};
+static bool log_journal;
+
+/* systemd connected stderr to the journal: JOURNAL_STREAM names that stream */
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	return js && sscanf(js, "%ju:%ju", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	       (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
 
 void log_init(const char *prog, enum log_level level)
 {
 	log_prog = prog;
 	log_max = level;
+	log_journal = stderr_is_journal();
+}
+
+static const struct {
+	const char *token, *field;
+} field_names[LOG_FIELDS] = {
+    {"session=", "SESSION_ID"},
+    {"vm=", "VM"},
+    {"user=", "USER"},
+    {"image=", "IMAGE"},
+};
+
+size_t log_fields(const char *msg, struct log_field out[LOG_FIELDS])
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < LOG_FIELDS; i++) {
+		size_t tl = strlen(field_names[i].token);
+		for (const char *p = msg; (p = strstr(p, field_names[i].token)); p += tl) {
+			if (p != msg && p[-1] != ' ' && p[-1] != '(')
+				continue; /* "xsession=" is not the token */
+			const char *v = p + tl;
+			size_t len = strcspn(v, " ,;:()\"'");
+			if (len == 0 || len >= sizeof(out[n].value))
+				continue;
+			out[n].name = field_names[i].field;
+			memcpy(out[n].value, v, len);
+			out[n].value[len] = '\0';
+			n++;
+			break;
+		}
+	}
+	return n;
+}
+
+/* One journal entry with the message's session, vm, user and image as fields. */
+static void journal_write(enum log_level level, const char *file, int line, const char *msg)
+{
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+	struct log_field f[LOG_FIELDS];
+	size_t nf = log_fields(msg, f);
+	char buf[8][300];
+	struct iovec iov[8 + LOG_FIELDS];
+	int n = 0;
+#define FIELD(...)                                                                                 \
+	do {                                                                                       \
+		int w_ = snprintf(buf[n], sizeof(buf[n]), __VA_ARGS__);                            \
+		iov[n] = (struct iovec){buf[n], w_ < (int)sizeof(buf[n]) ? (size_t)w_              \
+									 : sizeof(buf[n]) - 1};    \
+		n++;                                                                               \
+	} while (0)
+	FIELD("PRIORITY=%d", prio[level]);
+	FIELD("SYSLOG_IDENTIFIER=%s", log_prog);
+	FIELD("CODE_FILE=%s", file);
+	FIELD("CODE_LINE=%d", line);
+	for (size_t i = 0; i < nf; i++)
+		FIELD("%s=%s", f[i].name, f[i].value);
+#undef FIELD
+	char mbuf[4200];
+	int w = snprintf(mbuf, sizeof(mbuf), "MESSAGE=%s", msg);
+	iov[n++] = (struct iovec){mbuf, w < (int)sizeof(mbuf) ? (size_t)w : sizeof(mbuf) - 1};
+	sd_journal_sendv(iov, n);
 }
 
 void log_set_level(enum log_level level)
@@ -42,34 +123,43 @@ int log_level_parse(const char *name, enum log_level *out)
 	return -EINVAL;
 }
 
+/* MSG with control characters and backslashes as \xNN: no forged lines */
+static void escape(char *out, size_t n, const char *msg)
+{
+	size_t at = 0;
+	for (const unsigned char *c = (const unsigned char *)msg; *c && at + 5 < n; c++) {
+		if (*c < 0x20 || *c == 0x7f || *c == '\\')
+			at += (size_t)snprintf(out + at, n - at, "\\x%02x", *c);
+		else
+			out[at++] = (char)*c;
+	}
+	out[at] = '\0';
+}
+
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
 	if (level > log_max)
 		return;
 	int saved = errno;
+	char msg[4096], safe[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	escape(safe, sizeof(safe), msg);
+	if (log_journal) {
+		journal_write(level, file, line, safe);
+		errno = saved;
+		return;
+	}
 	struct timeval tv;
 	struct tm tm;
 	char stamp[32];
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-
-	char msg[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	flockfile(stderr);
-	fprintf(stderr, "%s.%03ld %s[%d] %s %s:%d: ", stamp, (long)(tv.tv_usec / 1000), log_prog,
-		(int)getpid(), level_names[level], file, line);
-	for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
-		if (*c < 0x20 || *c == 0x7f || *c == '\\')
-			fprintf(stderr, "\\x%02x", *c);
-		else
-			putc_unlocked(*c, stderr);
-	}
-	putc_unlocked('\n', stderr);
-	funlockfile(stderr);
+	fprintf(stderr, "%s.%03ld %s[%d] %s %s:%d: %s\n", stamp, (long)(tv.tv_usec / 1000),
+		log_prog, (int)getpid(), level_names[level], file, line, safe);
 	errno = saved;
 }
 
