@@ -264,3 +264,8 @@ void admit_status_json(const struct admit *a, json_object *o)
 	json_object_object_add(o, "caps", caps);
 	json_object_object_add(o, "usage", use);
 }
+
+const struct quota_ledger *admit_ledger(const struct admit *a)
+{
+	return &a->q;
+}

@@ -65,6 +65,8 @@ bool admit_expired(struct admit *a, int64_t now_ms, uint64_t *qid);
 void admit_cancel(struct admit *a, uint64_t qid);
 int admit_position(const struct admit *a, uint64_t qid, int64_t now_ms, struct quota_decision *out);
 size_t admit_queued(const struct admit *a);
+/* Caps in force (max_starting as lowered by pressure) and usage, for metrics. */
+const struct quota_ledger *admit_ledger(const struct admit *a);
 
 /* T's guest is ready (TOOK_MS launch to ready) or its start was given up (TOOK_MS < 0). */
 void admit_started(struct admit *a, struct admit_ticket *t, int64_t took_ms);

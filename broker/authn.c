@@ -2,6 +2,7 @@
 #include "authn.h"
 #include "auth.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "throttle.h"
 #include "util.h"
@@ -15,6 +16,7 @@ struct authn {
 	struct auth *auth;
 	struct throttle thr;
 	struct brk_authreq *reqs;
+	struct brk_metrics *met;
 };
 
 /* A PAM check in flight; its caller may cancel it, the throttle and audit still count it. */
@@ -55,6 +57,11 @@ static void on_auth(enum auth_result res, const char *reason, void *arg)
 	keys(a->user, a->client, ukey, ckey);
 	int64_t now = util_wall_s();
 	int status = 0;
+	if (an->met)
+		an->met->auth[res == AUTH_OK	    ? AUTHM_OK
+			      : res == AUTH_DENIED  ? AUTHM_DENIED
+			      : res == AUTH_ACCOUNT ? AUTHM_ACCOUNT
+						    : AUTHM_ERROR]++;
 	if (res == AUTH_OK) {
 		throttle_ok(&an->thr, ukey);
 		throttle_ok(&an->thr, ckey);
@@ -89,6 +96,8 @@ int authn_check(struct authn *an, const char *user, const char *password, const 
 	    (*client && throttle_locked(&an->thr, ckey, now))) {
 		store_audit_log(an->st, "login-throttled", user, client, NULL,
 				"refused while locked");
+		if (an->met)
+			an->met->auth_throttled++;
 		return -EAGAIN;
 	}
 	struct brk_authreq *a = calloc(1, sizeof(*a));
@@ -118,12 +127,14 @@ int authn_check(struct authn *an, const char *user, const char *password, const 
 	return 0;
 }
 
-struct authn *authn_create(struct event_base *base, const struct brk_config *cfg, struct store *st)
+struct authn *authn_create(struct event_base *base, const struct brk_config *cfg, struct store *st,
+			   struct brk_metrics *met)
 {
 	struct authn *an = calloc(1, sizeof(*an));
 	if (!an)
 		return NULL;
 	an->st = st;
+	an->met = met;
 	throttle_init(&an->thr, cfg->auth_max_failures, cfg->auth_window, cfg->auth_lockout);
 	an->auth = auth_create(base, cfg->pam_service, 2);
 	if (!an->auth) {

@@ -11,8 +11,11 @@
 struct event_base;
 struct store;
 struct authn;
+struct brk_metrics;
 
-struct authn *authn_create(struct event_base *base, const struct brk_config *cfg, struct store *st);
+/* MET (may be NULL) counts the results. */
+struct authn *authn_create(struct event_base *base, const struct brk_config *cfg, struct store *st,
+			   struct brk_metrics *met);
 /* Joins the PAM workers; no callback runs after this. Accepts NULL. */
 void authn_destroy(struct authn *an);
 /* brk_authenticate. */

@@ -194,6 +194,26 @@ json_object *brk_status_json(struct brk *b)
 	return o;
 }
 
+void brk_metrics_render(struct evbuffer *out, void *arg)
+{
+	struct brk *b = arg;
+	struct brk_metrics_view v = {.m = &b->h.met, .version = NESTOR_VERSION};
+	sess_gauges(b->sess, &v);
+	v.warm = warm_gauges(b->warm, &v.resident_bytes);
+	const struct quota_ledger *q = admit_ledger(b->h.adm);
+	v.queued = (unsigned)q->n_queue;
+	v.guests = q->sessions;
+	v.starting = q->starting;
+	v.memory_mb = q->memory_mb;
+	v.max_sessions = q->host.max_sessions;
+	v.max_starting = q->host.max_starting;
+	v.max_memory_mb = q->host.max_memory_mb;
+	v.user_max_sessions = q->user_default_max;
+	if (accel_ready(b->h.acc))
+		v.accel = accel_current(b->h.acc) == LNCH_ACCEL_KVM ? "kvm" : "tcg";
+	brk_metrics_write(out, &v);
+}
+
 json_object *brk_accel_json(const struct brk *b)
 {
 	return accel_json(b->h.acc);
@@ -423,7 +443,7 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 		goto fail;
 	h->adm = admit_create(&h->cfg, h->store);
 	h->acc = accel_create(h, on_accel_changed, b);
-	b->authn = authn_create(base, &h->cfg, h->store);
+	b->authn = authn_create(base, &h->cfg, h->store, &h->met);
 	b->tpl = tpl_create(h, template_in_use, b);
 	b->warm = b->tpl ? warm_create(h, b->tpl) : NULL;
 	b->sess = b->warm ? sess_create(h, b->warm, b->tpl) : NULL;

@@ -10,6 +10,7 @@
 
 #include "broker.h"
 #include "launch.h"
+#include "metrics.h"
 
 #include <event2/event.h>
 #include <sys/types.h>
@@ -33,6 +34,7 @@ struct host {
 	gid_t api_gid; /* 0: no api_group */
 	bool stopping;
 	struct event *kick; /* the broker's deferred pump */
+	struct brk_metrics met;
 };
 
 /* Let the broker act again from the loop (start what may start, finish a shutdown). */

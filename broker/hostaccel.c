@@ -346,6 +346,7 @@ bool accel_start_timed_out(struct hostaccel *ha, enum lnch_accel a, const char *
 		 "again under TCG",
 		 who);
 	store_audit_log(ha->h->store, "accel-fallback", NULL, NULL, NULL, why);
+	ha->h->met.accel_fallbacks++;
 	adopt(ha, LNCH_ACCEL_TCG, why, "fallback", true);
 	return true;
 }

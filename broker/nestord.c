@@ -8,6 +8,8 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "prom.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 
 static const char usage[] =
     "usage: nestord [--config FILE] [--keep-guests] [--log-level LEVEL]\n"
@@ -45,6 +48,7 @@ struct app {
 	struct event_base *base;
 	struct brk *brk;
 	struct api *api;
+	struct prom_server *metrics;
 	struct event *sig_term, *sig_int, *sig_quit;
 	bool stopping;
 };
@@ -62,6 +66,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGQUIT) {
 		log_warn("SIGQUIT: exiting now; guests keep running and the next nestord "
 			 "reattaches them");
+		sd_notify(0, "STOPPING=1\nSTATUS=exiting, guests keep running");
 		event_base_loopexit(a->base, NULL);
 		return;
 	}
@@ -74,6 +79,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	a->stopping = true;
 	log_info("signal %d: shutting down", (int)sig);
+	sd_notify(0, "STOPPING=1\nSTATUS=ending every session");
 	api_stop(a->api); /* no new requests; waiting ones get their answer */
 	brk_shutdown(a->brk, on_stopped, a);
 }
@@ -154,6 +160,17 @@ int main(int argc, char **argv)
 		event_base_free(a.base);
 		return 1;
 	}
+	if (cfg.metrics_listen[0]) {
+		a.metrics = prom_serve(a.base, cfg.metrics_listen, brk_metrics_render, a.brk, err,
+				       sizeof(err));
+		if (!a.metrics) {
+			log_err("%s", err);
+			api_destroy(a.api);
+			brk_destroy(a.brk);
+			event_base_free(a.base);
+			return 1;
+		}
+	}
 	a.sig_term = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	a.sig_int = evsignal_new(a.base, SIGINT, on_signal, &a);
 	a.sig_quit = evsignal_new(a.base, SIGQUIT, on_signal, &a);
@@ -161,9 +178,11 @@ int main(int argc, char **argv)
 	evsignal_add(a.sig_int, NULL);
 	evsignal_add(a.sig_quit, NULL);
 	log_info("nestord %s started (state %s)", NESTOR_VERSION, cfg.state_dir);
+	sd_notifyf(0, "READY=1\nSTATUS=serving the API on %s", cfg.api_socket);
 
 	event_base_dispatch(a.base);
 
+	prom_server_free(a.metrics);
 	api_destroy(a.api);
 	brk_destroy(a.brk);
 	event_free(a.sig_term);

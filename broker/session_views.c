@@ -165,3 +165,16 @@ void brk_unwatch(struct brk_watch *w)
 	sess_watch_unlink(w);
 	free(w);
 }
+
+void sess_gauges(const struct sessions *ss, struct brk_metrics_view *v)
+{
+	for (const struct brk_session *s = ss->list; s; s = s->next) {
+		if (!live(s))
+			continue;
+		/* queued: not started yet (path "none"); restored before its spawn: cold */
+		unsigned path = s->state == BRK_QUEUED ? PATH_N : brk_path_of(s->rec.start_path);
+		v->sessions[s->state][path]++;
+		if (s->rec.pid > 0)
+			v->resident_bytes += util_rss_bytes(s->rec.pid);
+	}
+}

@@ -96,6 +96,9 @@ static void end_session(struct sessions *ss, struct brk_session *s, const char *
 	s->rec.ended = util_wall_s();
 	s->rec.pid = 0;
 	admit_end(ss->h->adm, &s->tk);
+	if (s->state == BRK_STARTING)
+		ss->h->met.start_failures[brk_path_of(s->rec.start_path)]++;
+	ss->h->met.sessions_ended++;
 	audit(ss, s, "session-end", s->rec.end_reason);
 	set_state(ss, s, BRK_ENDED);
 }
@@ -134,7 +137,12 @@ static void guest_ready(struct sessions *ss, struct brk_session *s)
 	struct host *h = ss->h;
 	accel_guest_ready(h->acc, s->accel);
 	share_screen(ss, s);
-	admit_started(h->adm, &s->tk, util_now_ms() - s->start_ms);
+	int64_t took = util_now_ms() - s->start_ms;
+	admit_started(h->adm, &s->tk, took);
+	enum brk_path path = brk_path_of(s->rec.start_path);
+	h->met.starts[path]++;
+	prom_observe(&h->met.start_seconds[path], path == PATH_COLD ? &prom_slow : &prom_fast,
+		     (double)took / 1000);
 	s->rec.ready = util_wall_s();
 	s->activity_ms = util_now_ms();
 	set_state(ss, s, BRK_READY);
@@ -242,6 +250,9 @@ static void start_guest(struct sessions *ss, struct brk_session *s)
 	const struct brk_launcher *l = h->lnch;
 	char err[512];
 	s->start_ms = util_now_ms();
+	if (s->state == BRK_QUEUED && !s->retry)
+		prom_observe(&h->met.queue_seconds, &prom_slow,
+			     (double)(s->start_ms - s->created_ms) / 1000);
 	s->rec.started = util_wall_s();
 	s->accel = h->lcfg.accel;
 	s->rec.pid = 0;
@@ -314,8 +325,10 @@ void sess_pump(struct sessions *ss)
 	uint64_t qid;
 	while (admit_expired(a, now, &qid)) {
 		struct brk_session *s = by_qid(ss, qid);
-		if (s)
+		if (s) {
+			ss->h->met.queue_timeouts++;
 			end_session(ss, s, "waited too long in the queue");
+		}
 	}
 	while (admit_next(a, now, &qid)) {
 		struct brk_session *s = by_qid(ss, qid);
@@ -458,6 +471,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 		util_random_hex(s->rec.id, 8);
 	}
 	if (d.verdict == QUOTA_REFUSE) {
+		h->met.refused++;
 		snprintf(err, errlen, "%s", d.reason);
 		store_audit_log(h->store, "session-refused", user, client, NULL, d.reason);
 		ss->list = s->next;
@@ -469,6 +483,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 	if (d.verdict == QUOTA_ADMIT) {
 		start_guest(ss, s);
 	} else {
+		h->met.queued++;
 		snprintf(s->reason, sizeof(s->reason), "%s",
 			 !host_ready ? "nestord is starting up"
 			 : d.reason  ? d.reason

@@ -52,6 +52,8 @@ void sess_shutdown(struct sessions *ss, bool keep);
 /* Kill every guest now (a shutdown that ran out of time). */
 void sess_kill_all(struct sessions *ss);
 
+/* Fill V's sessions table and add the guests' resident memory. */
+void sess_gauges(const struct sessions *ss, struct brk_metrics_view *v);
 bool sess_busy(const struct sessions *ss);	     /* a guest is still running */
 bool sess_owns(struct sessions *ss, const char *id); /* a live session of that id */
 bool sess_uses_template(const struct sessions *ss, const char *dir);

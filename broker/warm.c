@@ -384,3 +384,17 @@ void warm_destroy(struct warm_pool *wp)
 	warm_stop_all(wp, true);
 	free(wp);
 }
+
+unsigned warm_gauges(const struct warm_pool *wp, uint64_t *resident_bytes)
+{
+	unsigned n = 0;
+	for (const struct warm *w = wp->list; w; w = w->next) {
+		if (w->stopping)
+			continue;
+		n++;
+		pid_t pid = w->guest ? wp->h->lnch->pid(w->guest) : 0;
+		if (pid > 0)
+			*resident_bytes += util_rss_bytes(pid);
+	}
+	return n;
+}

@@ -48,6 +48,8 @@ void warm_accel_changed(struct warm_pool *wp, enum lnch_accel old);
 void warm_stop_all(struct warm_pool *wp, bool detach);
 /* Kill every warm guest now (a shutdown that ran out of time). */
 void warm_kill_all(struct warm_pool *wp);
+/* How many warm guests there are, and their resident memory. */
+unsigned warm_gauges(const struct warm_pool *wp, uint64_t *resident_bytes);
 bool warm_busy(const struct warm_pool *wp);
 bool warm_owns(const struct warm_pool *wp, const char *id);
 bool warm_uses_template(const struct warm_pool *wp, const char *dir);

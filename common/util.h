@@ -24,6 +24,8 @@ int util_read_file(const char *path, size_t max, char **out, size_t *len);
  * found (may exceed MAX). Reads /proc; for start-up sweeps and tests.
  */
 size_t util_procs_with_arg(const char *prog, const char *needle, pid_t *out, size_t max);
+/* Resident memory of PID (/proc/PID/statm), 0 when it is gone. */
+uint64_t util_rss_bytes(pid_t pid);
 /* Monotonic clock in milliseconds. */
 int64_t util_now_ms(void);
 /* Wall clock in seconds. */
