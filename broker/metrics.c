@@ -95,14 +95,14 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 	counter(out, "nestor_sessions_ended_total", "Sessions that ended, for any reason.",
 		m->sessions_ended);
 
-	gauge(out, "nestor_guests", "Admitted guests on this host (sessions and warm guests).",
-	      v->guests);
+	gauge(out, "nestor_guests",
+	      "Admitted guests on this host (sessions, warm guests, template builds).", v->guests);
 	gauge(out, "nestor_guests_starting", "Guests starting now (limited by max_starting).",
 	      v->starting);
 	gauge(out, "nestor_guest_memory_bytes",
 	      "RAM given to the admitted guests (what max_memory_mb caps).", v->memory_mb * MIB);
 	gauge(out, "nestor_guest_resident_bytes",
-	      "Resident memory of the guests' QEMU processes (sessions and warm guests).",
+	      "Resident memory of the QEMU processes of sessions and warm guests.",
 	      (double)v->resident_bytes);
 	prom_family(out, "nestor_cap", "gauge",
 		    "The host's caps now (0: unlimited); max_starting as lowered by CPU "

@@ -51,5 +51,9 @@ pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *l
 int child_stop(pid_t *pid);
 /* sha256 of a file as hex (new string) or NULL. */
 char *file_sha256(const char *path);
+/* A TCP port on 127.0.0.1 that was free a moment ago (0 on error). */
+unsigned free_tcp_port(void);
+/* GET PATH from 127.0.0.1:PORT over HTTP/1.0: the body (malloc'd) and *STATUS, or NULL. */
+char *http_get_tcp(unsigned port, const char *path, int *status, int timeout_ms);
 
 #endif
