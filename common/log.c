@@ -78,12 +78,35 @@ size_t log_fields(const char *msg, struct log_field out[LOG_FIELDS])
 	return n;
 }
 
+static struct log_field ctx[LOG_FIELDS];
+static size_t n_ctx;
+
+void log_context(const char *session, const char *user, const char *image)
+{
+	const char *v[] = {session, user, image}, *names[] = {"SESSION_ID", "USER", "IMAGE"};
+	n_ctx = 0;
+	for (unsigned i = 0; i < 3; i++) {
+		if (v[i] && *v[i] && strlen(v[i]) < sizeof(ctx[0].value)) {
+			ctx[n_ctx].name = names[i];
+			snprintf(ctx[n_ctx].value, sizeof(ctx[n_ctx].value), "%s", v[i]);
+			n_ctx++;
+		}
+	}
+}
+
 /* One journal entry with the message's session, vm, user and image as fields. */
 static void journal_write(enum log_level level, const char *file, int line, const char *msg)
 {
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	struct log_field f[LOG_FIELDS];
 	size_t nf = log_fields(msg, f);
+	for (size_t c = 0; c < n_ctx && nf < LOG_FIELDS; c++) {
+		bool named = false;
+		for (size_t i = 0; i < nf; i++)
+			named |= !strcmp(f[i].name, ctx[c].name);
+		if (!named)
+			f[nf++] = ctx[c];
+	}
 	char buf[8][300];
 	struct iovec iov[8 + LOG_FIELDS];
 	int n = 0;

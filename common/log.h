@@ -25,6 +25,12 @@ struct log_field {
 };
 /* The journal fields MSG's session=, vm=, user= and image= tokens give; the first of each. */
 size_t log_fields(const char *msg, struct log_field out[LOG_FIELDS]);
+/*
+ * This process serves one session (a gateway worker): its journal entries
+ * carry these fields even when a line does not name them. NULL or "" for
+ * a field leaves it out.
+ */
+void log_context(const char *session, const char *user, const char *image);
 /* Route libevent's own messages through log_write. */
 void log_hook_libevent(void);
 

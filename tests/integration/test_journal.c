@@ -103,6 +103,19 @@ int main(void)
 	CHECK(!strstr(e, "\nSESSION_ID=") && strncmp(e, "SESSION_ID=", 11) != 0);
 	CHECK(has(e, "MESSAGE=vm=77aa said \"x\\x0aSESSION_ID=forged\\x0a\""));
 
+	/* a gateway worker serves one session: every line carries it */
+	log_context("abcd1234", "kim", NULL);
+	log_info("peer %s: disconnected", "10.0.0.7:50000");
+	entry(jfd, e, sizeof(e));
+	CHECK_MSG(has(e, "SESSION_ID=abcd1234") && has(e, "USER=kim"), "entry: '%s'", e);
+	CHECK(!strstr(e, "\nIMAGE="));
+	/* ... unless a line names another */
+	log_info("session=%s user=%s image=%s", "ffff0000", "lee", "xp");
+	entry(jfd, e, sizeof(e));
+	CHECK(has(e, "SESSION_ID=ffff0000") && has(e, "USER=lee") && has(e, "IMAGE=xp"));
+	CHECK(!has(e, "SESSION_ID=abcd1234") && !has(e, "USER=kim"));
+	log_context(NULL, NULL, NULL);
+
 	/* debug is below the level: nothing is sent */
 	log_debug("session=%s", "00");
 	entry(jfd, e, sizeof(e));
