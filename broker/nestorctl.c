@@ -65,6 +65,7 @@ static const char usage[] =
     "Options:\n"
     "  -s, --socket PATH   nestord's API socket (default $NESTOR_SOCKET or " DEFAULT_SOCKET ")\n"
     "  -j, --json          print the API's JSON instead of a table\n"
+    "  -V, --version       print the version and exit\n"
     "  -h, --help          this text; COMMAND --help for one command\n"
     "\n"
     "Exit status: 0 ok, 1 refused or failed, 2 usage error, 3 nestord unreachable.\n";

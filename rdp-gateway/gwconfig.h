@@ -1,5 +1,5 @@
 /*
- * nestor-gateway's configuration (INI, docs/gateway.md). Pure parser over
+ * nestor-gateway's configuration (INI, docs/gateway-configuration.md). Pure parser over
  * common/conf.c; unknown keys and bad values name the file, line and key.
  */
 #ifndef NESTOR_GW_CONFIG_H

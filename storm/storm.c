@@ -66,6 +66,7 @@ static const char usage[] =
     "  --socket PATH         nestord's API socket, for queue samples and auth times\n"
     "  --json FILE           every measurement\n"
     "  --svg FILE            a chart: sessions over time and the canary's latency\n"
+    "  -h, --help            this text\n"
     "Exit status: 0 if every session reached its guest, 1 otherwise, 2 usage.\n";
 
 enum phase_ix { PH_TCP, PH_HANDSHAKE, PH_AUTH, PH_WAITFRAME, PH_GUESTFRAME, PH_N };
