@@ -79,8 +79,8 @@ static void set_state(struct sessions *ss, struct brk_session *s, enum brk_state
 {
 	if (s->state == st)
 		return;
-	log_info("session=%s user=%s %s -> %s", s->rec.id, s->rec.user, brk_state_name(s->state),
-		 brk_state_name(st));
+	log_info("session=%s user=%s image=%s %s -> %s", s->rec.id, s->rec.user, s->img.name,
+		 brk_state_name(s->state), brk_state_name(st));
 	s->state = st;
 	s->since_ms = util_now_ms();
 	save(ss, s);
