@@ -401,9 +401,12 @@ char *http_get_tcp(unsigned port, const char *path, int *status, int timeout_ms)
 	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	char req[1024];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || write(fd, req, (size_t)n) != n) {
+	char *req = util_strdup_printf("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	ssize_t n = req ? (ssize_t)strlen(req) : -1;
+	bool sent = req && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		    send(fd, req, (size_t)n, MSG_NOSIGNAL) == n;
+	free(req);
+	if (!sent) {
 		close(fd);
 		return NULL;
 	}
