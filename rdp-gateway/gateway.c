@@ -5,22 +5,27 @@
  * ends one user's connection, not everyone's. The listener parses nothing
  * a client sends; it waits on its sockets and a signalfd, never polls.
  * Workers talk to nestord only through its API socket; nothing here
- * touches PAM, sqlite or QEMU.
+ * touches PAM, sqlite or QEMU. With metrics_listen set, one more child
+ * serves /metrics from the counters all of them share (gwmetrics.h); the
+ * listener restarts it if it dies, after a growing delay (its only timeout).
  */
 #include "nestor-config.h"
 #include "boot.h"
 #include "gateway.h"
 #include "log.h"
+#include "prom.h"
 #include "util.h"
 #include "vnc.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <freerdp/channels/channels.h>
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/freerdp.h>
 #include <grp.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +35,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
@@ -59,6 +65,15 @@ struct child {
 
 static struct child *children; /* cfg.max_connections slots; pid 0 = free */
 
+/* The metrics process (metrics_listen set), restarted after a growing delay if it dies. */
+#define METRICS_BACKOFF_MIN_MS 1000
+#define METRICS_BACKOFF_MAX_MS 60000
+static struct {
+	pid_t pid;		    /* 0: not running */
+	int64_t started_ms, due_ms; /* when it was started; when to start it again */
+	int64_t backoff_ms;	    /* the next delay */
+} metrics;
+
 static void release_slot(struct gw *gw, const char *key)
 {
 	if (gw->active)
@@ -71,8 +86,8 @@ static void release_slot(struct gw *gw, const char *key)
 	}
 }
 
-/* Caps on concurrent connections and per-address rate; true when admitted. */
-static bool take_slot(struct gw *gw, const char *key, const char **why)
+/* Caps on concurrent connections and per-address rate; true when admitted, else WHY. */
+static bool take_slot(struct gw *gw, const char *key, const char **why, enum gw_m_refusal *reason)
 {
 	int64_t now = util_now_ms();
 	struct gw_addr *a = NULL, *free_slot = NULL, *oldest = NULL;
@@ -89,6 +104,7 @@ static bool take_slot(struct gw *gw, const char *key, const char **why)
 	}
 	if (!a)
 		a = free_slot ? free_slot : oldest;
+	*reason = GW_M_LIMIT;
 	if (!a) {
 		*why = "too many addresses";
 		return false;
@@ -107,10 +123,12 @@ static bool take_slot(struct gw *gw, const char *key, const char **why)
 	}
 	if (gw->cfg.max_per_address && a->active >= gw->cfg.max_per_address) {
 		*why = "too many connections from this address";
+		*reason = GW_M_PER_ADDRESS;
 		return false;
 	}
 	if (gw->cfg.rate_per_address && a->window_count >= gw->cfg.rate_per_address) {
 		*why = "connecting too often";
+		*reason = GW_M_RATE;
 		return false;
 	}
 	a->active++;
@@ -120,12 +138,12 @@ static bool take_slot(struct gw *gw, const char *key, const char **why)
 }
 
 /*
- * A worker's start: it forgets the listener (sockets, signals, the other
- * clients' addresses), dies with the listener, cannot be traced or
- * core-dumped by its siblings (all run as one user), and cannot gain
- * privileges. Then it serves its one connection and exits.
+ * A child's start (a worker, the metrics process): it forgets the listener
+ * (sockets, signals, the other clients' addresses), dies with the
+ * listener, cannot be traced or core-dumped by its siblings (all run as
+ * one user), and cannot gain privileges.
  */
-static void worker(struct gw *gw, freerdp_listener *l, freerdp_peer *client, pid_t listener)
+static void child_start(struct gw *gw, freerdp_listener *l, pid_t listener)
 {
 	l->Close(l);
 	close(gw->sigfd);
@@ -138,13 +156,19 @@ static void worker(struct gw *gw, freerdp_listener *l, freerdp_peer *client, pid
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != listener)
 		_exit(0);
-	/* a worker serves one user: a per-thread malloc arena for each of FreeRDP's threads
-	 * would only keep freed memory out of reach */
-	mallopt(M_ARENA_MAX, 2);
 	prctl(PR_SET_DUMPABLE, 0);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	memset(gw->addrs, 0, sizeof(gw->addrs));
 	memset(children, 0, sizeof(*children) * gw->cfg.max_connections);
+}
+
+/* A worker: serves its one connection, then exits. */
+static void worker(struct gw *gw, freerdp_listener *l, freerdp_peer *client, pid_t listener)
+{
+	child_start(gw, l, listener);
+	/* a worker serves one user: a per-thread malloc arena for each of FreeRDP's threads
+	 * would only keep freed memory out of reach */
+	mallopt(M_ARENA_MAX, 2);
 	char rnd[9];
 	util_random_hex(rnd, 4);
 	snprintf(gw->id, sizeof(gw->id), "gw-%d-%s", (int)getpid(), rnd);
@@ -157,26 +181,35 @@ static BOOL on_accept(freerdp_listener *l, freerdp_peer *client)
 {
 	struct gw *gw = l->info;
 	const char *why = NULL;
+	enum gw_m_refusal reason = GW_M_LIMIT;
 	char key[80];
 	gw_limit_key(client->hostname, key, sizeof(key));
 	struct child *c = NULL;
 	for (unsigned i = 0; i < gw->cfg.max_connections && !c; i++)
 		if (!children[i].pid)
 			c = &children[i];
-	if (!c || !take_slot(gw, key, &why)) {
+	if (!c || !take_slot(gw, key, &why, &reason)) {
 		log_warn("refusing %s: %s", client->hostname,
 			 why ? why : "connection limit reached");
+		gw_metrics_refused(gw->metrics, reason);
 		return FALSE; /* the listener closes it */
 	}
+	/* the worker's slot counts in the handshake phase from now: it writes the rest */
+	gw->slot = (unsigned)(c - children);
+	gw->accepted_ms = util_now_ms();
+	gw_metrics_slot_set(gw->metrics, gw->slot, GW_M_HANDSHAKE, GW_M_NONE);
 	pid_t listener = getpid();
 	pid_t pid = fork();
 	if (pid == 0)
 		worker(gw, l, client, listener); /* does not return */
 	if (pid < 0) {
 		log_err("cannot start a worker for %s: %s", client->hostname, strerror(errno));
+		gw_metrics_slot_clear(gw->metrics, gw->slot);
+		gw_metrics_refused(gw->metrics, GW_M_ERROR);
 		release_slot(gw, key);
 		return FALSE;
 	}
+	gw_metrics_accepted(gw->metrics);
 	c->pid = pid;
 	snprintf(c->addr, sizeof(c->addr), "%s", key);
 	log_debug("peer %s: worker %d", client->hostname, (int)pid);
@@ -186,23 +219,135 @@ static BOOL on_accept(freerdp_listener *l, freerdp_peer *client)
 	return TRUE;
 }
 
-/* Workers that ended give back their slots; a crash is logged, nobody else notices. */
-static void reap(struct gw *gw)
+/*
+ * The metrics process: the shared counters read-only, /metrics on
+ * metrics_listen, nothing else. It binds after the privilege drop (so, for
+ * a gateway started as root with user set, on a port above 1023) and
+ * holds no secret of the listener's: an HTTP bug there reaches neither the
+ * TLS key nor a password. READY (>= 0) gets one byte once it listens; it
+ * closes without one when it cannot.
+ */
+static void metrics_main(struct gw *gw, freerdp_listener *l, pid_t listener, int ready)
+{
+	child_start(gw, l, listener);
+	prctl(PR_SET_NAME, "gw-metrics");
+	explicit_bzero(gw->key_pem, strlen(gw->key_pem));
+	free(gw->key_pem);
+	free(gw->cert_pem);
+	gw->key_pem = gw->cert_pem = NULL;
+	char err[512];
+	struct event_base *base = NULL;
+	struct prom_server *ps = NULL;
+	if (gw_metrics_protect(gw->metrics) < 0) {
+		log_err("metrics: cannot map the counters read-only: %s", strerror(errno));
+		_exit(1);
+	}
+	log_hook_libevent();
+	if (!(base = event_base_new())) {
+		log_err("metrics: cannot make an event loop");
+		_exit(1);
+	}
+	ps = prom_serve(base, gw->cfg.metrics_listen, gw_metrics_render, gw->metrics, err,
+			sizeof(err));
+	if (!ps) {
+		log_err("%s", err);
+		_exit(1);
+	}
+	if (ready >= 0 && write(ready, "", 1) != 1)
+		_exit(1); /* nobody to tell: the listener stopped waiting */
+	if (ready >= 0)
+		close(ready);
+	event_base_dispatch(base);
+	prom_server_free(ps);
+	event_base_free(base);
+	_exit(0);
+}
+
+/* Start the metrics process; READY as for metrics_main (-1: nobody waits). */
+static pid_t metrics_spawn(struct gw *gw, freerdp_listener *l, int ready)
+{
+	pid_t listener = getpid();
+	pid_t pid = fork();
+	if (pid == 0)
+		metrics_main(gw, l, listener, ready); /* does not return */
+	if (pid < 0) {
+		log_err("cannot start the metrics process: %s", strerror(errno));
+		return -1;
+	}
+	metrics.pid = pid;
+	metrics.started_ms = util_now_ms();
+	return pid;
+}
+
+/* The first metrics process, at startup: -1 unless it listens (it logged why). */
+static int metrics_first(struct gw *gw, freerdp_listener *l)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = metrics_spawn(gw, l, fds[1]);
+	close(fds[1]);
+	struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+	char c;
+	/* starting up: a bounded wait is fine (it only binds a socket) */
+	bool ok = pid > 0 && poll(&pfd, 1, 10000) == 1 && read(fds[0], &c, 1) == 1;
+	close(fds[0]);
+	metrics.backoff_ms = METRICS_BACKOFF_MIN_MS;
+	return ok ? 0 : -1;
+}
+
+/* It ended or could not start: start it again later; sooner if it had been running a while. */
+static void metrics_later(void)
+{
+	int64_t now = util_now_ms();
+	if (metrics.pid && now - metrics.started_ms > METRICS_BACKOFF_MAX_MS)
+		metrics.backoff_ms = METRICS_BACKOFF_MIN_MS;
+	log_warn("starting the metrics process again in %lld s",
+		 (long long)(metrics.backoff_ms / 1000));
+	metrics.pid = 0;
+	metrics.due_ms = now + metrics.backoff_ms;
+	metrics.backoff_ms *= 2;
+	if (metrics.backoff_ms > METRICS_BACKOFF_MAX_MS)
+		metrics.backoff_ms = METRICS_BACKOFF_MAX_MS;
+}
+
+/*
+ * Children that ended: a worker gives back its slots (a crash is logged and
+ * counted, nobody else notices); the metrics process is started again later.
+ */
+static void reap(struct gw *gw, bool stopping)
 {
 	int st;
 	pid_t pid;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (pid == metrics.pid) {
+			if (stopping) {
+				metrics.pid = 0;
+				continue;
+			}
+			if (WIFSIGNALED(st))
+				log_err("the metrics process %d was killed by signal %d", (int)pid,
+					WTERMSIG(st));
+			else
+				log_warn("the metrics process %d exited with status %d", (int)pid,
+					 WEXITSTATUS(st));
+			metrics_later();
+			continue;
+		}
 		for (unsigned i = 0; i < gw->cfg.max_connections; i++) {
 			struct child *c = &children[i];
 			if (c->pid != pid)
 				continue;
-			if (WIFSIGNALED(st) && WTERMSIG(st) != SIGTERM)
+			if (WIFSIGNALED(st) && WTERMSIG(st) != SIGTERM) {
 				log_err(
 				    "worker %d (%s) killed by signal %d; other connections go on",
 				    (int)pid, c->addr, WTERMSIG(st));
-			else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+				gw_metrics_crashed(gw->metrics);
+			} else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
 				log_warn("worker %d (%s) exited with status %d", (int)pid, c->addr,
 					 WEXITSTATUS(st));
+			}
+			gw_metrics_slot_clear(gw->metrics, i);
 			release_slot(gw, c->addr);
 			c->pid = 0;
 			break;
@@ -210,15 +355,17 @@ static void reap(struct gw *gw)
 	}
 }
 
-static void stop_workers(struct gw *gw)
+static void stop_children(struct gw *gw)
 {
 	for (unsigned i = 0; i < gw->cfg.max_connections; i++)
 		if (children[i].pid)
 			kill(children[i].pid, SIGTERM);
+	if (metrics.pid)
+		kill(metrics.pid, SIGTERM);
 	int64_t until = util_now_ms() + 5000;
-	while (gw->active && util_now_ms() < until) {
-		reap(gw);
-		if (gw->active)
+	while ((gw->active || metrics.pid) && util_now_ms() < until) {
+		reap(gw, true);
+		if (gw->active || metrics.pid)
 			usleep(20000); /* shutting down: a bounded wait is fine */
 	}
 }
@@ -374,6 +521,11 @@ int main(int argc, char **argv)
 	children = calloc(gw.cfg.max_connections, sizeof(*children));
 	if (!children)
 		return 1;
+	/* before any fork: every child shares it */
+	if (gw.cfg.metrics_listen[0] && !(gw.metrics = gw_metrics_create(gw.cfg.max_connections))) {
+		log_err("cannot map the metrics' counters: %s", strerror(errno));
+		return 1;
+	}
 	/* signals arrive through the listener's wait, never in the middle of an accept */
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -402,8 +554,18 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		return 1;
 	}
+	if (gw.metrics && metrics_first(&gw, l) < 0) {
+		log_err("metrics_listen = %s: cannot serve metrics there (the error is above)",
+			gw.cfg.metrics_listen);
+		stop_children(&gw);
+		return 1;
+	}
 	log_info("nestor-gateway %s listening on %s:%u (nestord at %s), a worker per connection",
 		 NESTOR_VERSION, gw.cfg.listen, gw.cfg.port, gw.cfg.api_socket);
+	/* to systemd (Type=notify), from this process only (NotifyAccess=main) */
+	bool v6 = strchr(gw.cfg.listen, ':') != NULL;
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s%s%s:%u", v6 ? "[" : "", gw.cfg.listen,
+		   v6 ? "]" : "", gw.cfg.port);
 
 	bool stop = false;
 	while (!stop) {
@@ -412,13 +574,22 @@ int main(int argc, char **argv)
 		if (!n)
 			break;
 		h[n++] = sig_event;
-		if (WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED)
+		/* the one deadline: starting the metrics process again */
+		DWORD timeout = INFINITE;
+		if (gw.metrics && !metrics.pid) {
+			int64_t left = metrics.due_ms - util_now_ms();
+			timeout = left > 0 ? (DWORD)left : 0;
+		}
+		if (WaitForMultipleObjects(n, h, FALSE, timeout) == WAIT_FAILED)
 			break;
 		struct signalfd_siginfo si;
 		while (read(gw.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
 			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 				stop = true;
-		reap(&gw);
+		reap(&gw, false);
+		if (!stop && gw.metrics && !metrics.pid && util_now_ms() >= metrics.due_ms &&
+		    metrics_spawn(&gw, l, -1) < 0)
+			metrics_later();
 		if (!stop && !l->CheckFileDescriptor(l)) {
 			/* accept failed (out of fds or memory?): the connected stay connected;
 			 * wait a little (signals still count) before accepting again */
@@ -426,13 +597,15 @@ int main(int argc, char **argv)
 			WaitForSingleObject(sig_event, 100);
 		}
 	}
+	sd_notify(0, "STOPPING=1");
 	log_info("stopping: sessions stay alive in nestord; users can reconnect");
 	l->Close(l);
 	freerdp_listener_free(l);
-	stop_workers(&gw);
+	stop_children(&gw);
 	CloseHandle(sig_event);
 	close(gw.sigfd);
 	free(children);
+	gw_metrics_destroy(gw.metrics);
 	free(gw.cert_pem);
 	free(gw.key_pem);
 	return 0;

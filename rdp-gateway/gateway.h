@@ -8,6 +8,7 @@
 
 #include "draw.h"
 #include "gwconfig.h"
+#include "gwmetrics.h"
 
 #include <freerdp/listener.h>
 #include <freerdp/peer.h>
@@ -31,7 +32,10 @@ struct gw {
 	int sigfd;		    /* the listener's signals */
 	unsigned active;	    /* workers (the listener's count) */
 	struct gw_addr addrs[GW_ADDR_SLOTS];
-	char id[33]; /* this worker, to nestord (its session's lease holder) */
+	char id[33];		    /* this worker, to nestord (its session's lease holder) */
+	struct gw_metrics *metrics; /* shared by every process (gwmetrics.h); NULL: off */
+	unsigned slot;		    /* this worker's in the listener's table and the metrics' */
+	int64_t accepted_ms;	    /* when the listener accepted this worker's connection */
 };
 
 /*

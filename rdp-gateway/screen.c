@@ -4,7 +4,8 @@
  * tile and frames are paced (frame_rate), so a slow client only ever delays
  * itself. Also what goes into it: the guest's pixels (gw_screen_blit, from
  * either backend), the guest's size, and our own screens (login, wait,
- * messages) drawn through draw.c.
+ * messages) drawn through draw.c. When the guest's first frame goes out,
+ * its time goes to the metrics (gwmetrics.h).
  *
  * Runs on the connection's thread. Sends may block on the client's socket
  * (bounded by TCP_USER_TIMEOUT); they are under the peer's lock, shared
@@ -97,6 +98,18 @@ bool gw_screen_has_dirty(const struct gw_peer *p)
 	return false;
 }
 
+/* A frame went out: the wait screen was seen, or the guest's first frame reached the user. */
+static void frame_sent(struct gw_peer *p)
+{
+	if (p->phase == PH_WAIT)
+		p->wait_shown = true;
+	if (p->phase == PH_GUEST && p->guest_drawn && !p->first_frame_sent) {
+		p->first_frame_sent = true;
+		gw_metrics_first_frame(p->gw->metrics, p->shown,
+				       (double)(now_ms() - p->asked_ms) / 1e3);
+	}
+}
+
 /* The dirty tiles as rectangles (clipped to the screen) into OUT; clears them. */
 static size_t take_dirty(struct gw_peer *p, RFX_RECT *out)
 {
@@ -160,8 +173,8 @@ static bool flush_rfx(struct gw_peer *p, size_t count)
 	pthread_mutex_unlock(&p->lock);
 	free(first_rects); /* the messages share one rect array, owned by the caller */
 	free(msgs);
-	if (ok && p->phase == PH_WAIT)
-		p->wait_shown = true;
+	if (ok)
+		frame_sent(p);
 	return ok;
 }
 
@@ -237,8 +250,8 @@ int gw_screen_flush(struct gw_peer *p, bool force)
 		i = j;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (ok && p->phase == PH_WAIT)
-		p->wait_shown = true;
+	if (ok)
+		frame_sent(p);
 	for (size_t m = 0; m < k; m++)
 		free(bd[m].bitmapDataStream);
 	free(bd);
@@ -251,6 +264,7 @@ void gw_screen_blit(struct gw_peer *p, const uint8_t *px, int gw_, int gh, int s
 {
 	if (!px)
 		return;
+	p->guest_drawn = true;
 	int x1 = x + w > (int)p->screen.width ? (int)p->screen.width : x + w;
 	int y1 = y + h > (int)p->screen.height ? (int)p->screen.height : y + h;
 	x1 = x1 > gw_ ? gw_ : x1;

@@ -13,7 +13,9 @@
  * threads) with its next deadline as the timeout. nestord is called with
  * short blocking requests from this thread only; the handshake's deadline
  * is an alarm, the write stall's the kernel's (TCP_USER_TIMEOUT). What the
- * client sees is screen.c's; RemoteApp is rail.c's.
+ * client sees is screen.c's; RemoteApp is rail.c's. The connection's
+ * phase, handshake time and bytes go into the gateway's shared metrics
+ * (gwmetrics.h) as the loop passes; they cost no wake-up of their own.
  */
 #include "backend.h"
 #include "log.h"
@@ -40,9 +42,48 @@
 #define FAIL_SHOW_MS 4000     /* how long a final message stays up */
 #define OWN_MAX_W 1920	      /* our own screens (login, wait) at most this big, whatever */
 #define OWN_MAX_H 1200	      /* the client asks for before signing in */
+#define BYTES_EVERY_MS 1000   /* the client's bytes are counted this often at most */
 
 /* The backends, by the name nestord gives a session's (backend.h). */
 static const struct gw_backend_ops *const backends[] = {&gw_backend_console, &gw_backend_rdp};
+
+/* The phases as the metrics name them. */
+static const enum gw_m_phase metric_phase[] = {[PH_HANDSHAKE] = GW_M_HANDSHAKE,
+					       [PH_LOGIN] = GW_M_LOGIN,
+					       [PH_WAIT] = GW_M_WAIT,
+					       [PH_GUEST] = GW_M_GUEST,
+					       [PH_FAIL] = GW_M_FAIL};
+
+/* --- metrics --- */
+
+/*
+ * What the connection does, in its slot of the metrics' table: written when
+ * it changed. Once activated it is signing in, even while the phase machine
+ * is still in its handshake phase (nestord checking the client's own
+ * credentials, a RemoteApp client's program awaited: login_timeout's time).
+ */
+static void publish(struct gw_peer *p)
+{
+	enum gw_m_phase ph = metric_phase[p->phase];
+	if (p->phase == PH_HANDSHAKE && p->first_activation_done)
+		ph = GW_M_LOGIN;
+	unsigned now = (unsigned)ph << 8 | (unsigned)p->shown;
+	if (now == p->published)
+		return;
+	p->published = now;
+	gw_metrics_slot_set(p->gw->metrics, p->gw->slot, ph, p->shown);
+}
+
+/* The client's bytes since the last count, to the backend shown; at most once a second
+ * (FORCE: now). */
+static void count_bytes(struct gw_peer *p, bool force)
+{
+	int64_t now = now_ms();
+	if (!p->gw->metrics || (!force && now < p->next_tcp_ms))
+		return;
+	p->next_tcp_ms = now + BYTES_EVERY_MS;
+	gw_metrics_tcp_account(p->gw->metrics, &p->tcp, p->client->sockfd, p->shown);
+}
 
 /* --- phases --- */
 
@@ -91,10 +132,28 @@ static void enter_login(struct gw_peer *p, const char *user, const char *msg)
 	gw_screen_draw_login(p);
 }
 
+/* A sign-in's answer, as the metrics count it. */
+static enum gw_m_signin signin_result(int r)
+{
+	switch (r) {
+	case 0:
+		return GW_M_SIGNED_IN;
+	case 401:
+		return GW_M_DENIED;
+	case 403: /* not allowed */
+	case 404: /* no such app */
+	case 429: /* throttled */
+		return GW_M_REFUSED;
+	default: /* no answer, or nestord failed */
+		return GW_M_FAILED;
+	}
+}
+
 /* What nestord answered to the sign-in (R: 0 and S, or an error with MSG). */
 static void signin_done(struct gw_peer *p, int r, const struct gw_session *s, const char *msg)
 {
 	const char *user = p->user;
+	gw_metrics_signin(p->gw->metrics, signin_result(r));
 	if (r == 0) {
 		p->sess = *s;
 		snprintf(p->grant, sizeof(p->grant), "%s", s->grant);
@@ -137,6 +196,8 @@ static void signin_done(struct gw_peer *p, int r, const struct gw_session *s, co
 static void try_connect(struct gw_peer *p, const char *user, char *password)
 {
 	snprintf(p->user, sizeof(p->user), "%s", user);
+	if (p->phase == PH_LOGIN) /* the user's part is done: the first frame's wait begins */
+		p->asked_ms = now_ms();
 	/* an rdp image may sign in to its guest as the user: kept until then */
 	snprintf(p->secret, sizeof(p->secret), "%s", password);
 	int r = gw_bapi_connect_start(&p->signin, p->gw->cfg.api_socket, user, password, p->app,
@@ -211,6 +272,8 @@ void gw_peer_ended_message(struct gw_peer *p, char *out, size_t len)
 
 static void guest_shown(struct gw_peer *p)
 {
+	count_bytes(p, true); /* what came before the guest is the gateway's own */
+	p->shown = gw_metrics_backend(p->backend->name);
 	if (gw_bapi_attach(p->gw->cfg.api_socket, p->sess.id, p->grant, p->gw->id) < 0)
 		log_warn("peer %s: session=%s attach failed", p->addr, p->sess.id);
 	set_leased(p, p->sess.id);
@@ -472,6 +535,7 @@ static BOOL on_activate(freerdp_peer *client)
 		return TRUE;
 	}
 	p->first_activation_done = true;
+	gw_metrics_handshake(p->gw->metrics, (double)(now_ms() - p->gw->accepted_ms) / 1e3);
 	p->rail_mode = s->RemoteApplicationMode;
 	/* a RemoteApp client names its app after activation: that wait is bounded too */
 	p->login_until_ms = now_ms() + (int64_t)p->gw->cfg.login_timeout * 1000;
@@ -537,6 +601,7 @@ static BOOL context_new(freerdp_peer *client, rdpContext *ctx)
 	struct gw_peer *p = (struct gw_peer *)ctx;
 	p->gw = client->ContextExtra;
 	p->client = client;
+	p->asked_ms = p->gw->accepted_ms;
 	/* no call in flight (FreeRDP zeroed the context: fd 0 is a real fd) */
 	p->follow.fd = p->signin.fd = p->lease_call.fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
@@ -713,6 +778,8 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 
 	bool begun = false, more = false;
 	while (!handshake_cut) {
+		publish(p);
+		count_bytes(p, false); /* the loop wakes at least once a second anyway */
 		HANDLE h[MAXIMUM_WAIT_OBJECTS];
 		DWORD n = client->GetEventHandles(client, h, 32);
 		if (!n)
@@ -820,6 +887,7 @@ out:
 	httpc_call_cancel(&p->lease_call);
 	if (p->backend)
 		p->backend->close(p);
+	count_bytes(p, true);
 	client->Disconnect(client);
 	freerdp_peer_context_free(client);
 	freerdp_peer_free(client);

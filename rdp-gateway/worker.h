@@ -125,6 +125,15 @@ struct gw_peer {
 	unsigned win_w, win_h;
 
 	int64_t fail_until_ms;
+
+	/* the metrics (gwmetrics.h) */
+	int64_t asked_ms;	 /* the user's last move: the accept, or a login screen's sign-in */
+	enum gw_m_backend shown; /* the backend whose guest was shown (none before) */
+	unsigned published;	 /* the phase and backend last written to the slot (0: as forked) */
+	bool guest_drawn;	 /* the guest's pixels are in the framebuffer */
+	bool first_frame_sent;	 /* ... and went out */
+	struct gw_metrics_tcp tcp; /* the client's bytes counted so far */
+	int64_t next_tcp_ms;	   /* when to count them again */
 };
 
 static inline int64_t now_ms(void)

@@ -9,7 +9,10 @@
  *  - /app:"||ledger" gives one RemoteApp window titled with the app title;
  *  - a wrong password shows the login screen and creates no session; a
  *    disconnect keeps the session and a reconnect gets the same guest;
- *  - a stalled handshake is cut by the watchdog while others connect fine.
+ *  - a stalled handshake is cut by the watchdog while others connect fine;
+ *  - the gateway's /metrics count the connections, their handshakes and
+ *    first guest frames, and pass promtool's check; a crashed worker is
+ *    counted and leaves no connection in the gauge.
  * The same behaviours through the rdp backend: a real guest running
  * nestor-test-rdpsrv (standard RDP security, its own account), reached only
  * through its 127.0.0.1 forward:
@@ -57,7 +60,7 @@ static const char USERS[] =
 static struct nestord d;
 static char display[16], fbdir[512], gwlog[600];
 static pid_t xvfb, gateway;
-static unsigned port;
+static unsigned port, metrics_port;
 
 static pid_t spawn(const char *const argv[], const char *log)
 {
@@ -376,7 +379,9 @@ static size_t workers(pid_t *out, size_t max)
 		buf[len] = '\0';
 		char *close_paren = strrchr(buf, ')');
 		int ppid = 0;
-		if (close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 && ppid == gateway)
+		/* the metrics process is the listener's child too, but no worker */
+		if (close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 &&
+		    ppid == gateway && !strstr(buf, "(gw-metrics)"))
 			out[n++] = (pid_t)atoi(e->d_name);
 	}
 	if (dir)
@@ -450,6 +455,148 @@ static void test_worker_crash(void)
 		stop_pid(&c[i]);
 	for (int i = 0; i < 4; i++)
 		CHECK(wait_state(&d, ids[i], "disconnected", 10000));
+}
+
+/* --- the gateway's metrics --- */
+
+/* A port nobody listens on now. */
+static unsigned free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	unsigned p = 0;
+	if (s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(s, (struct sockaddr *)&sa, &sl) == 0)
+		p = ntohs(sa.sin_port);
+	if (s >= 0)
+		close(s);
+	return p;
+}
+
+/* GET /metrics from the gateway's metrics process: the body (a new string) or NULL. */
+static char *get_metrics(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)metrics_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {10, 0};
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    write(s, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
+		if (s >= 0)
+			close(s);
+		return NULL;
+	}
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	ssize_t r;
+	while (buf && (r = read(s, buf + len, cap - len - 1)) > 0) { /* HTTP/1.0: until EOF */
+		len += (size_t)r;
+		if (cap - len < 4096)
+			buf = realloc(buf, cap *= 2);
+	}
+	close(s);
+	if (!buf)
+		return NULL;
+	buf[len] = '\0';
+	char *body = strstr(buf, "\r\n\r\n");
+	/* HTTP/1.0 or 1.1, as the server likes */
+	bool ok = !strncmp(buf, "HTTP/1.", 7) && !strncmp(buf + 8, " 200 ", 5) && body;
+	char *out = ok ? strdup(body + 4) : NULL;
+	if (!out)
+		fprintf(stderr, "/metrics answered: %.200s\n", buf);
+	free(buf);
+	return out;
+}
+
+/* The value of the sample NAME (labels included, as written) in TEXT, or -1. */
+static double sample(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = text ? strstr(text, name) : NULL; p; p = strstr(p + 1, name))
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	return -1;
+}
+
+/* The connections the gauge counts, in every phase. */
+static double connections(const char *text)
+{
+	double sum = 0;
+	const char *name = "\nnestor_gateway_connections{";
+	for (const char *p = text ? strstr(text, name) : NULL; p; p = strstr(p + 1, name)) {
+		const char *v = strchr(p, '}');
+		sum += v ? strtod(v + 1, NULL) : 0;
+	}
+	return sum;
+}
+
+static bool metrics_counted(void *arg)
+{
+	char **text = arg;
+	free(*text);
+	*text = get_metrics();
+	/* the bytes are counted once a second and when the worker ends */
+	return sample(*text, "nestor_gateway_connections_accepted_total") >= 1 &&
+	       sample(*text, "nestor_gateway_handshake_seconds_count") >= 1 &&
+	       sample(*text, "nestor_gateway_first_frame_seconds_count{backend=\"console\"}") >=
+		   1 &&
+	       sample(*text, "nestor_gateway_sign_ins_total{result=\"ok\"}") >= 1 &&
+	       sample(*text, "nestor_gateway_sent_bytes_total{backend=\"console\"}") > 0 &&
+	       sample(*text, "nestor_gateway_received_bytes_total{backend=\"none\"}") > 0;
+}
+
+/* promtool check metrics on TEXT: its exit status (-1: it could not run). */
+static int promtool(const char *text)
+{
+	FILE *p = popen("/usr/bin/promtool check metrics", "w");
+	if (!p)
+		return -1;
+	fputs(text, p);
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* After test_desktop's guest connections: counted, and well-formed. */
+static void test_metrics(void)
+{
+	char *text = NULL;
+	CHECK_MSG(wait_for(metrics_counted, &text, 10000), "the metrics after a guest:\n%s",
+		  text ? text : "(no answer)");
+	double hn = sample(text, "nestor_gateway_handshake_seconds_count");
+	double fn = sample(text, "nestor_gateway_first_frame_seconds_count{backend=\"console\"}");
+	fprintf(stderr,
+		"metrics: %g handshakes, %.3f s on average; %g first console frames, %.3f s\n", hn,
+		sample(text, "nestor_gateway_handshake_seconds_sum") / hn, fn,
+		sample(text, "nestor_gateway_first_frame_seconds_sum{backend=\"console\"}") / fn);
+	if (getenv("NESTOR_DEBUG"))
+		fprintf(stderr, "%s", text);
+	/* a dependency (scripts/install-deps), never a reason to skip */
+	CHECK_MSG(access("/usr/bin/promtool", X_OK) == 0,
+		  "promtool is missing (Debian's prometheus package)");
+	int st = text ? promtool(text) : -1;
+	CHECK_MSG(st == 0, "promtool check metrics: exit status %d", st);
+	free(text);
+}
+
+static bool crash_counted(void *arg)
+{
+	char **text = arg;
+	free(*text);
+	*text = get_metrics();
+	return sample(*text, "nestor_gateway_worker_crashes_total") >= 1 && connections(*text) == 0;
+}
+
+/* After test_worker_crash: the crash counted, and nobody left in the gauge. */
+static void test_metrics_crash(void)
+{
+	char *text = NULL;
+	CHECK_MSG(wait_for(crash_counted, &text, 10000), "crashes %g, connections %g",
+		  sample(text, "nestor_gateway_worker_crashes_total"), connections(text));
+	free(text);
 }
 
 static void test_remoteapp(void)
@@ -1029,19 +1176,23 @@ int main(void)
 		usleep(100000);
 
 	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", d.dir);
-	gateway =
-	    /* planar only (lossless: pixels compare exactly); RemoteFX has its own gateway */
-	    gateway_start(&d, port,
-			  "[limits]\nhandshake_timeout = 3\nlogin_timeout = 8\n"
-			  "[display]\nremotefx = false\n"
-			  "width = 640\nheight = 400\n",
-			  gwlog, sizeof(gwlog));
+	metrics_port = free_port();
+	char gwconf[512];
+	/* planar only (lossless: pixels compare exactly); RemoteFX has its own gateway */
+	snprintf(gwconf, sizeof(gwconf),
+		 "metrics_listen = 127.0.0.1:%u\n"
+		 "[limits]\nhandshake_timeout = 3\nlogin_timeout = 8\n"
+		 "[display]\nremotefx = false\n"
+		 "width = 640\nheight = 400\n",
+		 metrics_port);
+	gateway = gateway_start(&d, port, gwconf, gwlog, sizeof(gwlog));
 	CHECK(gateway > 0);
 
 	/* NESTOR_E2E_ONLY=console|rdp runs one backend's tests (debugging) */
 	const char *only = getenv("NESTOR_E2E_ONLY");
 	if (!only || strcmp(only, "rdp")) {
 		test_desktop();
+		test_metrics();
 		test_remoteapp();
 		test_wrong_password();
 		test_login_timeout();
@@ -1049,6 +1200,7 @@ int main(void)
 		test_stall();
 		test_tls();
 		test_worker_crash();
+		test_metrics_crash();
 	}
 	if (!only || strcmp(only, "console")) {
 		test_rdp_desktop();

@@ -1,12 +1,20 @@
 /*
  * The gateway's pure parts: key and pointer translation, the login form's
- * editing, the configuration parser, and screen drawing.
+ * editing, the configuration parser, screen drawing, and the metrics'
+ * exposition (and their TCP byte count, over a loopback connection).
  */
 #include "check.h"
 #include "draw.h"
 #include "guard.h"
 #include "gwconfig.h"
+#include "gwmetrics.h"
 #include "keymap.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static void test_keys(void)
 {
@@ -93,6 +101,13 @@ static void test_config(void)
 			      err, sizeof(err)) == 0);
 	CHECK(c.port == 3390 && c.handshake_timeout == 5);
 	CHECK_STR(c.default_app, "ledger");
+	CHECK_STR(c.metrics_listen, ""); /* off by default */
+	CHECK(gw_config_parse(&c, "g.conf", "[gateway]\nmetrics_listen = [::1]:9470\n", err,
+			      sizeof(err)) == 0);
+	CHECK_STR(c.metrics_listen, "[::1]:9470");
+	CHECK(gw_config_parse(&c, "g.conf", "[gateway]\nmetrics_listen =\n", err, sizeof(err)) ==
+	      0);
+	CHECK_STR(c.metrics_listen, "");
 	static const struct {
 		const char *text, *want;
 	} bad[] = {
@@ -103,6 +118,9 @@ static void test_config(void)
 	    {"[limits]\nhandshake_timeout = 0\n", "handshake_timeout"},
 	    {"[gateway]\ndefault_app = ../x\n", "default_app"},
 	    {"[display]\nframe_rate = 100\n", "frame_rate"},
+	    {"[gateway]\nmetrics_listen = 9470\n", "expected HOST:PORT or [IPV6]:PORT"},
+	    {"[gateway]\nmetrics_listen = ::1:9470\n", "metrics_listen"},
+	    {"[gateway]\nmetrics_listen = 127.0.0.1:0\n", "metrics_listen"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		gw_config_defaults(&c);
@@ -164,12 +182,147 @@ static void test_draw(void)
 	gw_font_free(&f);
 }
 
+/* The exposition holds LINE exactly (a whole line). */
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	for (const char *p = strstr(text, line); p; p = strstr(p + 1, line))
+		if ((p == text || p[-1] == '\n') && p[n] == '\n')
+			return true;
+	return false;
+}
+
+static char *render(struct gw_metrics *m)
+{
+	struct evbuffer *b = evbuffer_new();
+	gw_metrics_render(b, m);
+	size_t len = evbuffer_get_length(b);
+	char *text = malloc(len + 1);
+	evbuffer_remove(b, text, len);
+	text[len] = '\0';
+	evbuffer_free(b);
+	return text;
+}
+
+static void test_metrics(void)
+{
+	CHECK(gw_metrics_size(200) == (size_t)sysconf(_SC_PAGESIZE)); /* the default: one page */
+	struct gw_metrics *m = gw_metrics_create(4);
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	gw_metrics_slot_set(m, 0, GW_M_GUEST, GW_M_CONSOLE);
+	gw_metrics_slot_set(m, 1, GW_M_GUEST, GW_M_CONSOLE);
+	gw_metrics_slot_set(m, 2, GW_M_LOGIN, GW_M_NONE);
+	gw_metrics_slot_set(m, 3, GW_M_GUEST, GW_M_RDP);
+	gw_metrics_slot_clear(m, 3);			      /* its worker was reaped */
+	gw_metrics_slot_set(m, 4, GW_M_GUEST, GW_M_RDP);      /* no such slot: ignored */
+	gw_metrics_slot_set(m, 0, GW_M_PHASES, GW_M_CONSOLE); /* nor such a phase */
+	for (int i = 0; i < 3; i++)
+		gw_metrics_accepted(m);
+	gw_metrics_refused(m, GW_M_PER_ADDRESS);
+	gw_metrics_refused(m, GW_M_REFUSALS); /* ignored */
+	gw_metrics_crashed(m);
+	gw_metrics_signin(m, GW_M_SIGNED_IN);
+	gw_metrics_signin(m, GW_M_SIGNED_IN);
+	gw_metrics_signin(m, GW_M_DENIED);
+	gw_metrics_handshake(m, 0.2);
+	gw_metrics_first_frame(m, GW_M_CONSOLE, 3.0);
+	gw_metrics_first_frame(m, GW_M_NONE, 1.0); /* no guest, no first frame */
+	CHECK(gw_metrics_backend("console") == GW_M_CONSOLE);
+	CHECK(gw_metrics_backend("rdp") == GW_M_RDP);
+	CHECK(gw_metrics_backend("none") == GW_M_NONE && gw_metrics_backend("x") == GW_M_NONE);
+	char *text = render(m);
+	static const char *const want[] = {
+	    "# TYPE nestor_gateway_connections gauge",
+	    "nestor_gateway_connections{phase=\"guest\",backend=\"console\"} 2",
+	    "nestor_gateway_connections{phase=\"guest\",backend=\"rdp\"} 0",
+	    "nestor_gateway_connections{phase=\"login\",backend=\"none\"} 1",
+	    "nestor_gateway_connections{phase=\"fail\",backend=\"rdp\"} 0",
+	    "# TYPE nestor_gateway_connections_accepted_total counter",
+	    "nestor_gateway_connections_accepted_total 3",
+	    "nestor_gateway_connections_refused_total{reason=\"per_address\"} 1",
+	    "nestor_gateway_connections_refused_total{reason=\"limit\"} 0",
+	    "nestor_gateway_worker_crashes_total 1",
+	    "nestor_gateway_sign_ins_total{result=\"ok\"} 2",
+	    "nestor_gateway_sign_ins_total{result=\"denied\"} 1",
+	    "nestor_gateway_sign_ins_total{result=\"error\"} 0",
+	    "# TYPE nestor_gateway_handshake_seconds histogram",
+	    "nestor_gateway_handshake_seconds_bucket{le=\"0.1\"} 0",
+	    "nestor_gateway_handshake_seconds_bucket{le=\"0.25\"} 1",
+	    "nestor_gateway_handshake_seconds_bucket{le=\"+Inf\"} 1",
+	    "nestor_gateway_handshake_seconds_sum 0.2",
+	    "nestor_gateway_handshake_seconds_count 1",
+	    "nestor_gateway_first_frame_seconds_bucket{backend=\"console\",le=\"2.5\"} 0",
+	    "nestor_gateway_first_frame_seconds_bucket{backend=\"console\",le=\"5\"} 1",
+	    "nestor_gateway_first_frame_seconds_count{backend=\"console\"} 1",
+	    "nestor_gateway_first_frame_seconds_count{backend=\"rdp\"} 0",
+	    "nestor_gateway_received_bytes_total{backend=\"none\"} 0",
+	    "nestor_gateway_sent_bytes_total{backend=\"rdp\"} 0",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		CHECK_MSG(has_line(text, want[i]), "no line '%s' in:\n%s", want[i], text);
+	/* series that cannot happen are left out; a phase is never guest without a backend */
+	CHECK(!strstr(text, "phase=\"handshake\",backend=\"console\""));
+	CHECK(!strstr(text, "phase=\"guest\",backend=\"none\""));
+	CHECK(!strstr(text, "first_frame_seconds_count{backend=\"none\"}"));
+	/* every line is a comment or NAME[{LABELS}] VALUE of our own */
+	for (char *line = text, *end; *line; line = end + 1) {
+		end = strchr(line, '\n');
+		CHECK(end != NULL);
+		if (!end)
+			break;
+		CHECK_MSG(line[0] == '#' || !strncmp(line, "nestor_gateway_", 15), "%.*s",
+			  (int)(end - line), line);
+	}
+	free(text);
+
+	/* the client's bytes: what TCP_INFO says this side received and had acknowledged */
+	int ls = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), s = -1;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	CHECK(bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(ls, 1) == 0 &&
+	      getsockname(ls, (struct sockaddr *)&sa, &sl) == 0 &&
+	      connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	      (s = accept(ls, NULL, NULL)) >= 0);
+	char buf[1500] = {0};
+	CHECK(write(c, buf, 1000) == 1000 && read(s, buf, sizeof(buf)) == 1000);
+	CHECK(write(s, buf, 500) == 500 && read(c, buf, sizeof(buf)) == 500);
+	struct gw_metrics_tcp t = {0};
+	gw_metrics_tcp_account(m, &t, s, GW_M_NONE);
+	for (int i = 0; i < 100 && t.acked < 500; i++) { /* the ACK may be delayed */
+		usleep(10000);
+		gw_metrics_tcp_account(m, &t, s, GW_M_NONE);
+	}
+	CHECK(t.received == 1000 && t.acked == 500);
+	CHECK(write(c, buf, 300) == 300 && read(s, buf, sizeof(buf)) == 300);
+	gw_metrics_tcp_account(m, &t, s, GW_M_CONSOLE); /* only what came since: to the guest's */
+	gw_metrics_tcp_account(m, &t, -1, GW_M_CONSOLE);
+	gw_metrics_tcp_account(NULL, &t, s, GW_M_CONSOLE);
+	text = render(m);
+	CHECK(has_line(text, "nestor_gateway_received_bytes_total{backend=\"none\"} 1000"));
+	CHECK(has_line(text, "nestor_gateway_sent_bytes_total{backend=\"none\"} 500"));
+	CHECK(has_line(text, "nestor_gateway_received_bytes_total{backend=\"console\"} 300"));
+	free(text);
+	close(c);
+	close(s);
+	close(ls);
+	gw_metrics_destroy(m);
+	gw_metrics_destroy(NULL);
+	/* off: nothing happens */
+	gw_metrics_accepted(NULL);
+	gw_metrics_slot_set(NULL, 0, GW_M_LOGIN, GW_M_NONE);
+	gw_metrics_first_frame(NULL, GW_M_RDP, 1);
+	CHECK(gw_metrics_protect(NULL) == 0);
+}
+
 int main(void)
 {
 	test_keys();
 	test_login();
 	test_config();
 	test_draw();
+	test_metrics();
 	/* per-address limits: IPv4 as is, IPv6 by its /64 */
 	static const char *const keys[][2] = {
 	    {"192.0.2.7", "192.0.2.7"},
