@@ -162,5 +162,7 @@ int conf_listen(char *dst, size_t len, const char *v)
 {
 	char host[256];
 	uint16_t port;
+	if (!*v) /* off, as by default */
+		return conf_str(dst, len, v);
 	return conf_hostport(v, host, sizeof(host), &port) < 0 ? -EINVAL : conf_str(dst, len, v);
 }

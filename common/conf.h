@@ -31,7 +31,7 @@ int conf_uint(unsigned *dst, const char *v, unsigned max);
 int conf_bool(bool *dst, const char *v);
 /* HOST:PORT or [V6]:PORT (port 1..65535) into HOST (no brackets) and *PORT. */
 int conf_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
-/* A listening address as conf_hostport accepts it, kept as written. */
+/* A listening address as conf_hostport accepts it, kept as written; "" is none. */
 int conf_listen(char *dst, size_t len, const char *v);
 
 #endif

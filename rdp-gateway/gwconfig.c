@@ -50,12 +50,9 @@ static int key(void *user, const char *section, const char *name, const char *va
 	if (IS("gateway", "port"))
 		return *want = "1..65535",
 		       conf_uint(&c->port, value, 65535) < 0 || !c->port ? -EINVAL : 0;
-	if (IS("gateway", "metrics_listen")) {
-		*want = "HOST:PORT or [IPV6]:PORT";
-		if (!*value) /* off, as by default */
-			return conf_str(c->metrics_listen, sizeof(c->metrics_listen), value);
-		return conf_listen(c->metrics_listen, sizeof(c->metrics_listen), value);
-	}
+	if (IS("gateway", "metrics_listen"))
+		return *want = "HOST:PORT or [IPV6]:PORT",
+		       conf_listen(c->metrics_listen, sizeof(c->metrics_listen), value);
 	if (IS("gateway", "api_socket"))
 		return conf_path(c->api_socket, sizeof(c->api_socket), value);
 	if (IS("gateway", "state_dir"))

@@ -161,6 +161,8 @@ static void signin_done(struct gw_peer *p, int r, const struct gw_session *s, co
 		p->phase = PH_WAIT;
 		p->wait_started_ms = now_ms();
 		p->next_poll_ms = 0;
+		/* this process serves this session now: the journal says so on every line */
+		log_context(s->id, user, NULL);
 		log_info("peer %s: user=%s session=%s app=%s %s", p->addr, user, s->id, p->app,
 			 s->state);
 		if (p->rail_mode && p->window_created)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-SOURCES = ["broker/metrics.c"]  # + "rdp-gateway/gwmetrics.c" once merged
+SOURCES = ["broker/metrics.c", "rdp-gateway/gwmetrics.c"]
 NAME = re.compile(r"\bnestor_[a-z_]+\b")
 SUFFIXES = ("_bucket", "_sum", "_count")
 

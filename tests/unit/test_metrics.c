@@ -126,6 +126,8 @@ static void test_hostport(void)
 			  bad[i]);
 	char dst[16];
 	CHECK(conf_listen(dst, sizeof(dst), "1.2.3.4:5") == 0 && check_streq(dst, "1.2.3.4:5"));
+	CHECK(conf_listen(dst, sizeof(dst), "") == 0 && dst[0] == '\0'); /* off */
+	CHECK(conf_listen(dst, sizeof(dst), "nowhere") == -EINVAL);
 	CHECK(conf_listen(dst, sizeof(dst), "255.255.255.255:65535") == -EINVAL); /* too long */
 }
 
