@@ -403,8 +403,12 @@ static void *canary_main(void *arg)
 		u->t[i] = -1;
 	struct conn *c;
 	freerdp *inst = client_new(u, &c);
-	if (!inst)
+	if (!inst) {
+		/* the main thread waits for canary_ready: never leave it waiting */
+		fail(u, "canary: cannot create an RDP client");
+		atomic_store(&canary_ready, true);
 		return NULL;
+	}
 	c->t0 = now_ms();
 	if (!freerdp_connect(inst) ||
 	    !pump(inst, now_ms() + (int64_t)opt.timeout * 1000, is_guest, c)) {
