@@ -459,69 +459,6 @@ static void test_worker_crash(void)
 
 /* --- the gateway's metrics --- */
 
-/* A port nobody listens on now. */
-static unsigned free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sa);
-	unsigned p = 0;
-	if (s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&sa, &sl) == 0)
-		p = ntohs(sa.sin_port);
-	if (s >= 0)
-		close(s);
-	return p;
-}
-
-/* GET /metrics from the gateway's metrics process: the body (a new string) or NULL. */
-static char *get_metrics(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)metrics_port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {10, 0};
-	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(s, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
-		if (s >= 0)
-			close(s);
-		return NULL;
-	}
-	size_t len = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	ssize_t r;
-	while (buf && (r = read(s, buf + len, cap - len - 1)) > 0) { /* HTTP/1.0: until EOF */
-		len += (size_t)r;
-		if (cap - len < 4096)
-			buf = realloc(buf, cap *= 2);
-	}
-	close(s);
-	if (!buf)
-		return NULL;
-	buf[len] = '\0';
-	char *body = strstr(buf, "\r\n\r\n");
-	/* HTTP/1.0 or 1.1, as the server likes */
-	bool ok = !strncmp(buf, "HTTP/1.", 7) && !strncmp(buf + 8, " 200 ", 5) && body;
-	char *out = ok ? strdup(body + 4) : NULL;
-	if (!out)
-		fprintf(stderr, "/metrics answered: %.200s\n", buf);
-	free(buf);
-	return out;
-}
-
-/* The value of the sample NAME (labels included, as written) in TEXT, or -1. */
-static double sample(const char *text, const char *name)
-{
-	size_t n = strlen(name);
-	for (const char *p = text ? strstr(text, name) : NULL; p; p = strstr(p + 1, name))
-		if ((p == text || p[-1] == '\n') && p[n] == ' ')
-			return strtod(p + n + 1, NULL);
-	return -1;
-}
-
 /* The connections the gauge counts, in every phase. */
 static double connections(const char *text)
 {
@@ -538,26 +475,15 @@ static bool metrics_counted(void *arg)
 {
 	char **text = arg;
 	free(*text);
-	*text = get_metrics();
+	*text = metrics_get(metrics_port);
 	/* the bytes are counted once a second and when the worker ends */
-	return sample(*text, "nestor_gateway_connections_accepted_total") >= 1 &&
-	       sample(*text, "nestor_gateway_handshake_seconds_count") >= 1 &&
-	       sample(*text, "nestor_gateway_first_frame_seconds_count{backend=\"console\"}") >=
-		   1 &&
-	       sample(*text, "nestor_gateway_sign_ins_total{result=\"ok\"}") >= 1 &&
-	       sample(*text, "nestor_gateway_sent_bytes_total{backend=\"console\"}") > 0 &&
-	       sample(*text, "nestor_gateway_received_bytes_total{backend=\"none\"}") > 0;
-}
-
-/* promtool check metrics on TEXT: its exit status (-1: it could not run). */
-static int promtool(const char *text)
-{
-	FILE *p = popen("/usr/bin/promtool check metrics", "w");
-	if (!p)
-		return -1;
-	fputs(text, p);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return metrics_sample(*text, "nestor_gateway_connections_accepted_total") >= 1 &&
+	       metrics_sample(*text, "nestor_gateway_handshake_seconds_count") >= 1 &&
+	       metrics_sample(
+		   *text, "nestor_gateway_first_frame_seconds_count{backend=\"console\"}") >= 1 &&
+	       metrics_sample(*text, "nestor_gateway_sign_ins_total{result=\"ok\"}") >= 1 &&
+	       metrics_sample(*text, "nestor_gateway_sent_bytes_total{backend=\"console\"}") > 0 &&
+	       metrics_sample(*text, "nestor_gateway_received_bytes_total{backend=\"none\"}") > 0;
 }
 
 /* After test_desktop's guest connections: counted, and well-formed. */
@@ -566,18 +492,20 @@ static void test_metrics(void)
 	char *text = NULL;
 	CHECK_MSG(wait_for(metrics_counted, &text, 10000), "the metrics after a guest:\n%s",
 		  text ? text : "(no answer)");
-	double hn = sample(text, "nestor_gateway_handshake_seconds_count");
-	double fn = sample(text, "nestor_gateway_first_frame_seconds_count{backend=\"console\"}");
-	fprintf(stderr,
-		"metrics: %g handshakes, %.3f s on average; %g first console frames, %.3f s\n", hn,
-		sample(text, "nestor_gateway_handshake_seconds_sum") / hn, fn,
-		sample(text, "nestor_gateway_first_frame_seconds_sum{backend=\"console\"}") / fn);
+	double hn = metrics_sample(text, "nestor_gateway_handshake_seconds_count");
+	double fn =
+	    metrics_sample(text, "nestor_gateway_first_frame_seconds_count{backend=\"console\"}");
+	fprintf(
+	    stderr, "metrics: %g handshakes, %.3f s on average; %g first console frames, %.3f s\n",
+	    hn, metrics_sample(text, "nestor_gateway_handshake_seconds_sum") / hn, fn,
+	    metrics_sample(text, "nestor_gateway_first_frame_seconds_sum{backend=\"console\"}") /
+		fn);
 	if (getenv("NESTOR_DEBUG"))
 		fprintf(stderr, "%s", text);
 	/* a dependency (scripts/install-deps), never a reason to skip */
 	CHECK_MSG(access("/usr/bin/promtool", X_OK) == 0,
 		  "promtool is missing (Debian's prometheus package)");
-	int st = text ? promtool(text) : -1;
+	int st = text ? promtool_check(text) : -1;
 	CHECK_MSG(st == 0, "promtool check metrics: exit status %d", st);
 	free(text);
 }
@@ -586,8 +514,9 @@ static bool crash_counted(void *arg)
 {
 	char **text = arg;
 	free(*text);
-	*text = get_metrics();
-	return sample(*text, "nestor_gateway_worker_crashes_total") >= 1 && connections(*text) == 0;
+	*text = metrics_get(metrics_port);
+	return metrics_sample(*text, "nestor_gateway_worker_crashes_total") >= 1 &&
+	       connections(*text) == 0;
 }
 
 /* After test_worker_crash: the crash counted, and nobody left in the gauge. */
@@ -595,7 +524,7 @@ static void test_metrics_crash(void)
 {
 	char *text = NULL;
 	CHECK_MSG(wait_for(crash_counted, &text, 10000), "crashes %g, connections %g",
-		  sample(text, "nestor_gateway_worker_crashes_total"), connections(text));
+		  metrics_sample(text, "nestor_gateway_worker_crashes_total"), connections(text));
 	free(text);
 }
 
@@ -1176,7 +1105,7 @@ int main(void)
 		usleep(100000);
 
 	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", d.dir);
-	metrics_port = free_port();
+	metrics_port = free_tcp_port();
 	char gwconf[512];
 	/* planar only (lossless: pixels compare exactly); RemoteFX has its own gateway */
 	snprintf(gwconf, sizeof(gwconf),

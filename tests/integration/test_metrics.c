@@ -68,31 +68,9 @@ static bool notify_wait(int fd, const char *want, int timeout_ms, char *got, siz
 
 static char *scrape(void)
 {
-	int st;
-	char *body = http_get_tcp(mport, "/metrics", &st, 5000);
-	CHECK_MSG(body && st == 200, "GET /metrics: %d", st);
+	char *body = metrics_get(mport);
+	CHECK(body);
 	return body;
-}
-
-/* The value of the sample whose line starts with SERIES followed by a space; -1 if none. */
-static double sample(const char *text, const char *series)
-{
-	size_t n = strlen(series);
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-		if (!strncmp(p, series, n) && p[n] == ' ')
-			return strtod(p + n + 1, NULL);
-	}
-	return -1;
-}
-
-static int promtool_check(const char *text)
-{
-	FILE *p = popen("promtool check metrics >&2", "w");
-	if (!p)
-		return -1;
-	fputs(text, p);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void test_hostile_requests(void)
@@ -119,7 +97,7 @@ static void test_hostile_requests(void)
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	CHECK(connect(idle, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	b = scrape();
-	CHECK(b && sample(b, "nestor_build_info{version=\"" NESTOR_VERSION "\"}") == 1);
+	CHECK(b && metrics_sample(b, "nestor_build_info{version=\"" NESTOR_VERSION "\"}") == 1);
 	free(b);
 	close(idle);
 }
@@ -219,18 +197,18 @@ int main(void)
 
 	char *m = scrape();
 	if (m) {
-		CHECK(sample(m, "nestor_sessions{state=\"ready\",path=\"cold\"}") == 1);
-		CHECK(sample(m, "nestor_starts_total{path=\"cold\"}") == 1);
-		CHECK(sample(m, "nestor_start_duration_seconds_count{path=\"cold\"}") == 1);
-		CHECK(sample(m, "nestor_start_duration_seconds_sum{path=\"cold\"}") > 0);
-		CHECK(sample(m, "nestor_queue_wait_seconds_count") == 1);
-		CHECK(sample(m, "nestor_auth_total{result=\"denied\"}") == 1);
-		CHECK(sample(m, "nestor_auth_total{result=\"ok\"}") == 1);
-		CHECK(sample(m, "nestor_guests") == 1);
-		CHECK(sample(m, "nestor_guest_memory_bytes") == 256.0 * 1024 * 1024);
+		CHECK(metrics_sample(m, "nestor_sessions{state=\"ready\",path=\"cold\"}") == 1);
+		CHECK(metrics_sample(m, "nestor_starts_total{path=\"cold\"}") == 1);
+		CHECK(metrics_sample(m, "nestor_start_duration_seconds_count{path=\"cold\"}") == 1);
+		CHECK(metrics_sample(m, "nestor_start_duration_seconds_sum{path=\"cold\"}") > 0);
+		CHECK(metrics_sample(m, "nestor_queue_wait_seconds_count") == 1);
+		CHECK(metrics_sample(m, "nestor_auth_total{result=\"denied\"}") == 1);
+		CHECK(metrics_sample(m, "nestor_auth_total{result=\"ok\"}") == 1);
+		CHECK(metrics_sample(m, "nestor_guests") == 1);
+		CHECK(metrics_sample(m, "nestor_guest_memory_bytes") == 256.0 * 1024 * 1024);
 		/* a real QEMU holds memory of its own: tens of MiB at least */
-		CHECK(sample(m, "nestor_guest_resident_bytes") > 16.0 * 1024 * 1024);
-		CHECK(sample(m, "nestor_accelerator{accel=\"tcg\"}") == 1);
+		CHECK(metrics_sample(m, "nestor_guest_resident_bytes") > 16.0 * 1024 * 1024);
+		CHECK(metrics_sample(m, "nestor_accelerator{accel=\"tcg\"}") == 1);
 		CHECK_MSG(promtool_check(m) == 0, "promtool refused nestord's /metrics");
 	}
 	free(m);
@@ -253,8 +231,8 @@ int main(void)
 	CHECK(api(&d, "DELETE", path, NULL, NULL) == 200);
 	CHECK(wait_state(&d, id, "ended", 60000));
 	m = scrape();
-	CHECK(m && sample(m, "nestor_sessions_ended_total") == 1);
-	CHECK(m && sample(m, "nestor_sessions{state=\"ready\",path=\"cold\"}") == 0);
+	CHECK(m && metrics_sample(m, "nestor_sessions_ended_total") == 1);
+	CHECK(m && metrics_sample(m, "nestor_sessions{state=\"ready\",path=\"cold\"}") == 0);
 	free(m);
 	CHECK(nestord_stop(&d, SIGTERM, 30000) == 0);
 	CHECK_MSG(notify_wait(nfd, "STOPPING=1", 5000, got, sizeof(got)), "no STOPPING=1");

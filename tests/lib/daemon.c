@@ -438,3 +438,34 @@ char *http_get_tcp(unsigned port, const char *path, int *status, int timeout_ms)
 	memmove(buf, body + 4, len - (size_t)(body + 4 - buf) + 1);
 	return buf;
 }
+
+char *metrics_get(unsigned port)
+{
+	int st;
+	char *body = http_get_tcp(port, "/metrics", &st, 10000);
+	if (body && st == 200)
+		return body;
+	fprintf(stderr, "GET /metrics on port %u: status %d\n", port, st);
+	free(body);
+	return NULL;
+}
+
+double metrics_sample(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	for (const char *p = text ? strstr(text, series) : NULL; p; p = strstr(p + 1, series)) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	}
+	return -1;
+}
+
+int promtool_check(const char *text)
+{
+	FILE *p = popen("promtool check metrics >&2", "w");
+	if (!p)
+		return -1;
+	fputs(text, p);
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

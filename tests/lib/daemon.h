@@ -55,5 +55,11 @@ char *file_sha256(const char *path);
 unsigned free_tcp_port(void);
 /* GET PATH from 127.0.0.1:PORT over HTTP/1.0: the body (malloc'd) and *STATUS, or NULL. */
 char *http_get_tcp(unsigned port, const char *path, int *status, int timeout_ms);
+/* GET /metrics from 127.0.0.1:PORT: the body (malloc'd), or NULL (the status logged). */
+char *metrics_get(unsigned port);
+/* The value of the sample SERIES (name and labels as written) in TEXT, or -1. */
+double metrics_sample(const char *text, const char *series);
+/* promtool check metrics over TEXT: its exit status, -1 if it could not run. */
+int promtool_check(const char *text);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "check.h"
 #include "conf.h"
+#include "daemon.h"
 #include "log.h"
 #include "metrics.h"
 #include "prom.h"
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 static char *drain(struct evbuffer *b)
 {
@@ -23,17 +23,6 @@ static char *drain(struct evbuffer *b)
 	evbuffer_remove(b, s, n);
 	s[n] = '\0';
 	return s;
-}
-
-/* promtool's verdict on TEXT: its exit status, -1 when it cannot run. */
-static int promtool(const char *text)
-{
-	FILE *p = popen("promtool check metrics >&2", "w");
-	if (!p)
-		return -1;
-	fputs(text, p);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void test_label(void)
@@ -68,7 +57,7 @@ static void test_hist(void)
 	CHECK(strstr(s, "t_seconds_bucket{k=\"v\",le=\"+Inf\"} 5\n"));
 	CHECK(strstr(s, "t_seconds_count{k=\"v\"} 5\n"));
 	CHECK_MSG(strstr(s, "t_seconds_sum{k=\"v\"} 104.15\n"), "%s", s);
-	CHECK(promtool(s) == 0);
+	CHECK(promtool_check(s) == 0);
 	free(s);
 	evbuffer_free(o);
 }
@@ -105,7 +94,7 @@ static void test_nestord(void)
 	CHECK(strstr(s, "nestor_accelerator{accel=\"tcg\"} 1\n"));
 	CHECK(strstr(s, "nestor_accelerator{accel=\"kvm\"} 0\n"));
 	CHECK(strstr(s, "nestor_build_info{version=\"9.9\"} 1\n"));
-	CHECK_MSG(promtool(s) == 0, "promtool refused:\n%s", s);
+	CHECK_MSG(promtool_check(s) == 0, "promtool refused:\n%s", s);
 	free(s);
 	evbuffer_free(o);
 }
