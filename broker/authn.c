@@ -76,7 +76,7 @@ static void on_auth(enum auth_result res, const char *reason, void *arg)
 			store_audit_log(an->st, "login-throttled", a->user, a->client, NULL, d);
 		}
 		status = res == AUTH_DENIED ? -EACCES : res == AUTH_ACCOUNT ? -EPERM : -EIO;
-		log_info("login failed user=%s client=%s: %s", a->user, a->client, reason);
+		log_info("user=%s client=%s login failed: %s", a->user, a->client, reason);
 	}
 	if (a->cb)
 		a->cb(status, reason, a->arg);

@@ -82,7 +82,8 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 		     "pool).",
 		     m->starts);
 	path_counter(out, "nestor_start_failures_total",
-		     "Sessions that ended while their guest was starting, by start path.",
+		     "Sessions that ended while their guest was starting (failed, timed out or "
+		     "ended), by start path.",
 		     m->start_failures);
 	prom_family(out, "nestor_start_duration_seconds", "histogram",
 		    "Time from a session's admission to its guest being ready, by start path.");
@@ -105,15 +106,14 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 	      "Resident memory of the QEMU processes of sessions and warm guests.",
 	      (double)v->resident_bytes);
 	prom_family(out, "nestor_cap", "gauge",
-		    "The host's caps now (0: unlimited); max_starting as lowered by CPU "
-		    "pressure.");
+		    "The host's caps on guests now (0: unlimited); max_starting as lowered by "
+		    "CPU pressure.");
 	const struct {
 		const char *name;
 		double v;
 	} caps[] = {
 	    {"max_sessions", v->max_sessions},
 	    {"max_starting", v->max_starting},
-	    {"max_memory_bytes", v->max_memory_mb * MIB},
 	    {"user_max_sessions", v->user_max_sessions},
 	};
 	for (unsigned i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
@@ -121,6 +121,8 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 		prom_label(l, sizeof(l), "cap", caps[i].name);
 		prom_sample(out, "nestor_cap", l, caps[i].v);
 	}
+	gauge(out, "nestor_cap_memory_bytes",
+	      "The host's max_memory_mb cap in bytes (0: unlimited).", v->max_memory_mb * MIB);
 
 	prom_family(out, "nestor_auth_total", "counter", "Password checks by result.");
 	static const char *const results[AUTHM_N] = {"ok", "denied", "account", "error"};

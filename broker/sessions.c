@@ -568,6 +568,8 @@ int sess_end(struct sessions *ss, struct brk_session *s, const char *reason)
 		return 0;
 	}
 	bool starting = s->state == BRK_STARTING;
+	if (starting)
+		h->met.start_failures[brk_path_of(s->rec.start_path)]++;
 	/* The start slot is released now; the ledger still counts the session. */
 	admit_started(h->adm, &s->tk, -1);
 	set_state(ss, s, BRK_ENDING);
@@ -727,7 +729,10 @@ void sess_restore(struct sessions *ss, const struct db_session *rec, bool restar
 		return;
 	}
 	admit_restore(h->adm, &s->tk, st == BRK_STARTING ? ADMIT_STARTING : ADMIT_RUNNING);
+	/* when it was admitted, to the second: a start timed across a restart is not cut short */
 	s->start_ms = util_now_ms();
+	if (rec->started > 0 && rec->started <= util_wall_s())
+		s->start_ms -= (util_wall_s() - rec->started) * 1000;
 	s->accel = !strcmp(rec->accel, "kvm") ? LNCH_ACCEL_KVM : LNCH_ACCEL_TCG;
 	if (st == BRK_CONNECTED) /* its gateway renews within a second, if it is still there */
 		s->lease_until = util_now_ms() + 2 * BRK_LEASE_MS;

@@ -602,8 +602,8 @@ static int sq_audit(struct store *base, const struct db_audit *a)
 	if (!db->backlog || db->n_backlog == AUDIT_BACKLOG) {
 		if (db->dropped++ == 0)
 			log_err("db: audit backlog full: entries are lost until it drains");
-		log_warn("audit not written: %s user=%s session=%s %s", a->kind, a->user,
-			 a->session, a->detail);
+		log_warn("session=%s user=%s audit not written: %s %s", a->session, a->user,
+			 a->kind, a->detail);
 		return -ENOSPC;
 	}
 	db->backlog[db->n_backlog++] = *a;

@@ -56,26 +56,47 @@ static const struct {
     {"image=", "IMAGE"},
 };
 
+/*
+ * Only the tokens a line starts with count ("session=ID user=NAME ...", or
+ * after the gateway's "peer ADDR: "): whatever follows may be text a client
+ * or a guest chose, and must not make an entry show up under another
+ * session or user.
+ */
 size_t log_fields(const char *msg, struct log_field out[LOG_FIELDS])
 {
 	size_t n = 0;
-	for (unsigned i = 0; i < LOG_FIELDS; i++) {
-		size_t tl = strlen(field_names[i].token);
-		for (const char *p = msg; (p = strstr(p, field_names[i].token)); p += tl) {
-			if (p != msg && p[-1] != ' ' && p[-1] != '(')
-				continue; /* "xsession=" is not the token */
-			const char *v = p + tl;
-			size_t len = strcspn(v, " ,;:()\"'");
-			if (len == 0 || len >= sizeof(out[n].value))
-				continue;
+	const char *p = msg;
+	if (!strncmp(p, "peer ", 5)) {
+		const char *colon = strstr(p, ": ");
+		if (!colon || memchr(p + 5, ' ', (size_t)(colon - p - 5)))
+			return 0; /* not the "peer ADDR: " prefix */
+		p = colon + 2;
+	}
+	for (;;) {
+		unsigned i = 0;
+		while (i < LOG_FIELDS &&
+		       strncmp(p, field_names[i].token, strlen(field_names[i].token)))
+			i++;
+		if (i == LOG_FIELDS)
+			return n;
+		const char *v = p + strlen(field_names[i].token);
+		size_t len = strcspn(v, " ,;:()\"'");
+		bool seen = false;
+		for (size_t k = 0; k < n; k++)
+			seen |= out[k].name == field_names[i].field;
+		if (len > 0 && len < sizeof(out[n].value) && !seen) {
 			out[n].name = field_names[i].field;
 			memcpy(out[n].value, v, len);
 			out[n].value[len] = '\0';
 			n++;
-			break;
 		}
+		p = v + len;
+		while (*p == ':' || *p == ',')
+			p++;
+		if (*p != ' ')
+			return n;
+		p++;
 	}
-	return n;
 }
 
 static struct log_field ctx[LOG_FIELDS];
@@ -127,7 +148,9 @@ static void journal_write(enum log_level level, const char *file, int line, cons
 	char mbuf[4200];
 	int w = snprintf(mbuf, sizeof(mbuf), "MESSAGE=%s", msg);
 	iov[n++] = (struct iovec){mbuf, w < (int)sizeof(mbuf) ? (size_t)w : sizeof(mbuf) - 1};
-	sd_journal_sendv(iov, n);
+	if (sd_journal_sendv(iov, n) < 0) /* journald gone: the line still goes out */
+		fprintf(stderr, "%s[%d] %s %s:%d: %s\n", log_prog, (int)getpid(),
+			level_names[level], file, line, msg);
 }
 
 void log_set_level(enum log_level level)

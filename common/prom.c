@@ -87,7 +87,7 @@ int prom_label(char *dst, size_t n, const char *key, const char *value)
 	size_t at = len;
 	const char *sep = len ? "," : "";
 	int w = snprintf(dst + at, n - at, "%s%s=\"", sep, key);
-	if (w < 0 || (size_t)w >= n - at)
+	if (w < 0 || (size_t)w + 2 > n - at) /* room for the closing quote and the NUL */
 		goto full;
 	at += (size_t)w;
 	for (const char *c = value; *c; c++) {

@@ -57,8 +57,8 @@ int prom_label(char *dst, size_t n, const char *key, const char *value);
 typedef void (*prom_render_fn)(struct evbuffer *out, void *arg);
 struct prom_server;
 /*
- * Serve GET /metrics on LISTEN (HOST:PORT or [V6]:PORT); anything else is
- * answered 404 or 405. Requests are bounded (headers 8 KiB, no body, 10 s).
+ * Serve GET /metrics on LISTEN (HOST:PORT or [V6]:PORT); another path is
+ * answered 404, another method 501. Requests are bounded (headers 8 KiB, no body, 10 s).
  * Returns NULL with ERR set when the address is bad or cannot be bound.
  */
 struct prom_server *prom_serve(struct event_base *base, const char *listen, prom_render_fn render,

@@ -95,6 +95,12 @@ int main(void)
 	CHECK(has(e, "MESSAGE=session=5f3a9c21 user=alice image=ledger ready -> connected"));
 	CHECK(strstr(e, "CODE_FILE=") && strstr(e, "CODE_LINE="));
 
+	/* a name a client chose, in the text, is no field */
+	log_info("peer %s: the client calls itself %s", "10.0.0.9:4000",
+		 "x session=evil user=root");
+	entry(jfd, e, sizeof(e));
+	CHECK_MSG(!strstr(e, "SESSION_ID=") && !strstr(e, "\nUSER="), "entry: '%s'", e);
+
 	/* what a client said cannot add fields or lines: it stays escaped in MESSAGE */
 	log_warn("vm=%s said \"%s\"", "77aa", "x\nSESSION_ID=forged\n");
 	entry(jfd, e, sizeof(e));

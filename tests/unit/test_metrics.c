@@ -36,6 +36,11 @@ static void test_label(void)
 	CHECK(check_streq(l, "a=\"x\",b=\"q\\\"\\\\\\n\""));
 	char tiny[4] = "";
 	CHECK(prom_label(tiny, sizeof(tiny), "key", "v") == -ENOSPC && tiny[0] == '\0');
+	/* k=" fills all but one byte: no room for the closing quote */
+	char edge[4] = "";
+	CHECK(prom_label(edge, sizeof(edge), "k", "") == -ENOSPC && edge[0] == '\0');
+	char fits[5] = "";
+	CHECK(prom_label(fits, sizeof(fits), "k", "") == 0 && check_streq(fits, "k=\"\""));
 }
 
 static void test_hist(void)
@@ -90,7 +95,7 @@ static void test_nestord(void)
 	CHECK(strstr(s, "nestor_auth_total{result=\"denied\"} 2\n"));
 	CHECK(strstr(s, "nestor_auth_throttled_total 1\n"));
 	CHECK(strstr(s, "nestor_guest_memory_bytes 1610612736\n"));
-	CHECK(strstr(s, "nestor_cap{cap=\"max_memory_bytes\"} 4294967296\n"));
+	CHECK(strstr(s, "nestor_cap_memory_bytes 4294967296\n"));
 	CHECK(strstr(s, "nestor_accelerator{accel=\"tcg\"} 1\n"));
 	CHECK(strstr(s, "nestor_accelerator{accel=\"kvm\"} 0\n"));
 	CHECK(strstr(s, "nestor_build_info{version=\"9.9\"} 1\n"));
@@ -132,16 +137,23 @@ static const char *field(const struct log_field *f, size_t n, const char *name)
 static void test_fields(void)
 {
 	struct log_field f[LOG_FIELDS];
-	size_t n = log_fields("session=ab12 user=alice image=xp: ready (vm=ab12)", f);
+	size_t n = log_fields("session=ab12 user=alice image=xp vm=ab12: ready", f);
 	CHECK(n == 4);
 	CHECK(check_streq(field(f, n, "SESSION_ID"), "ab12"));
 	CHECK(check_streq(field(f, n, "USER"), "alice"));
 	CHECK(check_streq(field(f, n, "IMAGE"), "xp"));
 	CHECK(check_streq(field(f, n, "VM"), "ab12"));
-	/* a token inside a word is not one; empty values are skipped; the first one wins */
-	n = log_fields("xsession=1 session= user=bob, user=eve", f);
+	/* empty values are skipped; the first one wins */
+	n = log_fields("session= user=bob, user=eve", f);
 	CHECK(n == 1 && check_streq(field(f, n, "USER"), "bob"));
 	CHECK(log_fields("nothing here", f) == 0);
+	CHECK(log_fields("xsession=1", f) == 0);
+	/* only the tokens a line starts with: the rest may be a client's words */
+	n = log_fields("peer 10.0.0.7:5000: user=kim the client calls itself x session=evil", f);
+	CHECK(n == 1 && check_streq(field(f, n, "USER"), "kim") && !field(f, n, "SESSION_ID"));
+	CHECK(log_fields("peer 10.0.0.7:5000: the client calls itself x session=evil", f) == 0);
+	CHECK(log_fields("vm=77 stopped: crashed: session=evil user=root", f) == 1);
+	CHECK(log_fields("peer a b: session=1", f) == 0); /* not a peer prefix */
 	char longv[200];
 	memset(longv, 'a', sizeof(longv));
 	memcpy(longv, "session=", 8);
