@@ -794,6 +794,13 @@ static void signals(void)
 	CHECK_MSG(wait_warm(1, 10000) && qemu_count() == 2,
 		  "the warm guest is reattached, not replaced (%d QEMU)", qemu_count());
 	CHECK(file_has(d.log, "reattached (paused)"));
+	/* until the new nestord knows QEMU's version, arrivals queue ("starting up") and
+	 * are started from the template: wait for it, as a user arriving a moment later */
+	char me[32];
+	snprintf(me, sizeof(me), "nestord[%d] ", (int)d.pid);
+	for (int i = 0; i < 100 && line_count(d.log, me, ": QEMU ") == 0; i++)
+		usleep(100000);
+	CHECK(line_count(d.log, me, ": QEMU ") == 1);
 	CHECK(connect_user(2, id2, sizeof(id2)));
 	CHECK(wait_state(&d, id2, "ready", 10000));
 	char path[128];
