@@ -23,29 +23,6 @@ enum brk_path brk_path_of(const char *name)
 
 #define MIB (1024.0 * 1024.0)
 
-static void path_counter(struct evbuffer *out, const char *name, const char *help,
-			 const uint64_t *by_path)
-{
-	prom_family(out, name, "counter", help);
-	for (unsigned p = 0; p < PATH_N; p++) {
-		char l[32] = "";
-		prom_label(l, sizeof(l), "path", brk_path_names[p]);
-		prom_sample(out, name, l, (double)by_path[p]);
-	}
-}
-
-static void counter(struct evbuffer *out, const char *name, const char *help, uint64_t v)
-{
-	prom_family(out, name, "counter", help);
-	prom_sample(out, name, NULL, (double)v);
-}
-
-static void gauge(struct evbuffer *out, const char *name, const char *help, double v)
-{
-	prom_family(out, name, "gauge", help);
-	prom_sample(out, name, NULL, v);
-}
-
 void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 {
 	const struct brk_metrics *m = v->m;
@@ -64,27 +41,29 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 			prom_sample(out, "nestor_sessions", l, v->sessions[st][p]);
 		}
 	}
-	gauge(out, "nestor_warm_guests",
-	      "Warm-pool guests, ready or starting (not yet handed out).", v->warm);
-	gauge(out, "nestor_queue_length", "Session requests waiting in the fair queue.", v->queued);
+	prom_scalar(out, "nestor_warm_guests", "gauge",
+		    "Warm-pool guests, ready or starting (not yet handed out).", v->warm);
+	prom_scalar(out, "nestor_queue_length", "gauge",
+		    "Session requests waiting in the fair queue.", v->queued);
 	prom_family(out, "nestor_queue_wait_seconds", "histogram",
 		    "Time from a session's request to its admission (0 when admitted at once).");
 	prom_hist_write(out, "nestor_queue_wait_seconds", NULL, &prom_slow, &m->queue_seconds);
-	counter(out, "nestor_queued_total", "Session requests that had to wait in the queue.",
-		m->queued);
-	counter(out, "nestor_refused_total", "Session requests refused by the caps.", m->refused);
-	counter(out, "nestor_queue_timeouts_total",
-		"Session requests refused after waiting longer than queue_wait.",
-		m->queue_timeouts);
+	prom_scalar(out, "nestor_queued_total", "counter",
+		    "Session requests that had to wait in the queue.", m->queued);
+	prom_scalar(out, "nestor_refused_total", "counter", "Session requests refused by the caps.",
+		    m->refused);
+	prom_scalar(out, "nestor_queue_timeouts_total", "counter",
+		    "Session requests refused after waiting longer than queue_wait.",
+		    m->queue_timeouts);
 
-	path_counter(out, "nestor_starts_total",
-		     "Guests that became ready, by start path (cold boot, template restore, warm "
-		     "pool).",
-		     m->starts);
-	path_counter(out, "nestor_start_failures_total",
-		     "Sessions that ended while their guest was starting (failed, timed out or "
-		     "ended), by start path.",
-		     m->start_failures);
+	prom_by_label(out, "nestor_starts_total", "counter",
+		      "Guests that became ready, by start path (cold boot, template restore, warm "
+		      "pool).",
+		      "path", brk_path_names, m->starts, PATH_N);
+	prom_by_label(out, "nestor_start_failures_total", "counter",
+		      "Sessions that ended while their guest was starting (failed, timed out or "
+		      "ended), by start path.",
+		      "path", brk_path_names, m->start_failures, PATH_N);
 	prom_family(out, "nestor_start_duration_seconds", "histogram",
 		    "Time from a session's admission to its guest being ready, by start path.");
 	for (unsigned p = 0; p < PATH_N; p++) {
@@ -93,18 +72,20 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 		prom_hist_write(out, "nestor_start_duration_seconds", l,
 				p == PATH_COLD ? &prom_slow : &prom_fast, &m->start_seconds[p]);
 	}
-	counter(out, "nestor_sessions_ended_total", "Sessions that ended, for any reason.",
-		m->sessions_ended);
+	prom_scalar(out, "nestor_sessions_ended_total", "counter",
+		    "Sessions that ended, for any reason.", m->sessions_ended);
 
-	gauge(out, "nestor_guests",
-	      "Admitted guests on this host (sessions, warm guests, template builds).", v->guests);
-	gauge(out, "nestor_guests_starting", "Guests starting now (limited by max_starting).",
-	      v->starting);
-	gauge(out, "nestor_guest_memory_bytes",
-	      "RAM given to the admitted guests (what max_memory_mb caps).", v->memory_mb * MIB);
-	gauge(out, "nestor_guest_resident_bytes",
-	      "Resident memory of the QEMU processes of sessions and warm guests.",
-	      (double)v->resident_bytes);
+	prom_scalar(out, "nestor_guests", "gauge",
+		    "Admitted guests on this host (sessions, warm guests, template builds).",
+		    v->guests);
+	prom_scalar(out, "nestor_guests_starting", "gauge",
+		    "Guests starting now (limited by max_starting).", v->starting);
+	prom_scalar(out, "nestor_guest_memory_bytes", "gauge",
+		    "RAM given to the admitted guests (what max_memory_mb caps).",
+		    v->memory_mb * MIB);
+	prom_scalar(out, "nestor_guest_resident_bytes", "gauge",
+		    "Resident memory of the QEMU processes of sessions and warm guests.",
+		    (double)v->resident_bytes);
 	prom_family(out, "nestor_cap", "gauge",
 		    "The host's caps on guests now (0: unlimited); max_starting as lowered by "
 		    "CPU pressure.");
@@ -121,19 +102,16 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 		prom_label(l, sizeof(l), "cap", caps[i].name);
 		prom_sample(out, "nestor_cap", l, caps[i].v);
 	}
-	gauge(out, "nestor_cap_memory_bytes",
-	      "The host's max_memory_mb cap in bytes (0: unlimited).", v->max_memory_mb * MIB);
+	prom_scalar(out, "nestor_cap_memory_bytes", "gauge",
+		    "The host's max_memory_mb cap in bytes (0: unlimited).",
+		    v->max_memory_mb * MIB);
 
-	prom_family(out, "nestor_auth_total", "counter", "Password checks by result.");
 	static const char *const results[AUTHM_N] = {"ok", "denied", "account", "error"};
-	for (unsigned r = 0; r < AUTHM_N; r++) {
-		char l[32] = "";
-		prom_label(l, sizeof(l), "result", results[r]);
-		prom_sample(out, "nestor_auth_total", l, (double)m->auth[r]);
-	}
-	counter(out, "nestor_auth_throttled_total",
-		"Sign-ins refused because the name or address was locked after failures.",
-		m->auth_throttled);
+	prom_by_label(out, "nestor_auth_total", "counter", "Password checks by result.", "result",
+		      results, m->auth, AUTHM_N);
+	prom_scalar(out, "nestor_auth_throttled_total", "counter",
+		    "Sign-ins refused because the name or address was locked after failures.",
+		    m->auth_throttled);
 
 	prom_family(out, "nestor_accelerator", "gauge",
 		    "The accelerator guests start under now (1 for the one in use).");
@@ -143,9 +121,9 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 		prom_label(l, sizeof(l), "accel", accels[i]);
 		prom_sample(out, "nestor_accelerator", l, v->accel && !strcmp(v->accel, accels[i]));
 	}
-	counter(out, "nestor_accel_fallbacks_total",
-		"Runtime fallbacks from KVM to TCG after a guest hung under KVM.",
-		m->accel_fallbacks);
+	prom_scalar(out, "nestor_accel_fallbacks_total", "counter",
+		    "Runtime fallbacks from KVM to TCG after a guest hung under KVM.",
+		    m->accel_fallbacks);
 
 	prom_family(out, "nestor_build_info", "gauge", "nestord's version.");
 	char l[64] = "";

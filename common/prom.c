@@ -54,6 +54,24 @@ void prom_sample(struct evbuffer *out, const char *name, const char *labels, dou
 		evbuffer_add_printf(out, "%s %.15g\n", name, v);
 }
 
+void prom_scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+		 double v)
+{
+	prom_family(out, name, type, help);
+	prom_sample(out, name, NULL, v);
+}
+
+void prom_by_label(struct evbuffer *out, const char *name, const char *type, const char *help,
+		   const char *key, const char *const *names, const uint64_t *v, unsigned n)
+{
+	prom_family(out, name, type, help);
+	for (unsigned i = 0; i < n; i++) {
+		char l[128] = "";
+		prom_label(l, sizeof(l), key, names[i]);
+		prom_sample(out, name, l, (double)prom_get(&v[i]));
+	}
+}
+
 void prom_hist_write(struct evbuffer *out, const char *name, const char *labels,
 		     const struct prom_bounds *b, const struct prom_hist *h)
 {

@@ -45,6 +45,12 @@ uint64_t prom_get(const uint64_t *counter);
 void prom_family(struct evbuffer *out, const char *name, const char *type, const char *help);
 /* One sample; LABELS is NULL or preformatted (prom_label), e.g. state="queued". */
 void prom_sample(struct evbuffer *out, const char *name, const char *labels, double v);
+/* A family of one sample: its # HELP and # TYPE lines and V. */
+void prom_scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+		 double v);
+/* A family of one label KEY: a sample per NAMES[i] with the value V[i] (read atomically). */
+void prom_by_label(struct evbuffer *out, const char *name, const char *type, const char *help,
+		   const char *key, const char *const *names, const uint64_t *v, unsigned n);
 void prom_hist_write(struct evbuffer *out, const char *name, const char *labels,
 		     const struct prom_bounds *b, const struct prom_hist *h);
 /*

@@ -17,7 +17,7 @@
 struct gw_config {
 	char listen[64];
 	unsigned port;
-	char metrics_listen[128]; /* HOST:PORT for /metrics (docs/metrics-gateway.md), "" off */
+	char metrics_listen[128]; /* HOST:PORT for /metrics (docs/metrics.md), "" off */
 	char api_socket[108];
 	char state_dir[4096];	/* self-signed certificate lives here */
 	char certificate[4096]; /* PEM; empty: generate */

@@ -181,17 +181,6 @@ static void label1(char *dst, size_t n, const char *key, const char *value)
 	prom_label(dst, n, key, value);
 }
 
-static void counters(struct evbuffer *out, const char *name, const char *help, const char *key,
-		     const char *const *values, const uint64_t *v, unsigned n)
-{
-	char l[64];
-	prom_family(out, name, "counter", help);
-	for (unsigned i = 0; i < n; i++) {
-		label1(l, sizeof(l), key, values[i]);
-		prom_sample(out, name, l, (double)prom_get(&v[i]));
-	}
-}
-
 void gw_metrics_render(struct evbuffer *out, void *arg)
 {
 	const struct gw_metrics *m = arg;
@@ -215,22 +204,21 @@ void gw_metrics_render(struct evbuffer *out, void *arg)
 			prom_sample(out, "nestor_gateway_connections", l, n[ph][b]);
 		}
 	}
-	prom_family(out, "nestor_gateway_connections_accepted_total", "counter",
-		    "Connections accepted and given a worker process.");
-	prom_sample(out, "nestor_gateway_connections_accepted_total", NULL,
+	prom_scalar(out, "nestor_gateway_connections_accepted_total", "counter",
+		    "Connections accepted and given a worker process.",
 		    (double)prom_get(&m->sh->accepted));
-	counters(out, "nestor_gateway_connections_refused_total",
-		 "Connections refused by the listener: max_connections (limit), max_per_address, "
-		 "rate_per_address (rate), or no worker could be started (error).",
-		 "reason", refusal_names, m->sh->refused, GW_M_REFUSALS);
-	prom_family(out, "nestor_gateway_worker_crashes_total", "counter",
-		    "Workers that ended by a signal other than SIGTERM (one connection each).");
-	prom_sample(out, "nestor_gateway_worker_crashes_total", NULL,
+	prom_by_label(
+	    out, "nestor_gateway_connections_refused_total", "counter",
+	    "Connections refused by the listener: max_connections (limit), max_per_address, "
+	    "rate_per_address (rate), or no worker could be started (error).",
+	    "reason", refusal_names, m->sh->refused, GW_M_REFUSALS);
+	prom_scalar(out, "nestor_gateway_worker_crashes_total", "counter",
+		    "Workers that ended by a signal other than SIGTERM (one connection each).",
 		    (double)prom_get(&m->sh->crashed));
-	counters(out, "nestor_gateway_sign_ins_total",
-		 "Sign-ins answered by nestord: a session (ok), wrong credentials (denied), a "
-		 "refusal (refused: throttled, not allowed, unknown app) or none (error).",
-		 "result", signin_names, m->sh->signins, GW_M_SIGNINS);
+	prom_by_label(out, "nestor_gateway_sign_ins_total", "counter",
+		      "Sign-ins answered by nestord: a session (ok), wrong credentials (denied), a "
+		      "refusal (refused: throttled, not allowed, unknown app) or none (error).",
+		      "result", signin_names, m->sh->signins, GW_M_SIGNINS);
 	prom_family(out, "nestor_gateway_handshake_seconds", "histogram",
 		    "From the accept to the client's activation (the gateway can draw).");
 	prom_hist_write(out, "nestor_gateway_handshake_seconds", NULL, &prom_fast,
@@ -243,12 +231,14 @@ void gw_metrics_render(struct evbuffer *out, void *arg)
 		prom_hist_write(out, "nestor_gateway_first_frame_seconds", l, &prom_slow,
 				&m->sh->first_frame[b]);
 	}
-	counters(out, "nestor_gateway_received_bytes_total",
-		 "Bytes received on clients' TCP connections, by the backend of the guest shown "
-		 "(none before the guest).",
-		 "backend", backend_names, m->sh->received, GW_M_BACKENDS);
-	counters(out, "nestor_gateway_sent_bytes_total",
-		 "Bytes sent on clients' TCP connections and acknowledged by the client, by the "
-		 "backend of the guest shown (none before the guest).",
-		 "backend", backend_names, m->sh->sent, GW_M_BACKENDS);
+	prom_by_label(
+	    out, "nestor_gateway_received_bytes_total", "counter",
+	    "Bytes received on clients' TCP connections, by the backend of the guest shown "
+	    "(none before the guest).",
+	    "backend", backend_names, m->sh->received, GW_M_BACKENDS);
+	prom_by_label(
+	    out, "nestor_gateway_sent_bytes_total", "counter",
+	    "Bytes sent on clients' TCP connections and acknowledged by the client, by the "
+	    "backend of the guest shown (none before the guest).",
+	    "backend", backend_names, m->sh->sent, GW_M_BACKENDS);
 }

@@ -1,5 +1,5 @@
 /*
- * nestor-gateway's Prometheus metrics (docs/metrics-gateway.md): counters,
+ * nestor-gateway's Prometheus metrics (docs/metrics.md): counters,
  * histograms and a table of what each connection is doing, in one shared
  * anonymous mapping the listener makes before it forks anyone. Workers add
  * to it and write their own slot of the table; the listener counts
