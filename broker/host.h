@@ -33,6 +33,7 @@ struct host {
 	char tpl_root[BRK_PATH_MAX];
 	gid_t api_gid; /* 0: no api_group */
 	bool stopping;
+	bool drained;	    /* fleet: an admin drained this host (no new placements) */
 	struct event *kick; /* the broker's deferred pump */
 	struct brk_metrics met;
 };

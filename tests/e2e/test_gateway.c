@@ -844,6 +844,13 @@ static void guest_firewall(unsigned fwd)
 
 static void test_rdp_desktop(void)
 {
+	/*
+	 * Its template first (a cold boot with the rdp probe, as the first
+	 * user's would be): a session's cold boot racing the first template
+	 * build is two TCG boots on the CI's two loaded cores, and one such
+	 * boot once never came up (CI, 2026-12-01).
+	 */
+	CHECK(api(&d, "POST", "/v1/images/xpdesk/template", NULL, NULL) == 200);
 	pid_t c = xfreerdp_ex("dave", "dave-pw", NULL, "/shell:xpdesk", xflog);
 	CHECK(wait_for(has_session, "dave", 20000));
 	char id[64];
