@@ -8,6 +8,7 @@
 #include "api_parse.h"
 #include "api_socket.h"
 #include "broker.h"
+#include "fleet.h"
 #include "log.h"
 #include "record.h"
 #include "util.h"
@@ -513,6 +514,55 @@ static void on_done(int err, const char *msg, void *arg)
 		}
 	}
 	pending_free(p);
+}
+
+/* --- the fleet: answered when PostgreSQL has --- */
+
+static void on_fleet(int err, json_object *o, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	if (req && err)
+		reply_err(req, errno_status(err), "%s%s", err == -EAGAIN ? FLEET_AWAY ": " : "",
+			  msg);
+	else if (req)
+		reply_json(req, 200, json_object_get(o));
+	json_object_put(o);
+	pending_free(p);
+}
+
+static void fleet_call(struct api *api, struct evhttp_request *req, const struct api_req *r)
+{
+	struct fleet *f = brk_fleet(api->b);
+	if (!f) {
+		reply_err(req, 404, "this host is not in a fleet ([fleet] db is not set)");
+		return;
+	}
+	struct pending *p = pending_new(api, req);
+	if (!p) {
+		reply_err(req, 503, "out of memory");
+		return;
+	}
+	p->async = true;
+	int rc = r->route == API_HOSTS
+		     ? fleet_hosts(f, on_fleet, p)
+		     : fleet_drain(f, r->name, r->route == API_HOST_DRAIN, on_fleet, p);
+	if (rc < 0) {
+		pending_take(p);
+		pending_free(p);
+		reply_err(req, errno_status(rc), "%s",
+			  rc == -EAGAIN ? FLEET_AWAY : "the fleet database is busy");
+	}
+}
+
+static void h_hosts(HANDLER_ARGS)
+{
+	fleet_call(api, req, r);
+}
+
+static void h_host_drain(HANDLER_ARGS)
+{
+	fleet_call(api, req, r);
 }
 
 static void h_images(HANDLER_ARGS)

@@ -183,6 +183,9 @@ static const struct refusal {
     {"/v1/apps", 405, "method not allowed here"},
     {"/v1/apps/:app", 405, "method not allowed here"},
     {"/v1/audit", 405, "use GET"},
+    {"/v1/hosts", 405, "use GET"},
+    {"/v1/hosts/:host", 404, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
+    {"/v1/hosts/:host/*", 405, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
 };
 
 static const struct {
@@ -190,7 +193,7 @@ static const struct {
 	enum api_param param;
 } params[] = {
     {":session", API_P_SESSION}, {":gateway", API_P_GATEWAY}, {":user", API_P_USER},
-    {":image", API_P_IMAGE},	 {":app", API_P_APP},
+    {":image", API_P_IMAGE},	 {":app", API_P_APP},	      {":host", API_P_HOST},
 };
 
 const char *api_route_method(enum api_route r)

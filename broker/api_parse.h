@@ -60,7 +60,10 @@
 	X(APPS,         GET,    "/v1/apps",                         NONE,      apps,           ADMIN)     \
 	X(APP_ADD,      POST,   "/v1/apps",                         APP_ADD,   app_add,        ADMIN)     \
 	X(APP_REMOVE,   DELETE, "/v1/apps/:app",                    NONE,      app_remove,     ADMIN)     \
-	X(AUDIT,        GET,    "/v1/audit",                        NONE,      audit,          ADMIN)
+	X(AUDIT,        GET,    "/v1/audit",                        NONE,      audit,          ADMIN)     \
+	X(HOSTS,        GET,    "/v1/hosts",                        NONE,      hosts,          ADMIN)     \
+	X(HOST_DRAIN,   POST,   "/v1/hosts/:host/drain",            NONE,      host_drain,     ADMIN)     \
+	X(HOST_UNDRAIN, POST,   "/v1/hosts/:host/undrain",          NONE,      host_drain,     ADMIN)
 /* clang-format on */
 
 #define API_ROUTE_ENUM(route, method, path, body, handler, who) API_##route,
@@ -72,7 +75,15 @@ enum api_who { API_WHO_ANY, API_WHO_GRANT, API_WHO_ADMIN };
 enum api_role { API_ROLE_NONE, API_ROLE_GATEWAY, API_ROLE_ADMIN };
 
 /* What the path parameter names. */
-enum api_param { API_P_NONE, API_P_SESSION, API_P_GATEWAY, API_P_USER, API_P_IMAGE, API_P_APP };
+enum api_param {
+	API_P_NONE,
+	API_P_SESSION,
+	API_P_GATEWAY,
+	API_P_USER,
+	API_P_IMAGE,
+	API_P_APP,
+	API_P_HOST
+};
 
 struct api_req {
 	/* API_NONE until method and path matched a route (still set if a later check failed) */

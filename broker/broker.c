@@ -9,6 +9,7 @@
 #include "nestor-config.h"
 #include "admit.h"
 #include "authn.h"
+#include "fleet.h"
 #include "hostaccel.h"
 #include "log.h"
 #include "record.h"
@@ -22,6 +23,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,7 @@ struct brk {
 	struct templates *tpl;
 	struct warm_pool *warm;
 	struct sessions *sess;
+	struct fleet *fleet; /* NULL: a single host */
 	struct event *tick;
 	struct event *stop_timer;
 	void (*stop_done)(void *arg);
@@ -191,6 +194,8 @@ json_object *brk_status_json(struct brk *b)
 	json_object_object_add(o, "accel", json_object_get(name));
 	json_object_object_add(o, "accelerator", acc);
 	json_object_object_add(o, "version", json_object_new_string(NESTOR_VERSION));
+	if (b->fleet)
+		json_object_object_add(o, "fleet", fleet_status_json(b->fleet));
 	return o;
 }
 
@@ -407,6 +412,53 @@ static void apply_user_caps(struct brk *b)
 	json_object_put(uc);
 }
 
+/* --- the fleet: what a heartbeat tells the others --- */
+
+struct report_ctx {
+	struct brk *b;
+	struct fleet_report *r;
+};
+
+static void report_image(const struct db_image *img, void *arg)
+{
+	struct report_ctx *c = arg;
+	if (warm_has_ready(c->b->warm, img->name))
+		fleet_array_add(c->r->warm, sizeof(c->r->warm), img->name);
+	if (tpl_usable(c->b->tpl, img->name))
+		fleet_array_add(c->r->templates, sizeof(c->r->templates), img->name);
+}
+
+static void fleet_report(struct fleet_report *r, void *arg)
+{
+	struct brk *b = arg;
+	const struct quota_ledger *q = admit_ledger(b->h.adm);
+	/* 0 is unlimited here and "no room" in the fleet: report unlimited as the most */
+	r->max_sessions = q->host.max_sessions ? q->host.max_sessions : INT_MAX;
+	r->max_starting = b->h.stopping ? 0 : q->host.max_starting ? q->host.max_starting : INT_MAX;
+	r->max_memory_mb = q->host.max_memory_mb ? q->host.max_memory_mb : INT_MAX;
+	r->queued = (unsigned)q->n_queue;
+	int64_t sum = 0;
+	unsigned n = 0;
+	for (size_t i = 0; i < QUOTA_RECENT; i++)
+		if (q->start_ms[i] > 0)
+			sum += q->start_ms[i], n++;
+	r->start_ms = n ? (unsigned)(sum / n) : 0;
+	r->accel = !host_ready(b) ? "" : accel_current(b->h.acc) == LNCH_ACCEL_KVM ? "kvm" : "tcg";
+	struct report_ctx c = {b, r};
+	store_images_all(b->h.store, report_image, &c);
+}
+
+static void fleet_drained(bool drained, void *arg)
+{
+	struct brk *b = arg;
+	b->h.drained = drained;
+}
+
+struct fleet *brk_fleet(struct brk *b)
+{
+	return b->fleet;
+}
+
 struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 		       const struct brk_options *opts, char *err, size_t errlen)
 {
@@ -464,6 +516,13 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	tpl_version_probe(b->tpl);
 	accel_init(h->acc);
 	admit_caps_reload(h->adm, accel_ready(h->acc) && accel_current(h->acc) == LNCH_ACCEL_KVM);
+	if (cfg->fleet.db[0]) {
+		struct fleet_hooks fh = {
+		    .report = fleet_report, .drained = fleet_drained, .arg = b};
+		b->fleet = fleet_create(base, &cfg->fleet, &fh, err, errlen);
+		if (!b->fleet)
+			goto fail;
+	}
 	json_object *st = json_object_new_object();
 	admit_status_json(h->adm, st);
 	json_object *caps;
@@ -515,6 +574,7 @@ void brk_destroy(struct brk *b)
 	if (!b)
 		return;
 	struct host *h = &b->h;
+	fleet_destroy(b->fleet);
 	/* guests still here (an exit without a full shutdown) stay for the next start */
 	warm_destroy(b->warm);
 	tpl_destroy(b->tpl);

@@ -60,7 +60,7 @@ void brk_auth_cancel(struct brk_authreq *a);
  * The user's session for APP: their live one if there is one (reconnect),
  * else a new one admitted, queued or refused. *OUT is borrowed.
  * Returns 0, -ENOENT (unknown app; ERR says), -EBUSY (refused by caps;
- * ERR says why) or another negative errno.
+ * ERR says why), -EAGAIN (a drained host: ERR says) or another negative errno.
  */
 int brk_connect(struct brk *b, const char *user, const char *app, const char *client,
 		struct brk_session **out, char *err, size_t errlen);
@@ -146,6 +146,8 @@ int brk_app_add(struct brk *b, const struct db_app *app, char *err, size_t errle
 int brk_app_remove(struct brk *b, const char *alias, char *err, size_t errlen);
 
 struct store *brk_store(struct brk *b);
+/* This host's fleet membership (fleet.h), NULL for a single host. */
+struct fleet *brk_fleet(struct brk *b);
 const struct brk_config *brk_config(const struct brk *b);
 
 #endif

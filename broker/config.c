@@ -44,6 +44,8 @@ void brk_config_defaults(struct brk_config *c)
 	c->pressure_critical = 95;
 	c->accel_probe_timeout = 15;
 	c->accel_trial_timeout = 60;
+	c->fleet.heartbeat = 2;
+	c->fleet.down_after = 6;
 	c->min_free_mb = 64;
 }
 
@@ -166,6 +168,22 @@ static int handler(void *user, const char *section, const char *name, const char
 		r = conf_uint(&c->pressure_critical, value, 100), want = "0 (off)..100 percent";
 	else if (IS("caps", "user_max_sessions"))
 		r = conf_uint(&c->user_max_sessions, value, 1000), want = "0 (unlimited)..1000";
+	else if (IS("fleet", "db"))
+		r = conf_str(c->fleet.db, sizeof(c->fleet.db), value),
+		want = "a libpq connection string";
+	else if (IS("fleet", "name"))
+		r = util_name_valid(value) ? conf_str(c->fleet.name, sizeof(c->fleet.name), value)
+					   : -EINVAL,
+		want = "a host name (letters, digits, '.', '_', '-'; up to 63)";
+	else if (IS("fleet", "gateway"))
+		r = conf_listen(c->fleet.gateway, sizeof(c->fleet.gateway), value),
+		want = "HOST:PORT";
+	else if (IS("fleet", "heartbeat"))
+		r = conf_uint(&c->fleet.heartbeat, value, 60) == 0 && c->fleet.heartbeat ? 0
+											 : -EINVAL,
+		want = "seconds, 1..60";
+	else if (IS("fleet", "down_after"))
+		r = conf_uint(&c->fleet.down_after, value, 600), want = "seconds, up to 600";
 
 	*wantp = want;
 	return r;
@@ -183,6 +201,12 @@ int brk_config_parse(struct brk_config *c, const char *name, const char *text, c
 		snprintf(c->image_dir, sizeof(c->image_dir), "%.4000s/images", c->state_dir);
 	if (!c->api_socket[0])
 		snprintf(c->api_socket, sizeof(c->api_socket), "%.4000s/api.sock", c->run_dir);
+	if (c->fleet.down_after <= c->fleet.heartbeat) {
+		snprintf(err, errlen,
+			 "%s: [fleet] down_after (%u s) must be longer than heartbeat (%u s)", name,
+			 c->fleet.down_after, c->fleet.heartbeat);
+		return -EINVAL;
+	}
 	/* socket paths under run_dir must fit sun_path: RUN/vm/ID(32)/probe.sock */
 	if (strlen(c->run_dir) > 50) {
 		snprintf(err, errlen, "%s: run_dir '%s' is too long for socket paths (max 50)",

@@ -59,6 +59,15 @@ struct brk_config {
 	unsigned user_max_sessions;
 	unsigned pressure_high;	    /* % CPU pressure that halves max_starting; 0 off */
 	unsigned pressure_critical; /* % that allows one start at a time */
+
+	/* [fleet]: hosts sharing PostgreSQL (fleet.c); db "" is a single host */
+	struct brk_fleet_config {
+		char db[1024];	     /* libpq conninfo or postgresql:// URL */
+		char name[64];	     /* this host in the fleet ("" : its hostname) */
+		char gateway[128];   /* HOST:PORT of this host's nestor-gateway */
+		unsigned heartbeat;  /* s between heartbeats */
+		unsigned down_after; /* s of silence after which a host is down */
+	} fleet;
 };
 
 void brk_config_defaults(struct brk_config *c);

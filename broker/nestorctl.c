@@ -6,6 +6,7 @@
  */
 #include "nestor-config.h"
 #include "boot.h"
+#include "fleet_schema.h"
 #include "httpc.h"
 #include "records.h"
 
@@ -49,6 +50,11 @@ static const char usage[] =
     "  apps add ALIAS --image NAME --title TEXT [--command TEXT]\n"
     "  apps remove ALIAS\n"
     "  audit [--limit N]               the audit log, newest first\n"
+    "  hosts                           the fleet's hosts: caps, usage, queue, heartbeat\n"
+    "  hosts drain|undrain NAME        stop (or resume) new sessions on host NAME; its\n"
+    "                                  sessions go on and reconnects still reach them\n"
+    "  fleet init --db URL             create or upgrade the fleet's PostgreSQL schema\n"
+    "                                  (libpq connection string or postgresql:// URL)\n"
     "\n"
     "RDP POLICY (images with --backend rdp; the guest's own RDP server):\n"
     "  --rdp-security rdp|tls|any     what the guest's server speaks (XP: rdp; default)\n"
@@ -727,6 +733,100 @@ static int cmd_audit(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_hosts(int argc, char **argv)
+{
+	int n, st = parse_cmd("hosts", usage, NULL, 2, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n == 2 && (!strcmp(argv[1], "drain") || !strcmp(argv[1], "undrain"))) {
+		char path[160];
+		snprintf(path, sizeof(path), "/v1/hosts/%s/%s", argv[2], argv[1]);
+		json_object *o = call("POST", path, NULL);
+		if (json_out)
+			print_json(o);
+		else
+			printf("%s: %s\n", esc(argv[2]),
+			       !strcmp(argv[1], "drain") ? "drained (no new sessions)"
+							 : "takes new sessions");
+		json_object_put(o);
+		return 0;
+	}
+	if (n != 0)
+		return bad_usage("usage: nestorctl hosts [drain|undrain NAME]");
+	json_object *o = call("GET", "/v1/hosts", NULL), *list;
+	if (json_out) {
+		print_json(o);
+		json_object_put(o);
+		return 0;
+	}
+	printf("%-16s %-5s %-8s %-5s %-13s %-11s %-15s %-6s %s\n", "HOST", "ACCEL", "STATE", "SELF",
+	       "SESSIONS", "STARTING", "MEMORY MB", "QUEUE", "HEARTBEAT");
+	json_object_object_get_ex(o, "hosts", &list);
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *h = json_object_array_get_idx(list, i), *v;
+		bool up = json_object_object_get_ex(h, "up", &v) && json_object_get_boolean(v);
+		bool dr = json_object_object_get_ex(h, "drained", &v) && json_object_get_boolean(v);
+		bool self = json_object_object_get_ex(h, "self", &v) && json_object_get_boolean(v);
+		char ses[32], sta[32], mem[40], age[32];
+		/* the fleet counts unlimited caps as INT_MAX */
+#define CAP(buf, used, max)                                                                        \
+	(i_(h, max) >= 2147483647                                                                  \
+	     ? snprintf(buf, sizeof(buf), "%lld", i_(h, used))                                     \
+	     : snprintf(buf, sizeof(buf), "%lld/%lld", i_(h, used), i_(h, max)))
+		CAP(ses, "sessions", "max_sessions");
+		CAP(sta, "starting", "max_starting");
+		CAP(mem, "memory_mb", "max_memory_mb");
+#undef CAP
+		snprintf(age, sizeof(age), "%.1f s ago", (double)i_(h, "heartbeat_age_ms") / 1000);
+		printf("%-16s %-5s %-8s %-5s %-13s %-11s %-15s %-6lld %s\n", s_(h, "name"),
+		       *s_(h, "accel") ? s_(h, "accel") : "-",
+		       !up  ? "down"
+		       : dr ? "drained"
+			    : "up",
+		       self ? "*" : "", ses, sta, mem, i_(h, "queued"), age);
+	}
+	printf("fleet queue: %lld\n", i_(o, "fleet_queue"));
+	json_object_put(o);
+	return 0;
+}
+
+static const char fleet_help[] =
+    "usage: nestorctl fleet init --db URL\n"
+    "Create the fleet's tables in the PostgreSQL database URL (a libpq connection\n"
+    "string or postgresql:// URL), or bring an older schema up to this nestor's.\n"
+    "Safe to run again, and from several hosts at once.\n";
+
+static int cmd_fleet(int argc, char **argv)
+{
+	const char *db = NULL;
+	const struct boot_opt opts[] = {{"db", 0, true, .str = &db}, {0}};
+	int n, st = parse_cmd("fleet", fleet_help, opts, 1, NULL, argc, argv, &n);
+	if (st != BOOT_RUN)
+		return st;
+	if (n != 1 || strcmp(argv[1], "init") || !db)
+		return bad_usage("usage: nestorctl fleet init --db URL");
+	PGconn *c = PQconnectdb(db);
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "nestorctl: cannot connect to the fleet database: %s",
+			PQerrorMessage(c));
+		PQfinish(c);
+		return 3;
+	}
+	PQclear(PQexec(c, "SET client_min_messages = warning"));
+	char err[512];
+	int from, to, rc = fleet_schema_apply(c, &from, &to, err, sizeof(err));
+	PQfinish(c);
+	if (rc < 0) {
+		fprintf(stderr, "nestorctl: %s\n", esc(err));
+		return 1;
+	}
+	if (from == to)
+		printf("the fleet schema is up to date (version %d)\n", to);
+	else
+		printf("the fleet schema is now version %d (was %d)\n", to, from);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	sock = getenv("NESTOR_SOCKET");
@@ -755,7 +855,8 @@ int main(int argc, char **argv)
 		int (*fn)(int argc, char **argv);
 	} cmds[] = {{"status", cmd_status}, {"caps", cmd_caps},		{"accel", cmd_accel},
 		    {"users", cmd_users},   {"sessions", cmd_sessions}, {"session", cmd_session},
-		    {"images", cmd_images}, {"apps", cmd_apps},		{"audit", cmd_audit}};
+		    {"images", cmd_images}, {"apps", cmd_apps},		{"audit", cmd_audit},
+		    {"hosts", cmd_hosts},   {"fleet", cmd_fleet}};
 	for (size_t i = 0; i < LEN(cmds); i++)
 		if (!strcmp(av[0], cmds[i].name))
 			return cmds[i].fn(ac, av);

@@ -423,6 +423,12 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 			return 0;
 		}
 	}
+	if (h->drained) { /* its sessions go on, reconnects reach them: nothing new */
+		snprintf(err, errlen,
+			 "this host is drained for maintenance and takes no new sessions; "
+			 "connect again to reach another host");
+		return -EAGAIN;
+	}
 	struct db_app a;
 	if (store_app_get(h->store, app, &a) < 0) {
 		snprintf(err, errlen, "unknown app '%s'", app);

@@ -146,6 +146,11 @@ static bool usable_template(struct templates *t, const char *image)
 	return current_template(t, &img, dir, sizeof(dir), NULL, 0);
 }
 
+bool tpl_usable(struct templates *t, const char *image)
+{
+	return usable_template(t, image);
+}
+
 static void on_built(int err, const char *msg, const struct img_template_meta *meta, void *arg)
 {
 	struct tjob *j = arg;

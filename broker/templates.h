@@ -31,6 +31,8 @@ int tpl_build(struct templates *t, const char *image, brk_done_fn cb, void *arg,
 bool tpl_for(struct templates *t, const struct db_image *img, char *dir, size_t len);
 /* Start queued builds the caps admit now. */
 void tpl_run(struct templates *t);
+/* IMAGE's template for the current accelerator can serve clones now. */
+bool tpl_usable(struct templates *t, const char *image);
 /* Remove template generations neither current nor in use. */
 void tpl_sweep(struct templates *t);
 /* Builds a crashed broker left unfinished run again. */

@@ -198,11 +198,24 @@ bool warm_evict(struct warm_pool *wp)
 	return false;
 }
 
+static bool can_hand_out(const struct warm_pool *wp, const struct warm *w, const char *image)
+{
+	return w->ready && !w->stopping && w->accel == wp->h->lcfg.accel &&
+	       !strcmp(w->image, image);
+}
+
+bool warm_has_ready(const struct warm_pool *wp, const char *image)
+{
+	for (const struct warm *w = wp->list; w; w = w->next)
+		if (can_hand_out(wp, w, image))
+			return true;
+	return false;
+}
+
 struct warm *warm_take(struct warm_pool *wp, const char *image)
 {
 	for (struct warm *w = wp->list; w; w = w->next) {
-		if (w->ready && !w->stopping && w->accel == wp->h->lcfg.accel &&
-		    !strcmp(w->image, image)) {
+		if (can_hand_out(wp, w, image)) {
 			unlink_warm(wp, w);
 			/* its capacity goes to the session that takes it */
 			admit_release(wp->h->adm, &w->tk);

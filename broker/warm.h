@@ -51,6 +51,8 @@ void warm_kill_all(struct warm_pool *wp);
 /* How many warm guests there are, and their resident memory. */
 unsigned warm_gauges(const struct warm_pool *wp, uint64_t *resident_bytes);
 bool warm_busy(const struct warm_pool *wp);
+/* A warm guest of IMAGE is ready to hand out now. */
+bool warm_has_ready(const struct warm_pool *wp, const char *image);
 bool warm_owns(const struct warm_pool *wp, const char *id);
 bool warm_uses_template(const struct warm_pool *wp, const char *dir);
 /* A row left by an earlier nestord (not handed out): reattached if it was ready. */

@@ -1,0 +1,209 @@
+-- nestor's fleet schema (PostgreSQL 15). Applied by `nestorctl fleet init`:
+-- each "-- migration N" section runs once, in order, in its own
+-- transaction, and is recorded in nestor_schema. Never edit a released
+-- section: add the next one.
+
+-- migration 1: hosts, the session directory, the fleet queue, tickets
+CREATE TABLE nestor_schema (
+	version integer PRIMARY KEY,
+	applied timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per session host, written by its nestord every heartbeat.
+CREATE TABLE hosts (
+	name text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'),
+	gateway text NOT NULL DEFAULT '',     -- HOST:PORT of its nestor-gateway
+	fingerprint text NOT NULL DEFAULT '', -- sha256 of that gateway's certificate
+	accel text NOT NULL DEFAULT '',       -- kvm | tcg | '' (not decided)
+	max_sessions integer NOT NULL DEFAULT 0,
+	max_starting integer NOT NULL DEFAULT 0,
+	max_memory_mb integer NOT NULL DEFAULT 0,
+	-- counted here by placements and ends, recounted from sessions each heartbeat
+	sessions integer NOT NULL DEFAULT 0,
+	starting integer NOT NULL DEFAULT 0,
+	memory_mb integer NOT NULL DEFAULT 0,
+	queued integer NOT NULL DEFAULT 0,    -- its own local queue
+	warm text[] NOT NULL DEFAULT '{}',      -- images with a ready warm guest
+	templates text[] NOT NULL DEFAULT '{}', -- images with a usable template
+	start_ms integer NOT NULL DEFAULT 0,    -- its recent mean start time
+	drained boolean NOT NULL DEFAULT false,
+	up boolean NOT NULL DEFAULT true,
+	heartbeat timestamptz NOT NULL DEFAULT now(),
+	since timestamptz NOT NULL DEFAULT now() -- this nestord's start
+);
+
+-- Every session of the fleet; HOST is NULL while it waits in the fleet queue.
+CREATE TABLE sessions (
+	id text PRIMARY KEY,
+	user_name text NOT NULL,
+	app text NOT NULL,
+	image text NOT NULL,
+	memory_mb integer NOT NULL DEFAULT 0,
+	host text REFERENCES hosts(name) ON UPDATE CASCADE,
+	entry text NOT NULL DEFAULT '',  -- the host whose gateway the user reached
+	state text NOT NULL,             -- queued | placed | starting | ready |
+	                                 -- connected | disconnected | ending | ended | lost
+	reason text NOT NULL DEFAULT '',
+	created timestamptz NOT NULL DEFAULT now(),
+	placed timestamptz,
+	ended timestamptz
+);
+CREATE INDEX sessions_live_host ON sessions (host) WHERE state NOT IN ('ended', 'lost');
+CREATE INDEX sessions_live_user ON sessions (user_name) WHERE state NOT IN ('ended', 'lost');
+CREATE INDEX sessions_live_image ON sessions (image) WHERE state NOT IN ('ended', 'lost');
+CREATE INDEX sessions_queue ON sessions (created, id) WHERE state = 'queued';
+
+-- One-time tickets: an entry gateway presents one to the session's host
+-- gateway instead of the user's password. Only the hash is stored.
+CREATE TABLE tickets (
+	hash bytea PRIMARY KEY,
+	session text NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+	host text NOT NULL,
+	expires timestamptz NOT NULL
+);
+
+CREATE FUNCTION nestor_live(state text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$ SELECT state NOT IN ('ended', 'lost') $$;
+
+-- A host's heartbeat: its caps and usage, its view of its own queue; marks
+-- hosts silent for longer than DOWN_S down and their sessions lost.
+-- Returns this host's drained flag (an admin may have set it anywhere).
+CREATE FUNCTION nestor_heartbeat(p_name text, p_gateway text, p_fingerprint text, p_accel text,
+	p_max_sessions integer, p_max_starting integer, p_max_memory_mb integer,
+	p_queued integer, p_warm text[], p_templates text[], p_start_ms integer,
+	p_since timestamptz, p_down_s integer)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+	v_drained boolean;
+BEGIN
+	INSERT INTO hosts AS h (name, gateway, fingerprint, accel, max_sessions, max_starting,
+		max_memory_mb, queued, warm, templates, start_ms, since)
+	VALUES (p_name, p_gateway, p_fingerprint, p_accel, p_max_sessions, p_max_starting,
+		p_max_memory_mb, p_queued, p_warm, p_templates, p_start_ms, p_since)
+	ON CONFLICT (name) DO UPDATE SET gateway = EXCLUDED.gateway,
+		fingerprint = EXCLUDED.fingerprint, accel = EXCLUDED.accel,
+		max_sessions = EXCLUDED.max_sessions, max_starting = EXCLUDED.max_starting,
+		max_memory_mb = EXCLUDED.max_memory_mb, queued = EXCLUDED.queued,
+		warm = EXCLUDED.warm, templates = EXCLUDED.templates,
+		start_ms = EXCLUDED.start_ms, since = EXCLUDED.since, up = true,
+		heartbeat = now(),
+		(sessions, starting, memory_mb) = (
+			SELECT count(*), count(*) FILTER (WHERE s.state IN ('placed', 'starting')),
+				coalesce(sum(s.memory_mb), 0)
+			FROM sessions s WHERE s.host = p_name AND nestor_live(s.state))
+	RETURNING drained INTO v_drained;
+
+	WITH down AS (
+		UPDATE hosts SET up = false
+		WHERE up AND heartbeat < now() - make_interval(secs => p_down_s)
+		RETURNING name)
+	UPDATE sessions s SET state = 'lost', ended = now(),
+		reason = 'its host ' || s.host || ' stopped answering'
+	FROM down WHERE s.host = down.name AND nestor_live(s.state);
+	RETURN v_drained;
+END $$;
+
+-- Place a new session: a host with a ready warm guest of IMAGE, else one
+-- with its template and the most free room, the entry itself first among
+-- equals; per-host caps hold (the chosen row is locked and rechecked),
+-- per-user and per-image caps hold fleet-wide (advisory locks serialise
+-- placements of one user and of one image). Returns the host, or NULL with
+-- the session queued (its position in QUEUE_POS), or refuses with REASON.
+CREATE FUNCTION nestor_place(p_id text, p_user text, p_app text, p_image text,
+	p_memory_mb integer, p_entry text, p_user_max integer, p_image_max integer,
+	OUT host text, OUT queue_pos integer, OUT reason text)
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_n integer;
+BEGIN
+	PERFORM pg_advisory_xact_lock(hashtext('nestor user ' || p_user));
+	IF p_user_max > 0 THEN
+		SELECT count(*) INTO v_n FROM sessions s
+		WHERE s.user_name = p_user AND nestor_live(s.state);
+		IF v_n >= p_user_max THEN
+			reason := format('you already have %s sessions, the most allowed', v_n);
+			RETURN;
+		END IF;
+	END IF;
+	IF p_image_max > 0 THEN
+		PERFORM pg_advisory_xact_lock(hashtext('nestor image ' || p_image));
+		SELECT count(*) INTO v_n FROM sessions s
+		WHERE s.image = p_image AND nestor_live(s.state);
+		IF v_n >= p_image_max THEN
+			reason := format('%s already runs %s sessions, the most allowed', p_image, v_n);
+			RETURN;
+		END IF;
+	END IF;
+
+	SELECT h.name INTO host FROM hosts h
+	WHERE h.up AND NOT h.drained AND h.accel <> ''
+		AND h.sessions < h.max_sessions AND h.starting < h.max_starting
+		AND h.memory_mb + p_memory_mb <= h.max_memory_mb
+	ORDER BY (p_image = ANY (h.warm)) DESC, (p_image = ANY (h.templates)) DESC,
+		(h.name = p_entry) DESC,
+		least(h.max_sessions - h.sessions, (h.max_memory_mb - h.memory_mb) / greatest(p_memory_mb, 1)) DESC,
+		h.name
+	LIMIT 1 FOR UPDATE OF h;
+
+	IF host IS NOT NULL THEN
+		UPDATE hosts h SET sessions = h.sessions + 1, starting = h.starting + 1,
+			memory_mb = h.memory_mb + p_memory_mb WHERE h.name = host;
+		INSERT INTO sessions (id, user_name, app, image, memory_mb, host, entry, state, placed)
+		VALUES (p_id, p_user, p_app, p_image, p_memory_mb, host, p_entry, 'placed', now());
+		PERFORM pg_notify('nestor_placed', host);
+		RETURN;
+	END IF;
+	INSERT INTO sessions (id, user_name, app, image, memory_mb, entry, state)
+	VALUES (p_id, p_user, p_app, p_image, p_memory_mb, p_entry, 'queued');
+	SELECT count(*) INTO queue_pos FROM sessions s WHERE s.state = 'queued';
+END $$;
+
+-- A host with room takes the head of the fleet queue (one winner: the row
+-- is locked, others skip it). Returns the session's id, or NULL.
+CREATE FUNCTION nestor_claim(p_host text, OUT id text) LANGUAGE plpgsql AS $$
+DECLARE
+	v_mem integer;
+BEGIN
+	PERFORM 1 FROM hosts h WHERE h.name = p_host AND h.up AND NOT h.drained
+		AND h.sessions < h.max_sessions AND h.starting < h.max_starting FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	SELECT s.id, s.memory_mb INTO id, v_mem FROM sessions s, hosts h
+	WHERE s.state = 'queued' AND h.name = p_host
+		AND h.memory_mb + s.memory_mb <= h.max_memory_mb
+	ORDER BY s.created, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED;
+	IF id IS NULL THEN
+		RETURN;
+	END IF;
+	UPDATE sessions s SET host = p_host, state = 'placed', placed = now() WHERE s.id = nestor_claim.id;
+	UPDATE hosts h SET sessions = h.sessions + 1, starting = h.starting + 1,
+		memory_mb = h.memory_mb + v_mem WHERE h.name = p_host;
+END $$;
+
+-- A session's state on its host; an end gives its room back.
+CREATE FUNCTION nestor_session_state(p_id text, p_host text, p_state text, p_reason text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	v_old text;
+	v_mem integer;
+BEGIN
+	SELECT s.state, s.memory_mb INTO v_old, v_mem FROM sessions s
+	WHERE s.id = p_id AND s.host = p_host FOR UPDATE;
+	IF NOT FOUND OR NOT nestor_live(v_old) THEN
+		RETURN;
+	END IF;
+	UPDATE sessions s SET state = p_state, reason = p_reason,
+		ended = CASE WHEN nestor_live(p_state) THEN NULL ELSE now() END
+	WHERE s.id = p_id;
+	IF NOT nestor_live(p_state) THEN
+		UPDATE hosts h SET sessions = greatest(h.sessions - 1, 0),
+			starting = CASE WHEN v_old IN ('placed', 'starting') THEN greatest(h.starting - 1, 0) ELSE h.starting END,
+			memory_mb = greatest(h.memory_mb - v_mem, 0) WHERE h.name = p_host;
+		PERFORM pg_notify('nestor_room', p_host);
+	ELSIF v_old IN ('placed', 'starting') AND p_state NOT IN ('placed', 'starting') THEN
+		UPDATE hosts h SET starting = greatest(h.starting - 1, 0) WHERE h.name = p_host;
+		PERFORM pg_notify('nestor_room', p_host);
+	END IF;
+END $$;
+
