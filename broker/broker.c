@@ -8,6 +8,7 @@
  */
 #include "nestor-config.h"
 #include "admit.h"
+#include "certfp.h"
 #include "authn.h"
 #include "fleet.h"
 #include "hostaccel.h"
@@ -123,7 +124,13 @@ static bool template_in_use(const char *dir, void *arg)
 int brk_connect(struct brk *b, const char *user, const char *app, const char *client,
 		struct brk_session **out, char *err, size_t errlen)
 {
-	return sess_connect(b->sess, user, app, client, host_ready(b), out, err, errlen);
+	return sess_connect(b->sess, user, app, client, NULL, host_ready(b), out, err, errlen);
+}
+
+int brk_connect_placed(struct brk *b, const char *user, const char *app, const char *client,
+		       const char *fleet_id, struct brk_session **out, char *err, size_t errlen)
+{
+	return sess_connect(b->sess, user, app, client, fleet_id, host_ready(b), out, err, errlen);
 }
 
 struct brk_session *brk_session_find(struct brk *b, const char *id)
@@ -444,6 +451,10 @@ static void fleet_report(struct fleet_report *r, void *arg)
 			sum += q->start_ms[i], n++;
 	r->start_ms = n ? (unsigned)(sum / n) : 0;
 	r->accel = !host_ready(b) ? "" : accel_current(b->h.acc) == LNCH_ACCEL_KVM ? "kvm" : "tcg";
+	/* the gateway may make its certificate after we start: read it each time */
+	if (b->h.cfg.fleet.gateway_cert[0] &&
+	    certfp_file(b->h.cfg.fleet.gateway_cert, r->fingerprint) < 0)
+		r->fingerprint[0] = '\0';
 	struct report_ctx c = {b, r};
 	store_images_all(b->h.store, report_image, &c);
 }
@@ -452,6 +463,65 @@ static void fleet_drained(bool drained, void *arg)
 {
 	struct brk *b = arg;
 	b->h.drained = drained;
+}
+
+/* The fleet placed a session here (or this host took it from the fleet queue). */
+static void fleet_adopt(const char *id, const char *user, const char *app, void *arg)
+{
+	struct brk *b = arg;
+	if (sess_find_fleet(b->sess, id))
+		return;
+	struct brk_session *s = NULL;
+	char err[256];
+	int r = sess_connect(b->sess, user, app, "", id, host_ready(b), &s, err, sizeof(err));
+	if (r == 0 && strcmp(sess_record(s)->fleet_id, id)) {
+		r = -EEXIST; /* the fleet thought it lost: keep the one that runs */
+		snprintf(err, sizeof(err), "%s already has a session of %s here", user, app);
+	}
+	if (r == 0) {
+		log_info("session=%s user=%s fleet placed it here", sess_record(s)->id, user);
+		fleet_sync(b->fleet, sess_record(s));
+		return;
+	}
+	log_warn("fleet: cannot take session %s of %s (%s): %s", id, user, app, err);
+	struct db_session rec;
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.id, sizeof(rec.id), "%s", id);
+	snprintf(rec.user, sizeof(rec.user), "%s", user);
+	snprintf(rec.app, sizeof(rec.app), "%s", app);
+	snprintf(rec.state, sizeof(rec.state), "ended");
+	snprintf(rec.end_reason, sizeof(rec.end_reason), "%s", err);
+	fleet_sync(b->fleet, &rec);
+}
+
+static void resync_one(const struct db_session *rec, void *arg)
+{
+	fleet_sync(arg, rec);
+}
+
+static void fleet_resync(void *arg)
+{
+	struct brk *b = arg;
+	sess_each_live(b->sess, resync_one, b->fleet);
+}
+
+static bool fleet_has_room(void *arg)
+{
+	struct brk *b = arg;
+	const struct quota_ledger *q = admit_ledger(b->h.adm);
+	return host_ready(b) && !b->h.stopping && q->n_queue == 0 &&
+	       (!q->host.max_sessions || q->sessions < q->host.max_sessions) &&
+	       (!q->host.max_starting || q->starting < q->host.max_starting);
+}
+
+static void session_changed(void *arg, const struct db_session *rec)
+{
+	struct brk *b = arg;
+	if (!b->fleet)
+		return;
+	fleet_sync(b->fleet, rec);
+	if (!strcmp(rec->state, "ended"))
+		fleet_room(b->fleet);
 }
 
 struct fleet *brk_fleet(struct brk *b)
@@ -516,9 +586,15 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 	tpl_version_probe(b->tpl);
 	accel_init(h->acc);
 	admit_caps_reload(h->adm, accel_ready(h->acc) && accel_current(h->acc) == LNCH_ACCEL_KVM);
+	h->session_changed = session_changed;
+	h->session_changed_arg = b;
 	if (cfg->fleet.db[0]) {
-		struct fleet_hooks fh = {
-		    .report = fleet_report, .drained = fleet_drained, .arg = b};
+		struct fleet_hooks fh = {.report = fleet_report,
+					 .drained = fleet_drained,
+					 .adopt = fleet_adopt,
+					 .resync = fleet_resync,
+					 .has_room = fleet_has_room,
+					 .arg = b};
 		b->fleet = fleet_create(base, &cfg->fleet, &fh, err, errlen);
 		if (!b->fleet)
 			goto fail;

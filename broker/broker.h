@@ -65,6 +65,10 @@ void brk_auth_cancel(struct brk_authreq *a);
 int brk_connect(struct brk *b, const char *user, const char *app, const char *client,
 		struct brk_session **out, char *err, size_t errlen);
 
+/* The same for a session the fleet placed here as FLEET_ID (a drained host takes it too). */
+int brk_connect_placed(struct brk *b, const char *user, const char *app, const char *client,
+		       const char *fleet_id, struct brk_session **out, char *err, size_t errlen);
+
 struct brk_session *brk_session_find(struct brk *b, const char *id);
 /*
  * The gateway's grant to a session: handed to whoever connected the user

@@ -178,6 +178,9 @@ static int handler(void *user, const char *section, const char *name, const char
 	else if (IS("fleet", "gateway"))
 		r = conf_listen(c->fleet.gateway, sizeof(c->fleet.gateway), value),
 		want = "HOST:PORT";
+	else if (IS("fleet", "gateway_cert"))
+		r = conf_path(c->fleet.gateway_cert, sizeof(c->fleet.gateway_cert), value),
+		want = "an absolute path";
 	else if (IS("fleet", "heartbeat"))
 		r = conf_uint(&c->fleet.heartbeat, value, 60) == 0 && c->fleet.heartbeat ? 0
 											 : -EINVAL,

@@ -62,11 +62,12 @@ struct brk_config {
 
 	/* [fleet]: hosts sharing PostgreSQL (fleet.c); db "" is a single host */
 	struct brk_fleet_config {
-		char db[1024];	     /* libpq conninfo or postgresql:// URL */
-		char name[64];	     /* this host in the fleet ("" : its hostname) */
-		char gateway[128];   /* HOST:PORT of this host's nestor-gateway */
-		unsigned heartbeat;  /* s between heartbeats */
-		unsigned down_after; /* s of silence after which a host is down */
+		char db[1024];			 /* libpq conninfo or postgresql:// URL */
+		char name[64];			 /* this host in the fleet ("" : its hostname) */
+		char gateway[128];		 /* HOST:PORT of this host's nestor-gateway */
+		char gateway_cert[BRK_PATH_MAX]; /* its certificate (PEM): pinned by others */
+		unsigned heartbeat;		 /* s between heartbeats */
+		unsigned down_after;		 /* s of silence after which a host is down */
 	} fleet;
 };
 

@@ -61,6 +61,7 @@ struct fleet {
 	struct query *inflight;
 	PGresult *result;
 	bool available, beating, drained, warned, schema_ok;
+	bool resync, adopting, claiming;
 	unsigned backoff_ms;
 	char since[40];
 	char error[256];
@@ -69,6 +70,8 @@ struct fleet {
 
 static void conn_start(struct fleet *f);
 static void send_next(struct fleet *f);
+static void adopt_placed(struct fleet *f);
+static void claim(struct fleet *f);
 
 static void set_ms(struct event *ev, unsigned ms)
 {
@@ -88,8 +91,11 @@ static void set_error(struct fleet *f, const char *what, const char *detail)
 
 static void query_free(struct query *q)
 {
-	for (int i = 0; i < q->n; i++)
+	for (int i = 0; i < q->n; i++) {
+		if (q->params[i]) /* tickets travel here */
+			explicit_bzero(q->params[i], strlen(q->params[i]));
 		free(q->params[i]);
+	}
 	free(q);
 }
 
@@ -279,8 +285,13 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	PGnotify *n;
-	while ((n = PQnotifies(f->conn)))
-		PQfreemem(n); /* nothing listens yet */
+	bool placed = false;
+	while ((n = PQnotifies(f->conn))) {
+		placed = placed || !strcmp(n->extra, f->cfg.name);
+		PQfreemem(n);
+	}
+	if (placed)
+		adopt_placed(f);
 	while (f->conn && f->inflight && !PQisBusy(f->conn)) {
 		PGresult *res = PQgetResult(f->conn);
 		if (res) { /* keep the last: a statement's outcome */
@@ -345,7 +356,7 @@ static long long num_of(PGresult *res, int row, int col)
 /* --- heartbeat --- */
 
 static const char heartbeat_sql[] =
-    "SELECT nestor_heartbeat($1, $2, '', $3, $4::int, $5::int, $6::int, $7::int, $8::text[], "
+    "SELECT nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, $8::text[], "
     "$9::text[], $10::int, $11::timestamptz, $12::int)";
 
 static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *arg)
@@ -378,9 +389,21 @@ static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *
 	f->drained = drained;
 	if (f->hooks.drained)
 		f->hooks.drained(drained, f->hooks.arg);
+	if (f->resync && f->hooks.resync) {
+		f->resync = false;
+		f->hooks.resync(f->hooks.arg);
+	}
+	adopt_placed(f); /* a notification may have been missed */
+	claim(f);
 }
 
 static void on_version(struct fleet *f, PGresult *res, const char *err, void *arg);
+
+static void on_listen(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	if (!res)
+		log_warn("fleet: LISTEN failed (placements are found at each heartbeat): %s", err);
+}
 
 static void on_exists(struct fleet *f, PGresult *res, const char *err, void *arg)
 {
@@ -401,6 +424,8 @@ static void on_version(struct fleet *f, PGresult *res, const char *err, void *ar
 									: -1;
 	if (v == want) {
 		f->schema_ok = true;
+		f->resync = true; /* whatever happened meanwhile: tell it all again */
+		query(f, "LISTEN nestor_placed", 0, NULL, on_listen, NULL);
 		event_active(f->beat, EV_TIMEOUT, 0);
 		return;
 	}
@@ -446,9 +471,10 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 5; i++)
 		snprintf(num[i], sizeof(num[i]), "%u", v[i] > INT_MAX ? INT_MAX : v[i]);
 	snprintf(down, sizeof(down), "%u", f->cfg.down_after);
-	const char *p[] = {f->cfg.name, f->cfg.gateway, r.accel,     num[0], num[1],   num[2],
-			   num[3],	r.warm,		r.templates, num[4], f->since, down};
-	if (query(f, heartbeat_sql, 12, p, on_beat_done, NULL) == 0)
+	const char *p[] = {f->cfg.name, f->cfg.gateway, r.accel,      num[0],	   num[1],
+			   num[2],	num[3],		r.warm,	      r.templates, num[4],
+			   f->since,	down,		r.fingerprint};
+	if (query(f, heartbeat_sql, 13, p, on_beat_done, NULL) == 0)
 		f->beating = true;
 }
 
@@ -572,6 +598,279 @@ int fleet_drain(struct fleet *f, const char *name, bool drain, fleet_json_fn cb,
 	const char *p[] = {name, drain ? "true" : "false"};
 	int r = query(f, "UPDATE hosts SET drained = $2::boolean WHERE name = $1 RETURNING name", 2,
 		      p, on_drain, a);
+	if (r < 0)
+		free(a);
+	return r;
+}
+
+/* --- sessions --- */
+
+static bool id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	return n > 0 && n < 17 && strspn(id, "0123456789abcdef") == n;
+}
+
+static void on_synced(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	if (!res) {
+		log_debug("fleet: a session's state was not written: %s", err ? err : "?");
+		f->resync = true;
+	}
+}
+
+static const char sync_sql[] = "SELECT nestor_session_sync($1, $2, $3, $4, $5, $6::int, $7, $8)";
+
+void fleet_sync(struct fleet *f, const struct db_session *rec)
+{
+	char mem[16];
+	snprintf(mem, sizeof(mem), "%u", rec->memory_mb > INT_MAX ? INT_MAX : rec->memory_mb);
+	const char *p[] = {rec->fleet_id[0] ? rec->fleet_id : rec->id,
+			   f->cfg.name,
+			   rec->user,
+			   rec->app,
+			   rec->image,
+			   mem,
+			   rec->state,
+			   rec->end_reason};
+	if (!f->schema_ok || query(f, sync_sql, 8, p, on_synced, NULL) < 0)
+		f->resync = true; /* the whole list at the next heartbeat that answers */
+}
+
+static void on_placed_rows(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	f->adopting = false;
+	if (!res || PQnfields(res) != 3)
+		return;
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *id = PQgetvalue(res, i, 0), *user = PQgetvalue(res, i, 1),
+			   *app = PQgetvalue(res, i, 2);
+		if (!id_valid(id) || !util_name_valid(user) || strlen(user) > 64 ||
+		    !util_name_valid(app) || strlen(app) > 64) {
+			log_warn("fleet: ignoring a placed session with a malformed row");
+			continue;
+		}
+		if (f->hooks.adopt)
+			f->hooks.adopt(id, user, app, f->hooks.arg);
+	}
+}
+
+static void adopt_placed(struct fleet *f)
+{
+	if (f->adopting || !f->schema_ok)
+		return;
+	const char *p[] = {f->cfg.name};
+	if (query(f,
+		  "SELECT id, user_name, app FROM sessions WHERE host = $1 AND state = 'placed' "
+		  "ORDER BY placed LIMIT 64",
+		  1, p, on_placed_rows, NULL) == 0)
+		f->adopting = true;
+}
+
+static void on_claimed(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	f->claiming = false;
+	if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+		log_info("fleet: took session %.16s from the fleet queue", PQgetvalue(res, 0, 0));
+		adopt_placed(f);
+	}
+}
+
+static void claim(struct fleet *f)
+{
+	if (f->claiming || !f->schema_ok || f->drained || !f->hooks.has_room ||
+	    !f->hooks.has_room(f->hooks.arg))
+		return;
+	const char *p[] = {f->cfg.name};
+	if (query(f, "SELECT id FROM nestor_claim($1)", 1, p, on_claimed, NULL) == 0)
+		f->claiming = true;
+}
+
+void fleet_room(struct fleet *f)
+{
+	claim(f);
+}
+
+struct place_ask {
+	fleet_place_fn cb;
+	void *arg;
+};
+
+static const char connect_sql[] =
+    "SELECT id, coalesce(host, ''), coalesce(state, ''), coalesce(queue_pos, 0), "
+    "coalesce(reason, ''), existing, coalesce(notice, '') "
+    "FROM nestor_connect($1, $2, $3, $4, $5::int, $6, $7::int, $8::int)";
+
+static void on_connected(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	struct place_ask *a = arg;
+	struct fleet_place pl;
+	memset(&pl, 0, sizeof(pl));
+	if (!res) {
+		a->cb(-EAGAIN, NULL, err, a->arg);
+	} else if (PQntuples(res) != 1 || PQnfields(res) != 7) {
+		a->cb(-EPROTO, NULL, "the fleet database answered a placement oddly", a->arg);
+	} else if (*PQgetvalue(res, 0, 4)) {
+		a->cb(-EBUSY, NULL, PQgetvalue(res, 0, 4), a->arg);
+	} else {
+		snprintf(pl.id, sizeof(pl.id), "%s", PQgetvalue(res, 0, 0));
+		snprintf(pl.host, sizeof(pl.host), "%s", PQgetvalue(res, 0, 1));
+		snprintf(pl.state, sizeof(pl.state), "%s", PQgetvalue(res, 0, 2));
+		long long q = num_of(res, 0, 3);
+		pl.queue_pos = q > 0 && q < INT_MAX ? (unsigned)q : 0;
+		pl.existing = !strcmp(PQgetvalue(res, 0, 5), "t");
+		snprintf(pl.notice, sizeof(pl.notice), "%s", PQgetvalue(res, 0, 6));
+		if (!id_valid(pl.id) || (pl.host[0] && !util_name_valid(pl.host)))
+			a->cb(-EPROTO, NULL, "the fleet database named a malformed session",
+			      a->arg);
+		else
+			a->cb(0, &pl, NULL, a->arg);
+	}
+	free(a);
+}
+
+int fleet_connect(struct fleet *f, const char *user, const char *app, const char *image,
+		  unsigned memory_mb, unsigned user_max, unsigned image_max, fleet_place_fn cb,
+		  void *arg)
+{
+	if (!fleet_available(f))
+		return -EAGAIN;
+	struct place_ask *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->cb = cb;
+	a->arg = arg;
+	char id[17], mem[16], um[16], im[16];
+	util_random_hex(id, 8);
+	snprintf(mem, sizeof(mem), "%u", memory_mb > INT_MAX ? INT_MAX : memory_mb);
+	snprintf(um, sizeof(um), "%u", user_max > INT_MAX ? INT_MAX : user_max);
+	snprintf(im, sizeof(im), "%u", image_max > INT_MAX ? INT_MAX : image_max);
+	const char *p[] = {id, user, app, image, mem, f->cfg.name, um, im};
+	int r = query(f, connect_sql, 8, p, on_connected, a);
+	if (r < 0)
+		free(a);
+	return r;
+}
+
+struct session_ask {
+	fleet_session_fn cb;
+	void *arg;
+};
+
+static const char session_sql[] =
+    "SELECT s.id, s.user_name, s.app, coalesce(s.host, ''), s.state, s.reason, "
+    "coalesce(h.gateway, ''), coalesce(h.fingerprint, ''), coalesce(h.up, false), "
+    "CASE WHEN s.state = 'queued' AND s.host IS NULL THEN (SELECT count(*) FROM sessions q "
+    "WHERE q.state = 'queued' AND q.host IS NULL AND (q.created, q.id) <= (s.created, s.id)) "
+    "ELSE 0 END "
+    "FROM sessions s LEFT JOIN hosts h ON h.name = s.host WHERE s.id = $1";
+
+static void on_session(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	struct session_ask *a = arg;
+	struct fleet_session fs;
+	memset(&fs, 0, sizeof(fs));
+	if (!res) {
+		a->cb(-EAGAIN, NULL, err, a->arg);
+	} else if (PQntuples(res) != 1 || PQnfields(res) != 10) {
+		a->cb(-ENOENT, NULL, "no such session in the fleet", a->arg);
+	} else {
+		char *dst[] = {fs.id,	 fs.user,   fs.app,	fs.host,
+			       fs.state, fs.reason, fs.gateway, fs.fingerprint};
+		size_t len[] = {sizeof(fs.id),	    sizeof(fs.user),	   sizeof(fs.app),
+				sizeof(fs.host),    sizeof(fs.state),	   sizeof(fs.reason),
+				sizeof(fs.gateway), sizeof(fs.fingerprint)};
+		for (int i = 0; i < 8; i++)
+			snprintf(dst[i], len[i], "%s", PQgetvalue(res, 0, i));
+		fs.host_up = !strcmp(PQgetvalue(res, 0, 8), "t");
+		long long q = num_of(res, 0, 9);
+		fs.queue_pos = q > 0 && q < INT_MAX ? (unsigned)q : 0;
+		a->cb(0, &fs, NULL, a->arg);
+	}
+	free(a);
+}
+
+int fleet_session_get(struct fleet *f, const char *id, fleet_session_fn cb, void *arg)
+{
+	if (!id_valid(id))
+		return -ENOENT;
+	struct session_ask *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->cb = cb;
+	a->arg = arg;
+	const char *p[] = {id};
+	int r = query(f, session_sql, 1, p, on_session, a);
+	if (r < 0)
+		free(a);
+	return r;
+}
+
+struct ticket_ask {
+	fleet_text_fn issued;
+	fleet_ticket_fn redeemed;
+	void *arg;
+	char token[65];
+};
+
+static void on_issued(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	struct ticket_ask *a = arg;
+	if (!res)
+		a->issued(-EAGAIN, NULL, err, a->arg);
+	else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t"))
+		a->issued(-ENOENT, NULL, "the session has no host to reach", a->arg);
+	else
+		a->issued(0, a->token, NULL, a->arg);
+	explicit_bzero(a->token, sizeof(a->token));
+	free(a);
+}
+
+int fleet_ticket_issue(struct fleet *f, const char *id, fleet_text_fn cb, void *arg)
+{
+	struct ticket_ask *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->issued = cb;
+	a->arg = arg;
+	util_random_hex(a->token, 32);
+	char ttl[16];
+	snprintf(ttl, sizeof(ttl), "%d", FLEET_TICKET_S);
+	const char *p[] = {id, a->token, ttl};
+	int r = query(f, "SELECT nestor_ticket_issue($1, $2, $3::int)", 3, p, on_issued, a);
+	if (r < 0) {
+		explicit_bzero(a->token, sizeof(a->token));
+		free(a);
+	}
+	return r;
+}
+
+static void on_redeemed(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	struct ticket_ask *a = arg;
+	if (!res)
+		a->redeemed(-EAGAIN, NULL, NULL, a->arg);
+	else if (PQntuples(res) != 1 || PQnfields(res) != 4 || !id_valid(PQgetvalue(res, 0, 0)) ||
+		 !util_name_valid(PQgetvalue(res, 0, 1)))
+		a->redeemed(-EACCES, NULL, NULL, a->arg);
+	else
+		a->redeemed(0, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), a->arg);
+	free(a);
+}
+
+int fleet_ticket_redeem(struct fleet *f, const char *token, const char *user, fleet_ticket_fn cb,
+			void *arg)
+{
+	if (!fleet_available(f))
+		return -EAGAIN;
+	struct ticket_ask *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->redeemed = cb;
+	a->arg = arg;
+	const char *p[] = {token, f->cfg.name, user};
+	int r = query(f, "SELECT id, app, image, memory_mb FROM nestor_ticket_redeem($1, $2, $3)",
+		      3, p, on_redeemed, a);
 	if (r < 0)
 		free(a);
 	return r;

@@ -14,6 +14,7 @@
 #define NESTOR_BRK_FLEET_H
 
 #include "config.h"
+#include "records.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -29,12 +30,19 @@ struct fleet_report {
 	const char *accel; /* kvm | tcg | "" */
 	unsigned max_sessions, max_starting, max_memory_mb, queued, start_ms;
 	char warm[2048], templates[2048];
+	char fingerprint[128]; /* sha256 of this host's gateway certificate, "" unknown */
 };
 
 struct fleet_hooks {
 	void (*report)(struct fleet_report *r, void *arg);
 	/* the drained flag as the fleet has it (after every heartbeat) */
 	void (*drained)(bool drained, void *arg);
+	/* the fleet placed session ID (USER, APP: checked names) here: start it */
+	void (*adopt)(const char *id, const char *user, const char *app, void *arg);
+	/* connected again (or a write was lost): tell it every live session (fleet_sync) */
+	void (*resync)(void *arg);
+	/* this host could start one more session now (it may take the fleet queue's head) */
+	bool (*has_room)(void *arg);
 	void *arg;
 };
 
@@ -59,5 +67,48 @@ typedef void (*fleet_json_fn)(int err, json_object *o, const char *msg, void *ar
 int fleet_hosts(struct fleet *f, fleet_json_fn cb, void *arg);
 /* Drain (or undrain) host NAME: no new placements there; its sessions go on. -ENOENT: none. */
 int fleet_drain(struct fleet *f, const char *name, bool drain, fleet_json_fn cb, void *arg);
+
+/* REC's state (its fleet_id, else its id) for the fleet; written in the background. */
+void fleet_sync(struct fleet *f, const struct db_session *rec);
+/* A session ended here: room for the fleet queue's head. */
+void fleet_room(struct fleet *f);
+
+/* Where a user's session of an app is, or was just placed. */
+struct fleet_place {
+	char id[17];
+	char host[64];	/* "" : queued in the fleet */
+	char state[16]; /* placed | queued | the live session's state */
+	unsigned queue_pos;
+	bool existing;	  /* a live session: a reconnect */
+	char notice[256]; /* what became of their last session, if its host died */
+};
+/* ERR 0 with P; -EBUSY refused (MSG why: caps); -EAGAIN the fleet is away. */
+typedef void (*fleet_place_fn)(int err, const struct fleet_place *p, const char *msg, void *arg);
+int fleet_connect(struct fleet *f, const char *user, const char *app, const char *image,
+		  unsigned memory_mb, unsigned user_max, unsigned image_max, fleet_place_fn cb,
+		  void *arg);
+
+/* A session as the fleet has it, and how to reach its host's gateway. */
+struct fleet_session {
+	char id[17], user[65], app[65], host[64], state[16];
+	char reason[256];
+	char gateway[128], fingerprint[128];
+	bool host_up;
+	unsigned queue_pos;
+};
+/* ERR 0 with S; -ENOENT no such session; -EAGAIN the fleet is away. */
+typedef void (*fleet_session_fn)(int err, const struct fleet_session *s, const char *msg,
+				 void *arg);
+int fleet_session_get(struct fleet *f, const char *id, fleet_session_fn cb, void *arg);
+
+/* A one-time ticket for session ID's host (TEXT: the token), valid FLEET_TICKET_S. */
+#define FLEET_TICKET_S 30
+#define FLEET_TICKET_PREFIX "nestor-ticket:"
+typedef void (*fleet_text_fn)(int err, const char *text, const char *msg, void *arg);
+int fleet_ticket_issue(struct fleet *f, const char *id, fleet_text_fn cb, void *arg);
+/* Spend TOKEN here for USER: ERR 0 with the session's id and app; -EACCES: no good. */
+typedef void (*fleet_ticket_fn)(int err, const char *id, const char *app, void *arg);
+int fleet_ticket_redeem(struct fleet *f, const char *token, const char *user, fleet_ticket_fn cb,
+			void *arg);
 
 #endif

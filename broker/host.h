@@ -35,6 +35,9 @@ struct host {
 	bool stopping;
 	bool drained;	    /* fleet: an admin drained this host (no new placements) */
 	struct event *kick; /* the broker's deferred pump */
+	/* the fleet hears of every session state change (broker.c: fleet_sync) */
+	void (*session_changed)(void *arg, const struct db_session *rec);
+	void *session_changed_arg;
 	struct brk_metrics met;
 };
 

@@ -119,7 +119,8 @@
 	X(ended,         I64,  0,    REC_V_HIST)               \
 	X(accel,         TEXT, 8,    REC_V_HIST)               /* kvm | tcg: what the guest runs under */ \
 	X(host,          TEXT, 65,   0)                        /* who claimed it (store_session_claim) */ \
-	X(grant,         TEXT, 33,   REC_SECRET)               /* the gateway's key to this session */
+	X(grant,         TEXT, 33,   REC_SECRET)               /* the gateway's key to this session */ \
+	X(fleet_id,      TEXT, 17,   REC_V_HIST | REC_V_LIVE)  /* its id in the fleet ("": rec id) */
 
 /* A warm-pool guest: a paused template clone, reattached after a restart. */
 #define DB_WARM_FIELDS(X)                                                                  \

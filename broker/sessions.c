@@ -84,6 +84,8 @@ static void set_state(struct sessions *ss, struct brk_session *s, enum brk_state
 	s->state = st;
 	s->since_ms = util_now_ms();
 	save(ss, s);
+	if (ss->h->session_changed)
+		ss->h->session_changed(ss->h->session_changed_arg, &s->rec);
 	notify(s, st);
 }
 
@@ -405,7 +407,8 @@ static int64_t queue_deadline(const struct sessions *ss, const struct db_image *
 }
 
 int sess_connect(struct sessions *ss, const char *user, const char *app, const char *client,
-		 bool host_ready, struct brk_session **out, char *err, size_t errlen)
+		 const char *fleet_id, bool host_ready, struct brk_session **out, char *err,
+		 size_t errlen)
 {
 	struct host *h = ss->h;
 	if (h->stopping) {
@@ -423,7 +426,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 			return 0;
 		}
 	}
-	if (h->drained) { /* its sessions go on, reconnects reach them: nothing new */
+	if (h->drained && !fleet_id) { /* its sessions go on, reconnects reach them: nothing new */
 		snprintf(err, errlen,
 			 "this host is drained for maintenance and takes no new sessions; "
 			 "connect again to reach another host");
@@ -456,6 +459,7 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 	snprintf(s->rec.user, sizeof(s->rec.user), "%s", user);
 	snprintf(s->rec.app, sizeof(s->rec.app), "%s", app);
 	snprintf(s->rec.image, sizeof(s->rec.image), "%s", img.name);
+	snprintf(s->rec.fleet_id, sizeof(s->rec.fleet_id), "%s", fleet_id ? fleet_id : "");
 	snprintf(s->rec.client, sizeof(s->rec.client), "%s", client ? client : "");
 	snprintf(s->title, sizeof(s->title), "%s", a.title);
 	s->rec.memory_mb = img.memory_mb;
@@ -621,6 +625,27 @@ bool sess_busy(const struct sessions *ss)
 		if (s->guest)
 			return true;
 	return false;
+}
+
+struct brk_session *sess_find_fleet(struct sessions *ss, const char *fleet_id)
+{
+	for (struct brk_session *s = ss->list; s; s = s->next)
+		if (live(s) && (!strcmp(s->rec.fleet_id, fleet_id) || !strcmp(s->rec.id, fleet_id)))
+			return s;
+	return NULL;
+}
+
+void sess_each_live(struct sessions *ss, void (*fn)(const struct db_session *rec, void *arg),
+		    void *arg)
+{
+	for (struct brk_session *s = ss->list; s; s = s->next)
+		if (live(s))
+			fn(&s->rec, arg);
+}
+
+const struct db_session *sess_record(const struct brk_session *s)
+{
+	return &s->rec;
 }
 
 bool sess_owns(struct sessions *ss, const char *id)

@@ -20,10 +20,17 @@ struct sessions *sess_create(struct host *h, struct warm_pool *wp, struct templa
 /* Rows not yet written get one patient try; guests are detached, never killed. */
 void sess_destroy(struct sessions *ss);
 
-/* brk_connect; HOST_READY: guests may start now (else everyone queues). */
+/* brk_connect (FLEET_ID: placed by the fleet under that id); HOST_READY: guests may start now (else
+ * everyone queues). */
 int sess_connect(struct sessions *ss, const char *user, const char *app, const char *client,
-		 bool host_ready, struct brk_session **out, char *err, size_t errlen);
+		 const char *fleet_id, bool host_ready, struct brk_session **out, char *err,
+		 size_t errlen);
 struct brk_session *sess_find(struct sessions *ss, const char *id);
+/* The live session the fleet knows as FLEET_ID (its fleet_id, or its own id). */
+struct brk_session *sess_find_fleet(struct sessions *ss, const char *fleet_id);
+void sess_each_live(struct sessions *ss, void (*fn)(const struct db_session *rec, void *arg),
+		    void *arg);
+const struct db_session *sess_record(const struct brk_session *s);
 int sess_end(struct sessions *ss, struct brk_session *s, const char *reason);
 int sess_attach(struct sessions *ss, struct brk_session *s, const char *gateway, char *err,
 		size_t errlen);

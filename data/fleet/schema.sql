@@ -51,7 +51,8 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_live_host ON sessions (host) WHERE state NOT IN ('ended', 'lost');
 CREATE INDEX sessions_live_user ON sessions (user_name) WHERE state NOT IN ('ended', 'lost');
 CREATE INDEX sessions_live_image ON sessions (image) WHERE state NOT IN ('ended', 'lost');
-CREATE INDEX sessions_queue ON sessions (created, id) WHERE state = 'queued';
+-- the fleet queue: sessions no host has taken yet (a host's own queue has HOST set)
+CREATE INDEX sessions_queue ON sessions (created, id) WHERE state = 'queued' AND host IS NULL;
 
 -- One-time tickets: an entry gateway presents one to the session's host
 -- gateway instead of the user's password. Only the hash is stored.
@@ -155,7 +156,7 @@ BEGIN
 	END IF;
 	INSERT INTO sessions (id, user_name, app, image, memory_mb, entry, state)
 	VALUES (p_id, p_user, p_app, p_image, p_memory_mb, p_entry, 'queued');
-	SELECT count(*) INTO queue_pos FROM sessions s WHERE s.state = 'queued';
+	SELECT count(*) INTO queue_pos FROM sessions s WHERE s.state = 'queued' AND s.host IS NULL;
 END $$;
 
 -- A host with room takes the head of the fleet queue (one winner: the row
@@ -170,7 +171,7 @@ BEGIN
 		RETURN;
 	END IF;
 	SELECT s.id, s.memory_mb INTO id, v_mem FROM sessions s, hosts h
-	WHERE s.state = 'queued' AND h.name = p_host
+	WHERE s.state = 'queued' AND s.host IS NULL AND h.name = p_host
 		AND h.memory_mb + s.memory_mb <= h.max_memory_mb
 	ORDER BY s.created, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED;
 	IF id IS NULL THEN
@@ -180,6 +181,85 @@ BEGIN
 	UPDATE hosts h SET sessions = h.sessions + 1, starting = h.starting + 1,
 		memory_mb = h.memory_mb + v_mem WHERE h.name = p_host;
 END $$;
+
+-- A user arrives at entry P_ENTRY for APP: their live session of it on a
+-- host that is up (a reconnect, wherever it runs), else a new one placed
+-- (nestor_place: HOST set, or queued, or refused with REASON). NOTICE says
+-- what became of their last session of APP if its host died.
+CREATE FUNCTION nestor_connect(p_id text, p_user text, p_app text, p_image text,
+	p_memory_mb integer, p_entry text, p_user_max integer, p_image_max integer,
+	OUT id text, OUT host text, OUT state text, OUT queue_pos integer, OUT reason text,
+	OUT existing boolean, OUT notice text)
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_advisory_xact_lock(hashtext('nestor user ' || p_user));
+	SELECT s.id, s.host, s.state INTO id, host, state FROM sessions s
+	LEFT JOIN hosts h ON h.name = s.host
+	WHERE s.user_name = p_user AND s.app = p_app AND nestor_live(s.state)
+		AND s.state <> 'ending' AND (s.host IS NULL OR h.up)
+	ORDER BY s.created LIMIT 1;
+	existing := FOUND;
+	IF existing THEN
+		IF state = 'queued' AND host IS NULL THEN
+			SELECT count(*) INTO queue_pos FROM sessions q, sessions me
+			WHERE me.id = nestor_connect.id AND q.state = 'queued' AND q.host IS NULL
+				AND (q.created, q.id) <= (me.created, me.id);
+		END IF;
+		RETURN;
+	END IF;
+	-- told once: the lost session is ended now
+	UPDATE sessions s SET state = 'ended' WHERE s.id = (
+		SELECT l.id FROM sessions l WHERE l.user_name = p_user AND l.app = p_app
+			AND l.state = 'lost' AND l.ended > now() - interval '1 hour'
+		ORDER BY l.ended DESC LIMIT 1)
+	RETURNING s.reason INTO notice;
+	SELECT p.host, p.queue_pos, p.reason INTO host, queue_pos, reason
+	FROM nestor_place(p_id, p_user, p_app, p_image, p_memory_mb, p_entry, p_user_max,
+		p_image_max) p;
+	id := p_id;
+	state := CASE WHEN host IS NOT NULL THEN 'placed' WHEN reason IS NULL THEN 'queued' END;
+END $$;
+
+-- A host tells the fleet about one of its sessions (inserted if the fleet
+-- never heard of it, as after fleet import or an outage). A session the
+-- fleet thought lost comes back if its host still has it.
+CREATE FUNCTION nestor_session_sync(p_id text, p_host text, p_user text, p_app text,
+	p_image text, p_memory_mb integer, p_state text, p_reason text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO sessions AS s (id, user_name, app, image, memory_mb, host, entry, state,
+		reason, placed, ended)
+	VALUES (p_id, p_user, p_app, p_image, p_memory_mb, p_host, p_host, p_state, p_reason,
+		now(), CASE WHEN nestor_live(p_state) THEN NULL ELSE now() END)
+	ON CONFLICT ON CONSTRAINT sessions_pkey DO UPDATE SET state = EXCLUDED.state,
+		reason = EXCLUDED.reason, host = EXCLUDED.host, ended = EXCLUDED.ended
+	WHERE s.host = EXCLUDED.host AND (nestor_live(s.state) OR s.state = 'lost');
+END $$;
+
+-- A one-time ticket for SESSION's host, valid TTL_S seconds; only its hash is kept.
+CREATE FUNCTION nestor_ticket_issue(p_session text, p_token text, p_ttl_s integer)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM tickets t WHERE t.expires < now();
+	INSERT INTO tickets (hash, session, host, expires)
+	SELECT sha256(convert_to(p_token, 'UTF8')), s.id, s.host,
+		now() + make_interval(secs => p_ttl_s)
+	FROM sessions s WHERE s.id = p_session AND s.host IS NOT NULL AND nestor_live(s.state);
+	RETURN FOUND;
+END $$;
+
+-- Spend a ticket at HOST for USER: the session it is for (id, app, image,
+-- memory), or no row. A ticket works once, before it expires.
+CREATE FUNCTION nestor_ticket_redeem(p_token text, p_host text, p_user text)
+RETURNS TABLE (id text, app text, image text, memory_mb integer)
+LANGUAGE sql AS $$
+	WITH spent AS (
+		DELETE FROM tickets t WHERE t.hash = sha256(convert_to(p_token, 'UTF8'))
+		RETURNING t.session, t.host, t.expires)
+	SELECT s.id, s.app, s.image, s.memory_mb FROM spent, sessions s
+	WHERE s.id = spent.session AND spent.host = p_host AND spent.expires > now()
+		AND s.user_name = p_user AND nestor_live(s.state)
+$$;
 
 -- A session's state on its host; an end gives its room back.
 CREATE FUNCTION nestor_session_state(p_id text, p_host text, p_state text, p_reason text)
