@@ -166,6 +166,9 @@ static int handler(void *user, const char *section, const char *name, const char
 		r = conf_uint(&c->pressure_critical, value, 100), want = "0 (off)..100 percent";
 	else if (IS("caps", "user_max_sessions"))
 		r = conf_uint(&c->user_max_sessions, value, 1000), want = "0 (unlimited)..1000";
+	else if (IS("fleet", "agent_listen"))
+		r = conf_listen(c->agent_listen, sizeof(c->agent_listen), value),
+		want = "HOST:PORT or [IPV6]:PORT";
 
 	*wantp = want;
 	return r;

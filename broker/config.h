@@ -59,6 +59,9 @@ struct brk_config {
 	unsigned user_max_sessions;
 	unsigned pressure_high;	    /* % CPU pressure that halves max_starting; 0 off */
 	unsigned pressure_critical; /* % that allows one start at a time */
+
+	/* [fleet] */
+	char agent_listen[128]; /* HOST:PORT for HAProxy's agent-check, "" off */
 };
 
 void brk_config_defaults(struct brk_config *c);
