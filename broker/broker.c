@@ -8,6 +8,7 @@
  */
 #include "nestor-config.h"
 #include "admit.h"
+#include "agent.h"
 #include "certfp.h"
 #include "authn.h"
 #include "fleet.h"
@@ -224,6 +225,15 @@ void brk_metrics_render(struct evbuffer *out, void *arg)
 	if (accel_ready(b->h.acc))
 		v.accel = accel_current(b->h.acc) == LNCH_ACCEL_KVM ? "kvm" : "tcg";
 	brk_metrics_write(out, &v);
+}
+
+void brk_agent_line(struct brk *b, char *buf, size_t len)
+{
+	struct agent_view v = {.stopping = b->h.stopping,
+			       .ready = host_ready(b),
+			       .drained = b->h.drained,
+			       .q = admit_ledger(b->h.adm)};
+	agent_line(&v, buf, len);
 }
 
 json_object *brk_accel_json(const struct brk *b)

@@ -124,6 +124,9 @@ json_object *brk_accel_json(const struct brk *b);
 /* Probe the accelerator again now; CB gets the new decision's reason. */
 int brk_accel_probe(struct brk *b, brk_done_fn cb, void *arg, char *err, size_t errlen);
 
+/* HAProxy's agent-check line for this host now, into BUF (AGENT_LINE_MAX): see agent.h. */
+void brk_agent_line(struct brk *b, char *buf, size_t len);
+
 /* Caps: KEY is max_sessions|max_starting|max_memory_mb. */
 int brk_caps_set(struct brk *b, const char *key, unsigned value);
 int brk_user_cap_set(struct brk *b, const char *user, bool has_cap, unsigned max);

@@ -187,6 +187,9 @@ static int handler(void *user, const char *section, const char *name, const char
 		want = "seconds, 1..60";
 	else if (IS("fleet", "down_after"))
 		r = conf_uint(&c->fleet.down_after, value, 600), want = "seconds, up to 600";
+	else if (IS("fleet", "agent_listen"))
+		r = conf_listen(c->agent_listen, sizeof(c->agent_listen), value),
+		want = "HOST:PORT or [IPV6]:PORT";
 
 	*wantp = want;
 	return r;

@@ -69,6 +69,7 @@ struct brk_config {
 		unsigned heartbeat;		 /* s between heartbeats */
 		unsigned down_after;		 /* s of silence after which a host is down */
 	} fleet;
+	char agent_listen[128]; /* [fleet] HOST:PORT for HAProxy's agent-check, "" off */
 };
 
 void brk_config_defaults(struct brk_config *c);

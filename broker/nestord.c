@@ -3,6 +3,7 @@
  * state, serves the API and runs the loop until SIGTERM/SIGINT.
  */
 #include "nestor-config.h"
+#include "agent.h"
 #include "api.h"
 #include "boot.h"
 #include "broker.h"
@@ -49,6 +50,7 @@ struct app {
 	struct brk *brk;
 	struct api *api;
 	struct prom_server *metrics;
+	struct agent *agent;
 	struct event *sig_term, *sig_int, *sig_quit;
 	bool stopping;
 };
@@ -82,6 +84,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	sd_notify(0, "STOPPING=1\nSTATUS=ending every session");
 	api_stop(a->api); /* no new requests; waiting ones get their answer */
 	brk_shutdown(a->brk, on_stopped, a);
+}
+
+static void agent_answer(char *buf, size_t len, void *arg)
+{
+	brk_agent_line(arg, buf, len);
 }
 
 static int load(void *cfg, const char *path, char *err, size_t errlen)
@@ -171,6 +178,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (cfg.agent_listen[0]) {
+		a.agent =
+		    agent_create(a.base, cfg.agent_listen, agent_answer, a.brk, err, sizeof(err));
+		if (!a.agent) {
+			log_err("%s", err);
+			prom_server_free(a.metrics);
+			api_destroy(a.api);
+			brk_destroy(a.brk);
+			event_base_free(a.base);
+			return 1;
+		}
+	}
 	a.sig_term = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	a.sig_int = evsignal_new(a.base, SIGINT, on_signal, &a);
 	a.sig_quit = evsignal_new(a.base, SIGQUIT, on_signal, &a);
@@ -182,6 +201,7 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(a.base);
 
+	agent_destroy(a.agent);
 	prom_server_free(a.metrics);
 	api_destroy(a.api);
 	brk_destroy(a.brk);

@@ -36,6 +36,12 @@ int main(void)
 	CHECK_STR(c.accel_probe_kernel, "/boot/vmlinuz-x");
 	CHECK(c.accel_probe_timeout == 5 && c.accel_trial_timeout == 0 && c.min_free_mb == 0);
 
+	brk_config_defaults(&c);
+	CHECK(c.agent_listen[0] == '\0'); /* off by default */
+	CHECK(brk_config_parse(&c, "t.conf", "[fleet]\nagent_listen = 127.0.0.1:9465\n", err,
+			       sizeof(err)) == 0);
+	CHECK_STR(c.agent_listen, "127.0.0.1:9465");
+
 	static const struct {
 		const char *text;
 		const char *want; /* in the message */
@@ -59,6 +65,7 @@ int main(void)
 	    {"[nestord]\naccel_probe_kernel = vmlinuz\n", "expected an absolute path"},
 	    {"[nestord]\naccel_probe_timeout = 601\n", "nestord.accel_probe_timeout"},
 	    {"[nestord]\nmin_free_mb = many\n", "nestord.min_free_mb"},
+	    {"[fleet]\nagent_listen = 9465\n", "fleet.agent_listen: expected HOST:PORT"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		brk_config_defaults(&c);
