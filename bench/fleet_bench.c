@@ -163,7 +163,8 @@ static bool exec(PGconn *c, const char *sql, int n, const char *const *params)
 static bool settle(PGconn *c, const char *id, const char *host)
 {
 	const char *p[] = {id, host};
-	PGresult *r = run(c, "SELECT nestor_session_state($1, $2, 'ready', '')", 2, p);
+	/* what nestord writes when a guest is up (the user and app are not needed then) */
+	PGresult *r = run(c, "SELECT nestor_session_sync($1, $2, '', '', '', 0, 'ready', '')", 2, p);
 	PQclear(r);
 	return r != NULL;
 }

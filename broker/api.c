@@ -8,6 +8,8 @@
 #include "api_parse.h"
 #include "api_socket.h"
 #include "broker.h"
+#include "certfp.h"
+#include "conf.h"
 #include "fleet.h"
 #include "log.h"
 #include "record.h"
@@ -37,6 +39,22 @@ struct api {
 	struct evhttp_bound_socket *listener;
 	char path[108];
 	struct pending *pendings;
+	struct remote *remotes; /* sessions of users who came in here, running elsewhere */
+	unsigned n_remotes;
+};
+
+/*
+ * A session the fleet runs on another host, for a user who connected
+ * here: this host's gateway follows it and relays it with a ticket. Kept
+ * while it is used, forgotten after REMOTE_IDLE_MS; at most REMOTE_MAX.
+ */
+#define REMOTE_MAX 4096
+#define REMOTE_IDLE_MS (10 * 60 * 1000)
+struct remote {
+	struct remote *next;
+	char id[17], user[65], app[65], title[129];
+	char grant[33];
+	int64_t used_ms;
 };
 
 /* A request answered later (PAM, long-poll). */
@@ -51,6 +69,12 @@ struct pending {
 	char app[65];
 	char client[64];
 	char user[65];
+	char host[64];	      /* the fleet: its host's gateway address */
+	unsigned port;	      /* ... and port */
+	char fp[CERTFP_LEN];  /* ... and certificate */
+	char wait[16];	      /* the fleet: a long-poll's state */
+	int64_t until_ms;     /* the fleet: a long-poll's end */
+	enum api_route route;
 	bool connect; /* POST /v1/sessions: connect after auth */
 	bool created; /* reply 201 on success */
 	bool async;   /* a callback that cannot be cancelled will free it */
@@ -197,6 +221,8 @@ static void h_status(HANDLER_ARGS)
 	reply_json(req, 200, brk_status_json(api->b));
 }
 
+static void fleet_place_start(struct pending *p);
+
 static void on_authed(int status, const char *reason, void *arg)
 {
 	struct pending *p = arg;
@@ -218,6 +244,11 @@ static void on_authed(int status, const char *reason, void *arg)
 		json_object_object_add(o, "user", json_object_new_string(p->user));
 		json_object_object_add(o, "authenticated", json_object_new_boolean(1));
 		reply_json(req, 200, o);
+	} else if (brk_fleet(api->b) && !brk_has_session(api->b, p->user, p->app)) {
+		p->req = req; /* the fleet answers: still ours */
+		evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_conn_close, p);
+		fleet_place_start(p);
+		return;
 	} else {
 		struct brk_session *s = NULL;
 		char err[256];
@@ -230,6 +261,354 @@ static void on_authed(int status, const char *reason, void *arg)
 			reply_err(req, 503, "%s", err);
 		else {
 			/* whoever authenticated the user gets the session's grant */
+			json_object *o = brk_session_json(api->b, s);
+			json_object_object_add(o, "grant",
+					       json_object_new_string(brk_session_grant(s)));
+			reply_json(req, 200, o);
+		}
+	}
+	pending_free(p);
+}
+
+/* --- the fleet: users placed on other hosts, and tickets from them --- */
+
+static struct remote *remote_find(struct api *api, const char *id)
+{
+	int64_t now = util_now_ms();
+	struct remote *found = NULL;
+	for (struct remote **rp = &api->remotes; *rp;) {
+		struct remote *r = *rp;
+		if (now - r->used_ms > REMOTE_IDLE_MS) {
+			*rp = r->next;
+			explicit_bzero(r->grant, sizeof(r->grant));
+			free(r);
+			api->n_remotes--;
+			continue;
+		}
+		if (!strcmp(r->id, id))
+			found = r;
+		rp = &r->next;
+	}
+	if (found)
+		found->used_ms = now;
+	return found;
+}
+
+static struct remote *remote_add(struct api *api, const char *id, const char *user,
+				 const char *app, const char *title)
+{
+	struct remote *r = remote_find(api, id);
+	if (!r) {
+		if (api->n_remotes >= REMOTE_MAX || !(r = calloc(1, sizeof(*r))))
+			return NULL;
+		snprintf(r->id, sizeof(r->id), "%s", id);
+		util_random_hex(r->grant, 16);
+		r->next = api->remotes;
+		api->remotes = r;
+		api->n_remotes++;
+	}
+	snprintf(r->user, sizeof(r->user), "%s", user);
+	snprintf(r->app, sizeof(r->app), "%s", app);
+	snprintf(r->title, sizeof(r->title), "%s", title);
+	r->used_ms = util_now_ms();
+	return r;
+}
+
+static void remotes_free(struct api *api)
+{
+	while (api->remotes) {
+		struct remote *r = api->remotes;
+		api->remotes = r->next;
+		explicit_bzero(r->grant, sizeof(r->grant));
+		free(r);
+	}
+	api->n_remotes = 0;
+}
+
+/* The fleet's state as this host's gateway follows it: queued, ready to relay, or ended. */
+static const char *remote_state(const struct fleet_session *fs)
+{
+	bool live = strcmp(fs->state, "ended") && strcmp(fs->state, "lost") &&
+		    strcmp(fs->state, "ending");
+	if (!live || (fs->host[0] && !fs->host_up))
+		return "ended";
+	return fs->host[0] ? "ready" : "queued";
+}
+
+static json_object *remote_json(const struct remote *r, const struct fleet_session *fs)
+{
+	json_object *o = json_object_new_object();
+	const char *st = remote_state(fs);
+	json_object_object_add(o, "id", json_object_new_string(r->id));
+	json_object_object_add(o, "user", json_object_new_string(r->user));
+	json_object_object_add(o, "app", json_object_new_string(r->app));
+	json_object_object_add(o, "title", json_object_new_string(r->title));
+	json_object_object_add(o, "state", json_object_new_string(st));
+	json_object_object_add(o, "backend", json_object_new_string("rdp"));
+	json_object_object_add(o, "host", json_object_new_string(fs->host));
+	json_object_object_add(o, "fleet_state", json_object_new_string(fs->state));
+	if (!strcmp(st, "queued")) {
+		json_object_object_add(o, "position", json_object_new_int64(fs->queue_pos));
+		json_object_object_add(o, "estimate_ms", json_object_new_int64(-1));
+		json_object_object_add(o, "reason",
+				       json_object_new_string("every host of the fleet is full"));
+	} else if (!strcmp(st, "ended")) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s",
+			 fs->reason[0]	   ? fs->reason
+			 : fs->host_up ? "it ended"
+				       : "its host stopped answering");
+		json_object_object_add(o, "end_reason", json_object_new_string(why));
+	}
+	return o;
+}
+
+static void fleet_reply_err(struct evhttp_request *req, int err, const char *msg)
+{
+	if (err == -EAGAIN)
+		reply_err(req, 503, FLEET_AWAY "%s%s", msg ? ": " : "", msg ? msg : "");
+	else
+		reply_err(req, errno_status(err), "%s", msg ? msg : strerror(-err));
+}
+
+static void on_placed(int err, const struct fleet_place *pl, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct api *api = p->api;
+	struct evhttp_request *req = pending_take(p);
+	if (!req) {
+		pending_free(p);
+		return;
+	}
+	if (err == -EBUSY) {
+		reply_err(req, 429, "%s", msg);
+	} else if (err) {
+		fleet_reply_err(req, err, msg);
+	} else if (!strcmp(pl->host, fleet_name(brk_fleet(api->b)))) {
+		/* here: as a single host would, under the fleet's id */
+		struct brk_session *s = NULL;
+		char e[256];
+		int r = brk_connect_placed(api->b, p->user, p->app, p->client, pl->id, &s, e,
+					   sizeof(e));
+		if (r < 0) {
+			reply_err(req, r == -EBUSY ? 429 : r == -ENOENT ? 404 : 503, "%s", e);
+		} else {
+			fleet_sync(brk_fleet(api->b), brk_session_record(s));
+			json_object *o = brk_session_json(api->b, s);
+			json_object_object_add(o, "grant",
+					       json_object_new_string(brk_session_grant(s)));
+			if (pl->notice[0])
+				json_object_object_add(o, "notice",
+						       json_object_new_string(pl->notice));
+			reply_json(req, 200, o);
+		}
+	} else {
+		struct brk_demand d;
+		char e[256];
+		brk_app_demand(api->b, p->user, p->app, &d, e, sizeof(e));
+		struct remote *r = remote_add(api, pl->id, p->user, p->app, d.title);
+		if (!r) {
+			reply_err(req, 503, "too many sessions followed here");
+		} else {
+			struct fleet_session fs;
+			memset(&fs, 0, sizeof(fs));
+			snprintf(fs.host, sizeof(fs.host), "%s", pl->host);
+			snprintf(fs.state, sizeof(fs.state), "%s", pl->state);
+			fs.host_up = true; /* it was just chosen, or found up */
+			fs.queue_pos = pl->queue_pos;
+			json_object *o = remote_json(r, &fs);
+			json_object_object_add(o, "grant", json_object_new_string(r->grant));
+			if (pl->notice[0])
+				json_object_object_add(o, "notice",
+						       json_object_new_string(pl->notice));
+			log_info("session=%s user=%s app=%s %s on host %s", r->id, p->user,
+				 p->app, pl->existing ? "runs" : pl->host[0] ? "placed" : "queued",
+				 pl->host[0] ? pl->host : "(fleet queue)");
+			reply_json(req, 200, o);
+		}
+	}
+	pending_free(p);
+}
+
+static void fleet_place_start(struct pending *p)
+{
+	struct api *api = p->api;
+	struct brk_demand d;
+	char err[256];
+	int r = brk_app_demand(api->b, p->user, p->app, &d, err, sizeof(err));
+	if (r == 0) {
+		p->async = true;
+		r = fleet_connect(brk_fleet(api->b), p->user, p->app, d.image, d.memory_mb,
+				  d.user_max, d.image_max, on_placed, p);
+		if (r < 0)
+			p->async = false;
+	}
+	if (r < 0) {
+		struct evhttp_request *req = pending_take(p);
+		if (req && r == -ENOENT)
+			reply_err(req, 404, "%s", err);
+		else if (req)
+			fleet_reply_err(req, r, NULL);
+		pending_free(p);
+	}
+}
+
+static void remote_ask(struct pending *p);
+
+static void on_remote_poll(evutil_socket_t fd, short what, void *arg)
+{
+	remote_ask(arg);
+}
+
+static void on_ticket(int err, const char *token, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct evhttp_request *req = pending_take(p);
+	struct remote *r = remote_find(p->api, p->session);
+	if (req && (err || !r)) {
+		fleet_reply_err(req, err ? err : -ENOENT, msg ? msg : "the session is gone");
+	} else if (req) {
+		json_object *o = json_object_new_object();
+		char pass[128];
+		snprintf(pass, sizeof(pass), FLEET_TICKET_PREFIX "%s", token);
+		json_object_object_add(o, "host", json_object_new_string(p->host));
+		json_object_object_add(o, "port", json_object_new_int64(p->port));
+		json_object_object_add(o, "security", json_object_new_string("tls"));
+		json_object_object_add(o, "login", json_object_new_string("image"));
+		json_object_object_add(o, "user", json_object_new_string(r->user));
+		json_object_object_add(o, "domain", json_object_new_string(""));
+		json_object_object_add(o, "password", json_object_new_string(pass));
+		explicit_bzero(pass, sizeof(pass));
+		json_object_object_add(o, "fingerprint", json_object_new_string(p->fp));
+		json_object_object_add(o, "remoteapp", json_object_new_boolean(true));
+		json_object_object_add(o, "clipboard", json_object_new_boolean(false));
+		json_object_object_add(o, "drive", json_object_new_boolean(false));
+		json_object_object_add(o, "program", json_object_new_string(""));
+		json_object_object_add(o, "fleet_host", json_object_new_boolean(true));
+		reply_json(req, 200, o);
+	}
+	pending_free(p);
+}
+
+/* GET /v1/sessions/ID (?wait) and /guest for a session on another host. */
+static void on_remote_session(int err, const struct fleet_session *fs, const char *msg, void *arg)
+{
+	struct pending *p = arg;
+	struct api *api = p->api;
+	struct remote *r = remote_find(api, p->session);
+	if (!p->req || !r || err) {
+		struct evhttp_request *req = pending_take(p);
+		if (req)
+			fleet_reply_err(req, err ? err : -ENOENT, msg ? msg : "the session is gone");
+		pending_free(p);
+		return;
+	}
+	if (p->route == API_GUEST) {
+		char host[64];
+		uint16_t port;
+		if (strcmp(remote_state(fs), "ready") ||
+		    conf_hostport(fs->gateway, host, sizeof(host), &port) < 0 || !fs->fingerprint[0]) {
+			struct evhttp_request *req = pending_take(p);
+			reply_err(req, 409, "session %s on host %s cannot be reached (%s)", r->id,
+				  fs->host, !fs->fingerprint[0] ? "its gateway's certificate is unknown"
+								: "no gateway address");
+			pending_free(p);
+			return;
+		}
+		snprintf(p->host, sizeof(p->host), "%s", host);
+		p->port = port;
+		snprintf(p->fp, sizeof(p->fp), "%.95s", fs->fingerprint);
+		int rc = fleet_ticket_issue(brk_fleet(api->b), r->id, on_ticket, p);
+		if (rc < 0) {
+			struct evhttp_request *req = pending_take(p);
+			fleet_reply_err(req, rc, NULL);
+			pending_free(p);
+		}
+		return;
+	}
+	const char *st = remote_state(fs);
+	if (p->wait[0] && !strcmp(st, p->wait) && util_now_ms() < p->until_ms) {
+		/* nothing to tell yet: ask the fleet again in a second */
+		if (!p->timer)
+			p->timer = evtimer_new(api->base, on_remote_poll, p);
+		struct timeval tv = {1, 0};
+		if (p->timer && evtimer_add(p->timer, &tv) == 0)
+			return;
+	}
+	struct evhttp_request *req = pending_take(p);
+	reply_json(req, 200, remote_json(r, fs));
+	pending_free(p);
+}
+
+static void remote_ask(struct pending *p)
+{
+	int rc = fleet_session_get(brk_fleet(p->api->b), p->session, on_remote_session, p);
+	if (rc < 0) {
+		struct evhttp_request *req = pending_take(p);
+		if (req)
+			fleet_reply_err(req, rc, NULL);
+		pending_free(p);
+	}
+}
+
+static void remote_route(struct api *api, struct evhttp_request *req, const struct api_req *r,
+			 struct remote *rr)
+{
+	switch (r->route) {
+	case API_SESSION:
+	case API_GUEST: {
+		struct pending *p = pending_new(api, req);
+		if (!p) {
+			reply_err(req, 503, "out of memory");
+			return;
+		}
+		p->async = true;
+		p->route = r->route;
+		snprintf(p->session, sizeof(p->session), "%s", rr->id);
+		if (r->route == API_SESSION && r->wait && r->timeout) {
+			snprintf(p->wait, sizeof(p->wait), "%s", brk_state_name(r->wait_state));
+			p->until_ms = util_now_ms() + (int64_t)r->timeout * 1000;
+		}
+		remote_ask(p);
+		return;
+	}
+	case API_ATTACH:
+	case API_DETACH:
+	case API_ACTIVITY: {
+		/* the session's own host sees this host's relay connect and go */
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "id", json_object_new_string(rr->id));
+		reply_json(req, 200, o);
+		return;
+	}
+	default:
+		reply_err(req, 409, "session %s runs on another host of the fleet: ask it there",
+			  rr->id);
+	}
+}
+
+/* Another host's gateway relays its user with a ticket: to the session it names. */
+static void on_redeemed(int err, const char *id, const char *app, void *arg)
+{
+	struct pending *p = arg;
+	struct api *api = p->api;
+	struct evhttp_request *req = pending_take(p);
+	if (req && err == -EAGAIN) {
+		fleet_reply_err(req, err, NULL);
+	} else if (req && (err || strcmp(app, p->app))) {
+		store_audit_log(brk_store(api->b), "ticket-refused", p->user, p->client, NULL,
+				err ? "used, expired, or for another host or user"
+				    : "for another app");
+		reply_err(req, 401, "that ticket is not valid here");
+	} else if (req) {
+		struct brk_session *s = NULL;
+		char e[256];
+		int r = brk_connect_placed(api->b, p->user, app, p->client, id, &s, e, sizeof(e));
+		if (r < 0) {
+			reply_err(req, r == -EBUSY ? 429 : r == -ENOENT ? 404 : 503, "%s", e);
+		} else {
+			store_audit_log(brk_store(api->b), "ticket", p->user, p->client,
+					brk_session_id(s), "relayed by another host's gateway");
 			json_object *o = brk_session_json(api->b, s);
 			json_object_object_add(o, "grant",
 					       json_object_new_string(brk_session_grant(s)));
@@ -253,6 +632,18 @@ static void do_auth(struct api *api, struct evhttp_request *req, const struct ap
 	snprintf(p->app, sizeof(p->app), "%s", jstr(r->body, "app"));
 	snprintf(p->client, sizeof(p->client), "%s", jstr(r->body, "client"));
 	/* the password stays in the body, wiped by api_req_free */
+	const char *pw = jstr(r->body, "password");
+	size_t tl = strlen(FLEET_TICKET_PREFIX);
+	if (connect && brk_fleet(api->b) && !strncmp(pw, FLEET_TICKET_PREFIX, tl)) {
+		p->async = true;
+		int rc = fleet_ticket_redeem(brk_fleet(api->b), pw + tl, p->user, on_redeemed, p);
+		if (rc < 0) {
+			pending_take(p);
+			pending_free(p);
+			fleet_reply_err(req, rc, NULL);
+		}
+		return;
+	}
 	int rc = brk_authenticate(api->b, p->user, jstr(r->body, "password"), p->client, on_authed,
 				  p, &p->auth);
 	if (rc < 0) {
@@ -729,7 +1120,7 @@ static const char *method_name(enum evhttp_cmd_type m)
 
 /* Why this caller may not make request R (on session S), into MSG; false if it may. */
 static bool forbidden(const struct api *api, struct evhttp_request *req, const struct api_req *r,
-		      struct brk_session *s, bool *admin, char *msg, size_t len)
+		      bool grant_ok, bool *admin, char *msg, size_t len)
 {
 	struct evhttp_connection *c = evhttp_request_get_connection(req);
 	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
@@ -739,7 +1130,7 @@ static bool forbidden(const struct api *api, struct evhttp_request *req, const s
 	*admin = role == API_ROLE_ADMIN;
 	if (r->route == API_NONE)
 		return false; /* nothing matched: the parser's answer, whoever asks */
-	const char *why = api_refusal(role, r->route, s && brk_session_grant_ok(s, r->grant));
+	const char *why = api_refusal(role, r->route, grant_ok);
 	if (!why)
 		return false;
 	snprintf(msg, len, "%s: %s", who, why);
@@ -770,12 +1161,19 @@ static void route(struct evhttp_request *req, void *arg)
 		free(body);
 	}
 	struct brk_session *s = r.param == API_P_SESSION ? brk_session_find(api->b, r.name) : NULL;
-	bool admin;
+	struct remote *rr = r.param == API_P_SESSION && !s && brk_fleet(api->b)
+				? remote_find(api, r.name)
+				: NULL;
+	bool admin, grant_ok = s ? brk_session_grant_ok(s, r.grant)
+			       : rr ? util_secret_eq(rr->grant, r.grant)
+				    : false;
 	/* who may ask comes first: a refused caller learns nothing, not even which
 	 * sessions exist; for the others a missing session is 404 before any other
 	 * complaint */
-	if (forbidden(api, req, &r, s, &admin, err, sizeof(err)))
+	if (forbidden(api, req, &r, grant_ok, &admin, err, sizeof(err)))
 		reply_err(req, 403, "%s", err);
+	else if (rr && !st)
+		remote_route(api, req, &r, rr);
 	else if (r.param == API_P_SESSION && !s && (admin || r.route != API_NONE))
 		reply_err(req, 404, "no session %s", r.name);
 	else if (st)
@@ -879,6 +1277,7 @@ void api_destroy(struct api *api)
 	api_stop(api);
 	if (api->http)
 		evhttp_free(api->http);
+	remotes_free(api);
 	if (api->path[0])
 		unlink(api->path);
 	free(api);

@@ -128,6 +128,43 @@ int brk_connect(struct brk *b, const char *user, const char *app, const char *cl
 	return sess_connect(b->sess, user, app, client, NULL, host_ready(b), out, err, errlen);
 }
 
+const struct db_session *brk_session_record(const struct brk_session *s)
+{
+	return sess_record(s);
+}
+
+int brk_app_demand(struct brk *b, const char *user, const char *app, struct brk_demand *d,
+		   char *err, size_t errlen)
+{
+	struct db_app a;
+	struct db_image img;
+	memset(d, 0, sizeof(*d));
+	if (store_app_get(b->h.store, app, &a) < 0) {
+		snprintf(err, errlen, "unknown app '%s'", app);
+		return -ENOENT;
+	}
+	if (store_image_get(b->h.store, a.image, &img) < 0) {
+		snprintf(err, errlen, "app '%s' uses image '%s', which is not registered", app,
+			 a.image);
+		return -ENOENT;
+	}
+	explicit_bzero(img.rdp.password, sizeof(img.rdp.password));
+	snprintf(d->image, sizeof(d->image), "%s", img.name);
+	snprintf(d->title, sizeof(d->title), "%s", a.title);
+	d->memory_mb = img.memory_mb;
+	d->image_max = img.max_sessions;
+	unsigned um;
+	d->user_max = store_user_cap_get(b->h.store, user, &um) == 0
+			  ? um
+			  : admit_ledger(b->h.adm)->user_default_max;
+	return 0;
+}
+
+bool brk_has_session(struct brk *b, const char *user, const char *app)
+{
+	return sess_has(b->sess, user, app);
+}
+
 int brk_connect_placed(struct brk *b, const char *user, const char *app, const char *client,
 		       const char *fleet_id, struct brk_session **out, char *err, size_t errlen)
 {

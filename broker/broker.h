@@ -60,12 +60,23 @@ void brk_auth_cancel(struct brk_authreq *a);
  * The user's session for APP: their live one if there is one (reconnect),
  * else a new one admitted, queued or refused. *OUT is borrowed.
  * Returns 0, -ENOENT (unknown app; ERR says), -EBUSY (refused by caps;
- * ERR says why), -EAGAIN (a drained host: ERR says) or another negative errno.
+ * ERR says why) or another negative errno.
  */
 int brk_connect(struct brk *b, const char *user, const char *app, const char *client,
 		struct brk_session **out, char *err, size_t errlen);
 
-/* The same for a session the fleet placed here as FLEET_ID (a drained host takes it too). */
+/* What a new session of APP for USER would need: for the fleet's placement. */
+struct brk_demand {
+	char image[65];
+	char title[129];
+	unsigned memory_mb, user_max, image_max; /* caps: 0 unlimited */
+};
+int brk_app_demand(struct brk *b, const char *user, const char *app, struct brk_demand *d,
+		   char *err, size_t errlen);
+/* USER has a live session of APP on this host (a reconnect needs no fleet). */
+bool brk_has_session(struct brk *b, const char *user, const char *app);
+
+/* The same for a session the fleet placed here as FLEET_ID. */
 int brk_connect_placed(struct brk *b, const char *user, const char *app, const char *client,
 		       const char *fleet_id, struct brk_session **out, char *err, size_t errlen);
 
@@ -81,6 +92,7 @@ bool brk_session_grant_ok(struct brk_session *s, const char *token);
 enum brk_state brk_session_state(const struct brk_session *s);
 const char *brk_session_id(const struct brk_session *s);
 const char *brk_session_user(const struct brk_session *s);
+const struct db_session *brk_session_record(const struct brk_session *s);
 /* The session as JSON; returns a new reference. */
 json_object *brk_session_json(struct brk *b, const struct brk_session *s);
 /* rdp backend: how the gateway reaches the guest (with its credentials), or NULL. */

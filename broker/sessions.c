@@ -426,12 +426,6 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 			return 0;
 		}
 	}
-	if (h->drained && !fleet_id) { /* its sessions go on, reconnects reach them: nothing new */
-		snprintf(err, errlen,
-			 "this host is drained for maintenance and takes no new sessions; "
-			 "connect again to reach another host");
-		return -EAGAIN;
-	}
 	struct db_app a;
 	if (store_app_get(h->store, app, &a) < 0) {
 		snprintf(err, errlen, "unknown app '%s'", app);
@@ -454,6 +448,8 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 	if (s->handout)
 		snprintf(s->rec.id, sizeof(s->rec.id), "%s",
 			 warm_id(s->handout)); /* takes its id */
+	else if (fleet_id) /* the same id everywhere, unless a warm guest's is taken */
+		snprintf(s->rec.id, sizeof(s->rec.id), "%s", fleet_id);
 	else
 		util_random_hex(s->rec.id, 8);
 	snprintf(s->rec.user, sizeof(s->rec.user), "%s", user);
@@ -478,7 +474,10 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 		/* not admitted after all: the warm guest goes back, with its id */
 		warm_put_back(ss->wp, s->handout);
 		s->handout = NULL;
-		util_random_hex(s->rec.id, 8);
+		if (fleet_id)
+			snprintf(s->rec.id, sizeof(s->rec.id), "%s", fleet_id);
+		else
+			util_random_hex(s->rec.id, 8);
 	}
 	if (d.verdict == QUOTA_REFUSE) {
 		h->met.refused++;
@@ -606,14 +605,8 @@ static void grant_ensure(struct brk_session *s)
 
 bool brk_session_grant_ok(struct brk_session *s, const char *token)
 {
-	size_t n = strlen(s->rec.grant);
 	/* an ended session's grant still reads why it ended, until it lapses */
-	if (!n || !token || strlen(token) != n || util_now_ms() > s->grant_until)
-		return false;
-	unsigned char diff = 0; /* the same time whatever matches */
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(s->rec.grant[i] ^ token[i]);
-	if (diff)
+	if (util_now_ms() > s->grant_until || !util_secret_eq(s->rec.grant, token))
 		return false;
 	s->grant_until = util_now_ms() + GRANT_TTL_MS;
 	return true;
@@ -623,6 +616,15 @@ bool sess_busy(const struct sessions *ss)
 {
 	for (const struct brk_session *s = ss->list; s; s = s->next)
 		if (s->guest)
+			return true;
+	return false;
+}
+
+bool sess_has(struct sessions *ss, const char *user, const char *app)
+{
+	for (struct brk_session *s = ss->list; s; s = s->next)
+		if (live(s) && s->state != BRK_ENDING && !strcmp(s->rec.user, user) &&
+		    !strcmp(s->rec.app, app))
 			return true;
 	return false;
 }

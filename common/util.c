@@ -181,3 +181,14 @@ uint64_t util_rss_bytes(pid_t pid)
 		return 0;
 	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
+
+bool util_secret_eq(const char *secret, const char *given)
+{
+	size_t n = strlen(secret);
+	if (!n || !given || strlen(given) != n)
+		return false;
+	unsigned char diff = 0; /* the same time whatever matches */
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(secret[i] ^ given[i]);
+	return diff == 0;
+}

@@ -32,6 +32,8 @@ int64_t util_now_ms(void);
 int64_t util_wall_s(void);
 /* Fill OUT (at least 2*BYTES+1) with random hex. */
 int util_random_hex(char *out, size_t bytes);
+/* A secret SECRET ("" never matches) equals GIVEN (NULL never), in time not telling how much. */
+bool util_secret_eq(const char *secret, const char *given);
 /* printf into a new string; NULL on allocation failure. */
 char *util_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* true when NAME is 1..64 chars of [A-Za-z0-9._-] not starting with '.' or '-'. */

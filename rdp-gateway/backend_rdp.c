@@ -313,6 +313,8 @@ static bool connect_rdp_begin(struct gw_peer *p)
 	snprintf(j->program, sizeof(j->program), "%s", g->program);
 	if (!j->program[0])
 		snprintf(j->program, sizeof(j->program), "||%s", p->app);
+	/* another host's gateway serves the app in RemoteApp windows of its own, or (a
+	 * desktop client) names it as the shell */
 	bool relay = p->rail_mode && g->remoteapp;
 	/* desktop: the user's size; RemoteApp: the user's desktop, where the guest's
 	 * windows are placed; a guest without RemoteApp: its desktop in our window */
@@ -330,6 +332,8 @@ static bool connect_rdp_begin(struct gw_peer *p)
 					.width = w,
 					.height = h,
 					.program = relay ? j->program : NULL,
+					.shell = g->fleet_host && !relay ? p->app : NULL,
+					.pin = g->fleet_host ? g->fingerprint : NULL,
 					.clipboard = g->clipboard,
 					.drive = g->drive,
 					/* the user's cache: only known when it sent it

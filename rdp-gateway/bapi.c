@@ -190,10 +190,13 @@ int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw
 	long long max = ji(o, "clipboard_max_bytes", 0);
 	g->clipboard_max = max > 0 && max <= 8388600 ? (unsigned)max : 0;
 	g->remoteapp = ji(o, "remoteapp", 0) != 0;
+	g->fleet_host = ji(o, "fleet_host", 0) != 0;
+	snprintf(g->fingerprint, sizeof(g->fingerprint), "%s", js(o, "fingerprint"));
 	json_object *pw;
 	if (json_object_object_get_ex(o, "password", &pw))
 		explicit_bzero((char *)json_object_get_string(pw),
 			       (size_t)json_object_get_string_len(pw));
 	json_object_put(o);
-	return g->port && g->host[0] ? 0 : -EPROTO;
+	/* a fleet host is only reached with its certificate pinned */
+	return g->port && g->host[0] && (!g->fleet_host || g->fingerprint[0]) ? 0 : -EPROTO;
 }

@@ -73,6 +73,9 @@ struct gw_guest {
 	bool clipboard_text_only; /* clipboard_formats = text */
 	unsigned clipboard_max;	  /* bytes; 0: the gateway's default */
 	char program[1024];
+	/* the fleet: another host's gateway, whose certificate must be this one */
+	bool fleet_host;
+	char fingerprint[96];
 };
 int gw_bapi_guest(const char *sock, const char *id, const char *grant, struct gw_guest *out);
 

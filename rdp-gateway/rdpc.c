@@ -4,6 +4,7 @@
  * rail channel's own thread and are handed straight to the peer.
  */
 #include "rdpc.h"
+#include "certfp.h"
 #include "log.h"
 
 #include <freerdp/channels/channels.h>
@@ -44,6 +45,7 @@ struct gw_rdpc {
 	void *arg;
 	RailClientContext *rail;
 	char *program;
+	char pin[CERTFP_LEN]; /* "" : any certificate (a guest's own, behind its forward) */
 	struct relay relay[RELAY_MAX];
 	size_t n_relay;
 	pReceiveChannelData channels_data; /* the default, for every other channel */
@@ -392,6 +394,19 @@ static DWORD verify_cert(freerdp *inst, const char *host, UINT16 port, const cha
 	return 2; /* accept for this session only */
 }
 
+/* A pinned server (another host's gateway): its certificate is the one the fleet knows. */
+static int verify_x509(freerdp *inst, const BYTE *pem, size_t len, const char *host, UINT16 port,
+		       DWORD flags)
+{
+	struct gw_rdpc *c = (struct gw_rdpc *)inst->context;
+	char fp[CERTFP_LEN];
+	if (certfp_pem((const char *)pem, len, fp) == 0 && certfp_equal(fp, c->pin))
+		return 1;
+	log_warn("rdpc: %s:%u presented certificate %s, not the pinned %s", host, port,
+		 fp[0] ? fp : "(unreadable)", c->pin);
+	return 0;
+}
+
 static DWORD verify_changed(freerdp *inst, const char *host, UINT16 port, const char *cn,
 			    const char *subject, const char *issuer, const char *fp,
 			    const char *old_subject, const char *old_issuer, const char *old_fp,
@@ -432,6 +447,7 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	inst->PostDisconnect = post_disconnect;
 	inst->VerifyCertificateEx = verify_cert;
 	inst->VerifyChangedCertificateEx = verify_changed;
+	inst->VerifyX509Certificate = verify_x509;
 	if (!freerdp_context_new(inst)) {
 		freerdp_free(inst);
 		if (p->use_fd)
@@ -474,7 +490,15 @@ struct gw_rdpc *gw_rdpc_new(const struct gw_rdpc_params *p, const struct gw_rdpc
 	s->NlaSecurity = FALSE;
 	s->NegotiateSecurityLayer = TRUE; /* XP answers without negotiation: fine */
 	s->UseRdpSecurityLayer = rdp && !tls;
-	s->IgnoreCertificate = TRUE;
+	if (p->pin && *p->pin) {
+		/* FreeRDP hands the certificate to verify_x509, which compares it */
+		snprintf(c->pin, sizeof(c->pin), "%s", p->pin);
+		s->IgnoreCertificate = FALSE;
+		s->ExternalCertificateManagement = TRUE;
+		s->TcpConnectTimeout = 5000; /* another host */
+	} else {
+		s->IgnoreCertificate = TRUE;
+	}
 	s->SoftwareGdi = TRUE;
 	s->DesktopResize = TRUE;
 	s->SupportGraphicsPipeline = FALSE;

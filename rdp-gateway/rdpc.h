@@ -30,6 +30,8 @@ struct gw_rdpc_params {
 	const char *shell;   /* desktop session: the alternate shell (app name), or NULL */
 	bool clipboard, drive;
 	unsigned pointer_cache; /* the user's pointer cache size; 0: pointers not relayed */
+	/* TLS: the server's certificate must have this fingerprint (certfp.h); NULL: any */
+	const char *pin;
 	/* fuzzing (tests/fuzz/fuzz_rdpc.c): a connected stream socket to speak
 	 * over instead of host:port; gw_rdpc_new takes ownership of it */
 	bool use_fd;

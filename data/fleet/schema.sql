@@ -77,6 +77,9 @@ RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
 	v_drained boolean;
 BEGIN
+	-- wait for placements on this host to commit: the recount's snapshot
+	-- (taken by the next statement) then sees them (fleet-scale.md)
+	PERFORM 1 FROM hosts h WHERE h.name = p_name FOR UPDATE;
 	INSERT INTO hosts AS h (name, gateway, fingerprint, accel, max_sessions, max_starting,
 		max_memory_mb, queued, warm, templates, start_ms, since)
 	VALUES (p_name, p_gateway, p_fingerprint, p_accel, p_max_sessions, p_max_starting,
@@ -116,6 +119,7 @@ CREATE FUNCTION nestor_place(p_id text, p_user text, p_app text, p_image text,
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_n integer;
+	v_pick text;
 BEGIN
 	PERFORM pg_advisory_xact_lock(hashtext('nestor user ' || p_user));
 	IF p_user_max > 0 THEN
@@ -136,15 +140,28 @@ BEGIN
 		END IF;
 	END IF;
 
-	SELECT h.name INTO host FROM hosts h
-	WHERE h.up AND NOT h.drained AND h.accel <> ''
-		AND h.sessions < h.max_sessions AND h.starting < h.max_starting
-		AND h.memory_mb + p_memory_mb <= h.max_memory_mb
-	ORDER BY (p_image = ANY (h.warm)) DESC, (p_image = ANY (h.templates)) DESC,
-		(h.name = p_entry) DESC,
-		least(h.max_sessions - h.sessions, (h.max_memory_mb - h.memory_mb) / greatest(p_memory_mb, 1)) DESC,
-		h.name
-	LIMIT 1 FOR UPDATE OF h;
+	-- the best host without a lock (a top-1 sort: FOR UPDATE would sort every
+	-- host), then lock it and recheck its room: another placement may have just
+	-- taken it (fleet-scale.md)
+	FOR v_try IN 1..3 LOOP
+		SELECT h.name INTO v_pick FROM hosts h
+		WHERE h.up AND NOT h.drained AND h.accel <> ''
+			AND h.sessions < h.max_sessions AND h.starting < h.max_starting
+			AND h.memory_mb + p_memory_mb <= h.max_memory_mb
+		ORDER BY (p_image = ANY (h.warm)) DESC, (p_image = ANY (h.templates)) DESC,
+			(h.name = p_entry) DESC,
+			least(h.max_sessions - h.sessions,
+				(h.max_memory_mb - h.memory_mb) / greatest(p_memory_mb, 1)) DESC,
+			h.name
+		LIMIT 1;
+		EXIT WHEN v_pick IS NULL;
+		SELECT h.name INTO host FROM hosts h
+		WHERE h.name = v_pick AND h.up AND NOT h.drained
+			AND h.sessions < h.max_sessions AND h.starting < h.max_starting
+			AND h.memory_mb + p_memory_mb <= h.max_memory_mb
+		FOR UPDATE;
+		EXIT WHEN host IS NOT NULL;
+	END LOOP;
 
 	IF host IS NOT NULL THEN
 		UPDATE hosts h SET sessions = h.sessions + 1, starting = h.starting + 1,
@@ -165,7 +182,7 @@ CREATE FUNCTION nestor_claim(p_host text, OUT id text) LANGUAGE plpgsql AS $$
 DECLARE
 	v_mem integer;
 BEGIN
-	PERFORM 1 FROM hosts h WHERE h.name = p_host AND h.up AND NOT h.drained
+	PERFORM 1 FROM hosts h WHERE h.name = p_host AND h.up AND NOT h.drained AND h.accel <> ''
 		AND h.sessions < h.max_sessions AND h.starting < h.max_starting FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN;
@@ -221,19 +238,46 @@ BEGIN
 END $$;
 
 -- A host tells the fleet about one of its sessions (inserted if the fleet
--- never heard of it, as after fleet import or an outage). A session the
--- fleet thought lost comes back if its host still has it.
+-- never heard of it, as after an outage). A session the fleet thought lost
+-- comes back if its host still has it. A start that is over, or an end,
+-- gives its room back at once (the heartbeat recounts anyway). Locks the
+-- host, then the session: the order the heartbeat's down-marking takes.
 CREATE FUNCTION nestor_session_sync(p_id text, p_host text, p_user text, p_app text,
 	p_image text, p_memory_mb integer, p_state text, p_reason text)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	v_old text;
+	v_host text;
+	v_mem integer;
+	v_was_starting boolean;
+	v_ends boolean;
 BEGIN
+	PERFORM 1 FROM hosts h WHERE h.name = p_host FOR UPDATE;
+	SELECT s.state, s.host, s.memory_mb INTO v_old, v_host, v_mem FROM sessions s
+	WHERE s.id = p_id FOR UPDATE;
+	IF FOUND AND (v_host IS DISTINCT FROM p_host OR NOT (nestor_live(v_old) OR v_old = 'lost'))
+	THEN
+		RETURN; /* another host's, or over */
+	END IF;
 	INSERT INTO sessions AS s (id, user_name, app, image, memory_mb, host, entry, state,
 		reason, placed, ended)
 	VALUES (p_id, p_user, p_app, p_image, p_memory_mb, p_host, p_host, p_state, p_reason,
 		now(), CASE WHEN nestor_live(p_state) THEN NULL ELSE now() END)
 	ON CONFLICT ON CONSTRAINT sessions_pkey DO UPDATE SET state = EXCLUDED.state,
-		reason = EXCLUDED.reason, host = EXCLUDED.host, ended = EXCLUDED.ended
-	WHERE s.host = EXCLUDED.host AND (nestor_live(s.state) OR s.state = 'lost');
+		reason = EXCLUDED.reason, ended = EXCLUDED.ended;
+	IF v_old IS NULL OR NOT nestor_live(v_old) THEN
+		RETURN; /* counted at the next heartbeat */
+	END IF;
+	v_was_starting := v_old IN ('placed', 'starting') AND p_state NOT IN ('placed', 'starting');
+	v_ends := NOT nestor_live(p_state);
+	IF v_was_starting OR v_ends THEN
+		UPDATE hosts h SET
+			starting = greatest(h.starting - CASE WHEN v_old IN ('placed', 'starting')
+				THEN 1 ELSE 0 END, 0),
+			sessions = greatest(h.sessions - CASE WHEN v_ends THEN 1 ELSE 0 END, 0),
+			memory_mb = greatest(h.memory_mb - CASE WHEN v_ends THEN v_mem ELSE 0 END, 0)
+		WHERE h.name = p_host;
+	END IF;
 END $$;
 
 -- A one-time ticket for SESSION's host, valid TTL_S seconds; only its hash is kept.
@@ -261,29 +305,4 @@ LANGUAGE sql AS $$
 		AND s.user_name = p_user AND nestor_live(s.state)
 $$;
 
--- A session's state on its host; an end gives its room back.
-CREATE FUNCTION nestor_session_state(p_id text, p_host text, p_state text, p_reason text)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-	v_old text;
-	v_mem integer;
-BEGIN
-	SELECT s.state, s.memory_mb INTO v_old, v_mem FROM sessions s
-	WHERE s.id = p_id AND s.host = p_host FOR UPDATE;
-	IF NOT FOUND OR NOT nestor_live(v_old) THEN
-		RETURN;
-	END IF;
-	UPDATE sessions s SET state = p_state, reason = p_reason,
-		ended = CASE WHEN nestor_live(p_state) THEN NULL ELSE now() END
-	WHERE s.id = p_id;
-	IF NOT nestor_live(p_state) THEN
-		UPDATE hosts h SET sessions = greatest(h.sessions - 1, 0),
-			starting = CASE WHEN v_old IN ('placed', 'starting') THEN greatest(h.starting - 1, 0) ELSE h.starting END,
-			memory_mb = greatest(h.memory_mb - v_mem, 0) WHERE h.name = p_host;
-		PERFORM pg_notify('nestor_room', p_host);
-	ELSIF v_old IN ('placed', 'starting') AND p_state NOT IN ('placed', 'starting') THEN
-		UPDATE hosts h SET starting = greatest(h.starting - 1, 0) WHERE h.name = p_host;
-		PERFORM pg_notify('nestor_room', p_host);
-	END IF;
-END $$;
 

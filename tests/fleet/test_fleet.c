@@ -17,6 +17,7 @@
 #include "pg.h"
 #include "testenv.h"
 #include "util.h"
+#include "x11.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -24,19 +25,25 @@
 #include <string.h>
 #include <unistd.h>
 
-#define USERS "ann:ann-pw:nestor\nbob:bob-pw:nestor\n"
+#define USERS "ann:ann-pw:nestor\nbob:bob-pw:nestor\ncat:cat-pw:nestor\n"
 
 static struct pg pg;
 static struct nestord h1, h2;
+static unsigned gw_port[3]; /* h1's and h2's gateways */
 
+/* Host NAME (h1, h2, ...): its gateway on 127.0.0.1:gw_port[N], its certificate pinned. */
 static void host_setup(struct nestord *d, const char *name, const char *db, unsigned max_sessions)
 {
-	char extra[1024];
+	char extra[2048];
+	int n = name[strlen(name) - 1] - '0';
+	unsigned port = n > 0 && n < 3 ? (gw_port[n] = free_tcp_port()) : 3389;
+	nestord_setup(d, name, USERS, NULL);
 	snprintf(extra, sizeof(extra),
-		 "[caps]\nmax_sessions = %u\nmax_memory_mb = 4096\n"
-		 "[fleet]\ndb = %s\nname = %s\ngateway = 127.0.1.%c:3389\n",
-		 max_sessions, db, name, name[strlen(name) - 1]);
-	nestord_setup(d, name, USERS, extra);
+		 "[caps]\nmax_sessions = %u\nmax_memory_mb = 4096\n[sessions]\nstop_grace = 1\n"
+		 "[fleet]\ndb = %s\nname = %s\ngateway = 127.0.0.1:%u\n"
+		 "gateway_cert = %s/gw/tls.crt\n",
+		 max_sessions, db, name, port, d->dir);
+	nestord_setup_conf(d, extra);
 }
 
 /* Run nestorctl ARGS; its exit status, OUT its output (new string). */
@@ -174,7 +181,9 @@ static void test_hosts(void)
 	json_object *h = host_of(&h2, "h1");
 	CHECK(h && jint(h, "max_sessions") == 5 && jint(h, "max_memory_mb") == 4096);
 	CHECK_STR(jget(h, "accel"), "tcg");
-	CHECK_STR(jget(h, "gateway"), "127.0.1.1:3389");
+	char gw[64];
+	snprintf(gw, sizeof(gw), "127.0.0.1:%u", gw_port[1]);
+	CHECK_STR(jget(h, "gateway"), gw);
 	CHECK(h && !jbool(h, "self") && !jbool(h, "drained") && jint(h, "sessions") == 0);
 	json_object_put(h);
 	h = host_of(&h2, "h2");
@@ -190,6 +199,35 @@ static void test_hosts(void)
 	free(out);
 	CHECK(nestorctl(&h1, "hosts drain", &out) == 2);
 	free(out);
+}
+
+/* USER's live session on D: its id. */
+static bool session_on(struct nestord *d, const char *user, char *id, size_t len)
+{
+	json_object *all = NULL;
+	bool found = false;
+	api(d, "GET", "/v1/sessions", NULL, &all);
+	for (size_t i = 0; i < json_object_array_length(all) && !found; i++) {
+		json_object *o = json_object_array_get_idx(all, i);
+		if (!strcmp(jget(o, "user"), user)) {
+			snprintf(id, len, "%s", jget(o, "id"));
+			found = true;
+		}
+	}
+	json_object_put(all);
+	return found;
+}
+
+struct onq {
+	struct nestord *d;
+	const char *user;
+	char id[40];
+};
+
+static bool has_session_on(void *arg)
+{
+	struct onq *q = arg;
+	return session_on(q->d, q->user, q->id, sizeof(q->id));
 }
 
 static int connect_as(struct nestord *d, const char *user)
@@ -215,13 +253,18 @@ static void test_drain(void)
 	CHECK(eventually(host_is, &q, 1000));
 	struct statusq s = {&h2, "drained", true};
 	CHECK_MSG(eventually(status_is, &s, 5000), "h2 learns it is drained from its heartbeat");
+	/* ann arrives at the drained h2: the fleet places her on h1 */
 	json_object *o = NULL;
 	CHECK(api(&h2, "POST", "/v1/sessions",
-		  "{\"user\":\"ann\",\"password\":\"ann-pw\",\"app\":\"ledger\"}", &o) == 503);
-	CHECK_MSG(strstr(jget(o, "error"), "drained"), "the refusal says why: %s",
-		  jget(o, "error"));
+		  "{\"user\":\"ann\",\"password\":\"ann-pw\",\"app\":\"ledger\"}", &o) == 200);
+	CHECK_MSG(!strcmp(jget(o, "host"), "h1") && !strcmp(jget(o, "state"), "ready"),
+		  "placed on h1: %s", json_object_to_json_string(o));
 	json_object_put(o);
-	CHECK(connect_as(&h1, "ann") == 200); /* h1 is not drained */
+	struct onq on1 = {&h1, "ann", ""};
+	char id[40];
+	CHECK_MSG(eventually(has_session_on, &on1, 5000), "h1 took ann's session");
+	CHECK(!session_on(&h2, "ann", id, sizeof(id)));
+	CHECK(connect_as(&h1, "ann") == 200); /* a reconnect there */
 
 	CHECK(nestorctl(&h2, "hosts undrain h2", &out) == 0);
 	free(out);
@@ -278,7 +321,14 @@ static void test_pg_down(void)
 	json_object_put(o);
 	struct statusq s = {&h1, "available", false};
 	CHECK(eventually(status_is, &s, 1000));
-	CHECK(connect_as(&h1, "bob") == 200); /* the host itself goes on */
+	/* new sessions wait for the fleet; a session here is still reached */
+	o = NULL;
+	CHECK(api(&h1, "POST", "/v1/sessions",
+		  "{\"user\":\"cat\",\"password\":\"cat-pw\",\"app\":\"ledger\"}", &o) == 503);
+	CHECK_MSG(strstr(jget(o, "error"), "the fleet is unavailable, try again in a minute"), "%s",
+		  jget(o, "error"));
+	json_object_put(o);
+	CHECK(connect_as(&h1, "ann") == 200);
 	CHECK(pg_start(&pg));
 	int64_t t0 = util_now_ms();
 	CHECK_MSG(eventually(hosts_answer, &h1, 15000), "h1 reconnects by itself");
@@ -288,9 +338,134 @@ static void test_pg_down(void)
 		(double)(util_now_ms() - t0) / 1000);
 }
 
+/* --- one address for users: a session on another host, relayed --- */
+
+static pid_t gw1, gw2, xvfb;
+static char xflog[400];
+
+static pid_t client_to(unsigned port, const char *user)
+{
+	char v[64], u[80], p[80];
+	snprintf(v, sizeof(v), "/v:127.0.0.1:%u", port);
+	snprintf(u, sizeof(u), "/u:%s", user);
+	snprintf(p, sizeof(p), "/p:%s-pw", user);
+	const char *argv[] = {"xfreerdp",   v,	 u, p, "/cert:ignore", "/size:1024x768",
+			      "-clipboard", NULL};
+	return spawn(argv, xflog);
+}
+
+static bool fingerprint_known(void *arg)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT fingerprint FROM hosts WHERE name = '%s'", (char *)arg);
+	char *fp = pg_value(&pg, sql);
+	bool ok = fp && strlen(fp) == 95;
+	free(fp);
+	return ok;
+}
+
+static char serial[600];
+static bool serial_has(void *text)
+{
+	char *s = testenv_slurp(serial, NULL);
+	bool ok = s && strstr(s, text);
+	free(s);
+	return ok;
+}
+
+static bool screens_match(struct nestord *d, const char *id)
+{
+	int diff = -1;
+	double mean = 0;
+	for (int i = 0; i < 40; i++) {
+		if (pixels_cmp(d, id, &diff, &mean))
+			return true;
+		usleep(300 * 1000);
+	}
+	fprintf(stderr, "client and guest differ in %d pixels (mean %.2f)\n", diff, mean);
+	return false;
+}
+
+static void test_relay(void)
+{
+	gw1 = gateway_start(&h1, gw_port[1], "[display]\nremotefx = false\n", xflog, sizeof(xflog));
+	gw2 = gateway_start(&h2, gw_port[2], "[display]\nremotefx = false\n", xflog, sizeof(xflog));
+	CHECK(gw1 > 0 && gw2 > 0);
+	CHECK_MSG(eventually(fingerprint_known, "h2", 10000), "h2's certificate in the fleet");
+	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", h1.dir);
+	xvfb = x11_start(h1.dir);
+	/* h1 takes no new sessions: cat, arriving at h1, is placed on h2 and relayed */
+	CHECK(api(&h1, "POST", "/v1/hosts/h1/drain", NULL, NULL) == 200);
+	int64_t t0 = util_now_ms();
+	pid_t c = client_to(gw_port[1], "cat");
+	struct onq q = {&h2, "cat", ""};
+	CHECK_MSG(eventually(has_session_on, &q, 20000), "cat's session runs on h2");
+	char none[40];
+	CHECK_MSG(!session_on(&h1, "cat", none, sizeof(none)), "and not on h1");
+	CHECK(wait_state(&h2, q.id, "connected", 60000));
+	fprintf(stderr, "relay: connected through h1 to h2's guest in %.1f s\n",
+		(double)(util_now_ms() - t0) / 1000);
+	CHECK_MSG(screens_match(&h2, q.id), "the client shows h2's guest, relayed by h1");
+	char sql[200], *v;
+	snprintf(sql, sizeof(sql),
+		 "SELECT host || ' ' || entry FROM sessions WHERE user_name = 'cat' "
+		 "AND state = 'connected'");
+	v = pg_value(&pg, sql);
+	CHECK_MSG(v && !strcmp(v, "h2 h1"), "the fleet: %s", v ? v : "?");
+	free(v);
+	/* typing at h1 reaches the guest on h2 */
+	snprintf(serial, sizeof(serial), "%s/run/vm/%s/serial.log", h2.dir, q.id);
+	sh("xdotool search --name 'FreeRDP:' | head -1 | xargs -I{} xdotool windowfocus --sync {} "
+	   ">/dev/null 2>&1");
+	sh("xdotool type --delay 60 relayed; xdotool key Return");
+	CHECK_MSG(wait_for(serial_has, "GOT:relayed", 10000), "keys through two gateways");
+	CHECK(screens_match(&h2, q.id));
+	child_stop(&c);
+	CHECK(wait_state(&h2, q.id, "disconnected", 10000));
+
+	/* reconnecting lands on the same session, through either gateway */
+	c = client_to(gw_port[2], "cat");
+	CHECK(wait_state(&h2, q.id, "connected", 30000));
+	child_stop(&c);
+	CHECK(wait_state(&h2, q.id, "disconnected", 10000));
+	c = client_to(gw_port[1], "cat");
+	CHECK(wait_state(&h2, q.id, "connected", 30000));
+	CHECK(screens_match(&h2, q.id));
+	struct onq again = {&h2, "cat", ""};
+	CHECK(has_session_on(&again) && !strcmp(again.id, q.id));
+	child_stop(&c);
+
+	/* a ticket works once, for its host and user only */
+	CHECK(api(&h2, "POST", "/v1/sessions",
+		  "{\"user\":\"cat\",\"password\":\"nestor-ticket:00\",\"app\":\"ledger\"}",
+		  NULL) == 401);
+
+	/* h2 dies: cat's session is lost; at h1 (undrained) cat gets a new one, and is told */
+	CHECK(nestord_stop(&h2, SIGKILL, 5000) >= 0);
+	child_stop(&gw2);
+	CHECK(api(&h1, "POST", "/v1/hosts/h1/undrain", NULL, NULL) == 200);
+	struct hostq down = {&h1, "h2", "up", false};
+	CHECK_MSG(eventually(host_is, &down, 10000), "h2 down");
+	json_object *o = NULL;
+	CHECK(api(&h1, "POST", "/v1/sessions",
+		  "{\"user\":\"cat\",\"password\":\"cat-pw\",\"app\":\"ledger\"}", &o) == 200);
+	CHECK_MSG(strstr(jget(o, "notice"), "h2 stopped answering"), "told: %s", jget(o, "notice"));
+	struct onq on1 = {&h1, "cat", ""};
+	CHECK_MSG(strcmp(jget(o, "id"), q.id) && has_session_on(&on1) &&
+		      !strcmp(on1.id, jget(o, "id")),
+		  "a new session on h1: %s", json_object_to_json_string(o));
+	json_object_put(o);
+	child_stop(&gw1);
+	child_stop(&xvfb);
+}
+
 int main(void)
 {
 	testenv_guest_dir();
+	if (!x11_tools()) {
+		CHECK(!"Xvfb, xfreerdp, xdotool and xwininfo installed (scripts/install-deps)");
+		return check_done("test_fleet");
+	}
 	if (!pg_create(&pg)) {
 		CHECK(!"a PostgreSQL cluster started");
 		return check_done("test_fleet");
@@ -306,10 +481,13 @@ int main(void)
 	test_drain();
 	test_host_dies();
 	test_pg_down();
-	/* h2 comes back: up again, its guest reattached and then stopped with it */
+	/* h2 comes back: up again, its guest reattached */
 	CHECK(nestord_start(&h2));
 	struct hostq q = {&h1, "h2", "up", true};
 	CHECK_MSG(eventually(host_is, &q, 10000), "h2 up again after its restart");
+	test_relay();
+	/* h2 once more, to stop its guests (it was killed) */
+	CHECK(nestord_start(&h2));
 	CHECK(nestord_stop(&h2, SIGTERM, 30000) == 0);
 	CHECK(nestord_stop(&h1, SIGTERM, 30000) == 0);
 	int r = check_done("test_fleet");

@@ -57,6 +57,12 @@ void nestord_setup(struct nestord *d, const char *name, const char *users, const
 	snprintf(d->conf, sizeof(d->conf), "%s/nestor.conf", d->dir);
 	snprintf(d->sock, sizeof(d->sock), "%s/run/api.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/nestord.log", d->dir);
+	nestord_setup_conf(d, extra);
+}
+
+void nestord_setup_conf(struct nestord *d, const char *extra)
+{
+	char text[4096];
 	/* accel=tcg: the probe has its own test in test_launcher; restarts stay fast */
 	snprintf(text, sizeof(text),
 		 "[nestord]\nstate_dir = %s/state\nrun_dir = %s/run\naccel = tcg\nlog_level = %s\n"

@@ -22,6 +22,8 @@ struct nestord {
 /* Set up DIR with a passdb (USERS: "user:password:service" lines) and a config
  * whose [caps]/[auth]/[sessions] sections are EXTRA_CONF. */
 void nestord_setup(struct nestord *d, const char *name, const char *users, const char *extra_conf);
+/* Write D's config again with EXTRA (its dir known: paths under it). */
+void nestord_setup_conf(struct nestord *d, const char *extra);
 /* Start nestord and wait until its API answers. Returns false on failure. */
 bool nestord_start(struct nestord *d);
 /* Send SIG and wait for the exit; returns the wait status. */
