@@ -164,7 +164,8 @@ static bool settle(PGconn *c, const char *id, const char *host)
 {
 	const char *p[] = {id, host};
 	/* what nestord writes when a guest is up (the user and app are not needed then) */
-	PGresult *r = run(c, "SELECT nestor_session_sync($1, $2, '', '', '', 0, 'ready', '')", 2, p);
+	PGresult *r =
+	    run(c, "SELECT nestor_session_sync($1, $2, '', '', '', 0, 'ready', '')", 2, p);
 	PQclear(r);
 	return r != NULL;
 }
