@@ -69,11 +69,11 @@ struct pending {
 	char app[65];
 	char client[64];
 	char user[65];
-	char host[64];	      /* the fleet: its host's gateway address */
-	unsigned port;	      /* ... and port */
-	char fp[CERTFP_LEN];  /* ... and certificate */
-	char wait[16];	      /* the fleet: a long-poll's state */
-	int64_t until_ms;     /* the fleet: a long-poll's end */
+	char host[64];	     /* the fleet: its host's gateway address */
+	unsigned port;	     /* ... and port */
+	char fp[CERTFP_LEN]; /* ... and certificate */
+	char wait[16];	     /* the fleet: a long-poll's state */
+	int64_t until_ms;    /* the fleet: a long-poll's end */
 	enum api_route route;
 	bool connect; /* POST /v1/sessions: connect after auth */
 	bool created; /* reply 201 on success */
@@ -294,8 +294,8 @@ static struct remote *remote_find(struct api *api, const char *id)
 	return found;
 }
 
-static struct remote *remote_add(struct api *api, const char *id, const char *user,
-				 const char *app, const char *title)
+static struct remote *remote_add(struct api *api, const char *id, const char *user, const char *app,
+				 const char *title)
 {
 	struct remote *r = remote_find(api, id);
 	if (!r) {
@@ -328,8 +328,8 @@ static void remotes_free(struct api *api)
 /* The fleet's state as this host's gateway follows it: queued, ready to relay, or ended. */
 static const char *remote_state(const struct fleet_session *fs)
 {
-	bool live = strcmp(fs->state, "ended") && strcmp(fs->state, "lost") &&
-		    strcmp(fs->state, "ending");
+	bool live =
+	    strcmp(fs->state, "ended") && strcmp(fs->state, "lost") && strcmp(fs->state, "ending");
 	if (!live || (fs->host[0] && !fs->host_up))
 		return "ended";
 	return fs->host[0] ? "ready" : "queued";
@@ -355,7 +355,7 @@ static json_object *remote_json(const struct remote *r, const struct fleet_sessi
 	} else if (!strcmp(st, "ended")) {
 		char why[300];
 		snprintf(why, sizeof(why), "%s",
-			 fs->reason[0]	   ? fs->reason
+			 fs->reason[0] ? fs->reason
 			 : fs->host_up ? "it ended"
 				       : "its host stopped answering");
 		json_object_object_add(o, "end_reason", json_object_new_string(why));
@@ -421,8 +421,10 @@ static void on_placed(int err, const struct fleet_place *pl, const char *msg, vo
 			if (pl->notice[0])
 				json_object_object_add(o, "notice",
 						       json_object_new_string(pl->notice));
-			log_info("session=%s user=%s app=%s %s on host %s", r->id, p->user,
-				 p->app, pl->existing ? "runs" : pl->host[0] ? "placed" : "queued",
+			log_info("session=%s user=%s app=%s %s on host %s", r->id, p->user, p->app,
+				 pl->existing  ? "runs"
+				 : pl->host[0] ? "placed"
+					       : "queued",
 				 pl->host[0] ? pl->host : "(fleet queue)");
 			reply_json(req, 200, o);
 		}
@@ -499,7 +501,8 @@ static void on_remote_session(int err, const struct fleet_session *fs, const cha
 	if (!p->req || !r || err) {
 		struct evhttp_request *req = pending_take(p);
 		if (req)
-			fleet_reply_err(req, err ? err : -ENOENT, msg ? msg : "the session is gone");
+			fleet_reply_err(req, err ? err : -ENOENT,
+					msg ? msg : "the session is gone");
 		pending_free(p);
 		return;
 	}
@@ -507,11 +510,13 @@ static void on_remote_session(int err, const struct fleet_session *fs, const cha
 		char host[64];
 		uint16_t port;
 		if (strcmp(remote_state(fs), "ready") ||
-		    conf_hostport(fs->gateway, host, sizeof(host), &port) < 0 || !fs->fingerprint[0]) {
+		    conf_hostport(fs->gateway, host, sizeof(host), &port) < 0 ||
+		    !fs->fingerprint[0]) {
 			struct evhttp_request *req = pending_take(p);
 			reply_err(req, 409, "session %s on host %s cannot be reached (%s)", r->id,
-				  fs->host, !fs->fingerprint[0] ? "its gateway's certificate is unknown"
-								: "no gateway address");
+				  fs->host,
+				  !fs->fingerprint[0] ? "its gateway's certificate is unknown"
+						      : "no gateway address");
 			pending_free(p);
 			return;
 		}
@@ -1161,10 +1166,9 @@ static void route(struct evhttp_request *req, void *arg)
 		free(body);
 	}
 	struct brk_session *s = r.param == API_P_SESSION ? brk_session_find(api->b, r.name) : NULL;
-	struct remote *rr = r.param == API_P_SESSION && !s && brk_fleet(api->b)
-				? remote_find(api, r.name)
-				: NULL;
-	bool admin, grant_ok = s ? brk_session_grant_ok(s, r.grant)
+	struct remote *rr =
+	    r.param == API_P_SESSION && !s && brk_fleet(api->b) ? remote_find(api, r.name) : NULL;
+	bool admin, grant_ok = s    ? brk_session_grant_ok(s, r.grant)
 			       : rr ? util_secret_eq(rr->grant, r.grant)
 				    : false;
 	/* who may ask comes first: a refused caller learns nothing, not even which

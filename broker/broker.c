@@ -476,6 +476,7 @@ struct report_ctx {
 static void report_image(const struct db_image *img, void *arg)
 {
 	struct report_ctx *c = arg;
+	fleet_array_add(c->r->images, sizeof(c->r->images), img->name);
 	if (warm_has_ready(c->b->warm, img->name))
 		fleet_array_add(c->r->warm, sizeof(c->r->warm), img->name);
 	if (tpl_usable(c->b->tpl, img->name))

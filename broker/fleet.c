@@ -357,7 +357,7 @@ static long long num_of(PGresult *res, int row, int col)
 
 static const char heartbeat_sql[] =
     "SELECT nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, $8::text[], "
-    "$9::text[], $10::int, $11::timestamptz, $12::int)";
+    "$9::text[], $10::int, $11::timestamptz, $12::int, $14::text[])";
 
 static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *arg)
 {
@@ -463,6 +463,7 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 	memset(&r, 0, sizeof(r));
 	r.accel = "";
 	strcpy(r.warm, "{}");
+	strcpy(r.images, "{}");
 	strcpy(r.templates, "{}");
 	if (f->hooks.report)
 		f->hooks.report(&r, f->hooks.arg);
@@ -471,10 +472,10 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 5; i++)
 		snprintf(num[i], sizeof(num[i]), "%u", v[i] > INT_MAX ? INT_MAX : v[i]);
 	snprintf(down, sizeof(down), "%u", f->cfg.down_after);
-	const char *p[] = {f->cfg.name, f->cfg.gateway, r.accel,      num[0],	   num[1],
-			   num[2],	num[3],		r.warm,	      r.templates, num[4],
-			   f->since,	down,		r.fingerprint};
-	if (query(f, heartbeat_sql, 13, p, on_beat_done, NULL) == 0)
+	const char *p[] = {f->cfg.name, f->cfg.gateway, r.accel,       num[0],	    num[1],
+			   num[2],	num[3],		r.warm,	       r.templates, num[4],
+			   f->since,	down,		r.fingerprint, r.images};
+	if (query(f, heartbeat_sql, 14, p, on_beat_done, NULL) == 0)
 		f->beating = true;
 }
 

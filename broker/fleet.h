@@ -29,7 +29,7 @@ struct fleet;
 struct fleet_report {
 	const char *accel; /* kvm | tcg | "" */
 	unsigned max_sessions, max_starting, max_memory_mb, queued, start_ms;
-	char warm[2048], templates[2048];
+	char images[4096], warm[2048], templates[2048];
 	char fingerprint[128]; /* sha256 of this host's gateway certificate, "" unknown */
 };
 

@@ -23,6 +23,7 @@ CREATE TABLE hosts (
 	starting integer NOT NULL DEFAULT 0,
 	memory_mb integer NOT NULL DEFAULT 0,
 	queued integer NOT NULL DEFAULT 0,    -- its own local queue
+	images text[] NOT NULL DEFAULT '{}',    -- the images it has (it can start)
 	warm text[] NOT NULL DEFAULT '{}',      -- images with a ready warm guest
 	templates text[] NOT NULL DEFAULT '{}', -- images with a usable template
 	start_ms integer NOT NULL DEFAULT 0,    -- its recent mean start time
@@ -72,7 +73,7 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT state NOT IN ('ended', 'lost') $$;
 CREATE FUNCTION nestor_heartbeat(p_name text, p_gateway text, p_fingerprint text, p_accel text,
 	p_max_sessions integer, p_max_starting integer, p_max_memory_mb integer,
 	p_queued integer, p_warm text[], p_templates text[], p_start_ms integer,
-	p_since timestamptz, p_down_s integer)
+	p_since timestamptz, p_down_s integer, p_images text[])
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
 	v_drained boolean;
@@ -81,14 +82,14 @@ BEGIN
 	-- (taken by the next statement) then sees them (fleet-scale.md)
 	PERFORM 1 FROM hosts h WHERE h.name = p_name FOR UPDATE;
 	INSERT INTO hosts AS h (name, gateway, fingerprint, accel, max_sessions, max_starting,
-		max_memory_mb, queued, warm, templates, start_ms, since)
+		max_memory_mb, queued, images, warm, templates, start_ms, since)
 	VALUES (p_name, p_gateway, p_fingerprint, p_accel, p_max_sessions, p_max_starting,
-		p_max_memory_mb, p_queued, p_warm, p_templates, p_start_ms, p_since)
+		p_max_memory_mb, p_queued, p_images, p_warm, p_templates, p_start_ms, p_since)
 	ON CONFLICT (name) DO UPDATE SET gateway = EXCLUDED.gateway,
 		fingerprint = EXCLUDED.fingerprint, accel = EXCLUDED.accel,
 		max_sessions = EXCLUDED.max_sessions, max_starting = EXCLUDED.max_starting,
 		max_memory_mb = EXCLUDED.max_memory_mb, queued = EXCLUDED.queued,
-		warm = EXCLUDED.warm, templates = EXCLUDED.templates,
+		images = EXCLUDED.images, warm = EXCLUDED.warm, templates = EXCLUDED.templates,
 		start_ms = EXCLUDED.start_ms, since = EXCLUDED.since, up = true,
 		heartbeat = now(),
 		(sessions, starting, memory_mb) = (
@@ -145,7 +146,7 @@ BEGIN
 	-- taken it (fleet-scale.md)
 	FOR v_try IN 1..3 LOOP
 		SELECT h.name INTO v_pick FROM hosts h
-		WHERE h.up AND NOT h.drained AND h.accel <> ''
+		WHERE h.up AND NOT h.drained AND h.accel <> '' AND p_image = ANY (h.images)
 			AND h.sessions < h.max_sessions AND h.starting < h.max_starting
 			AND h.memory_mb + p_memory_mb <= h.max_memory_mb
 		ORDER BY (p_image = ANY (h.warm)) DESC, (p_image = ANY (h.templates)) DESC,
@@ -189,6 +190,7 @@ BEGIN
 	END IF;
 	SELECT s.id, s.memory_mb INTO id, v_mem FROM sessions s, hosts h
 	WHERE s.state = 'queued' AND s.host IS NULL AND h.name = p_host
+		AND s.image = ANY (h.images)
 		AND h.memory_mb + s.memory_mb <= h.max_memory_mb
 	ORDER BY s.created, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED;
 	IF id IS NULL THEN

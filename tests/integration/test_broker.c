@@ -418,11 +418,9 @@ static const struct route_case route_cases[] = {API_ROUTES(ROUTE_CASE)};
 static void fill_path(const char *pattern, const char *session, const char *grant, char *out,
 		      size_t len)
 {
-	static const char *const params[][2] = {{":session", NULL},
-						{":gateway", "gw-roles"},
-						{":user", "alice"},
-						{":image", "nosuchimage"},
-						{":app", "nosuchapp"}};
+	static const char *const params[][2] = {{":session", NULL},    {":gateway", "gw-roles"},
+						{":user", "alice"},    {":image", "nosuchimage"},
+						{":app", "nosuchapp"}, {":host", "nosuchhost"}};
 	size_t n = 0;
 	for (const char *p = pattern; *p && n + 1 < len;) {
 		bool done = false;
