@@ -940,9 +940,13 @@ static void fleet_call(struct api *api, struct evhttp_request *req, const struct
 		return;
 	}
 	p->async = true;
-	int rc = r->route == API_HOSTS
-		     ? fleet_hosts(f, on_fleet, p)
-		     : fleet_drain(f, r->name, r->route == API_HOST_DRAIN, on_fleet, p);
+	int rc;
+	if (r->route == API_HOSTS)
+		rc = fleet_hosts(f, on_fleet, p);
+	else if (r->route == API_FLEET_SESSIONS)
+		rc = fleet_sessions(f, on_fleet, p);
+	else
+		rc = fleet_drain(f, r->name, r->route == API_HOST_DRAIN, on_fleet, p);
 	if (rc < 0) {
 		pending_take(p);
 		pending_free(p);

@@ -62,6 +62,7 @@
 	X(APP_REMOVE,   DELETE, "/v1/apps/:app",                    NONE,      app_remove,     ADMIN)     \
 	X(AUDIT,        GET,    "/v1/audit",                        NONE,      audit,          ADMIN)     \
 	X(HOSTS,        GET,    "/v1/hosts",                        NONE,      hosts,          ADMIN)     \
+	X(FLEET_SESSIONS, GET,  "/v1/fleet/sessions",               NONE,      hosts,          ADMIN)     \
 	X(HOST_DRAIN,   POST,   "/v1/hosts/:host/drain",            NONE,      host_drain,     ADMIN)     \
 	X(HOST_UNDRAIN, POST,   "/v1/hosts/:host/undrain",          NONE,      host_drain,     ADMIN)
 /* clang-format on */

@@ -11,9 +11,11 @@
  */
 #include "fleet.h"
 #include "fleet_schema.h"
+#include "conf.h"
 #include "log.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CONNECT_MS 5000
@@ -62,6 +65,9 @@ struct fleet {
 	PGresult *result;
 	bool available, beating, drained, warned, schema_ok;
 	bool resync, adopting, claiming;
+	bool gateway_ok;
+	int probe_fd; /* a connect to this host's gateway in flight, or -1 */
+	struct event *probe;
 	unsigned backoff_ms;
 	char since[40];
 	char error[256];
@@ -356,7 +362,7 @@ static long long num_of(PGresult *res, int row, int col)
 /* --- heartbeat --- */
 
 static const char heartbeat_sql[] =
-    "SELECT nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, $8::text[], "
+    "SELECT * FROM nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, $8::text[], "
     "$9::text[], $10::int, $11::timestamptz, $12::int, $14::text[])";
 
 static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *arg)
@@ -370,7 +376,7 @@ static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *
 		f->warned = true;
 		return;
 	}
-	if (PQntuples(res) != 1 || PQnfields(res) != 1) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 2) {
 		log_warn("fleet: heartbeat: unexpected answer (%d rows, %d columns)",
 			 PQntuples(res), PQnfields(res));
 		f->available = false;
@@ -383,6 +389,11 @@ static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *
 	f->error[0] = '\0';
 	f->last_beat_ms = util_now_ms();
 	bool drained = !strcmp(PQgetvalue(res, 0, 0), "t");
+	if (!strcmp(PQgetvalue(res, 0, 1), "t")) {
+		log_warn("fleet: the fleet had taken this host for down: telling it every session "
+			 "again");
+		f->resync = true;
+	}
 	if (drained != f->drained)
 		log_info("fleet: host %s %s", f->cfg.name,
 			 drained ? "drained: no new sessions here" : "takes new sessions again");
@@ -448,17 +459,94 @@ static void on_version(struct fleet *f, PGresult *res, const char *err, void *ar
 	f->available = false;
 }
 
+static void send_beat(struct fleet *f);
+
+/*
+ * A host whose gateway is gone cannot serve its users: it stops
+ * heartbeating, so the fleet marks it down and places no one there (and
+ * takes it back, its sessions with it, once the gateway answers again).
+ * Each heartbeat first connects to the gateway's address, without waiting.
+ */
+static void probe_done(struct fleet *f, bool ok)
+{
+	if (f->probe_fd >= 0)
+		close(f->probe_fd);
+	f->probe_fd = -1;
+	if (ok != f->gateway_ok)
+		log_warn("fleet: this host's gateway at %s %s", f->cfg.gateway,
+			 ok ? "answers again: heartbeating"
+			    : "does not answer: not heartbeating (the fleet will take this host "
+			      "for down)");
+	f->gateway_ok = ok;
+	if (ok)
+		send_beat(f);
+}
+
+static void on_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet *f = arg;
+	int e = 0;
+	socklen_t el = sizeof(e);
+	probe_done(f, (what & EV_WRITE) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 &&
+			  e == 0);
+}
+
+static void probe_gateway(struct fleet *f)
+{
+	char host[128];
+	uint16_t port;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t len = 0;
+	if (conf_hostport(f->cfg.gateway, host, sizeof(host), &port) == 0) {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+			a4->sin_family = AF_INET;
+			a4->sin_port = htons(port);
+			len = sizeof(*a4);
+		} else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+			a6->sin6_family = AF_INET6;
+			a6->sin6_port = htons(port);
+			len = sizeof(*a6);
+		}
+	}
+	if (!len) { /* a name: nothing to probe without a lookup; trust it */
+		probe_done(f, true);
+		return;
+	}
+	f->probe_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (f->probe_fd < 0 ||
+	    (connect(f->probe_fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)) {
+		probe_done(f, false);
+		return;
+	}
+	event_assign(f->probe, f->base, f->probe_fd, EV_WRITE, on_probe, f);
+	struct timeval tv = {1, 0};
+	event_add(f->probe, &tv);
+}
+
 static void on_beat(evutil_socket_t fd, short what, void *arg)
 {
 	struct fleet *f = arg;
 	set_ms(f->beat, f->cfg.heartbeat * 1000);
-	if (f->st != C_UP || f->beating)
+	if (f->st != C_UP || f->beating || f->probe_fd >= 0)
 		return;
 	if (!f->schema_ok) { /* asked again each heartbeat until someone runs fleet init */
 		if (query(f, FLEET_SCHEMA_EXISTS_SQL, 0, NULL, on_exists, NULL) == 0)
 			f->beating = true;
 		return;
 	}
+	if (f->cfg.gateway[0])
+		probe_gateway(f);
+	else
+		send_beat(f);
+}
+
+static void send_beat(struct fleet *f)
+{
+	if (f->st != C_UP || f->beating)
+		return;
 	struct fleet_report r;
 	memset(&r, 0, sizeof(r));
 	r.accel = "";
@@ -556,6 +644,45 @@ int fleet_hosts(struct fleet *f, fleet_json_fn cb, void *arg)
 	if (!a)
 		return -ENOMEM;
 	int r = query(f, hosts_sql, 0, NULL, on_hosts, a);
+	if (r < 0)
+		free(a);
+	return r;
+}
+
+static const char sessions_sql[] =
+    "SELECT id, user_name, app, coalesce(host, ''), state, entry, "
+    "extract(epoch FROM created)::bigint FROM sessions WHERE nestor_live(state) "
+    "ORDER BY created, id LIMIT 10000";
+
+static void on_sessions(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	struct ask *a = arg;
+	if (!res || PQnfields(res) != 7) {
+		a->cb(res ? -EPROTO : -EAGAIN, NULL,
+		      res ? "the fleet's sessions table is not what nestord expects" : err, a->arg);
+		free(a);
+		return;
+	}
+	static const char *const keys[] = {"id", "user", "app", "host", "state", "entry"};
+	json_object *list = json_object_new_array();
+	for (int i = 0; i < PQntuples(res); i++) {
+		json_object *s = json_object_new_object();
+		for (int k = 0; k < 6; k++)
+			json_object_object_add(s, keys[k],
+					       json_object_new_string(PQgetvalue(res, i, k)));
+		json_object_object_add(s, "created", json_object_new_int64(num_of(res, i, 6)));
+		json_object_array_add(list, s);
+	}
+	a->cb(0, list, NULL, a->arg);
+	free(a);
+}
+
+int fleet_sessions(struct fleet *f, fleet_json_fn cb, void *arg)
+{
+	struct ask *a = ask_new(cb, arg);
+	if (!a)
+		return -ENOMEM;
+	int r = query(f, sessions_sql, 0, NULL, on_sessions, a);
 	if (r < 0)
 		free(a);
 	return r;
@@ -941,7 +1068,10 @@ struct fleet *fleet_create(struct event_base *base, const struct brk_fleet_confi
 	f->deadline = evtimer_new(base, on_deadline, f);
 	f->retry = evtimer_new(base, on_retry, f);
 	f->beat = evtimer_new(base, on_beat, f);
-	if (!f->io || !f->wr || !f->deadline || !f->retry || !f->beat) {
+	f->probe = event_new(base, -1, 0, on_probe, f);
+	f->probe_fd = -1;
+	f->gateway_ok = true;
+	if (!f->io || !f->wr || !f->deadline || !f->retry || !f->beat || !f->probe) {
 		snprintf(err, errlen, "out of memory");
 		fleet_destroy(f);
 		return NULL;
@@ -972,5 +1102,9 @@ void fleet_destroy(struct fleet *f)
 		event_free(f->retry);
 	if (f->beat)
 		event_free(f->beat);
+	if (f->probe)
+		event_free(f->probe);
+	if (f->probe_fd >= 0)
+		close(f->probe_fd);
 	free(f);
 }

@@ -65,6 +65,8 @@ typedef void (*fleet_json_fn)(int err, json_object *o, const char *msg, void *ar
 
 /* Every host: caps, usage, queue, accelerator, drained, up, heartbeat age. */
 int fleet_hosts(struct fleet *f, fleet_json_fn cb, void *arg);
+/* Every live session of the fleet, oldest first (at most 10000): its host and entry. */
+int fleet_sessions(struct fleet *f, fleet_json_fn cb, void *arg);
 /* Drain (or undrain) host NAME: no new placements there; its sessions go on. -ENOENT: none. */
 int fleet_drain(struct fleet *f, const char *name, bool drain, fleet_json_fn cb, void *arg);
 

@@ -32,7 +32,8 @@ static const char usage[] =
     "           [--user-max-sessions N]   change host caps (0 = unlimited)\n"
     "  users caps                      per-user overrides\n"
     "  users caps set USER --max-sessions N|default\n"
-    "  sessions [--ended N]            live sessions (or the N last ended)\n"
+    "  sessions [--ended N | --fleet]  live sessions (or the N last ended, or every live\n"
+    "                                  session of the fleet, with its host)\n"
     "  session show ID                 one session\n"
     "  session end ID                  end a session (its guest is stopped)\n"
     "  images                          registered images\n"
@@ -83,8 +84,9 @@ static const char caps_set_help[] =
     "                          [--max-memory-mb N] [--user-max-sessions N]\n"
     "0 means unlimited. Lowering a cap never ends running sessions;\n"
     "raising one admits queued users at once.\n";
-static const char sessions_help[] = "usage: nestorctl sessions [--ended N]\nLive sessions, oldest "
-				    "first; with --ended the N most recently ended.\n";
+static const char sessions_help[] =
+    "usage: nestorctl sessions [--ended N | --fleet]\nLive sessions, oldest first; with --ended "
+    "the N most recently ended;\nwith --fleet every live session of the fleet and its host.\n";
 
 static const char *sock;
 static bool json_out;
@@ -513,11 +515,34 @@ static void session_row(json_object *r)
 static int cmd_sessions(int argc, char **argv)
 {
 	unsigned ended = 0;
-	bool given = false;
-	const struct boot_opt opts[] = {{"ended", 0, true, .flag = &given, .uint = &ended}, {0}};
+	bool given = false, fleet = false;
+	const struct boot_opt opts[] = {{"ended", 0, true, .flag = &given, .uint = &ended},
+					{"fleet", 0, false, .flag = &fleet},
+					{0}};
 	int n, st = parse_cmd("sessions", sessions_help, opts, 0, NULL, argc, argv, &n);
 	if (st != BOOT_RUN)
 		return st;
+	if (fleet && given)
+		return bad_usage("sessions: --ended or --fleet, not both");
+	if (fleet) {
+		json_object *o = call("GET", "/v1/fleet/sessions", NULL);
+		if (json_out) {
+			print_json(o);
+		} else {
+			char t[32];
+			printf("%-17s %-14s %-14s %-13s %-16s %-16s %s\n", "ID", "USER", "APP",
+			       "STATE", "HOST", "ENTRY", "CREATED");
+			for (size_t i = 0; i < json_object_array_length(o); i++) {
+				json_object *r = json_object_array_get_idx(o, i);
+				printf("%-17s %-14s %-14s %-13s %-16s %-16s %s\n", s_(r, "id"),
+				       s_(r, "user"), s_(r, "app"), s_(r, "state"),
+				       *s_(r, "host") ? s_(r, "host") : "(queued)", s_(r, "entry"),
+				       when(i_(r, "created"), t, sizeof(t)));
+			}
+		}
+		json_object_put(o);
+		return 0;
+	}
 	char path[64] = "/v1/sessions";
 	if (given)
 		snprintf(path, sizeof(path), "/v1/sessions?ended=%u", ended);

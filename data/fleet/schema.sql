@@ -69,18 +69,22 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT state NOT IN ('ended', 'lost') $$;
 
 -- A host's heartbeat: its caps and usage, its view of its own queue; marks
 -- hosts silent for longer than DOWN_S down and their sessions lost.
--- Returns this host's drained flag (an admin may have set it anywhere).
+-- Returns this host's drained flag (an admin may have set it anywhere) and
+-- whether the fleet had taken it for down (its sessions for lost: the host
+-- then tells it every session it still has).
 CREATE FUNCTION nestor_heartbeat(p_name text, p_gateway text, p_fingerprint text, p_accel text,
 	p_max_sessions integer, p_max_starting integer, p_max_memory_mb integer,
 	p_queued integer, p_warm text[], p_templates text[], p_start_ms integer,
-	p_since timestamptz, p_down_s integer, p_images text[])
-RETURNS boolean LANGUAGE plpgsql AS $$
+	p_since timestamptz, p_down_s integer, p_images text[],
+	OUT is_drained boolean, OUT revived boolean)
+LANGUAGE plpgsql AS $$
 DECLARE
-	v_drained boolean;
+	v_was_up boolean;
 BEGIN
 	-- wait for placements on this host to commit: the recount's snapshot
 	-- (taken by the next statement) then sees them (fleet-scale.md)
-	PERFORM 1 FROM hosts h WHERE h.name = p_name FOR UPDATE;
+	SELECT h.up INTO v_was_up FROM hosts h WHERE h.name = p_name FOR UPDATE;
+	revived := NOT coalesce(v_was_up, true);
 	INSERT INTO hosts AS h (name, gateway, fingerprint, accel, max_sessions, max_starting,
 		max_memory_mb, queued, images, warm, templates, start_ms, since)
 	VALUES (p_name, p_gateway, p_fingerprint, p_accel, p_max_sessions, p_max_starting,
@@ -96,7 +100,7 @@ BEGIN
 			SELECT count(*), count(*) FILTER (WHERE s.state IN ('placed', 'starting')),
 				coalesce(sum(s.memory_mb), 0)
 			FROM sessions s WHERE s.host = p_name AND nestor_live(s.state))
-	RETURNING drained INTO v_drained;
+	RETURNING drained INTO is_drained;
 
 	WITH down AS (
 		UPDATE hosts SET up = false
@@ -105,7 +109,6 @@ BEGIN
 	UPDATE sessions s SET state = 'lost', ended = now(),
 		reason = 'its host ' || s.host || ' stopped answering'
 	FROM down WHERE s.host = down.name AND nestor_live(s.state);
-	RETURN v_drained;
 END $$;
 
 -- Place a new session: a host with a ready warm guest of IMAGE, else one

@@ -1,4 +1,4 @@
--- A proposed change to data/fleet/schema.sql (not applied), for trying with
+-- The change proposed to data/fleet/schema.sql (since applied there), for trying with
 -- `fleet_bench --sql docs/fleet-scale/proposed.sql`; see docs/fleet-scale.md.
 
 CREATE OR REPLACE FUNCTION nestor_heartbeat(p_name text, p_gateway text, p_fingerprint text, p_accel text,

@@ -386,11 +386,16 @@ static bool screens_match(struct nestord *d, const char *id)
 	return false;
 }
 
+static pid_t start_gateway(struct nestord *d, int n)
+{
+	char log[400];
+	pid_t pid = gateway_start(d, gw_port[n], "[display]\nremotefx = false\n", log, sizeof(log));
+	CHECK_MSG(pid > 0, "h%d's gateway started", n);
+	return pid;
+}
+
 static void test_relay(void)
 {
-	gw1 = gateway_start(&h1, gw_port[1], "[display]\nremotefx = false\n", xflog, sizeof(xflog));
-	gw2 = gateway_start(&h2, gw_port[2], "[display]\nremotefx = false\n", xflog, sizeof(xflog));
-	CHECK(gw1 > 0 && gw2 > 0);
 	CHECK_MSG(eventually(fingerprint_known, "h2", 10000), "h2's certificate in the fleet");
 	snprintf(xflog, sizeof(xflog), "%s/xfreerdp.log", h1.dir);
 	xvfb = x11_start(h1.dir);
@@ -413,6 +418,11 @@ static void test_relay(void)
 	v = pg_value(&pg, sql);
 	CHECK_MSG(v && !strcmp(v, "h2 h1"), "the fleet: %s", v ? v : "?");
 	free(v);
+	char *out;
+	CHECK(nestorctl(&h1, "sessions --fleet", &out) == 0);
+	CHECK_MSG(strstr(out, q.id) && strstr(out, " h2 ") && strstr(out, " h1 "),
+		  "nestorctl sessions --fleet:\n%s", out);
+	free(out);
 	/* typing at h1 reaches the guest on h2 */
 	snprintf(serial, sizeof(serial), "%s/run/vm/%s/serial.log", h2.dir, q.id);
 	sh("xdotool search --name 'FreeRDP:' | head -1 | xargs -I{} xdotool windowfocus --sync {} "
@@ -439,6 +449,23 @@ static void test_relay(void)
 	CHECK(api(&h2, "POST", "/v1/sessions",
 		  "{\"user\":\"cat\",\"password\":\"nestor-ticket:00\",\"app\":\"ledger\"}",
 		  NULL) == 401);
+
+	/* h2's gateway dies: h2 stops heartbeating, the fleet takes it for down and its
+	 * sessions for lost; the gateway back, h2 is up and its session found again */
+	snprintf(sql, sizeof(sql), "SELECT state FROM sessions WHERE id = '%s'", q.id);
+	kill(gw2, SIGKILL);
+	child_stop(&gw2);
+	struct hostq gone = {&h1, "h2", "up", false};
+	CHECK_MSG(eventually(host_is, &gone, 10000), "h2 down without its gateway");
+	v = pg_value(&pg, sql);
+	CHECK_MSG(v && !strcmp(v, "lost"), "its session: %s", v ? v : "?");
+	free(v);
+	gw2 = start_gateway(&h2, 2);
+	gone.want = true;
+	CHECK_MSG(eventually(host_is, &gone, 10000), "h2 up with its gateway back");
+	v = pg_value(&pg, sql);
+	CHECK_MSG(v && !strcmp(v, "disconnected"), "its session back: %s", v ? v : "?");
+	free(v);
 
 	/* h2 dies: cat's session is lost; at h1 (undrained) cat gets a new one, and is told */
 	CHECK(nestord_stop(&h2, SIGKILL, 5000) >= 0);
@@ -475,6 +502,9 @@ int main(void)
 	test_init();
 	test_no_schema();
 	CHECK(nestord_start(&h1) && nestord_start(&h2));
+	/* a host heartbeats only while its gateway answers */
+	gw1 = start_gateway(&h1, 1);
+	gw2 = start_gateway(&h2, 2);
 	nestord_add_demo(&h1, "ledger");
 	nestord_add_demo(&h2, "ledger");
 	test_hosts();
