@@ -362,7 +362,8 @@ static long long num_of(PGresult *res, int row, int col)
 /* --- heartbeat --- */
 
 static const char heartbeat_sql[] =
-    "SELECT * FROM nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, $8::text[], "
+    "SELECT * FROM nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, "
+    "$8::text[], "
     "$9::text[], $10::int, $11::timestamptz, $12::int, $14::text[])";
 
 static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *arg)
