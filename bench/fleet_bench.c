@@ -45,7 +45,7 @@ static struct pg pg;
 	"4, 65536, 0, CASE WHEN i % 5 = 0 THEN ARRAY['img' || i % 20] ELSE '{}' END, "             \
 	"CASE WHEN i % 2 = 0 THEN ARRAY['img' || i % 20, 'img' || (i + 1) % 20, "                  \
 	"'img' || (i + 7) % 20] ELSE '{}' END, 2000 + i % 500, '2026-12-01', 30, "                 \
-	"(SELECT array_agg('img' || k) FROM generate_series(0, 19) k))) "                          \
+	"(SELECT array_agg('img' || k) FROM generate_series(0, 19) k), 0)) "                       \
 	"FROM generate_series($1::int, $2::int) i"
 
 /* One host in a hundred is drained, one is down; nestord on those claims nothing. */

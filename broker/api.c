@@ -75,6 +75,7 @@ struct pending {
 	char wait[16];	     /* the fleet: a long-poll's state */
 	int64_t until_ms;    /* the fleet: a long-poll's end */
 	enum api_route route;
+	bool polling; /* the fleet: waiting for its next poll, no fleet call in flight */
 	bool connect; /* POST /v1/sessions: connect after auth */
 	bool created; /* reply 201 on success */
 	bool async;   /* a callback that cannot be cancelled will free it */
@@ -365,7 +366,9 @@ static json_object *remote_json(const struct remote *r, const struct fleet_sessi
 
 static void fleet_reply_err(struct evhttp_request *req, int err, const char *msg)
 {
-	if (err == -EAGAIN)
+	if (err == -EBUSY) /* the fleet's queue is full: a moment's overload */
+		reply_err(req, 503, "the fleet is busy, try again in a minute");
+	else if (err == -EAGAIN)
 		reply_err(req, 503, FLEET_AWAY "%s%s", msg ? ": " : "", msg ? msg : "");
 	else
 		reply_err(req, errno_status(err), "%s", msg ? msg : strerror(-err));
@@ -391,10 +394,12 @@ static void on_placed(int err, const struct fleet_place *pl, const char *msg, vo
 		int r = brk_connect_placed(api->b, p->user, p->app, p->client, pl->id, &s, e,
 					   sizeof(e));
 		if (r < 0) {
+			brk_fleet_refused(api->b, pl->id, p->user, p->app, e);
 			reply_err(req, r == -EBUSY ? 429 : r == -ENOENT ? 404 : 503, "%s", e);
 		} else {
 			fleet_sync(brk_fleet(api->b), brk_session_record(s));
 			json_object *o = brk_session_json(api->b, s);
+			json_object_object_add(o, "host", json_object_new_string(pl->host));
 			json_object_object_add(o, "grant",
 					       json_object_new_string(brk_session_grant(s)));
 			if (pl->notice[0])
@@ -407,6 +412,9 @@ static void on_placed(int err, const struct fleet_place *pl, const char *msg, vo
 		char e[256];
 		brk_app_demand(api->b, p->user, p->app, &d, e, sizeof(e));
 		struct remote *r = remote_add(api, pl->id, p->user, p->app, d.title);
+		if (!r && !pl->existing)
+			brk_fleet_refused(api->b, pl->id, p->user, p->app,
+					  "too many sessions followed at the entry");
 		if (!r) {
 			reply_err(req, 503, "too many sessions followed here");
 		} else {
@@ -466,7 +474,8 @@ static void on_ticket(int err, const char *token, const char *msg, void *arg)
 {
 	struct pending *p = arg;
 	struct evhttp_request *req = pending_take(p);
-	struct remote *r = remote_find(p->api, p->session);
+	/* no request: the API may be gone (a shutdown): touch nothing of it */
+	struct remote *r = req ? remote_find(p->api, p->session) : NULL;
 	if (req && (err || !r)) {
 		fleet_reply_err(req, err ? err : -ENOENT, msg ? msg : "the session is gone");
 	} else if (req) {
@@ -497,7 +506,9 @@ static void on_remote_session(int err, const struct fleet_session *fs, const cha
 {
 	struct pending *p = arg;
 	struct api *api = p->api;
-	struct remote *r = remote_find(api, p->session);
+	p->polling = false;
+	/* no request: the API may be gone (a shutdown): touch nothing of it */
+	struct remote *r = p->req ? remote_find(api, p->session) : NULL;
 	if (!p->req || !r || err) {
 		struct evhttp_request *req = pending_take(p);
 		if (req)
@@ -537,8 +548,10 @@ static void on_remote_session(int err, const struct fleet_session *fs, const cha
 		if (!p->timer)
 			p->timer = evtimer_new(api->base, on_remote_poll, p);
 		struct timeval tv = {1, 0};
-		if (p->timer && evtimer_add(p->timer, &tv) == 0)
+		if (p->timer && evtimer_add(p->timer, &tv) == 0) {
+			p->polling = true; /* api_stop frees it: no fleet call holds it now */
 			return;
+		}
 	}
 	struct evhttp_request *req = pending_take(p);
 	reply_json(req, 200, remote_json(r, fs));
@@ -612,6 +625,7 @@ static void on_redeemed(int err, const char *id, const char *app, void *arg)
 		if (r < 0) {
 			reply_err(req, r == -EBUSY ? 429 : r == -ENOENT ? 404 : 503, "%s", e);
 		} else {
+			fleet_sync(brk_fleet(api->b), brk_session_record(s));
 			store_audit_log(brk_store(api->b), "ticket", p->user, p->client,
 					brk_session_id(s), "relayed by another host's gateway");
 			json_object *o = brk_session_json(api->b, s);
@@ -645,7 +659,10 @@ static void do_auth(struct api *api, struct evhttp_request *req, const struct ap
 		if (rc < 0) {
 			pending_take(p);
 			pending_free(p);
-			fleet_reply_err(req, rc, NULL);
+			if (rc == -EACCES)
+				reply_err(req, 401, "that ticket is not valid here");
+			else
+				fleet_reply_err(req, rc, NULL);
 		}
 		return;
 	}
@@ -950,8 +967,10 @@ static void fleet_call(struct api *api, struct evhttp_request *req, const struct
 	if (rc < 0) {
 		pending_take(p);
 		pending_free(p);
-		reply_err(req, errno_status(rc), "%s",
-			  rc == -EAGAIN ? FLEET_AWAY : "the fleet database is busy");
+		if (rc == -EINVAL)
+			reply_err(req, 400, "not a host name");
+		else
+			fleet_reply_err(req, rc, NULL);
 	}
 }
 
@@ -1268,7 +1287,7 @@ void api_stop(struct api *api)
 		struct evhttp_request *req = pending_take(p);
 		if (req)
 			reply_err(req, 503, "nestord is shutting down");
-		if (p->async) {
+		if (p->async && !p->polling) {
 			/* its callback still comes (the broker calls every one, at the latest
 			 * when it is destroyed) and frees it: only forget it here */
 			pending_unlink(p);

@@ -492,6 +492,7 @@ static void fleet_report(struct fleet_report *r, void *arg)
 	r->max_starting = b->h.stopping ? 0 : q->host.max_starting ? q->host.max_starting : INT_MAX;
 	r->max_memory_mb = q->host.max_memory_mb ? q->host.max_memory_mb : INT_MAX;
 	r->queued = (unsigned)q->n_queue;
+	r->queue_wait_s = b->h.cfg.timeouts.queue_wait;
 	int64_t sum = 0;
 	unsigned n = 0;
 	for (size_t i = 0; i < QUOTA_RECENT; i++)
@@ -513,6 +514,19 @@ static void fleet_drained(bool drained, void *arg)
 	b->h.drained = drained;
 }
 
+void brk_fleet_refused(struct brk *b, const char *id, const char *user, const char *app,
+		       const char *why)
+{
+	struct db_session rec;
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.id, sizeof(rec.id), "%s", id);
+	snprintf(rec.user, sizeof(rec.user), "%s", user);
+	snprintf(rec.app, sizeof(rec.app), "%s", app);
+	snprintf(rec.state, sizeof(rec.state), "ended");
+	snprintf(rec.end_reason, sizeof(rec.end_reason), "%s", why);
+	fleet_sync(b->fleet, &rec);
+}
+
 /* The fleet placed a session here (or this host took it from the fleet queue). */
 static void fleet_adopt(const char *id, const char *user, const char *app, void *arg)
 {
@@ -532,25 +546,39 @@ static void fleet_adopt(const char *id, const char *user, const char *app, void 
 		return;
 	}
 	log_warn("fleet: cannot take session %s of %s (%s): %s", id, user, app, err);
-	struct db_session rec;
-	memset(&rec, 0, sizeof(rec));
-	snprintf(rec.id, sizeof(rec.id), "%s", id);
-	snprintf(rec.user, sizeof(rec.user), "%s", user);
-	snprintf(rec.app, sizeof(rec.app), "%s", app);
-	snprintf(rec.state, sizeof(rec.state), "ended");
-	snprintf(rec.end_reason, sizeof(rec.end_reason), "%s", err);
-	fleet_sync(b->fleet, &rec);
+	brk_fleet_refused(b, id, user, app, err);
 }
 
 static void resync_one(const struct db_session *rec, void *arg)
 {
-	fleet_sync(arg, rec);
+	json_object *s = json_object_new_object();
+	json_object_object_add(s, "id",
+			       json_object_new_string(rec->fleet_id[0] ? rec->fleet_id : rec->id));
+	json_object_object_add(s, "user", json_object_new_string(rec->user));
+	json_object_object_add(s, "app", json_object_new_string(rec->app));
+	json_object_object_add(s, "image", json_object_new_string(rec->image));
+	json_object_object_add(s, "memory_mb", json_object_new_int64(rec->memory_mb));
+	json_object_object_add(s, "state", json_object_new_string(rec->state));
+	json_object_object_add(s, "reason", json_object_new_string(rec->end_reason));
+	json_object_array_add(arg, s);
 }
 
 static void fleet_resync(void *arg)
 {
 	struct brk *b = arg;
-	sess_each_live(b->sess, resync_one, b->fleet);
+	json_object *all = json_object_new_array();
+	sess_each_live(b->sess, resync_one, all);
+	fleet_sync_all(b->fleet, json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
+	json_object_put(all);
+}
+
+static void fleet_end(const char *id, void *arg)
+{
+	struct brk *b = arg;
+	struct brk_session *s = sess_find_fleet(b->sess, id);
+	if (s)
+		sess_end(b->sess, s,
+			 "the fleet gave its user a new session while this host was away");
 }
 
 static bool fleet_has_room(void *arg)
@@ -642,6 +670,7 @@ struct brk *brk_create(struct event_base *base, const struct brk_config *cfg,
 					 .adopt = fleet_adopt,
 					 .resync = fleet_resync,
 					 .has_room = fleet_has_room,
+					 .end = fleet_end,
 					 .arg = b};
 		b->fleet = fleet_create(base, &cfg->fleet, &fh, err, errlen);
 		if (!b->fleet)

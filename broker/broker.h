@@ -76,6 +76,9 @@ int brk_app_demand(struct brk *b, const char *user, const char *app, struct brk_
 /* USER has a live session of APP on this host (a reconnect needs no fleet). */
 bool brk_has_session(struct brk *b, const char *user, const char *app);
 
+/* The fleet placed session ID here but it cannot be: it is ended there, with WHY. */
+void brk_fleet_refused(struct brk *b, const char *id, const char *user, const char *app,
+		       const char *why);
 /* The same for a session the fleet placed here as FLEET_ID. */
 int brk_connect_placed(struct brk *b, const char *user, const char *app, const char *client,
 		       const char *fleet_id, struct brk_session **out, char *err, size_t errlen);

@@ -33,6 +33,7 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 8000
 #define QUEUE_MAX 64
+#define CONTROL_MAX 16
 #define PARAMS_MAX 16
 
 struct fleet;
@@ -290,14 +291,6 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		conn_lost(f, "lost the fleet database", PQerrorMessage(f->conn));
 		return;
 	}
-	PGnotify *n;
-	bool placed = false;
-	while ((n = PQnotifies(f->conn))) {
-		placed = placed || !strcmp(n->extra, f->cfg.name);
-		PQfreemem(n);
-	}
-	if (placed)
-		adopt_placed(f);
 	while (f->conn && f->inflight && !PQisBusy(f->conn)) {
 		PGresult *res = PQgetResult(f->conn);
 		if (res) { /* keep the last: a statement's outcome */
@@ -309,15 +302,26 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		finish_inflight(f);
 		send_next(f);
 	}
+	/* after the results: a notification parsed behind one waits in libpq, not on the socket */
+	PGnotify *n;
+	bool placed = false;
+	while (f->conn && (n = PQnotifies(f->conn))) {
+		if (!strcmp(n->extra, f->cfg.name))
+			placed = true;
+		PQfreemem(n);
+	}
+	if (placed)
+		adopt_placed(f);
 }
 
 /* Queue SQL with N text parameters (copied; NULL is SQL NULL). -EAGAIN: the fleet is away. */
-static int query(struct fleet *f, const char *sql, int n, const char *const *params, query_fn done,
-		 void *arg)
+static int enqueue(struct fleet *f, bool control, const char *sql, int n, const char *const *params,
+		   query_fn done, void *arg)
 {
 	if (f->st != C_UP)
 		return -EAGAIN;
-	if (f->queued >= QUEUE_MAX || n > PARAMS_MAX)
+	/* users' questions fill QUEUE_MAX at most: heartbeats and writes still go */
+	if (f->queued >= (control ? QUEUE_MAX + CONTROL_MAX : QUEUE_MAX) || n > PARAMS_MAX)
 		return -EBUSY;
 	struct query *q = calloc(1, sizeof(*q));
 	if (!q)
@@ -338,6 +342,20 @@ static int query(struct fleet *f, const char *sql, int n, const char *const *par
 	f->queued++;
 	send_next(f);
 	return 0;
+}
+
+/* Queue SQL for a user's request (-EBUSY when QUEUE_MAX wait already). */
+static int query(struct fleet *f, const char *sql, int n, const char *const *params, query_fn done,
+		 void *arg)
+{
+	return enqueue(f, false, sql, n, params, done, arg);
+}
+
+/* Queue the host's own SQL (heartbeats, adoption, claims, writes of its state). */
+static int ctl(struct fleet *f, const char *sql, int n, const char *const *params, query_fn done,
+	       void *arg)
+{
+	return enqueue(f, true, sql, n, params, done, arg);
 }
 
 /* --- PostgreSQL arrays and numbers --- */
@@ -364,7 +382,7 @@ static long long num_of(PGresult *res, int row, int col)
 static const char heartbeat_sql[] =
     "SELECT * FROM nestor_heartbeat($1, $2, $13, $3, $4::int, $5::int, $6::int, $7::int, "
     "$8::text[], "
-    "$9::text[], $10::int, $11::timestamptz, $12::int, $14::text[])";
+    "$9::text[], $10::int, $11::timestamptz, $12::int, $14::text[], $15::int)";
 
 static void on_beat_done(struct fleet *f, PGresult *res, const char *err, void *arg)
 {
@@ -421,7 +439,7 @@ static void on_exists(struct fleet *f, PGresult *res, const char *err, void *arg
 {
 	bool ok = res && PQntuples(res) == 1 && PQnfields(res) == 1;
 	if (ok && !strcmp(PQgetvalue(res, 0, 0), "t") &&
-	    query(f, FLEET_SCHEMA_VERSION_SQL, 0, NULL, on_version, NULL) == 0)
+	    ctl(f, FLEET_SCHEMA_VERSION_SQL, 0, NULL, on_version, NULL) == 0)
 		return; /* still beating */
 	on_version(f, NULL, ok ? NULL : err, (void *)(intptr_t)ok);
 }
@@ -437,7 +455,7 @@ static void on_version(struct fleet *f, PGresult *res, const char *err, void *ar
 	if (v == want) {
 		f->schema_ok = true;
 		f->resync = true; /* whatever happened meanwhile: tell it all again */
-		query(f, "LISTEN nestor_placed", 0, NULL, on_listen, NULL);
+		ctl(f, "LISTEN nestor_placed", 0, NULL, on_listen, NULL);
 		event_active(f->beat, EV_TIMEOUT, 0);
 		return;
 	}
@@ -534,7 +552,7 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 	if (f->st != C_UP || f->beating || f->probe_fd >= 0)
 		return;
 	if (!f->schema_ok) { /* asked again each heartbeat until someone runs fleet init */
-		if (query(f, FLEET_SCHEMA_EXISTS_SQL, 0, NULL, on_exists, NULL) == 0)
+		if (ctl(f, FLEET_SCHEMA_EXISTS_SQL, 0, NULL, on_exists, NULL) == 0)
 			f->beating = true;
 		return;
 	}
@@ -556,15 +574,16 @@ static void send_beat(struct fleet *f)
 	strcpy(r.templates, "{}");
 	if (f->hooks.report)
 		f->hooks.report(&r, f->hooks.arg);
-	char num[5][16], down[16];
+	char num[5][16], down[16], qwait[16];
+	snprintf(qwait, sizeof(qwait), "%u", r.queue_wait_s > INT_MAX ? INT_MAX : r.queue_wait_s);
 	unsigned v[5] = {r.max_sessions, r.max_starting, r.max_memory_mb, r.queued, r.start_ms};
 	for (int i = 0; i < 5; i++)
 		snprintf(num[i], sizeof(num[i]), "%u", v[i] > INT_MAX ? INT_MAX : v[i]);
 	snprintf(down, sizeof(down), "%u", f->cfg.down_after);
 	const char *p[] = {f->cfg.name, f->cfg.gateway, r.accel,       num[0],	    num[1],
 			   num[2],	num[3],		r.warm,	       r.templates, num[4],
-			   f->since,	down,		r.fingerprint, r.images};
-	if (query(f, heartbeat_sql, 14, p, on_beat_done, NULL) == 0)
+			   f->since,	down,		r.fingerprint, r.images,    qwait};
+	if (ctl(f, heartbeat_sql, 15, p, on_beat_done, NULL) == 0)
 		f->beating = true;
 }
 
@@ -591,7 +610,7 @@ static const char hosts_sql[] =
     "SELECT name, gateway, accel, max_sessions, max_starting, max_memory_mb, sessions, "
     "starting, memory_mb, queued, drained, up, "
     "floor(extract(epoch FROM now() - heartbeat) * 1000)::bigint, "
-    "(SELECT count(*) FROM sessions WHERE state = 'queued') "
+    "(SELECT count(*) FROM sessions WHERE state = 'queued' AND host IS NULL) "
     "FROM hosts ORDER BY name";
 
 static void on_hosts(struct fleet *f, PGresult *res, const char *err, void *arg)
@@ -740,12 +759,52 @@ static bool id_valid(const char *id)
 	return n > 0 && n < 17 && strspn(id, "0123456789abcdef") == n;
 }
 
+/* The fleet's verdicts: these sessions were ended while this host was away. */
+static void end_those(struct fleet *f, PGresult *res)
+{
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *id = PQgetvalue(res, i, 0);
+		if (!id_valid(id))
+			continue;
+		log_warn("fleet: session %s was ended by the fleet while this host was away: "
+			 "ending it here",
+			 id);
+		if (f->hooks.end)
+			f->hooks.end(id, f->hooks.arg);
+	}
+}
+
 static void on_synced(struct fleet *f, PGresult *res, const char *err, void *arg)
 {
+	char *id = arg;
 	if (!res) {
 		log_debug("fleet: a session's state was not written: %s", err ? err : "?");
 		f->resync = true;
+	} else if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "f") && f->hooks.end) {
+		log_warn("fleet: session %s was ended by the fleet while this host was away: "
+			 "ending it here",
+			 id);
+		f->hooks.end(id, f->hooks.arg);
 	}
+	free(id);
+}
+
+static void on_host_synced(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	if (!res) {
+		log_debug("fleet: this host's sessions were not written: %s", err ? err : "?");
+		f->resync = true;
+		return;
+	}
+	end_those(f, res);
+}
+
+void fleet_sync_all(struct fleet *f, const char *sessions_json)
+{
+	const char *p[] = {f->cfg.name, sessions_json};
+	if (!f->schema_ok || ctl(f, "SELECT end_id FROM nestor_host_sync($1, $2::json)", 2, p,
+				 on_host_synced, NULL) < 0)
+		f->resync = true;
 }
 
 static const char sync_sql[] = "SELECT nestor_session_sync($1, $2, $3, $4, $5, $6::int, $7, $8)";
@@ -762,8 +821,11 @@ void fleet_sync(struct fleet *f, const struct db_session *rec)
 			   mem,
 			   rec->state,
 			   rec->end_reason};
-	if (!f->schema_ok || query(f, sync_sql, 8, p, on_synced, NULL) < 0)
+	char *id = strdup(p[0]);
+	if (!id || !f->schema_ok || ctl(f, sync_sql, 8, p, on_synced, id) < 0) {
+		free(id);
 		f->resync = true; /* the whole list at the next heartbeat that answers */
+	}
 }
 
 static void on_placed_rows(struct fleet *f, PGresult *res, const char *err, void *arg)
@@ -789,10 +851,10 @@ static void adopt_placed(struct fleet *f)
 	if (f->adopting || !f->schema_ok)
 		return;
 	const char *p[] = {f->cfg.name};
-	if (query(f,
-		  "SELECT id, user_name, app FROM sessions WHERE host = $1 AND state = 'placed' "
-		  "ORDER BY placed LIMIT 64",
-		  1, p, on_placed_rows, NULL) == 0)
+	if (ctl(f,
+		"SELECT id, user_name, app FROM sessions WHERE host = $1 AND state = 'placed' "
+		"ORDER BY placed LIMIT 64",
+		1, p, on_placed_rows, NULL) == 0)
 		f->adopting = true;
 }
 
@@ -811,7 +873,7 @@ static void claim(struct fleet *f)
 	    !f->hooks.has_room(f->hooks.arg))
 		return;
 	const char *p[] = {f->cfg.name};
-	if (query(f, "SELECT id FROM nestor_claim($1)", 1, p, on_claimed, NULL) == 0)
+	if (ctl(f, "SELECT id FROM nestor_claim($1)", 1, p, on_claimed, NULL) == 0)
 		f->claiming = true;
 }
 
@@ -962,7 +1024,10 @@ int fleet_ticket_issue(struct fleet *f, const char *id, fleet_text_fn cb, void *
 		return -ENOMEM;
 	a->issued = cb;
 	a->arg = arg;
-	util_random_hex(a->token, 32);
+	if (util_random_hex(a->token, 32) < 0) {
+		free(a);
+		return -EIO;
+	}
 	char ttl[16];
 	snprintf(ttl, sizeof(ttl), "%d", FLEET_TICKET_S);
 	const char *p[] = {id, a->token, ttl};
@@ -992,6 +1057,8 @@ int fleet_ticket_redeem(struct fleet *f, const char *token, const char *user, fl
 {
 	if (!fleet_available(f))
 		return -EAGAIN;
+	if (strlen(token) != 64 || strspn(token, "0123456789abcdef") != 64)
+		return -EACCES; /* not one of ours: no need to ask */
 	struct ticket_ask *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;

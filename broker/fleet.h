@@ -29,6 +29,7 @@ struct fleet;
 struct fleet_report {
 	const char *accel; /* kvm | tcg | "" */
 	unsigned max_sessions, max_starting, max_memory_mb, queued, start_ms;
+	unsigned queue_wait_s; /* fleet-queued requests older than this end (0: never) */
 	char images[4096], warm[2048], templates[2048];
 	char fingerprint[128]; /* sha256 of this host's gateway certificate, "" unknown */
 };
@@ -39,8 +40,10 @@ struct fleet_hooks {
 	void (*drained)(bool drained, void *arg);
 	/* the fleet placed session ID (USER, APP: checked names) here: start it */
 	void (*adopt)(const char *id, const char *user, const char *app, void *arg);
-	/* connected again (or a write was lost): tell it every live session (fleet_sync) */
+	/* connected again (or a write was lost): tell it every live session (fleet_sync_all) */
 	void (*resync)(void *arg);
+	/* the fleet ended session ID (its fleet id) while this host was away: end it */
+	void (*end)(const char *id, void *arg);
 	/* this host could start one more session now (it may take the fleet queue's head) */
 	bool (*has_room)(void *arg);
 	void *arg;
@@ -72,6 +75,13 @@ int fleet_drain(struct fleet *f, const char *name, bool drain, fleet_json_fn cb,
 
 /* REC's state (its fleet_id, else its id) for the fleet; written in the background. */
 void fleet_sync(struct fleet *f, const struct db_session *rec);
+/*
+ * Every live session of this host at once (after an outage or a lost
+ * write): a JSON array of {"id" (the fleet's), "user", "app", "image",
+ * "memory_mb", "state", "reason"}. The fleet ends this host's rows missing
+ * from it, and answers through hooks.end for those it ended meanwhile.
+ */
+void fleet_sync_all(struct fleet *f, const char *sessions_json);
 /* A session ended here: room for the fleet queue's head. */
 void fleet_room(struct fleet *f);
 

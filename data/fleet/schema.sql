@@ -68,14 +68,15 @@ CREATE FUNCTION nestor_live(state text) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$ SELECT state NOT IN ('ended', 'lost') $$;
 
 -- A host's heartbeat: its caps and usage, its view of its own queue; marks
--- hosts silent for longer than DOWN_S down and their sessions lost.
+-- hosts silent for longer than DOWN_S down and their sessions lost, and
+-- ends fleet-queued requests older than QUEUE_WAIT_S (0: never).
 -- Returns this host's drained flag (an admin may have set it anywhere) and
 -- whether the fleet had taken it for down (its sessions for lost: the host
 -- then tells it every session it still has).
 CREATE FUNCTION nestor_heartbeat(p_name text, p_gateway text, p_fingerprint text, p_accel text,
 	p_max_sessions integer, p_max_starting integer, p_max_memory_mb integer,
 	p_queued integer, p_warm text[], p_templates text[], p_start_ms integer,
-	p_since timestamptz, p_down_s integer, p_images text[],
+	p_since timestamptz, p_down_s integer, p_images text[], p_queue_wait_s integer,
 	OUT is_drained boolean, OUT revived boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -109,6 +110,14 @@ BEGIN
 	UPDATE sessions s SET state = 'lost', ended = now(),
 		reason = 'its host ' || s.host || ' stopped answering'
 	FROM down WHERE s.host = down.name AND nestor_live(s.state);
+
+	-- nobody waits forever: an abandoned request must not start a guest later
+	IF p_queue_wait_s > 0 THEN
+		UPDATE sessions s SET state = 'ended', ended = now(),
+			reason = 'waited in the fleet queue too long'
+		WHERE s.state = 'queued' AND s.host IS NULL
+			AND s.created < now() - make_interval(secs => p_queue_wait_s);
+	END IF;
 END $$;
 
 -- Place a new session: a host with a ready warm guest of IMAGE, else one
@@ -249,7 +258,7 @@ END $$;
 -- host, then the session: the order the heartbeat's down-marking takes.
 CREATE FUNCTION nestor_session_sync(p_id text, p_host text, p_user text, p_app text,
 	p_image text, p_memory_mb integer, p_state text, p_reason text)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
 	v_old text;
 	v_host text;
@@ -262,7 +271,7 @@ BEGIN
 	WHERE s.id = p_id FOR UPDATE;
 	IF FOUND AND (v_host IS DISTINCT FROM p_host OR NOT (nestor_live(v_old) OR v_old = 'lost'))
 	THEN
-		RETURN; /* another host's, or over */
+		RETURN false; /* another host's, or ended by the fleet: end it there */
 	END IF;
 	INSERT INTO sessions AS s (id, user_name, app, image, memory_mb, host, entry, state,
 		reason, placed, ended)
@@ -271,7 +280,7 @@ BEGIN
 	ON CONFLICT ON CONSTRAINT sessions_pkey DO UPDATE SET state = EXCLUDED.state,
 		reason = EXCLUDED.reason, ended = EXCLUDED.ended;
 	IF v_old IS NULL OR NOT nestor_live(v_old) THEN
-		RETURN; /* counted at the next heartbeat */
+		RETURN true; /* counted at the next heartbeat */
 	END IF;
 	v_was_starting := v_old IN ('placed', 'starting') AND p_state NOT IN ('placed', 'starting');
 	v_ends := NOT nestor_live(p_state);
@@ -283,6 +292,31 @@ BEGIN
 			memory_mb = greatest(h.memory_mb - CASE WHEN v_ends THEN v_mem ELSE 0 END, 0)
 		WHERE h.name = p_host;
 	END IF;
+	RETURN true;
+END $$;
+
+-- A host tells the fleet every session it has (after an outage, a restart,
+-- a lost write): JSON [{"id","user","app","image","memory_mb","state",
+-- "reason"}]. Its live rows missing from the list are over; returns the
+-- ids the host must end (the fleet ended them meanwhile: their users were
+-- given new sessions).
+CREATE FUNCTION nestor_host_sync(p_host text, p_sessions json)
+RETURNS TABLE (end_id text) LANGUAGE plpgsql AS $$
+DECLARE
+	e json;
+BEGIN
+	PERFORM 1 FROM hosts h WHERE h.name = p_host FOR UPDATE;
+	UPDATE sessions s SET state = 'ended', ended = now(),
+		reason = 'ended while the fleet could not hear of it'
+	WHERE s.host = p_host AND nestor_live(s.state) AND s.state <> 'placed'
+		AND s.id NOT IN (SELECT x->>'id' FROM json_array_elements(p_sessions) x);
+	FOR e IN SELECT * FROM json_array_elements(p_sessions) LOOP
+		IF NOT nestor_session_sync(e->>'id', p_host, e->>'user', e->>'app', e->>'image',
+				(e->>'memory_mb')::integer, e->>'state', coalesce(e->>'reason', '')) THEN
+			end_id := e->>'id';
+			RETURN NEXT;
+		END IF;
+	END LOOP;
 END $$;
 
 -- A one-time ticket for SESSION's host, valid TTL_S seconds; only its hash is kept.

@@ -19,24 +19,29 @@
 #include "util.h"
 #include "x11.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define USERS "ann:ann-pw:nestor\nbob:bob-pw:nestor\ncat:cat-pw:nestor\n"
+#define USERS                                                                                      \
+	"ann:ann-pw:nestor\nbob:bob-pw:nestor\ncat:cat-pw:nestor\n"                              \
+	"s01:s01-pw:nestor\ns02:s02-pw:nestor\ns03:s03-pw:nestor\ns04:s04-pw:nestor\n"          \
+	"s05:s05-pw:nestor\ns06:s06-pw:nestor\ns07:s07-pw:nestor\ns08:s08-pw:nestor\n"          \
+	"s09:s09-pw:nestor\ns10:s10-pw:nestor\ns11:s11-pw:nestor\ns12:s12-pw:nestor\n"
 
 static struct pg pg;
-static struct nestord h1, h2;
-static unsigned gw_port[3]; /* h1's and h2's gateways */
+static struct nestord h1, h2, h3;
+static unsigned gw_port[4]; /* h1's, h2's and h3's gateways */
 
 /* Host NAME (h1, h2, ...): its gateway on 127.0.0.1:gw_port[N], its certificate pinned. */
 static void host_setup(struct nestord *d, const char *name, const char *db, unsigned max_sessions)
 {
 	char extra[2048];
 	int n = name[strlen(name) - 1] - '0';
-	unsigned port = n > 0 && n < 3 ? (gw_port[n] = free_tcp_port()) : 3389;
+	unsigned port = n > 0 && n < 4 ? (gw_port[n] = free_tcp_port()) : 3389;
 	nestord_setup(d, name, USERS, NULL);
 	snprintf(extra, sizeof(extra),
 		 "[caps]\nmax_sessions = %u\nmax_memory_mb = 4096\n[sessions]\nstop_grace = 1\n"
@@ -243,6 +248,142 @@ static int connect_as(struct nestord *d, const char *user)
 	return st;
 }
 
+
+/* --- a storm over three hosts --- */
+
+static struct nestord *const hosts3[3] = {&h1, &h2, &h3};
+static volatile bool sampling;
+static unsigned samples, over;
+
+/* Every 100 ms, each host's own usage against its caps. */
+static void *sampler(void *arg)
+{
+	while (sampling) {
+		for (int i = 0; i < 3; i++) {
+			json_object *o = NULL, *c, *u;
+			if (api(hosts3[i], "GET", "/v1/status", NULL, &o) == 200 &&
+			    json_object_object_get_ex(o, "caps", &c) &&
+			    json_object_object_get_ex(o, "usage", &u)) {
+				samples++;
+				if (jint(u, "sessions") > jint(c, "max_sessions") ||
+				    jint(u, "starting") > jint(c, "max_starting")) {
+					over++;
+					fprintf(stderr, "h%d over its caps: %s\n", i + 1,
+						json_object_to_json_string(o));
+				}
+			}
+			json_object_put(o);
+		}
+		usleep(100 * 1000);
+	}
+	return NULL;
+}
+
+struct arrival {
+	int n;
+	int status;
+	char state[16], host[16];
+};
+
+static void *arrive(void *arg)
+{
+	struct arrival *a = arg;
+	char body[200];
+	snprintf(body, sizeof(body),
+		 "{\"user\":\"s%02d\",\"password\":\"s%02d-pw\",\"app\":\"ledger\"}", a->n, a->n);
+	json_object *o = NULL;
+	a->status = api(hosts3[a->n % 3], "POST", "/v1/sessions", body, &o);
+	snprintf(a->state, sizeof(a->state), "%s", jget(o, "state"));
+	snprintf(a->host, sizeof(a->host), "%s", jget(o, "host"));
+	json_object_put(o);
+	return NULL;
+}
+
+static bool six_running(void *arg)
+{
+	char *v = pg_value(&pg, "SELECT count(*) FROM sessions WHERE user_name LIKE 's__' AND "
+				"state IN ('ready', 'connected')");
+	bool ok = v && !strcmp(v, "6");
+	free(v);
+	return ok;
+}
+
+static bool head_claimed(void *arg)
+{
+	char sql[200], *v;
+	snprintf(sql, sizeof(sql), "SELECT host FROM sessions WHERE user_name = '%s'", (char *)arg);
+	v = pg_value(&pg, sql);
+	bool ok = v && !strcmp(v, "h1");
+	free(v);
+	return ok;
+}
+
+/*
+ * Twelve users at once, four at each host's API, over three hosts of two
+ * sessions and two starts each: six placed, six in the fleet queue, and no
+ * host over its caps at any 100 ms sample; a session ends on h1 and h1
+ * takes the queue's head.
+ */
+static void test_storm(void)
+{
+	for (int i = 0; i < 3; i++)
+		CHECK(api(hosts3[i], "PUT", "/v1/caps", "{\"max_sessions\":2,\"max_starting\":2}",
+			  NULL) == 200);
+	sleep(3); /* a heartbeat of each with the new caps */
+	pthread_t smp, t[12];
+	struct arrival a[12];
+	sampling = true;
+	pthread_create(&smp, NULL, sampler, NULL);
+	for (int i = 0; i < 12; i++) {
+		a[i] = (struct arrival){.n = i + 1};
+		pthread_create(&t[i], NULL, arrive, &a[i]);
+	}
+	int placed = 0, queued = 0;
+	for (int i = 0; i < 12; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_MSG(a[i].status == 200, "s%02d: %d", a[i].n, a[i].status);
+		placed += !!a[i].host[0];
+		queued += !strcmp(a[i].state, "queued") && !a[i].host[0];
+	}
+	CHECK_MSG(placed == 6 && queued == 6, "%d placed, %d in the fleet queue", placed, queued);
+	char *v = pg_value(&pg, "SELECT count(*) FILTER (WHERE host IS NOT NULL) || ' ' || "
+				"count(*) FILTER (WHERE host IS NULL) FROM sessions WHERE "
+				"user_name LIKE 's__' AND nestor_live(state)");
+	CHECK_MSG(v && !strcmp(v, "6 6"), "the fleet: placed, queued: %s", v ? v : "?");
+	free(v);
+	CHECK_MSG(wait_for(six_running, NULL, 90000), "six guests up, two on each host");
+	char *head = pg_value(&pg, "SELECT user_name FROM sessions WHERE state = 'queued' AND "
+				   "host IS NULL ORDER BY created, id LIMIT 1");
+	char *victim = pg_value(&pg, "SELECT id FROM sessions WHERE host = 'h1' AND user_name "
+				     "LIKE 's__' AND state IN ('ready', 'connected') LIMIT 1");
+	CHECK(head && victim);
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", victim ? victim : "none");
+	CHECK(api(&h1, "DELETE", path, NULL, NULL) == 200);
+	CHECK_MSG(wait_for(head_claimed, head ? head : "", 15000),
+		  "h1 took the fleet queue's head (%s)", head ? head : "?");
+	sampling = false;
+	pthread_join(smp, NULL);
+	CHECK_MSG(over == 0 && samples > 100, "%u samples, %u over a cap", samples, over);
+	free(head);
+	free(victim);
+	/* the rest ends: the queue first, then every host's storm sessions */
+	CHECK(pg_exec(&pg, "UPDATE sessions SET state = 'ended' WHERE state = 'queued' AND host IS "
+			   "NULL"));
+	for (int i = 0; i < 3; i++) {
+		json_object *all = NULL;
+		api(hosts3[i], "GET", "/v1/sessions", NULL, &all);
+		for (size_t k = 0; k < json_object_array_length(all); k++) {
+			json_object *s = json_object_array_get_idx(all, k);
+			snprintf(path, sizeof(path), "/v1/sessions/%s", jget(s, "id"));
+			api(hosts3[i], "DELETE", path, NULL, NULL);
+		}
+		json_object_put(all);
+	}
+	CHECK(api(&h1, "PUT", "/v1/caps", "{\"max_sessions\":5}", NULL) == 200);
+	CHECK(api(&h2, "PUT", "/v1/caps", "{\"max_sessions\":7}", NULL) == 200);
+}
+
 static void test_drain(void)
 {
 	char *out;
@@ -340,7 +481,7 @@ static void test_pg_down(void)
 
 /* --- one address for users: a session on another host, relayed --- */
 
-static pid_t gw1, gw2, xvfb;
+static pid_t gw1, gw2, gw3, xvfb;
 static char xflog[400];
 
 static pid_t client_to(unsigned port, const char *user)
@@ -499,15 +640,22 @@ int main(void)
 	}
 	host_setup(&h1, "h1", pg.conninfo, 5);
 	host_setup(&h2, "h2", pg.conninfo, 7);
+	host_setup(&h3, "h3", pg.conninfo, 5);
 	test_init();
 	test_no_schema();
-	CHECK(nestord_start(&h1) && nestord_start(&h2));
+	CHECK(nestord_start(&h1) && nestord_start(&h2) && nestord_start(&h3));
 	/* a host heartbeats only while its gateway answers */
 	gw1 = start_gateway(&h1, 1);
 	gw2 = start_gateway(&h2, 2);
+	gw3 = start_gateway(&h3, 3);
 	nestord_add_demo(&h1, "ledger");
 	nestord_add_demo(&h2, "ledger");
+	nestord_add_demo(&h3, "ledger");
 	test_hosts();
+	test_storm();
+	/* h3 has done its part */
+	child_stop(&gw3);
+	CHECK(nestord_stop(&h3, SIGTERM, 30000) == 0);
 	test_drain();
 	test_host_dies();
 	test_pg_down();

@@ -8,6 +8,8 @@
  *    their cap holds across hosts;
  *  - when every host is full, requests queue in arrival order and a host
  *    with room takes the head (one winner);
+ *  - a ticket works for its session's host and user, once, before it
+ *    expires, and only its hash is stored;
  *  - twelve users placed at once from four connections over three hosts:
  *    no host ever holds more than its caps.
  */
@@ -42,7 +44,7 @@ static void host(const char *name, int max_sessions, int max_starting, const cha
 	char sql[512];
 	snprintf(sql, sizeof(sql),
 		 "SELECT nestor_heartbeat('%s', '127.0.0.1:3389', '', 'tcg', %d, %d, 8192, 0, "
-		 "'%s', '%s', 0, now(), 6, '{demo}')",
+		 "'%s', '%s', 0, now(), 6, '{demo}', 0)",
 		 name, max_sessions, max_starting, warm, templates);
 	PQclear(q(sql));
 }
@@ -157,6 +159,51 @@ static void test_queue(void)
 	PQclear(q("UPDATE hosts SET max_sessions = 10, max_starting = 4"));
 }
 
+/* How many rows spending TOKEN at HOST for USER gives (1: the session). */
+static int redeem(const char *token, const char *host, const char *user)
+{
+	char sql[300];
+	snprintf(sql, sizeof(sql), "SELECT id FROM nestor_ticket_redeem('%s', '%s', '%s')", token,
+		 host, user);
+	PGresult *r = q(sql);
+	int n = r ? PQntuples(r) : -1;
+	PQclear(r);
+	return n;
+}
+
+static bool issue(const char *session, const char *token, int ttl)
+{
+	char sql[300];
+	snprintf(sql, sizeof(sql), "SELECT nestor_ticket_issue('%s', '%s', %d)", session, token,
+		 ttl);
+	PGresult *r = q(sql);
+	bool ok = r && !strcmp(PQgetvalue(r, 0, 0), "t");
+	PQclear(r);
+	return ok;
+}
+
+/* A ticket: for its session's host and user, once, before it expires; only its hash kept. */
+static void test_tickets(void)
+{
+	host("a", 10, 4, "{}", "{}");
+	expect_place("t1", "tu", "a", "a");
+	CHECK(issue("t1", "tok1", 30));
+	CHECK(redeem("tok1", "b", "tu") == 0); /* another host: refused, and spent */
+	CHECK(redeem("tok1", "a", "tu") == 0);
+	CHECK(issue("t1", "tok2", 30));
+	CHECK(redeem("tok2", "a", "someone") == 0); /* another user */
+	CHECK(issue("t1", "tok3", 30));
+	CHECK(redeem("tok3", "a", "tu") == 1);
+	CHECK(redeem("tok3", "a", "tu") == 0); /* once */
+	CHECK(issue("t1", "tok4", 0));
+	CHECK(redeem("tok4", "a", "tu") == 0); /* expired */
+	CHECK(!issue("nosuch", "tok5", 30));
+	PGresult *r = q("SELECT count(*) FROM tickets WHERE hash = convert_to('tok4', 'UTF8')");
+	CHECK_MSG(r && !strcmp(PQgetvalue(r, 0, 0), "0"), "only hashes are stored");
+	PQclear(r);
+	end_all();
+}
+
 struct worker {
 	int n;
 	int placed;
@@ -230,6 +277,7 @@ int main(void)
 	test_exclusions();
 	test_user();
 	test_queue();
+	test_tickets();
 	test_storm();
 	PQfinish(db);
 	pg_destroy(&pg);
