@@ -951,9 +951,7 @@ struct session_ask {
 static const char session_sql[] =
     "SELECT s.id, s.user_name, s.app, coalesce(s.host, ''), s.state, s.reason, "
     "coalesce(h.gateway, ''), coalesce(h.fingerprint, ''), coalesce(h.up, false), "
-    "CASE WHEN s.state = 'queued' AND s.host IS NULL THEN (SELECT count(*) FROM sessions q "
-    "WHERE q.state = 'queued' AND q.host IS NULL AND (q.created, q.id) <= (s.created, s.id)) "
-    "ELSE 0 END "
+    "nestor_queue_pos(s.id) "
     "FROM sessions s LEFT JOIN hosts h ON h.name = s.host WHERE s.id = $1";
 
 static void on_session(struct fleet *f, PGresult *res, const char *err, void *arg)

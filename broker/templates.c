@@ -379,7 +379,8 @@ void tpl_cancel_all(struct templates *t)
 
 bool tpl_busy(const struct templates *t)
 {
-	return t->jobs != NULL;
+	/* qemu --version still running: a shutdown waits for it (~50 ms), leaving no job */
+	return t->jobs != NULL || !t->version_asked;
 }
 
 void tpl_json_add(struct templates *t, const struct db_image *img, json_object *o)

@@ -35,6 +35,7 @@ static void fill(json_object *o, struct gw_session *s)
 		 *js(o, "backend") ? js(o, "backend") : "console");
 	const char *r = js(o, "reason");
 	snprintf(s->reason, sizeof(s->reason), "%s", *r ? r : js(o, "end_reason"));
+	snprintf(s->notice, sizeof(s->notice), "%s", js(o, "notice"));
 	s->position = (unsigned)ji(o, "position", 0);
 	s->estimate_ms = ji(o, "estimate_ms", -1);
 	s->elapsed_ms = ji(o, "elapsed_ms", 0);

@@ -17,6 +17,7 @@ struct gw_session {
 	char vnc[108];
 	char backend[8];  /* console | rdp */
 	char reason[256]; /* queue reason or end reason */
+	char notice[256]; /* connect: what became of the user's last session (its host died) */
 	unsigned position;
 	long long estimate_ms;
 	long long elapsed_ms;

@@ -348,6 +348,11 @@ void gw_draw_wait(struct gw_fb *fb, const struct gw_font *f, const struct gw_wai
 		centered(fb, f, y, sc, FG, "Starting your session...");
 		y += lh + 8;
 	}
+	if (v->notice && *v->notice) { /* the fleet: why this is a new session */
+		snprintf(line, sizeof(line), "Your last session was lost: %.100s.", v->notice);
+		centered(fb, f, y, 1, DIM, line);
+		y += (int)f->height + 8;
+	}
 	if (v->estimate_ms >= 0) {
 		long long s = (v->estimate_ms + 999) / 1000;
 		if (s < 60)

@@ -56,6 +56,7 @@ struct gw_wait_view {
 	long long estimate_ms; /* -1 unknown */
 	long long elapsed_ms;
 	const char *reason; /* why queued */
+	const char *notice; /* the fleet: what became of the last session, or NULL */
 	unsigned tick;	    /* animation step */
 };
 

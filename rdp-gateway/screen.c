@@ -335,6 +335,7 @@ void gw_screen_draw_wait(struct gw_peer *p)
 				 .estimate_ms = p->sess.estimate_ms,
 				 .elapsed_ms = now_ms() - p->wait_started_ms,
 				 .reason = p->sess.reason,
+				 .notice = p->sess.notice,
 				 .tick = p->tick++};
 	gw_draw_wait(&p->screen, &p->gw->font, &v);
 	gw_screen_damage_all(p);

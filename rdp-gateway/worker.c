@@ -361,7 +361,10 @@ static void session_news(struct gw_peer *p, int r, const struct gw_session *s)
 	if (p->nestord_gone_ms)
 		log_info("peer %s: session=%s nestord answers again", p->addr, p->sess.id);
 	p->nestord_gone_ms = 0;
+	char notice[sizeof(p->sess.notice)]; /* only connect's answer has it: keep it */
+	snprintf(notice, sizeof(notice), "%s", s->notice[0] ? s->notice : p->sess.notice);
 	p->sess = *s;
+	snprintf(p->sess.notice, sizeof(p->sess.notice), "%s", notice);
 	p->next_poll_ms = 0; /* follow on at once */
 	if (!strcmp(s->state, "ended") || !strcmp(s->state, "ending"))
 		gw_peer_fail(p, "Your session could not start",

@@ -45,6 +45,7 @@ CREATE TABLE sessions (
 	state text NOT NULL,             -- queued | placed | starting | ready |
 	                                 -- connected | disconnected | ending | ended | lost
 	reason text NOT NULL DEFAULT '',
+	round integer NOT NULL DEFAULT 1, -- the fleet queue: a user's k-th waiting request
 	created timestamptz NOT NULL DEFAULT now(),
 	placed timestamptz,
 	ended timestamptz
@@ -52,8 +53,10 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_live_host ON sessions (host) WHERE state NOT IN ('ended', 'lost');
 CREATE INDEX sessions_live_user ON sessions (user_name) WHERE state NOT IN ('ended', 'lost');
 CREATE INDEX sessions_live_image ON sessions (image) WHERE state NOT IN ('ended', 'lost');
--- the fleet queue: sessions no host has taken yet (a host's own queue has HOST set)
-CREATE INDEX sessions_queue ON sessions (created, id) WHERE state = 'queued' AND host IS NULL;
+-- the fleet queue: sessions no host has taken yet (a host's own queue has HOST set),
+-- in rounds as on one host: everyone's first waiting request before anyone's second
+CREATE INDEX sessions_queue ON sessions (round, created, id)
+	WHERE state = 'queued' AND host IS NULL;
 
 -- One-time tickets: an entry gateway presents one to the session's host
 -- gateway instead of the user's password. Only the hash is stored.
@@ -120,6 +123,14 @@ BEGIN
 	END IF;
 END $$;
 
+-- Where queued session ID stands in the fleet queue (1: next), 0 if it is not in it.
+CREATE FUNCTION nestor_queue_pos(p_id text) RETURNS integer LANGUAGE sql STABLE AS $$
+	SELECT coalesce((SELECT count(*)::integer FROM sessions q, sessions me
+		WHERE me.id = p_id AND me.state = 'queued' AND me.host IS NULL
+			AND q.state = 'queued' AND q.host IS NULL
+			AND (q.round, q.created, q.id) <= (me.round, me.created, me.id)), 0)
+$$;
+
 -- Place a new session: a host with a ready warm guest of IMAGE, else one
 -- with its template and the most free room, the entry itself first among
 -- equals; per-host caps hold (the chosen row is locked and rechecked),
@@ -184,9 +195,10 @@ BEGIN
 		PERFORM pg_notify('nestor_placed', host);
 		RETURN;
 	END IF;
-	INSERT INTO sessions (id, user_name, app, image, memory_mb, entry, state)
-	VALUES (p_id, p_user, p_app, p_image, p_memory_mb, p_entry, 'queued');
-	SELECT count(*) INTO queue_pos FROM sessions s WHERE s.state = 'queued' AND s.host IS NULL;
+	INSERT INTO sessions (id, user_name, app, image, memory_mb, entry, state, round)
+	SELECT p_id, p_user, p_app, p_image, p_memory_mb, p_entry, 'queued', 1 + count(*)
+	FROM sessions q WHERE q.user_name = p_user AND q.state = 'queued' AND q.host IS NULL;
+	queue_pos := nestor_queue_pos(p_id);
 END $$;
 
 -- A host with room takes the head of the fleet queue (one winner: the row
@@ -204,7 +216,7 @@ BEGIN
 	WHERE s.state = 'queued' AND s.host IS NULL AND h.name = p_host
 		AND s.image = ANY (h.images)
 		AND h.memory_mb + s.memory_mb <= h.max_memory_mb
-	ORDER BY s.created, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED;
+	ORDER BY s.round, s.created, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED;
 	IF id IS NULL THEN
 		RETURN;
 	END IF;
@@ -232,9 +244,7 @@ BEGIN
 	existing := FOUND;
 	IF existing THEN
 		IF state = 'queued' AND host IS NULL THEN
-			SELECT count(*) INTO queue_pos FROM sessions q, sessions me
-			WHERE me.id = nestor_connect.id AND q.state = 'queued' AND q.host IS NULL
-				AND (q.created, q.id) <= (me.created, me.id);
+			queue_pos := nestor_queue_pos(id);
 		END IF;
 		RETURN;
 	END IF;

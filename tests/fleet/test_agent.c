@@ -248,14 +248,8 @@ int main(void)
 
 	/* one session: 1 of 4 sessions, 256 MiB (memory unlimited) */
 	nestord_add_demo(&d, "ledger");
-	json_object *s = NULL;
-	CHECK(api(&d, "POST", "/v1/sessions",
-		  "{\"user\":\"alice\",\"password\":\"alice-pw\",\"app\":\"ledger\",\"client\":"
-		  "\"x\"}",
-		  &s) == 200);
 	char id[64];
-	snprintf(id, sizeof(id), "%s", jget(s, "id"));
-	json_object_put(s);
+	CHECK(nestord_connect(&d, "alice", "alice-pw", "ledger", id, sizeof(id)) == 200);
 	AGENT_IS("up ready 75%\n");
 	HAPROXY_EXPECT(2, 75);
 

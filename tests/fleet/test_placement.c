@@ -6,8 +6,9 @@
  *  - full, drained, down and undecided hosts take nothing;
  *  - a user's live session is found wherever it runs (a reconnect), and
  *    their cap holds across hosts;
- *  - when every host is full, requests queue in arrival order and a host
- *    with room takes the head (one winner);
+ *  - when every host is full, requests queue in arrival order, in rounds
+ *    (a user's second request behind everyone's first), and a host with
+ *    room takes the head (one winner);
  *  - a ticket works for its session's host and user, once, before it
  *    expires, and only its hash is stored;
  *  - twelve users placed at once from four connections over three hosts:
@@ -143,6 +144,17 @@ static void test_queue(void)
 	expect_place("q1", "qq1", "a", "queued 1");
 	expect_place("q2", "qq2", "b", "queued 2");
 	expect_place("q1", "qq1", "c", "existing "); /* still waiting, found again */
+	/* in rounds: qq1's second request (another app) waits behind everyone's first */
+	PQclear(q("SELECT * FROM nestor_place('q3', 'qq1', 'other', 'demo', 256, 'a', 2, 0)"));
+	expect_place("q4", "qq3", "a", "queued 3");
+	PGresult *o = q("SELECT string_agg(id, ' ' ORDER BY round, created, id) FROM sessions "
+			"WHERE state = 'queued' AND host IS NULL");
+	CHECK_MSG(o && !strcmp(PQgetvalue(o, 0, 0), "q1 q2 q4 q3"), "the queue: %s",
+		  o ? PQgetvalue(o, 0, 0) : "?");
+	PQclear(o);
+	o = q("SELECT nestor_queue_pos('q3')");
+	CHECK(o && !strcmp(PQgetvalue(o, 0, 0), "4"));
+	PQclear(o);
 	/* b frees its room: it takes the head, once */
 	PQclear(
 	    q("SELECT nestor_session_sync('fb', 'b', 'qb', 'ledger', 'demo', 256, 'ended', '')"));

@@ -185,14 +185,8 @@ int main(void)
 	/* one wrong password, one session on a real guest */
 	CHECK(api(&d, "POST", "/v1/auth",
 		  "{\"user\":\"alice\",\"password\":\"no\",\"client\":\"x\"}", NULL) == 401);
-	json_object *s = NULL;
-	CHECK(api(&d, "POST", "/v1/sessions",
-		  "{\"user\":\"alice\",\"password\":\"alice-pw\",\"app\":\"ledger\",\"client\":"
-		  "\"x\"}",
-		  &s) == 200);
 	char id[64];
-	snprintf(id, sizeof(id), "%s", jget(s, "id"));
-	json_object_put(s);
+	CHECK(nestord_connect(&d, "alice", "alice-pw", "ledger", id, sizeof(id)) == 200);
 	CHECK(wait_state(&d, id, "ready", 120000));
 
 	char *m = scrape();

@@ -152,6 +152,22 @@ int api(struct nestord *d, const char *method, const char *path, const char *bod
 	return st;
 }
 
+int nestord_connect(struct nestord *d, const char *user, const char *pass, const char *app,
+		    char *id, size_t idlen)
+{
+	json_object *b = json_object_new_object(), *s = NULL;
+	json_object_object_add(b, "user", json_object_new_string(user));
+	json_object_object_add(b, "password", json_object_new_string(pass));
+	json_object_object_add(b, "app", json_object_new_string(app));
+	json_object_object_add(b, "client", json_object_new_string("x"));
+	int st = api(d, "POST", "/v1/sessions", json_object_to_json_string(b), &s);
+	json_object_put(b);
+	if (id)
+		snprintf(id, idlen, "%s", jget(s, "id"));
+	json_object_put(s);
+	return st;
+}
+
 void nestord_add_demo(struct nestord *d, const char *alias)
 {
 	const char *g = testenv_guest_dir();

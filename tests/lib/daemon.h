@@ -31,6 +31,9 @@ int nestord_stop(struct nestord *d, int sig, int timeout_ms);
 /* Call the API: returns the HTTP status, *OUT (if given) the parsed body. */
 int api(struct nestord *d, const char *method, const char *path, const char *body,
 	json_object **out);
+/* POST /v1/sessions as USER:PASS for APP (client "x"): the HTTP status; ID (if given) its id. */
+int nestord_connect(struct nestord *d, const char *user, const char *pass, const char *app,
+		    char *id, size_t idlen);
 /* Register the test guest as image "demo" and app ALIAS on it. */
 void nestord_add_demo(struct nestord *d, const char *alias);
 /* Register the rdp variant of the test guest as image NAME (backend rdp) and app ALIAS. */
