@@ -962,7 +962,12 @@ static void fleet_call(struct api *api, struct evhttp_request *req, const struct
 		rc = fleet_hosts(f, on_fleet, p);
 	else if (r->route == API_FLEET_SESSIONS)
 		rc = fleet_sessions(f, on_fleet, p);
-	else
+	else if (r->route == API_FLEET_IMPORT) {
+		json_object *all = brk_fleet_sessions_json(api->b);
+		rc = fleet_import(f, json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN),
+				  (int)json_object_array_length(all), on_fleet, p);
+		json_object_put(all);
+	} else
 		rc = fleet_drain(f, r->name, r->route == API_HOST_DRAIN, on_fleet, p);
 	if (rc < 0) {
 		pending_take(p);

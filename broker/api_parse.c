@@ -185,6 +185,7 @@ static const struct refusal {
     {"/v1/audit", 405, "use GET"},
     {"/v1/hosts", 405, "use GET"},
     {"/v1/fleet/sessions", 405, "use GET"},
+    {"/v1/fleet/import", 405, "use POST"},
     {"/v1/hosts/:host", 404, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
     {"/v1/hosts/:host/*", 405, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
 };

@@ -63,6 +63,7 @@
 	X(AUDIT,        GET,    "/v1/audit",                        NONE,      audit,          ADMIN)     \
 	X(HOSTS,        GET,    "/v1/hosts",                        NONE,      hosts,          ADMIN)     \
 	X(FLEET_SESSIONS, GET,  "/v1/fleet/sessions",               NONE,      hosts,          ADMIN)     \
+	X(FLEET_IMPORT, POST,   "/v1/fleet/import",                 NONE,      hosts,          ADMIN)     \
 	X(HOST_DRAIN,   POST,   "/v1/hosts/:host/drain",            NONE,      host_drain,     ADMIN)     \
 	X(HOST_UNDRAIN, POST,   "/v1/hosts/:host/undrain",          NONE,      host_drain,     ADMIN)
 /* clang-format on */

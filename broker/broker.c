@@ -563,11 +563,17 @@ static void resync_one(const struct db_session *rec, void *arg)
 	json_object_array_add(arg, s);
 }
 
+json_object *brk_fleet_sessions_json(struct brk *b)
+{
+	json_object *all = json_object_new_array();
+	sess_each_live(b->sess, resync_one, all);
+	return all;
+}
+
 static void fleet_resync(void *arg)
 {
 	struct brk *b = arg;
-	json_object *all = json_object_new_array();
-	sess_each_live(b->sess, resync_one, all);
+	json_object *all = brk_fleet_sessions_json(b);
 	fleet_sync_all(b->fleet, json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
 	json_object_put(all);
 }

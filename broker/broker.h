@@ -76,6 +76,8 @@ int brk_app_demand(struct brk *b, const char *user, const char *app, struct brk_
 /* USER has a live session of APP on this host (a reconnect needs no fleet). */
 bool brk_has_session(struct brk *b, const char *user, const char *app);
 
+/* This host's live sessions as the fleet has them (fleet_sync_all's list); a new reference. */
+json_object *brk_fleet_sessions_json(struct brk *b);
 /* The fleet placed session ID here but it cannot be: it is ended there, with WHY. */
 void brk_fleet_refused(struct brk *b, const char *id, const char *user, const char *app,
 		       const char *why);

@@ -799,6 +799,43 @@ static void on_host_synced(struct fleet *f, PGresult *res, const char *err, void
 	end_those(f, res);
 }
 
+struct import_ask {
+	fleet_json_fn cb;
+	void *arg;
+	int sessions;
+};
+
+static void on_imported(struct fleet *f, PGresult *res, const char *err, void *arg)
+{
+	struct import_ask *a = arg;
+	if (!res) {
+		a->cb(-EAGAIN, NULL, err, a->arg);
+	} else {
+		end_those(f, res);
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "host", json_object_new_string(f->cfg.name));
+		json_object_object_add(o, "sessions", json_object_new_int64(a->sessions));
+		json_object_object_add(o, "ended", json_object_new_int64(PQntuples(res)));
+		a->cb(0, o, NULL, a->arg);
+	}
+	free(a);
+}
+
+int fleet_import(struct fleet *f, const char *sessions_json, int n, fleet_json_fn cb, void *arg)
+{
+	if (!fleet_available(f))
+		return -EAGAIN;
+	struct import_ask *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	*a = (struct import_ask){cb, arg, n};
+	const char *p[] = {f->cfg.name, sessions_json};
+	int r = query(f, "SELECT end_id FROM nestor_host_sync($1, $2::json)", 2, p, on_imported, a);
+	if (r < 0)
+		free(a);
+	return r;
+}
+
 void fleet_sync_all(struct fleet *f, const char *sessions_json)
 {
 	const char *p[] = {f->cfg.name, sessions_json};

@@ -82,6 +82,11 @@ void fleet_sync(struct fleet *f, const struct db_session *rec);
  * from it, and answers through hooks.end for those it ended meanwhile.
  */
 void fleet_sync_all(struct fleet *f, const char *sessions_json);
+/*
+ * The same now, for an admin (nestorctl fleet import): CB gets {"host",
+ * "sessions" (N, how many were sent), "ended" (those the fleet had ended)}.
+ */
+int fleet_import(struct fleet *f, const char *sessions_json, int n, fleet_json_fn cb, void *arg);
 /* A session ended here: room for the fleet queue's head. */
 void fleet_room(struct fleet *f);
 

@@ -56,6 +56,8 @@ static const char usage[] =
     "                                  sessions go on and reconnects still reach them\n"
     "  fleet init --db URL             create or upgrade the fleet's PostgreSQL schema\n"
     "                                  (libpq connection string or postgresql:// URL)\n"
+    "  fleet import                    write this host's live sessions into the fleet now\n"
+    "                                  (after adding [fleet] db to a single host)\n"
     "\n"
     "RDP POLICY (images with --backend rdp; the guest's own RDP server):\n"
     "  --rdp-security rdp|tls|any     what the guest's server speaks (XP: rdp; default)\n"
@@ -816,10 +818,12 @@ static int cmd_hosts(int argc, char **argv)
 }
 
 static const char fleet_help[] =
-    "usage: nestorctl fleet init --db URL\n"
+    "usage: nestorctl fleet init --db URL | fleet import\n"
     "Create the fleet's tables in the PostgreSQL database URL (a libpq connection\n"
     "string or postgresql:// URL), or bring an older schema up to this nestor's.\n"
-    "Safe to run again, and from several hosts at once.\n";
+    "Safe to run again, and from several hosts at once.\n"
+    "fleet import: this host's live sessions written into the fleet now (a single\n"
+    "host that joins a fleet does it at its first heartbeat too); asks nestord.\n";
 
 static int cmd_fleet(int argc, char **argv)
 {
@@ -828,8 +832,19 @@ static int cmd_fleet(int argc, char **argv)
 	int n, st = parse_cmd("fleet", fleet_help, opts, 1, NULL, argc, argv, &n);
 	if (st != BOOT_RUN)
 		return st;
+	if (n == 1 && !strcmp(argv[1], "import") && !db) {
+		json_object *o = call("POST", "/v1/fleet/import", NULL);
+		if (json_out)
+			print_json(o);
+		else
+			printf("host %s: %lld live sessions written into the fleet%s\n",
+			       s_(o, "host"), i_(o, "sessions"),
+			       i_(o, "ended") ? " (some the fleet had ended: ended here too)" : "");
+		json_object_put(o);
+		return 0;
+	}
 	if (n != 1 || strcmp(argv[1], "init") || !db)
-		return bad_usage("usage: nestorctl fleet init --db URL");
+		return bad_usage("usage: nestorctl fleet init --db URL | fleet import");
 	PGconn *c = PQconnectdb(db);
 	if (PQstatus(c) != CONNECTION_OK) {
 		fprintf(stderr, "nestorctl: cannot connect to the fleet database: %s",

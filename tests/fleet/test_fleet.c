@@ -43,11 +43,13 @@ static void host_setup(struct nestord *d, const char *name, const char *db, unsi
 	int n = name[strlen(name) - 1] - '0';
 	unsigned port = n > 0 && n < 4 ? (gw_port[n] = free_tcp_port()) : 3389;
 	nestord_setup(d, name, USERS, NULL);
-	snprintf(extra, sizeof(extra),
-		 "[caps]\nmax_sessions = %u\nmax_memory_mb = 4096\n[sessions]\nstop_grace = 1\n"
-		 "[fleet]\ndb = %s\nname = %s\ngateway = 127.0.0.1:%u\n"
-		 "gateway_cert = %s/gw/tls.crt\n",
-		 max_sessions, db, name, port, d->dir);
+	snprintf(
+	    extra, sizeof(extra),
+	    "[caps]\nmax_sessions = %u\nmax_memory_mb = 4096\n[sessions]\nstop_grace = 1\n"
+	    /* faster than the defaults (2 s, 6 s): the suite waits for hosts to go down */
+	    "[fleet]\ndb = %s\nname = %s\ngateway = 127.0.0.1:%u\nheartbeat = 1\ndown_after = 4\n"
+	    "gateway_cert = %s/gw/tls.crt\n",
+	    max_sessions, db, name, port, d->dir);
 	nestord_setup_conf(d, extra);
 }
 
@@ -327,7 +329,7 @@ static void test_storm(void)
 	for (int i = 0; i < 3; i++)
 		CHECK(api(hosts3[i], "PUT", "/v1/caps", "{\"max_sessions\":2,\"max_starting\":2}",
 			  NULL) == 200);
-	sleep(3); /* a heartbeat of each with the new caps */
+	sleep(2); /* a heartbeat of each with the new caps */
 	pthread_t smp, t[12];
 	struct arrival a[12];
 	sampling = true;
@@ -475,6 +477,21 @@ static void test_pg_down(void)
 	CHECK(eventually(status_is, &s, 5000));
 	fprintf(stderr, "h1 answered again %.1f s after PostgreSQL restarted\n",
 		(double)(util_now_ms() - t0) / 1000);
+	/* the explicit import: h1's live sessions, all of them, in the fleet */
+	char *out;
+	CHECK(nestorctl(&h1, "fleet import", &out) == 0);
+	json_object *all = NULL;
+	api(&h1, "GET", "/v1/sessions", NULL, &all);
+	size_t n = json_object_array_length(all);
+	json_object_put(all);
+	char want[64];
+	snprintf(want, sizeof(want), "host h1: %zu live sessions written", n);
+	CHECK_MSG(n > 0 && strstr(out, want), "nestorctl fleet import: %s (want %s)", out, want);
+	free(out);
+	char *v =
+	    pg_value(&pg, "SELECT count(*) FROM sessions WHERE host = 'h1' AND nestor_live(state)");
+	CHECK_MSG(v && (size_t)atoi(v) == n, "the fleet has %s of h1's %zu", v ? v : "?", n);
+	free(v);
 }
 
 /* --- one address for users: a session on another host, relayed --- */
