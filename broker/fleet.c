@@ -986,7 +986,7 @@ struct session_ask {
 };
 
 static const char session_sql[] =
-    "SELECT s.id, s.user_name, s.app, coalesce(s.host, ''), s.state, s.reason, "
+    "SELECT s.id, coalesce(s.host, ''), s.state, s.reason, "
     "coalesce(h.gateway, ''), coalesce(h.fingerprint, ''), coalesce(h.up, false), "
     "nestor_queue_pos(s.id) "
     "FROM sessions s LEFT JOIN hosts h ON h.name = s.host WHERE s.id = $1";
@@ -998,18 +998,16 @@ static void on_session(struct fleet *f, PGresult *res, const char *err, void *ar
 	memset(&fs, 0, sizeof(fs));
 	if (!res) {
 		a->cb(-EAGAIN, NULL, err, a->arg);
-	} else if (PQntuples(res) != 1 || PQnfields(res) != 10) {
+	} else if (PQntuples(res) != 1 || PQnfields(res) != 8) {
 		a->cb(-ENOENT, NULL, "no such session in the fleet", a->arg);
 	} else {
-		char *dst[] = {fs.id,	 fs.user,   fs.app,	fs.host,
-			       fs.state, fs.reason, fs.gateway, fs.fingerprint};
-		size_t len[] = {sizeof(fs.id),	    sizeof(fs.user),	   sizeof(fs.app),
-				sizeof(fs.host),    sizeof(fs.state),	   sizeof(fs.reason),
-				sizeof(fs.gateway), sizeof(fs.fingerprint)};
-		for (int i = 0; i < 8; i++)
+		char *dst[] = {fs.id, fs.host, fs.state, fs.reason, fs.gateway, fs.fingerprint};
+		size_t len[] = {sizeof(fs.id),	   sizeof(fs.host),    sizeof(fs.state),
+				sizeof(fs.reason), sizeof(fs.gateway), sizeof(fs.fingerprint)};
+		for (int i = 0; i < 6; i++)
 			snprintf(dst[i], len[i], "%s", PQgetvalue(res, 0, i));
-		fs.host_up = !strcmp(PQgetvalue(res, 0, 8), "t");
-		long long q = num_of(res, 0, 9);
+		fs.host_up = !strcmp(PQgetvalue(res, 0, 6), "t");
+		long long q = num_of(res, 0, 7);
 		fs.queue_pos = q > 0 && q < INT_MAX ? (unsigned)q : 0;
 		a->cb(0, &fs, NULL, a->arg);
 	}

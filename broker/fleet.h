@@ -107,7 +107,7 @@ int fleet_connect(struct fleet *f, const char *user, const char *app, const char
 
 /* A session as the fleet has it, and how to reach its host's gateway. */
 struct fleet_session {
-	char id[17], user[65], app[65], host[64], state[16];
+	char id[17], host[64], state[16];
 	char reason[256];
 	char gateway[128], fingerprint[128];
 	bool host_up;

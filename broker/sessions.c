@@ -406,6 +406,16 @@ static int64_t queue_deadline(const struct sessions *ss, const struct db_image *
 	return wait ? from + (int64_t)wait * 1000 : 0;
 }
 
+/* USER's live session of APP that a connect reconnects to (not one being ended), or NULL. */
+static struct brk_session *reconnectable(struct sessions *ss, const char *user, const char *app)
+{
+	for (struct brk_session *s = ss->list; s; s = s->next)
+		if (live(s) && s->state != BRK_ENDING && !strcmp(s->rec.user, user) &&
+		    !strcmp(s->rec.app, app))
+			return s;
+	return NULL;
+}
+
 int sess_connect(struct sessions *ss, const char *user, const char *app, const char *client,
 		 const char *fleet_id, bool host_ready, struct brk_session **out, char *err,
 		 size_t errlen)
@@ -415,16 +425,14 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 		snprintf(err, errlen, "nestord is shutting down");
 		return -ESHUTDOWN;
 	}
-	for (struct brk_session *s = ss->list; s; s = s->next) {
-		if (live(s) && s->state != BRK_ENDING && strcmp(s->rec.user, user) == 0 &&
-		    strcmp(s->rec.app, app) == 0) {
-			log_info("session=%s user=%s reconnect", s->rec.id, user);
-			if (client && *client)
-				snprintf(s->rec.client, sizeof(s->rec.client), "%s", client);
-			grant_ensure(s);
-			*out = s;
-			return 0;
-		}
+	struct brk_session *again = reconnectable(ss, user, app);
+	if (again) {
+		log_info("session=%s user=%s reconnect", again->rec.id, user);
+		if (client && *client)
+			snprintf(again->rec.client, sizeof(again->rec.client), "%s", client);
+		grant_ensure(again);
+		*out = again;
+		return 0;
 	}
 	struct db_app a;
 	if (store_app_get(h->store, app, &a) < 0) {
@@ -622,11 +630,7 @@ bool sess_busy(const struct sessions *ss)
 
 bool sess_has(struct sessions *ss, const char *user, const char *app)
 {
-	for (struct brk_session *s = ss->list; s; s = s->next)
-		if (live(s) && s->state != BRK_ENDING && !strcmp(s->rec.user, user) &&
-		    !strcmp(s->rec.app, app))
-			return true;
-	return false;
+	return reconnectable(ss, user, app) != NULL;
 }
 
 struct brk_session *sess_find_fleet(struct sessions *ss, const char *fleet_id)
