@@ -13,6 +13,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "record.h"
+#include "signin.h"
 #include "util.h"
 
 #include <errno.h>
@@ -41,6 +42,7 @@ struct api {
 	struct pending *pendings;
 	struct remote *remotes; /* sessions of users who came in here, running elsewhere */
 	unsigned n_remotes;
+	struct signins signins; /* the portal's signed-in users (signin.h) */
 };
 
 /*
@@ -241,10 +243,22 @@ static void on_authed(int status, const char *reason, void *arg)
 	else if (status < 0)
 		reply_err(req, 503, "%s", reason);
 	else if (!p->connect) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "user", json_object_new_string(p->user));
-		json_object_object_add(o, "authenticated", json_object_new_boolean(1));
-		reply_json(req, 200, o);
+		/* a sign-in: the portal acts for this user with the token */
+		char token[SIGNIN_TOKEN_LEN + 1];
+		int64_t now = util_now_ms();
+		if (signin_add(&api->signins, p->user, now, token) < 0) {
+			reply_err(req, 503, "cannot make a sign-in token");
+		} else {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "user", json_object_new_string(p->user));
+			json_object_object_add(o, "authenticated", json_object_new_boolean(1));
+			json_object_object_add(o, "token", json_object_new_string(token));
+			json_object_object_add(
+			    o, "expires_s",
+			    json_object_new_int64(signin_expires_s(&api->signins, token, now)));
+			explicit_bzero(token, sizeof(token));
+			reply_json(req, 200, o);
+		}
 	} else if (brk_fleet(api->b) && !brk_has_session(api->b, p->user, p->app)) {
 		p->req = req; /* the fleet answers: still ours */
 		evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_conn_close, p);
@@ -686,6 +700,59 @@ static void h_auth(HANDLER_ARGS)
 static void h_connect(HANDLER_ARGS)
 {
 	do_auth(api, req, r, true);
+}
+
+/* USER routes: the signed-in user R's token names, or NULL (answered 401). */
+static const char *signed_in(struct api *api, struct evhttp_request *req, const struct api_req *r)
+{
+	const char *user = signin_user(&api->signins, r->token, util_now_ms());
+	if (!user)
+		reply_err(req, 401, "not signed in, or signed out after a while: sign in again");
+	return user;
+}
+
+static void h_me(HANDLER_ARGS)
+{
+	const char *user = signed_in(api, req, r);
+	if (!user)
+		return;
+	json_object *o = brk_user_json(api->b, user);
+	json_object_object_add(
+	    o, "expires_s",
+	    json_object_new_int64(signin_expires_s(&api->signins, r->token, util_now_ms())));
+	reply_json(req, 200, o);
+}
+
+static void h_signout(HANDLER_ARGS)
+{
+	const char *user = signed_in(api, req, r);
+	if (!user)
+		return;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "user", json_object_new_string(user));
+	signin_drop(&api->signins, r->token);
+	json_object_object_add(o, "signed_out", json_object_new_boolean(1));
+	reply_json(req, 200, o);
+}
+
+/* A user ends their own session (someone else's does not exist for them). */
+static void h_my_end(HANDLER_ARGS)
+{
+	const char *user = signed_in(api, req, r);
+	if (!user)
+		return;
+	if (strcmp(brk_session_user(s), user)) {
+		reply_err(req, 404, "no session %s", r->name);
+		return;
+	}
+	store_audit_log(brk_store(api->b), "session-end-by-user", user, "", brk_session_id(s),
+			"through the portal");
+	brk_session_end(api->b, s, "ended by its user");
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(brk_session_id(s)));
+	json_object_object_add(o, "state",
+			       json_object_new_string(brk_state_name(brk_session_state(s))));
+	reply_json(req, 200, o);
 }
 
 static void h_sessions(HANDLER_ARGS)

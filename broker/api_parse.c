@@ -188,6 +188,8 @@ static const struct refusal {
     {"/v1/fleet/import", 405, "use POST"},
     {"/v1/hosts/:host", 404, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
     {"/v1/hosts/:host/*", 405, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
+    {"/v1/me", 405, "use GET or DELETE"},
+    {"/v1/me/:session", 405, "use DELETE"},
 };
 
 static const struct {
@@ -225,7 +227,7 @@ const char *api_refusal(enum api_role role, enum api_route r, bool granted)
 		return NULL;
 	if (role != API_ROLE_GATEWAY)
 		return "neither an administrator nor the gateway";
-	if (need == API_WHO_ANY || (need == API_WHO_GRANT && granted))
+	if (need == API_WHO_ANY || need == API_WHO_USER || (need == API_WHO_GRANT && granted))
 		return NULL;
 	return need == API_WHO_GRANT ? "the gateway holds no grant for this session"
 				     : "only an administrator may do this";
@@ -319,6 +321,13 @@ static int parse_query(struct api_req *r, const struct evkeyvalq *q, char *err, 
 		if (!n || n >= sizeof(r->grant) || strspn(grant, "0123456789abcdef") != n)
 			return fail(err, errlen, 400, "grant must be the hex token of the session");
 		memcpy(r->grant, grant, n + 1);
+	}
+	const char *token = evhttp_find_header(q, "token");
+	if (token && routes[r->route].who == API_WHO_USER) {
+		size_t n = strlen(token);
+		if (!n || n >= sizeof(r->token) || strspn(token, "0123456789abcdef") != n)
+			return fail(err, errlen, 400, "token must be the hex token of a sign-in");
+		memcpy(r->token, token, n + 1);
 	}
 	switch (r->route) {
 	case API_SESSIONS:

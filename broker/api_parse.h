@@ -29,7 +29,8 @@
  * who may call it (api.c tells callers apart by SO_PEERCRED): ADMIN only
  * administrators; ANY administrators and the gateway; GRANT administrators,
  * and the gateway with the session's grant (?grant=TOKEN, handed out by
- * CONNECT).
+ * CONNECT); USER administrators and the gateway (the portal) acting for a
+ * signed-in user (?token=TOKEN, handed out by AUTH; the handler checks it).
  */
 /* clang-format off */
 #define API_ROUTES(X)                                                                                     \
@@ -65,14 +66,17 @@
 	X(FLEET_SESSIONS, GET,  "/v1/fleet/sessions",               NONE,      hosts,          ADMIN)     \
 	X(FLEET_IMPORT, POST,   "/v1/fleet/import",                 NONE,      hosts,          ADMIN)     \
 	X(HOST_DRAIN,   POST,   "/v1/hosts/:host/drain",            NONE,      host_drain,     ADMIN)     \
-	X(HOST_UNDRAIN, POST,   "/v1/hosts/:host/undrain",          NONE,      host_drain,     ADMIN)
+	X(HOST_UNDRAIN, POST,   "/v1/hosts/:host/undrain",          NONE,      host_drain,     ADMIN)     \
+	X(ME,           GET,    "/v1/me",                           NONE,      me,             USER)      \
+	X(SIGNOUT,      DELETE, "/v1/me",                           NONE,      signout,        USER)      \
+	X(MY_END,       DELETE, "/v1/me/:session",                  NONE,      my_end,         USER)
 /* clang-format on */
 
 #define API_ROUTE_ENUM(route, method, path, body, handler, who) API_##route,
 enum api_route { API_NONE = -1, API_ROUTES(API_ROUTE_ENUM) API_ROUTE_COUNT };
 #undef API_ROUTE_ENUM
 
-enum api_who { API_WHO_ANY, API_WHO_GRANT, API_WHO_ADMIN };
+enum api_who { API_WHO_ANY, API_WHO_GRANT, API_WHO_ADMIN, API_WHO_USER };
 /* Who a caller is (api_socket.c finds out). */
 enum api_role { API_ROLE_NONE, API_ROLE_GATEWAY, API_ROLE_ADMIN };
 
@@ -104,6 +108,7 @@ struct api_req {
 	unsigned limit;		   /* GET /v1/audit?limit=N (default 50) */
 	json_object *body;	   /* owned; validated; NULL when the route reads no body */
 	char grant[65];		   /* GRANT routes: ?grant=TOKEN (hex; "" none) */
+	char token[65];		   /* USER routes: ?token=TOKEN (hex; "" none) */
 };
 
 /*

@@ -162,7 +162,7 @@ int brk_app_demand(struct brk *b, const char *user, const char *app, struct brk_
 
 bool brk_has_session(struct brk *b, const char *user, const char *app)
 {
-	return sess_has(b->sess, user, app);
+	return sess_of(b->sess, user, app) != NULL;
 }
 
 int brk_connect_placed(struct brk *b, const char *user, const char *app, const char *client,
@@ -189,6 +189,44 @@ json_object *brk_session_guest_json(struct brk *b, const struct brk_session *s)
 json_object *brk_sessions_json(struct brk *b)
 {
 	return sess_list_json(b->sess);
+}
+
+/* The parts of a session's JSON its own user sees. */
+static json_object *user_session(struct brk *b, const struct brk_session *s)
+{
+	static const char *const keys[] = {"id",	  "state",  "position", "estimate_ms",
+					   "elapsed_ms", "reason", "ending"};
+	json_object *all = sess_json(b->sess, s), *o = json_object_new_object(), *v;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (json_object_object_get_ex(all, keys[i], &v))
+			json_object_object_add(o, keys[i], json_object_get(v));
+	json_object_put(all);
+	return o;
+}
+
+json_object *brk_user_json(struct brk *b, const char *user)
+{
+	json_object *o = json_object_new_object(), *apps = json_object_new_array();
+	json_object *all = store_apps_json(b->h.store);
+	size_t n = all ? json_object_array_length(all) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *a = json_object_array_get_idx(all, i), *alias, *title;
+		if (!json_object_object_get_ex(a, "alias", &alias) ||
+		    !json_object_object_get_ex(a, "title", &title))
+			continue;
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "alias", json_object_get(alias));
+		json_object_object_add(e, "title", json_object_get(title));
+		const struct brk_session *s = sess_of(b->sess, user, json_object_get_string(alias));
+		if (s)
+			json_object_object_add(e, "session", user_session(b, s));
+		json_object_array_add(apps, e);
+	}
+	json_object_put(all);
+	json_object_object_add(o, "user", json_object_new_string(user));
+	json_object_object_add(o, "apps", apps);
+	json_object_object_add(o, "queued", json_object_new_int64((int64_t)admit_queued(b->h.adm)));
+	return o;
 }
 
 int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway, char *err,

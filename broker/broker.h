@@ -104,6 +104,13 @@ json_object *brk_session_json(struct brk *b, const struct brk_session *s);
 json_object *brk_session_guest_json(struct brk *b, const struct brk_session *s);
 /* Every live session; returns a new reference. */
 json_object *brk_sessions_json(struct brk *b);
+/*
+ * What the portal shows USER: every app (alias, title) with USER's own
+ * session of it on this host, if any (its id, state, queue position, an
+ * announced end; nothing of other users), and how many wait in the queue.
+ * A new reference.
+ */
+json_object *brk_user_json(struct brk *b, const char *user);
 /* Host caps, usage and queue; returns a new reference. */
 json_object *brk_status_json(struct brk *b);
 

@@ -628,9 +628,9 @@ bool sess_busy(const struct sessions *ss)
 	return false;
 }
 
-bool sess_has(struct sessions *ss, const char *user, const char *app)
+struct brk_session *sess_of(struct sessions *ss, const char *user, const char *app)
 {
-	return reconnectable(ss, user, app) != NULL;
+	return reconnectable(ss, user, app);
 }
 
 struct brk_session *sess_find_fleet(struct sessions *ss, const char *fleet_id)

@@ -26,8 +26,8 @@ int sess_connect(struct sessions *ss, const char *user, const char *app, const c
 		 const char *fleet_id, bool host_ready, struct brk_session **out, char *err,
 		 size_t errlen);
 struct brk_session *sess_find(struct sessions *ss, const char *id);
-/* USER has a live session of APP here (what sess_connect would reconnect to). */
-bool sess_has(struct sessions *ss, const char *user, const char *app);
+/* USER's live session of APP here (what sess_connect would reconnect to), or NULL. */
+struct brk_session *sess_of(struct sessions *ss, const char *user, const char *app);
 /* The live session the fleet knows as FLEET_ID (its fleet_id, or its own id). */
 struct brk_session *sess_find_fleet(struct sessions *ss, const char *fleet_id);
 void sess_each_live(struct sessions *ss, void (*fn)(const struct db_session *rec, void *arg),

@@ -3,10 +3,13 @@
  * for small files and directories at start-up or end of a guest.
  */
 #include "util.h"
+#include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,4 +194,21 @@ bool util_secret_eq(const char *secret, const char *given)
 	for (size_t i = 0; i < n; i++)
 		diff |= (unsigned char)(secret[i] ^ given[i]);
 	return diff == 0;
+}
+
+int util_become(const char *user, char *err, size_t errlen)
+{
+	if (!user[0] || geteuid() != 0)
+		return 0;
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		snprintf(err, errlen, "user '%s' does not exist", user);
+		return -ENOENT;
+	}
+	if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		snprintf(err, errlen, "cannot become %s: %s", user, strerror(errno));
+		return -EPERM;
+	}
+	log_info("running as %s", user);
+	return 0;
 }

@@ -34,6 +34,11 @@ int64_t util_wall_s(void);
 int util_random_hex(char *out, size_t bytes);
 /* A secret SECRET ("" never matches) equals GIVEN (NULL never), in time not telling how much. */
 bool util_secret_eq(const char *secret, const char *given);
+/*
+ * Started as root: become USER (its groups too) for good; logs it. Not root,
+ * or USER "": nothing to do. 0, or a negative errno with ERR set.
+ */
+int util_become(const char *user, char *err, size_t errlen);
 /* printf into a new string; NULL on allocation failure. */
 char *util_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* true when NAME is 1..64 chars of [A-Za-z0-9._-] not starting with '.' or '-'. */

@@ -449,19 +449,7 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
 	if (!user[0] && geteuid() == 0)
 		log_warn("running as root (no user = in [gateway]): nestord treats this gateway as "
 			 "an administrator, not as the gateway (docs/api.md)");
-	if (!user[0] || geteuid() != 0)
-		return 0;
-	struct passwd *pw = getpwnam(user);
-	if (!pw) {
-		snprintf(err, errlen, "user '%s' does not exist", user);
-		return -ENOENT;
-	}
-	if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		snprintf(err, errlen, "cannot become %s: %s", user, strerror(errno));
-		return -EPERM;
-	}
-	log_info("running as %s", user);
-	return 0;
+	return util_become(user, err, errlen);
 }
 
 static int load(void *cfg, const char *path, char *err, size_t errlen)

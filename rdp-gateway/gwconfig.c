@@ -33,6 +33,9 @@ void gw_config_defaults(struct gw_config *c)
 	strcpy(c->log_level, "info");
 	/* forward secrecy only: ephemeral key exchange, no static-RSA suites (AES128-SHA) */
 	strcpy(c->tls_ciphers, GW_TLS_CIPHERS);
+	strcpy(c->portal.listen, "127.0.0.1");
+	c->portal.port = 8443;
+	strcpy(c->portal.title, "nestor");
 }
 
 #define IS(sec, key) (strcmp(section, sec) == 0 && strcmp(name, key) == 0)
@@ -118,6 +121,31 @@ static int key(void *user, const char *section, const char *name, const char *va
 	if (IS("display", "height"))
 		return *want = "200..4096",
 		       conf_uint(&c->height, value, 4096) < 0 || c->height < 200 ? -EINVAL : 0;
+	if (IS("portal", "listen")) {
+		*want = "an IPv4 or IPv6 address";
+		return strpbrk(value, " /") ? -EINVAL
+					    : conf_str(c->portal.listen, sizeof(c->portal.listen), value);
+	}
+	if (IS("portal", "port"))
+		return *want = "1..65535",
+		       conf_uint(&c->portal.port, value, 65535) < 0 || !c->portal.port ? -EINVAL : 0;
+	if (IS("portal", "rdp_address")) {
+		char host[256];
+		uint16_t port;
+		*want = "HOST or HOST:PORT (what RDP clients connect to)";
+		if (!*value || strpbrk(value, " /\\\"'<>&\r\n"))
+			return -EINVAL;
+		if (strchr(value, ':') && conf_hostport(value, host, sizeof(host), &port) < 0)
+			return -EINVAL;
+		return conf_str(c->portal.rdp_address, sizeof(c->portal.rdp_address), value);
+	}
+	if (IS("portal", "title")) {
+		*want = "1..64 printable characters";
+		for (const char *p = value; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				return -EINVAL;
+		return !*value ? -EINVAL : conf_str(c->portal.title, sizeof(c->portal.title), value);
+	}
 	return -ENOENT;
 }
 

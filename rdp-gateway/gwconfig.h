@@ -38,6 +38,13 @@ struct gw_config {
 	bool remotefx;		/* use RemoteFX with clients that support it */
 	unsigned width, height; /* wait-screen size when the client asks for none */
 	char log_level[8];
+	/* nestor-portal's own section ([portal], docs/portal.md); it shares the rest */
+	struct {
+		char listen[64];
+		unsigned port;
+		char rdp_address[256]; /* HOST[:PORT] written into .rdp files; "" the request's */
+		char title[65];	       /* the portal's and the feed's name */
+	} portal;
 };
 
 void gw_config_defaults(struct gw_config *c);

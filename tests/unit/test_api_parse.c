@@ -606,7 +606,8 @@ static void test_refusals(void)
 		for (int g = 0; g < 2; g++) {
 			CHECK(!api_refusal(API_ROLE_ADMIN, (enum api_route)r, g));
 			CHECK(api_refusal(API_ROLE_NONE, (enum api_route)r, g));
-			bool ok = who == API_WHO_ANY || (who == API_WHO_GRANT && g);
+			bool ok = who == API_WHO_ANY || who == API_WHO_USER ||
+				  (who == API_WHO_GRANT && g);
 			CHECK_MSG(!api_refusal(API_ROLE_GATEWAY, (enum api_route)r, g) == ok,
 				  "gateway %s %s grant %d", api_route_method((enum api_route)r),
 				  api_route_path((enum api_route)r), g);
@@ -616,6 +617,10 @@ static void test_refusals(void)
 	static const enum api_route gateway[] = {API_AUTH, API_CONNECT, API_LEASE};
 	static const enum api_route granted[] = {API_SESSION, API_ATTACH, API_DETACH, API_GUEST,
 						 API_ACTIVITY};
+	/* the portal's, for a signed-in user's token (the handlers check it) */
+	static const enum api_route user[] = {API_ME, API_SIGNOUT, API_MY_END};
+	for (size_t i = 0; i < ARRAY_LEN(user); i++)
+		CHECK(api_route_who(user[i]) == API_WHO_USER);
 	for (size_t i = 0; i < ARRAY_LEN(gateway); i++)
 		CHECK(api_route_who(gateway[i]) == API_WHO_ANY);
 	for (size_t i = 0; i < ARRAY_LEN(granted); i++)
@@ -623,7 +628,23 @@ static void test_refusals(void)
 	unsigned admin_only = 0;
 	for (int r = 0; r < API_ROUTE_COUNT; r++)
 		admin_only += api_route_who((enum api_route)r) == API_WHO_ADMIN;
-	CHECK(admin_only == (unsigned)API_ROUTE_COUNT - ARRAY_LEN(gateway) - ARRAY_LEN(granted));
+	CHECK(admin_only == (unsigned)API_ROUTE_COUNT - ARRAY_LEN(gateway) - ARRAY_LEN(granted) -
+				ARRAY_LEN(user));
+	/* a sign-in token goes with the USER routes only, and must look like one */
+	struct api_req t;
+	char terr[256];
+	CHECK(api_parse("GET", "/v1/me?token=00ff", NULL, 0, &t, terr, sizeof(terr)) == 0 &&
+	      !strcmp(t.token, "00ff"));
+	api_req_free(&t);
+	CHECK(api_parse("GET", "/v1/me?token=zz", NULL, 0, &t, terr, sizeof(terr)) == 400);
+	CHECK(api_parse("GET", "/v1/sessions/abc?token=00ff", NULL, 0, &t, terr, sizeof(terr)) ==
+		  0 &&
+	      !t.token[0]);
+	api_req_free(&t);
+	CHECK(api_parse("DELETE", "/v1/me/abc?token=00ff", NULL, 0, &t, terr, sizeof(terr)) == 0 &&
+	      t.route == API_MY_END && t.param == API_P_SESSION && !strcmp(t.name, "abc"));
+	api_req_free(&t);
+	CHECK(api_parse("PUT", "/v1/me", NULL, 0, &t, terr, sizeof(terr)) == 405);
 	/* a grant goes with the session routes only, and must look like one */
 	struct api_req q;
 	char err[256];

@@ -1,0 +1,80 @@
+/*
+ * The portal's sign-ins (signin.h). A linear scan with a constant-time
+ * compare per slot: 4096 slots of 64 bytes is a few microseconds, and no
+ * slot's contents leak through how long a lookup took.
+ */
+#include "signin.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool expired(const struct signin *s, int64_t now)
+{
+	return now - s->used_ms >= (int64_t)SIGNIN_IDLE_S * 1000 ||
+	       now - s->made_ms >= (int64_t)SIGNIN_LIFE_S * 1000;
+}
+
+static struct signin *find(struct signins *t, const char *token)
+{
+	size_t n = strlen(token);
+	if (n != SIGNIN_TOKEN_LEN || strspn(token, "0123456789abcdef") != n)
+		return NULL;
+	struct signin *hit = NULL;
+	for (size_t i = 0; i < SIGNIN_MAX; i++)
+		if (t->e[i].token[0] && util_secret_eq(t->e[i].token, token))
+			hit = &t->e[i];
+	return hit;
+}
+
+int signin_add(struct signins *t, const char *user, int64_t now, char token[SIGNIN_TOKEN_LEN + 1])
+{
+	struct signin *slot = NULL;
+	for (size_t i = 0; i < SIGNIN_MAX && (!slot || slot->token[0]); i++) {
+		struct signin *s = &t->e[i];
+		if (s->token[0] && expired(s, now))
+			memset(s, 0, sizeof(*s));
+		if (!slot || !s->token[0] || s->used_ms < slot->used_ms)
+			slot = s;
+	}
+	if (util_random_hex(token, SIGNIN_TOKEN_LEN / 2) < 0)
+		return -EIO;
+	memset(slot, 0, sizeof(*slot));
+	memcpy(slot->token, token, SIGNIN_TOKEN_LEN + 1);
+	snprintf(slot->user, sizeof(slot->user), "%s", user);
+	slot->made_ms = slot->used_ms = now;
+	return 0;
+}
+
+const char *signin_user(struct signins *t, const char *token, int64_t now)
+{
+	struct signin *s = find(t, token);
+	if (!s)
+		return NULL;
+	if (expired(s, now)) {
+		memset(s, 0, sizeof(*s));
+		return NULL;
+	}
+	s->used_ms = now;
+	return s->user;
+}
+
+int signin_drop(struct signins *t, const char *token)
+{
+	struct signin *s = find(t, token);
+	if (s)
+		memset(s, 0, sizeof(*s));
+	return s != NULL;
+}
+
+unsigned signin_expires_s(const struct signins *t, const char *token, int64_t now)
+{
+	struct signin *s = find((struct signins *)t, token);
+	if (!s || expired(s, now))
+		return 0;
+	int64_t idle = s->used_ms + (int64_t)SIGNIN_IDLE_S * 1000 - now;
+	int64_t life = s->made_ms + (int64_t)SIGNIN_LIFE_S * 1000 - now;
+	return (unsigned)((idle < life ? idle : life) / 1000);
+}
