@@ -146,9 +146,15 @@ bool pt_basic_parse(const char *header, char *user, size_t ulen, char *pass, siz
 	int got = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
 	if (got < 0)
 		return false;
-	/* EVP_DecodeBlock counts the padding's zero bytes */
-	for (size_t i = n; i > 0 && b64[i - 1] == '='; i--)
-		got--;
+	/* EVP_DecodeBlock counts the padding's zero bytes; '=' only ends the text */
+	size_t pad = 0;
+	while (pad < n && b64[n - 1 - pad] == '=')
+		pad++;
+	if (pad > 2 || memchr(b64, '=', n - pad) || got < (int)pad) {
+		explicit_bzero(raw, sizeof(raw));
+		return false;
+	}
+	got -= (int)pad;
 	raw[got] = '\0';
 	char *colon = memchr(raw, ':', (size_t)got);
 	bool ok = colon && memchr(raw, '\0', (size_t)got) == NULL;

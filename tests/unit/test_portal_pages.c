@@ -84,6 +84,8 @@ static void test_cookie_basic_host(void)
 	CHECK(!pt_basic_parse("Bearer YWxpY2U6cHc=", u, sizeof(u), p, sizeof(p)));
 	CHECK(!pt_basic_parse("Basic YQBiOmM=", u, sizeof(u), p, sizeof(p))); /* a NUL inside */
 	CHECK(!pt_basic_parse(NULL, u, sizeof(u), p, sizeof(p)));
+	CHECK(!pt_basic_parse("Basic ====", u, sizeof(u), p, sizeof(p)));
+	CHECK(!pt_basic_parse("Basic YQ==YQ==", u, sizeof(u), p, sizeof(p)));
 
 	pt_host_name("portal.example.org:8443", h, sizeof(h));
 	CHECK_STR(h, "portal.example.org");
