@@ -30,9 +30,10 @@ typedef void (*auth_done_fn)(enum auth_result res, const char *reason, void *arg
 struct auth *auth_create(struct event_base *base, const char *service, unsigned threads);
 /*
  * Check USER's PASSWORD and one-time CODE (NULL or "": none given). Each
- * hidden prompt PAM asks gets what the user typed for it: a prompt for a
- * one-time code (it says so, or it is not the first hidden prompt) gets
- * CODE, the first other one PASSWORD. Both are copied and the copies wiped
+ * prompt PAM asks gets what the user typed for it: a prompt for a one-time
+ * code (its text says so, or it is a hidden one after the password's) gets
+ * CODE, the first other hidden one PASSWORD, any other visible one USER.
+ * Both are copied and the copies wiped
  * after use (the caller wipes its own). CB runs on the loop, never inside
  * this call. Returns 0 or a negative errno (-E2BIG: a string too long).
  */
