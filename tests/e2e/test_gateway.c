@@ -463,7 +463,7 @@ static void test_totp(void)
 {
 	nestord_setup(&totp, "e2e-totp", "tess:tess-pw:nestor\n",
 		      "[sessions]\nstop_grace = 1\n[images]\nauto_template = false\n");
-	nestord_setup_oath(&totp, "HOTP/T30 tess - " TESS_KEY "\n");
+	nestord_setup_oath(&totp, "HOTP/T30 tess - " TESS_KEY "\n", false);
 	totp.no_wait = true;
 	if (!nestord_start(&totp)) {
 		CHECK(!"the second factor's nestord started");

@@ -5,7 +5,8 @@
  * and POST /v1/sessions: no code -> 401 need=code with PAM's prompt; the
  * right code -> signed in; a wrong or replayed code -> a plain 401; asking
  * for a code counts for the throttle; the audit and the log never hold a
- * password or a code. No guest: it takes about a second.
+ * password or a code; the same with the code asked for before the
+ * password. No guest: it takes about a second.
  */
 #include "check.h"
 #include "daemon.h"
@@ -125,6 +126,21 @@ static void test_auth(void)
 	free(log);
 }
 
+/* The code asked for before the password: each prompt still gets its own answer. */
+static void test_code_first(void)
+{
+	nestord_setup_oath(&d, OATH, true);
+	char code[16];
+	CHECK(oath_totp(ALICE_KEY, 60, code, sizeof(code))); /* a step none used yet */
+	json_object *o = NULL;
+	CHECK(login("/v1/auth", "alice", "alice-pw", NULL, NULL, "10.0.1.1", &o) == 401);
+	CHECK(asks_code(o));
+	json_object_put(o);
+	CHECK(login("/v1/auth", "alice", "alice-pw", code, NULL, "10.0.1.1", &o) == 200);
+	CHECK_MSG(jint(o, "authenticated") == 1, "%s", json_object_to_json_string(o));
+	json_object_put(o);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -132,13 +148,14 @@ int main(void)
 	snprintf(conf, sizeof(conf), "[auth]\nmax_failures = %d\nwindow = 300\nlockout = 600\n",
 		 MAX_FAILURES);
 	nestord_setup(&d, "totp", USERS, conf);
-	nestord_setup_oath(&d, OATH);
+	nestord_setup_oath(&d, OATH, false);
 	d.no_wait = true;
 	if (!nestord_start(&d)) {
 		CHECK(!"nestord started");
 		return check_done("test_totp");
 	}
 	test_auth();
+	test_code_first();
 	int st = nestord_stop(&d, SIGTERM, 10000);
 	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nestord exit status %d", st);
 	int r = check_done("test_totp");

@@ -62,7 +62,7 @@ void nestord_setup(struct nestord *d, const char *name, const char *users, const
 	nestord_setup_conf(d, extra);
 }
 
-void nestord_setup_oath(struct nestord *d, const char *users)
+void nestord_setup_oath(struct nestord *d, const char *users, bool code_first)
 {
 	if (access(PAM_OATH, R_OK) != 0 || access(OATHTOOL, X_OK) != 0) {
 		fprintf(stderr, "pam_oath or oathtool not installed (libpam-oath, oathtool)\n");
@@ -73,11 +73,12 @@ void nestord_setup_oath(struct nestord *d, const char *users)
 	snprintf(path, sizeof(path), "%s/users.oath", d->dir);
 	write_file(path, users);
 	chmod(path, 0600);
-	snprintf(text, sizeof(text),
-		 "auth requisite " PAM_MATRIX " passdb=%s/passdb\n"
-		 "auth required " PAM_OATH " usersfile=%s window=3\n"
-		 "account required " PAM_MATRIX " passdb=%s/passdb\n",
-		 d->dir, path, d->dir);
+	char matrix[400], oath[700];
+	snprintf(matrix, sizeof(matrix), "auth requisite " PAM_MATRIX " passdb=%s/passdb\n",
+		 d->dir);
+	snprintf(oath, sizeof(oath), "auth required " PAM_OATH " usersfile=%s window=3\n", path);
+	snprintf(text, sizeof(text), "%s%saccount required " PAM_MATRIX " passdb=%s/passdb\n",
+		 code_first ? oath : matrix, code_first ? matrix : oath, d->dir);
 	snprintf(path, sizeof(path), "%s/pam/nestor", d->dir);
 	write_file(path, text);
 }
