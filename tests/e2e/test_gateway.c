@@ -461,6 +461,7 @@ static bool totp_session(void *unused)
 #define TESS_KEY "00112233445566778899aabbccddeeff00112233"
 static void test_totp(void)
 {
+	int failures = check_failures;
 	nestord_setup(&totp, "e2e-totp", "tess:tess-pw:nestor\n",
 		      "[sessions]\nstop_grace = 1\n[images]\nauto_template = false\n");
 	nestord_setup_oath(&totp, "HOTP/T30 tess - " TESS_KEY "\n", false);
@@ -506,6 +507,10 @@ static void test_totp(void)
 	int st = nestord_stop(&totp, SIGTERM, 30000);
 	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nestord exit status %d", st);
 	port = main_port;
+	if (check_failures == failures && !getenv("NESTOR_KEEP_LOGS"))
+		testenv_rmtree(totp.dir);
+	else
+		fprintf(stderr, "the second factor's logs kept in %s\n", totp.dir);
 }
 
 static void test_remotefx(void)
