@@ -236,13 +236,21 @@ static void on_authed(int status, const char *reason, void *arg)
 		pending_free(p);
 		return;
 	}
-	if (status == -EACCES)
+	if (status == -EACCES) {
 		reply_err(req, 401, "%s", reason);
-	else if (status == -EPERM)
+	} else if (status == -ENOKEY) {
+		/* a second factor: the user is asked for the code and tries again with it */
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "error",
+				       json_object_new_string("a one-time code is needed"));
+		json_object_object_add(o, "need", json_object_new_string("code"));
+		json_object_object_add(o, "prompt", json_object_new_string(reason));
+		reply_json(req, 401, o);
+	} else if (status == -EPERM) {
 		reply_err(req, 403, "%s", reason);
-	else if (status < 0)
+	} else if (status < 0) {
 		reply_err(req, 503, "%s", reason);
-	else if (!p->connect) {
+	} else if (!p->connect) {
 		/* a sign-in: the portal acts for this user with the token */
 		char token[SIGNIN_TOKEN_LEN + 1];
 		int64_t now = util_now_ms();
@@ -664,7 +672,7 @@ static void do_auth(struct api *api, struct evhttp_request *req, const struct ap
 	snprintf(p->user, sizeof(p->user), "%s", jstr(r->body, "user"));
 	snprintf(p->app, sizeof(p->app), "%s", jstr(r->body, "app"));
 	snprintf(p->client, sizeof(p->client), "%s", jstr(r->body, "client"));
-	/* the password stays in the body, wiped by api_req_free */
+	/* the password and the code stay in the body, wiped by api_req_free */
 	const char *pw = jstr(r->body, "password");
 	size_t tl = strlen(FLEET_TICKET_PREFIX);
 	if (connect && brk_fleet(api->b) && !strncmp(pw, FLEET_TICKET_PREFIX, tl)) {
@@ -680,8 +688,8 @@ static void do_auth(struct api *api, struct evhttp_request *req, const struct ap
 		}
 		return;
 	}
-	int rc = brk_authenticate(api->b, p->user, jstr(r->body, "password"), p->client, on_authed,
-				  p, &p->auth);
+	int rc = brk_authenticate(api->b, p->user, jstr(r->body, "password"), jstr(r->body, "code"),
+				  p->client, on_authed, p, &p->auth);
 	if (rc < 0) {
 		pending_take(p);
 		pending_free(p);

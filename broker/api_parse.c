@@ -41,13 +41,13 @@ struct body {
 
 static const struct field auth_fields[] = {{"user", F_STR, true, 64, false},
 					   {"password", F_STR, true, 256, true},
+					   {"code", F_STR, false, 64, true},
 					   {"client", F_STR, false, 63, false},
 					   {NULL, 0, false, 0, false}};
-static const struct field connect_fields[] = {{"user", F_STR, true, 64, false},
-					      {"password", F_STR, true, 256, true},
-					      {"client", F_STR, false, 63, false},
-					      {"app", F_STR, true, 64, false},
-					      {NULL, 0, false, 0, false}};
+static const struct field connect_fields[] = {
+    {"user", F_STR, true, 64, false},	 {"password", F_STR, true, 256, true},
+    {"client", F_STR, false, 63, false}, {"app", F_STR, true, 64, false},
+    {"code", F_STR, false, 64, true},	 {NULL, 0, false, 0, false}};
 static const struct field attach_fields[] = {{"gateway", F_STR, false, 32, false},
 					     {NULL, 0, false, 0, false}};
 static const struct field lease_fields[] = {{"sessions", F_NAMES, true, 4096, false},

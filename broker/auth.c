@@ -2,7 +2,10 @@
  * PAM off the loop. Jobs go to worker threads through a mutex-protected
  * list; finished jobs come back as pointers written to a pipe the loop
  * reads. Workers block in PAM (it may sleep on failure delays); the loop
- * never does.
+ * never does. The conversation answers each prompt with what the user
+ * typed for it: the password, or a one-time code (a second factor such as
+ * pam_oath); a code asked for and not given ends the check with
+ * AUTH_NEED_CODE and PAM's prompt, so that the user can be asked.
  */
 #include "auth.h"
 #include "log.h"
@@ -13,6 +16,7 @@
 #include <pthread.h>
 #include <security/pam_appl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +27,10 @@ struct job {
 	struct job *next;
 	char user[256];
 	char password[512];
+	char code[128];
+	bool password_given; /* a hidden prompt got the password */
+	bool need_code;	     /* a prompt asked for a code and there was none */
+	char prompt[AUTH_PROMPT_MAX + 1];
 	auth_done_fn cb;
 	void *arg;
 	enum auth_result res;
@@ -43,11 +51,63 @@ struct auth {
 
 const char *auth_result_name(enum auth_result r)
 {
-	static const char *const n[] = {"ok", "denied", "account", "error"};
-	return (unsigned)r < 4 ? n[r] : "?";
+	static const char *const n[] = {"ok", "denied", "account", "error", "need-code"};
+	return (unsigned)r < sizeof(n) / sizeof(n[0]) ? n[r] : "?";
 }
 
-static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
+/* A prompt for a one-time code rather than a password (pam_oath's says "One-time password"). */
+static bool code_prompt(const char *m)
+{
+	static const char *const words[] = {"one-time", "otp", "oath", "verification code",
+					    "token"};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasestr(m, words[i]))
+			return true;
+	return false;
+}
+
+/* PAM's prompt kept for the user: printable ASCII, bounded. */
+static void keep_prompt(struct job *j, const char *m)
+{
+	size_t n = 0;
+	for (; *m && n < sizeof(j->prompt) - 1; m++)
+		if (*m >= 0x20 && *m <= 0x7e)
+			j->prompt[n++] = *m;
+	j->prompt[n] = '\0';
+	if (!n) /* a module that asks without saying what */
+		snprintf(j->prompt, sizeof(j->prompt), "One-time code: ");
+}
+
+/*
+ * What to answer a prompt with: the code for a code prompt (or a hidden
+ * one after the password), the password for the first other hidden one,
+ * the user name for any other visible one. NULL: a code is asked for and
+ * the user gave none.
+ */
+static const char *answer(struct job *j, const struct pam_message *m)
+{
+	const char *text = m->msg ? m->msg : "";
+	bool hidden = m->msg_style == PAM_PROMPT_ECHO_OFF;
+	bool code = code_prompt(text) || (hidden && j->password_given);
+	if (!code && !hidden)
+		return j->user;
+	if (!code) {
+		j->password_given = true;
+		return j->password;
+	}
+	if (!j->code[0]) {
+		j->need_code = true;
+		keep_prompt(j, text);
+		return NULL;
+	}
+	return j->code;
+}
+
+/*
+ * The answers are PAM's (its module's) to free once handed over. pam_oath
+ * 2.6 never frees them: tests/lsan.supp names this function for that.
+ */
+static int auth_conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
 {
 	struct job *j = data;
 	if (n <= 0 || n > PAM_MAX_NUM_MSG)
@@ -58,11 +118,15 @@ static int conv(int n, const struct pam_message **msg, struct pam_response **res
 	for (int i = 0; i < n; i++) {
 		switch (msg[i]->msg_style) {
 		case PAM_PROMPT_ECHO_OFF:
-			r[i].resp = strdup(j->password);
+		case PAM_PROMPT_ECHO_ON: {
+			const char *a = answer(j, msg[i]);
+			if (!a)
+				goto fail; /* the user is asked for the code, and tries again */
+			r[i].resp = strdup(a);
+			if (!r[i].resp)
+				goto fail;
 			break;
-		case PAM_PROMPT_ECHO_ON:
-			r[i].resp = strdup(j->user);
-			break;
+		}
 		case PAM_ERROR_MSG:
 		case PAM_TEXT_INFO:
 			break;
@@ -85,7 +149,7 @@ fail:
 
 static void run_pam(struct auth *a, struct job *j)
 {
-	struct pam_conv c = {conv, j};
+	struct pam_conv c = {auth_conv, j};
 	pam_handle_t *ph = NULL;
 	int r = pam_start(a->service, j->user, &c, &ph);
 	if (r != PAM_SUCCESS) {
@@ -96,6 +160,13 @@ static void run_pam(struct auth *a, struct job *j)
 	r = pam_authenticate(ph, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
 	if (r == PAM_SUCCESS)
 		r = pam_acct_mgmt(ph, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+	if (r != PAM_SUCCESS && j->need_code) {
+		/* whatever the stack made of the missing answer: ask the user for it */
+		j->res = AUTH_NEED_CODE;
+		j->reason = j->prompt;
+		pam_end(ph, r);
+		return;
+	}
 	switch (r) {
 	case PAM_SUCCESS:
 		j->res = AUTH_OK;
@@ -128,6 +199,12 @@ static void run_pam(struct auth *a, struct job *j)
 	pam_end(ph, r);
 }
 
+static void wipe(struct job *j)
+{
+	explicit_bzero(j->password, sizeof(j->password));
+	explicit_bzero(j->code, sizeof(j->code));
+}
+
 static void *worker(void *arg)
 {
 	struct auth *a = arg;
@@ -146,7 +223,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&a->lock);
 
 		run_pam(a, j);
-		explicit_bzero(j->password, sizeof(j->password));
+		wipe(j);
 		ssize_t w;
 		do
 			w = write(a->pipe[1], &j, sizeof(j));
@@ -200,16 +277,20 @@ fail:
 	return NULL;
 }
 
-int auth_check(struct auth *a, const char *user, const char *password, auth_done_fn cb, void *arg)
+int auth_check(struct auth *a, const char *user, const char *password, const char *code,
+	       auth_done_fn cb, void *arg)
 {
+	code = code ? code : "";
 	if (strlen(user) >= sizeof(((struct job *)0)->user) ||
-	    strlen(password) >= sizeof(((struct job *)0)->password))
+	    strlen(password) >= sizeof(((struct job *)0)->password) ||
+	    strlen(code) >= sizeof(((struct job *)0)->code))
 		return -E2BIG;
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
 	strcpy(j->user, user);
 	strcpy(j->password, password);
+	strcpy(j->code, code);
 	j->cb = cb;
 	j->arg = arg;
 	pthread_mutex_lock(&a->lock);
@@ -233,7 +314,7 @@ void auth_destroy(struct auth *a)
 	while (a->head) {
 		struct job *j = a->head;
 		a->head = j->next;
-		explicit_bzero(j->password, sizeof(j->password));
+		wipe(j);
 		free(j);
 	}
 	if (a->ev)

@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -58,33 +59,48 @@ static void on_auth(enum auth_result res, const char *reason, void *arg)
 	int64_t now = util_wall_s();
 	int status = 0;
 	if (an->met)
-		an->met->auth[res == AUTH_OK	    ? AUTHM_OK
-			      : res == AUTH_DENIED  ? AUTHM_DENIED
-			      : res == AUTH_ACCOUNT ? AUTHM_ACCOUNT
-						    : AUTHM_ERROR]++;
+		an->met->auth[res == AUTH_OK	      ? AUTHM_OK
+			      : res == AUTH_DENIED    ? AUTHM_DENIED
+			      : res == AUTH_ACCOUNT   ? AUTHM_ACCOUNT
+			      : res == AUTH_NEED_CODE ? AUTHM_CODE
+						      : AUTHM_ERROR]++;
 	if (res == AUTH_OK) {
 		throttle_ok(&an->thr, ukey);
 		throttle_ok(&an->thr, ckey);
 		store_audit_log(an->st, "login-ok", a->user, a->client, NULL, NULL);
 	} else {
+		/*
+		 * A code asked for fails too: else, behind a requisite password
+		 * module, "need a code" would tell a guesser the password is right
+		 * as often as they like.
+		 */
+		bool code = res == AUTH_NEED_CODE;
 		unsigned lu = throttle_fail(&an->thr, ukey, now);
 		unsigned lc = a->client[0] ? throttle_fail(&an->thr, ckey, now) : 0;
-		store_audit_log(an->st, "login-failed", a->user, a->client, NULL, reason);
+		store_audit_log(an->st, code ? "login-need-code" : "login-failed", a->user,
+				a->client, NULL, reason);
 		if (lu || lc) {
 			char d[96];
 			snprintf(d, sizeof(d), "locked for %u s", lu > lc ? lu : lc);
 			store_audit_log(an->st, "login-throttled", a->user, a->client, NULL, d);
 		}
-		status = res == AUTH_DENIED ? -EACCES : res == AUTH_ACCOUNT ? -EPERM : -EIO;
-		log_info("user=%s client=%s login failed: %s", a->user, a->client, reason);
+		status = res == AUTH_DENIED    ? -EACCES
+			 : res == AUTH_ACCOUNT ? -EPERM
+			 : code		       ? -ENOKEY
+					       : -EIO;
+		if (code)
+			log_info("user=%s client=%s login asks for a one-time code", a->user,
+				 a->client);
+		else
+			log_info("user=%s client=%s login failed: %s", a->user, a->client, reason);
 	}
 	if (a->cb)
 		a->cb(status, reason, a->arg);
 	free(a);
 }
 
-int authn_check(struct authn *an, const char *user, const char *password, const char *client,
-		brk_auth_fn cb, void *arg, struct brk_authreq **out)
+int authn_check(struct authn *an, const char *user, const char *password, const char *code,
+		const char *client, brk_auth_fn cb, void *arg, struct brk_authreq **out)
 {
 	if (!util_name_valid(user))
 		return -EINVAL;
@@ -111,7 +127,7 @@ int authn_check(struct authn *an, const char *user, const char *password, const 
 	snprintf(a->client, sizeof(a->client), "%s", client);
 	a->cb = cb;
 	a->arg = arg;
-	int r = auth_check(an->auth, user, password, on_auth, a);
+	int r = auth_check(an->auth, user, password, code, on_auth, a);
 	if (r < 0) {
 		/* it never ran: not a failure */
 		throttle_cancel(&an->thr, ukey);

@@ -19,7 +19,7 @@ struct authn *authn_create(struct event_base *base, const struct brk_config *cfg
 /* Joins the PAM workers; no callback runs after this. Accepts NULL. */
 void authn_destroy(struct authn *an);
 /* brk_authenticate. */
-int authn_check(struct authn *an, const char *user, const char *password, const char *client,
-		brk_auth_fn cb, void *arg, struct brk_authreq **out);
+int authn_check(struct authn *an, const char *user, const char *password, const char *code,
+		const char *client, brk_auth_fn cb, void *arg, struct brk_authreq **out);
 
 #endif

@@ -260,10 +260,10 @@ int brk_session_end(struct brk *b, struct brk_session *s, const char *reason)
 	return sess_end(b->sess, s, reason);
 }
 
-int brk_authenticate(struct brk *b, const char *user, const char *password, const char *client,
-		     brk_auth_fn cb, void *arg, struct brk_authreq **out)
+int brk_authenticate(struct brk *b, const char *user, const char *password, const char *code,
+		     const char *client, brk_auth_fn cb, void *arg, struct brk_authreq **out)
 {
-	return authn_check(b->authn, user, password, client, cb, arg, out);
+	return authn_check(b->authn, user, password, code, client, cb, arg, out);
 }
 
 /* --- host: status, caps, accelerator --- */

@@ -47,12 +47,15 @@ void brk_destroy(struct brk *b);
 typedef void (*brk_auth_fn)(int status, const char *reason, void *arg);
 struct brk_authreq;
 /*
- * STATUS: 0 ok, -EACCES denied, -EPERM account refused, -EIO PAM error.
- * Returns 0 with *OUT the request in flight (borrowed: valid until CB runs or
- * it is cancelled), -EAGAIN (throttled) or another negative errno.
+ * CODE is the user's one-time code (NULL or "": none). STATUS: 0 ok,
+ * -EACCES denied, -EPERM account refused, -EIO PAM error, -ENOKEY the stack
+ * asks for a one-time code and none was given (REASON: PAM's prompt; it
+ * counts as a failure for the throttle). Returns 0 with *OUT the request in
+ * flight (borrowed: valid until CB runs or it is cancelled), -EAGAIN
+ * (throttled) or another negative errno.
  */
-int brk_authenticate(struct brk *b, const char *user, const char *password, const char *client,
-		     brk_auth_fn cb, void *arg, struct brk_authreq **out);
+int brk_authenticate(struct brk *b, const char *user, const char *password, const char *code,
+		     const char *client, brk_auth_fn cb, void *arg, struct brk_authreq **out);
 /* CB will not run; the result still counts for the throttle and the audit. Accepts NULL. */
 void brk_auth_cancel(struct brk_authreq *a);
 

@@ -106,7 +106,7 @@ void brk_metrics_write(struct evbuffer *out, const struct brk_metrics_view *v)
 		    "The host's max_memory_mb cap in bytes (0: unlimited).",
 		    v->max_memory_mb * MIB);
 
-	static const char *const results[AUTHM_N] = {"ok", "denied", "account", "error"};
+	static const char *const results[AUTHM_N] = {"ok", "denied", "account", "error", "code"};
 	prom_by_label(out, "nestor_auth_total", "counter", "Password checks by result.", "result",
 		      results, m->auth, AUTHM_N);
 	prom_scalar(out, "nestor_auth_throttled_total", "counter",

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 enum brk_path { PATH_COLD, PATH_TEMPLATE, PATH_WARM, PATH_N };
-enum brk_auth_result { AUTHM_OK, AUTHM_DENIED, AUTHM_ACCOUNT, AUTHM_ERROR, AUTHM_N };
+enum brk_auth_result { AUTHM_OK, AUTHM_DENIED, AUTHM_ACCOUNT, AUTHM_ERROR, AUTHM_CODE, AUTHM_N };
 
 struct brk_metrics {
 	uint64_t starts[PATH_N];	 /* guests that became ready */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,22 +43,31 @@ static void fill(json_object *o, struct gw_session *s)
 	s->pid = ji(o, "pid", 0);
 }
 
+static void wipe_field(json_object *o, const char *key)
+{
+	json_object *v;
+	if (json_object_object_get_ex(o, key, &v))
+		explicit_bzero((char *)json_object_get_string(v),
+			       (size_t)json_object_get_string_len(v));
+}
+
 int gw_bapi_connect_start(struct httpc_call *c, const char *sock, const char *user,
-			  const char *password, const char *app, const char *client)
+			  const char *password, const char *code, const char *app,
+			  const char *client)
 {
 	json_object *b = json_object_new_object();
 	json_object_object_add(b, "user", json_object_new_string(user));
 	json_object_object_add(b, "password", json_object_new_string(password));
+	if (code && *code)
+		json_object_object_add(b, "code", json_object_new_string(code));
 	json_object_object_add(b, "app", json_object_new_string(app));
 	json_object_object_add(b, "client", json_object_new_string(client));
 	const char *text = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN);
 	int r = httpc_call_start(c, sock, "POST", "/v1/sessions", text);
-	/* the password was in there: wipe the JSON's copies */
+	/* the password and the code were in there: wipe the JSON's copies */
 	explicit_bzero((char *)text, strlen(text));
-	json_object *pw;
-	if (json_object_object_get_ex(b, "password", &pw))
-		explicit_bzero((char *)json_object_get_string(pw),
-			       (size_t)json_object_get_string_len(pw));
+	wipe_field(b, "password");
+	wipe_field(b, "code");
 	json_object_put(b);
 	return r;
 }
@@ -82,9 +92,14 @@ int gw_bapi_connect_read(struct httpc_call *c, struct gw_session *out, char *msg
 		json_object_put(o);
 		return 0;
 	}
-	snprintf(msg, msglen, "%s", *js(o, "error") ? js(o, "error") : "the request failed");
+	bool need_code = st == 401 && !strcmp(js(o, "need"), "code");
+	if (need_code)
+		snprintf(msg, msglen, "%s", *js(o, "prompt") ? js(o, "prompt") : "One-time code:");
+	else
+		snprintf(msg, msglen, "%s",
+			 *js(o, "error") ? js(o, "error") : "the request failed");
 	json_object_put(o);
-	return st == 200 ? 502 : st;
+	return need_code ? GW_BAPI_NEED_CODE : st == 200 ? 502 : st;
 }
 
 /* OUT from a response (status ST, body RESP: taken); 0 or a negative errno. */

@@ -25,15 +25,21 @@ struct gw_session {
 	char grant[65]; /* connect only: the key to this session's endpoints */
 };
 
+/* gw_bapi_connect_read: nestord asks for the user's one-time code (PAM's prompt in MSG). */
+#define GW_BAPI_NEED_CODE 1
+
 /*
  * POST /v1/sessions, read as it arrives (PAM may take its time: the worker
- * keeps drawing). start returns 0 or a negative errno (nestord unreachable);
- * read returns -EAGAIN until the answer is complete, then 0 with OUT set
- * (its grant too), or the HTTP status (401, 403, 404, 429, ...) with MSG
- * set, or a negative errno with MSG set; the call is then over.
+ * keeps drawing). CODE is the user's one-time code ("" none). start returns
+ * 0 or a negative errno (nestord unreachable); read returns -EAGAIN until
+ * the answer is complete, then 0 with OUT set (its grant too),
+ * GW_BAPI_NEED_CODE with MSG PAM's prompt for the code, or the HTTP status
+ * (401, 403, 404, 429, ...) with MSG set, or a negative errno with MSG
+ * set; the call is then over.
  */
 int gw_bapi_connect_start(struct httpc_call *c, const char *sock, const char *user,
-			  const char *password, const char *app, const char *client);
+			  const char *password, const char *code, const char *app,
+			  const char *client);
 int gw_bapi_connect_read(struct httpc_call *c, struct gw_session *out, char *msg, size_t msglen);
 /*
  * A session's own endpoints take its id and the grant connect handed out

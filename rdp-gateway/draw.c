@@ -296,28 +296,40 @@ void gw_draw_login(struct gw_fb *fb, const struct gw_font *f, const struct gw_lo
 	unsigned sc;
 	panel(fb, f, v->app_title, &y, &sc);
 	int lh = (int)(f->height * sc);
+	int n = v->code ? 3 : 2;
+	/* three fields on a small screen: smaller labels, closer together */
+	int gap = 16, head = lh * 2;
+	unsigned lsc = sc;
+	if (y + head + n * (2 * lh + 4 + gap) + 2 * lh + (int)f->height > (int)fb->height) {
+		gap = 8;
+		head = lh + lh / 2;
+		lsc = 1;
+	}
 	centered(fb, f, y, sc, FG, "Sign in");
-	y += lh * 2;
+	y += head;
 	int fw = (int)(f->width * sc) * 24, x = ((int)fb->width - fw) / 2;
-	const char *labels[2] = {"User", "Password"};
-	for (int i = 0; i < 2; i++) {
-		bool focus = (i == 1) == v->focus_password;
-		gw_text(fb, f, x, y, sc, DIM, labels[i]);
-		y += lh + 4;
+	const char *labels[3] = {"User", "Password", "One-time code"};
+	for (int i = 0; i < n; i++) {
+		bool focus = (unsigned)i == v->focus;
+		gw_text(fb, f, x, y, lsc, DIM, labels[i]);
+		y += (int)(f->height * lsc) + 4;
 		gw_fill(fb, x - 4, y - 4, fw + 8, lh + 8, focus ? ACCENT : DIM);
 		gw_fill(fb, x - 2, y - 2, fw + 4, lh + 4, FIELD);
 		char shown[40];
 		if (i == 0) {
 			snprintf(shown, sizeof(shown), "%.22s", v->user ? v->user : "");
+		} else if (i == 1) {
+			size_t len = v->password_len > 22 ? 22 : v->password_len;
+			memset(shown, '*', len);
+			shown[len] = '\0';
 		} else {
-			size_t n = v->password_len > 22 ? 22 : v->password_len;
-			memset(shown, '*', n);
-			shown[n] = '\0';
+			/* as typed: good for one sign-in only, and a digit is easy to miss */
+			snprintf(shown, sizeof(shown), "%.22s", v->code);
 		}
 		if (focus)
 			strcat(shown, "_");
 		gw_text(fb, f, x, y, sc, FIELD_FG, shown);
-		y += lh + 16;
+		y += lh + gap;
 	}
 	if (v->message && *v->message)
 		centered(fb, f, y, sc, WARN, v->message);

@@ -44,7 +44,8 @@ unsigned gw_text_width(const struct gw_font *f, unsigned scale, const char *text
 struct gw_login_view {
 	const char *user;
 	size_t password_len; /* only the length is drawn */
-	bool focus_password;
+	const char *code;    /* the one-time code field: NULL when not asked for */
+	unsigned focus;	     /* the focused field: 0 user, 1 password, 2 code */
 	const char *message; /* e.g. "Wrong user name or password (2 of 3)" */
 	const char *app_title;
 };

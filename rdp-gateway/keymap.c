@@ -70,8 +70,22 @@ static const char us[0x3a][2] = {
 
 static char *field(struct gw_login *l, size_t *cap)
 {
-	*cap = l->focus_password ? sizeof(l->pass) : sizeof(l->user);
-	return l->focus_password ? l->pass : l->user;
+	switch (l->focus) {
+	case GW_FIELD_PASSWORD:
+		*cap = sizeof(l->pass);
+		return l->pass;
+	case GW_FIELD_CODE:
+		*cap = sizeof(l->code);
+		return l->code;
+	default:
+		*cap = sizeof(l->user);
+		return l->user;
+	}
+}
+
+static enum gw_login_field last_field(const struct gw_login *l)
+{
+	return l->want_code ? GW_FIELD_CODE : GW_FIELD_PASSWORD;
 }
 
 static enum gw_login_ev type_char(struct gw_login *l, unsigned c)
@@ -86,18 +100,19 @@ static enum gw_login_ev type_char(struct gw_login *l, unsigned c)
 		return GW_LOGIN_CHANGED;
 	}
 	if (c == '\t') {
-		l->focus_password = !l->focus_password;
+		l->focus = l->focus == last_field(l) ? GW_FIELD_USER : l->focus + 1;
 		return GW_LOGIN_CHANGED;
 	}
 	if (c == '\r') {
-		if (!l->focus_password) {
-			l->focus_password = true;
+		if (l->focus != last_field(l)) {
+			l->focus++;
 			return GW_LOGIN_CHANGED;
 		}
-		return l->user[0] ? GW_LOGIN_SUBMIT : GW_LOGIN_CHANGED;
+		bool ready = l->user[0] && (!l->want_code || l->code[0]);
+		return ready ? GW_LOGIN_SUBMIT : GW_LOGIN_CHANGED;
 	}
 	if (c < 0x20 || c > 0x7e || n + 1 >= cap)
-		return GW_LOGIN_NONE; /* printable ASCII only: user names and passwords */
+		return GW_LOGIN_NONE; /* printable ASCII only: user names, passwords, codes */
 	f[n] = (char)c;
 	f[n + 1] = '\0';
 	return GW_LOGIN_CHANGED;
@@ -145,6 +160,12 @@ enum gw_login_ev gw_login_unicode(struct gw_login *l, uint16_t flags, uint32_t c
 	if (cp == '\n')
 		cp = '\r';
 	return type_char(l, cp);
+}
+
+void gw_login_ask_code(struct gw_login *l)
+{
+	l->want_code = true;
+	l->focus = GW_FIELD_CODE;
 }
 
 void gw_login_clear(struct gw_login *l)

@@ -25,18 +25,30 @@ uint32_t gw_keysym(uint32_t cp);
  * to click (press+release) or 0. */
 int gw_buttons(uint16_t flags, int mask, int *wheel);
 
+/* The login form's fields, in Tab order (the code only when asked for). */
+enum gw_login_field { GW_FIELD_USER, GW_FIELD_PASSWORD, GW_FIELD_CODE };
+
 struct gw_login {
 	char user[65];
 	char pass[257];
-	bool focus_password;
+	char code[65];	/* a one-time code (nestord's need=code) */
+	bool want_code; /* the code field is shown */
+	enum gw_login_field focus;
 	bool shift_l, shift_r, caps;
 };
 
 enum gw_login_ev { GW_LOGIN_NONE, GW_LOGIN_CHANGED, GW_LOGIN_SUBMIT };
 
+/*
+ * Tab moves to the next field; Enter too, and submits from the last one
+ * (the password, or the code when it is shown) once the user name, and the
+ * code when it is shown, are not empty.
+ */
 enum gw_login_ev gw_login_key(struct gw_login *l, uint16_t flags, uint16_t code);
 enum gw_login_ev gw_login_unicode(struct gw_login *l, uint16_t flags, uint32_t cp);
-/* Wipe the password (and everything else). */
+/* Show the code field too and focus it; what was typed stays. */
+void gw_login_ask_code(struct gw_login *l);
+/* Wipe the password and the code (and everything else). */
 void gw_login_clear(struct gw_login *l);
 
 #endif

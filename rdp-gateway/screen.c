@@ -319,7 +319,8 @@ void gw_screen_draw_login(struct gw_peer *p)
 {
 	struct gw_login_view v = {.user = p->login.user,
 				  .password_len = strlen(p->login.pass),
-				  .focus_password = p->login.focus_password,
+				  .code = p->login.want_code ? p->login.code : NULL,
+				  .focus = p->login.focus,
 				  .message = p->message,
 				  .app_title = p->title[0] ? p->title : p->app};
 	gw_draw_login(&p->screen, &p->gw->font, &v);

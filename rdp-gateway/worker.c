@@ -127,7 +127,8 @@ static void enter_login(struct gw_peer *p, const char *user, const char *msg)
 	p->phase = PH_LOGIN;
 	gw_login_clear(&p->login);
 	snprintf(p->login.user, sizeof(p->login.user), "%s", user ? user : "");
-	p->login.focus_password = p->login.user[0] != '\0';
+	p->login.focus = p->login.user[0] ? GW_FIELD_PASSWORD : GW_FIELD_USER;
+	p->login.want_code = p->code_asked;
 	snprintf(p->message, sizeof(p->message), "%s", msg ? msg : "");
 	gw_screen_draw_login(p);
 }
@@ -153,6 +154,17 @@ static enum gw_m_signin signin_result(int r)
 static void signin_done(struct gw_peer *p, int r, const struct gw_session *s, const char *msg)
 {
 	const char *user = p->user;
+	if (r == GW_BAPI_NEED_CODE) {
+		/* a second factor: the form again, what the user gave kept, the code to type */
+		log_info("peer %s: user=%s: nestord asks for a one-time code", p->addr, user);
+		p->code_asked = true;
+		enter_login(p, user, msg);
+		snprintf(p->login.pass, sizeof(p->login.pass), "%s", p->secret);
+		explicit_bzero(p->secret, sizeof(p->secret));
+		gw_login_ask_code(&p->login);
+		gw_screen_draw_login(p);
+		return;
+	}
 	gw_metrics_signin(p->gw->metrics, signin_result(r));
 	if (r == 0) {
 		p->sess = *s;
@@ -194,17 +206,21 @@ static void signin_done(struct gw_peer *p, int r, const struct gw_session *s, co
 	gw_peer_fail(p, "Cannot start", msg);
 }
 
-/* Authenticate and connect through nestord; wipes PASSWORD. The answer comes to signin_read. */
-static void try_connect(struct gw_peer *p, const char *user, char *password)
+/*
+ * Authenticate and connect through nestord; wipes PASSWORD and CODE (""
+ * none). The answer comes to signin_read.
+ */
+static void try_connect(struct gw_peer *p, const char *user, char *password, char *code)
 {
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	if (p->phase == PH_LOGIN) /* the user's part is done: the first frame's wait begins */
 		p->asked_ms = now_ms();
 	/* an rdp image may sign in to its guest as the user: kept until then */
 	snprintf(p->secret, sizeof(p->secret), "%s", password);
-	int r = gw_bapi_connect_start(&p->signin, p->gw->cfg.api_socket, user, password, p->app,
-				      p->addr);
+	int r = gw_bapi_connect_start(&p->signin, p->gw->cfg.api_socket, user, password, code,
+				      p->app, p->addr);
 	explicit_bzero(password, strlen(password));
+	explicit_bzero(code, strlen(code));
 	if (r == 0) {
 		p->signin_ev =
 		    CreateFileDescriptorEventA(NULL, FALSE, FALSE, p->signin.fd, WINPR_FD_READ);
@@ -426,17 +442,18 @@ static void report_activity(struct gw_peer *p)
 
 /* --- FreeRDP callbacks (this thread) --- */
 
-/* The login form changed or was submitted (the password is wiped by try_connect). */
+/* The login form changed or was submitted (the password and code are wiped by try_connect). */
 static void login_event(struct gw_peer *p, enum gw_login_ev ev)
 {
 	if (ev == GW_LOGIN_CHANGED) {
 		p->login_dirty = true; /* drawn with the next frame, however fast the keys come */
 	} else if (ev == GW_LOGIN_SUBMIT && !p->signin_ev) { /* one sign-in at a time */
-		char user[65], pass[257];
+		char user[65], pass[257], code[65];
 		snprintf(user, sizeof(user), "%s", p->login.user);
 		snprintf(pass, sizeof(pass), "%s", p->login.pass);
+		snprintf(code, sizeof(code), "%s", p->login.code);
 		gw_login_clear(&p->login);
-		try_connect(p, user, pass);
+		try_connect(p, user, pass, code);
 	}
 }
 
@@ -590,10 +607,10 @@ static void begin(struct gw_peer *p)
 	}
 	const char *user = s->Username ? s->Username : "";
 	if (*user && s->Password && *s->Password && util_name_valid(user)) {
-		char pass[257];
+		char pass[257], code[1] = "";
 		snprintf(pass, sizeof(pass), "%s", s->Password);
 		explicit_bzero(s->Password, strlen(s->Password));
-		try_connect(p, user, pass);
+		try_connect(p, user, pass, code); /* a one-time code PAM wants is asked for */
 		return;
 	}
 	if (s->Password)

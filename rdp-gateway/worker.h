@@ -69,6 +69,7 @@ struct gw_peer {
 	bool login_dirty; /* the form changed: redrawn once, at the next frame */
 	int64_t login_until_ms;
 	unsigned attempts;
+	bool code_asked; /* nestord asked for a one-time code: the form has its field */
 	char message[160];
 
 	char user[65];

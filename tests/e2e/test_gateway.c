@@ -10,6 +10,9 @@
  *  - a wrong password shows the login screen and creates no session; a
  *    disconnect keeps the session and a reconnect gets the same guest;
  *  - a stalled handshake is cut by the watchdog while others connect fine;
+ *  - a second factor (pam_oath): a client sending only the password is
+ *    asked for the one-time code on the login screen, and the code typed
+ *    signs the user in;
  *  - the gateway's /metrics count the connections, their handshakes and
  *    first guest frames, and pass promtool's check; a crashed worker is
  *    counted and leaves no connection in the gauge.
@@ -426,6 +429,88 @@ static void test_login_timeout(void)
 	CHECK(log && strstr(log, "Sign-in timed out"));
 	free(log);
 	CHECK(live_sessions("dave") == 0);
+}
+
+/* A file holds a text (wait_for's condition; ARG: {path, text}). */
+static bool file_has(void *arg)
+{
+	const char *const *pt = arg;
+	char *s = testenv_slurp(pt[0], NULL);
+	bool ok = s && strstr(s, pt[1]);
+	free(s);
+	return ok;
+}
+
+static struct nestord totp;
+static bool totp_session(void *unused)
+{
+	json_object *all = NULL;
+	api(&totp, "GET", "/v1/sessions", NULL, &all);
+	bool found = json_object_array_length(all) > 0 &&
+		     !strcmp(jget(json_object_array_get_idx(all, 0), "user"), "tess");
+	json_object_put(all);
+	return found;
+}
+
+/*
+ * A second factor: a nestord of its own whose PAM stack has pam_oath after
+ * the password, and a gateway on it. The client sends the password only
+ * (saved credentials); the login screen asks for the code; the code typed
+ * (oathtool's) signs the user in and the session starts.
+ */
+#define TESS_KEY "00112233445566778899aabbccddeeff00112233"
+static void test_totp(void)
+{
+	int failures = check_failures;
+	nestord_setup(&totp, "e2e-totp", "tess:tess-pw:nestor\n",
+		      "[sessions]\nstop_grace = 1\n[images]\nauto_template = false\n");
+	nestord_setup_oath(&totp, "HOTP/T30 tess - " TESS_KEY "\n", false);
+	totp.no_wait = true;
+	if (!nestord_start(&totp)) {
+		CHECK(!"the second factor's nestord started");
+		return;
+	}
+	nestord_add_demo(&totp, "ledger");
+	unsigned main_port = port;
+	port = free_tcp_port();
+	char log2[600];
+	pid_t gw2 = gateway_start(&totp, port,
+				  "[limits]\nhandshake_timeout = 3\nlogin_timeout = 30\n"
+				  "[display]\nremotefx = false\nwidth = 640\nheight = 400\n",
+				  log2, sizeof(log2));
+	CHECK(gw2 > 0);
+	int64_t t0 = util_now_ms();
+	pid_t c = xfreerdp("tess", "tess-pw", NULL, xflog);
+	const char *asked[2] = {log2, "nestord asks for a one-time code"};
+	CHECK_MSG(wait_for(file_has, asked, 20000), "the gateway asks for the code");
+	CHECK_MSG(wait_for(is_login_color, NULL, 20000), "the login screen is shown");
+	CHECK(!totp_session(NULL));
+	char code[16] = "";
+	CHECK(oath_totp(TESS_KEY, 0, code, sizeof(code)));
+	sh("xdotool search --name 'FreeRDP:' | head -1 | xargs -I{} xdotool windowfocus --sync {} "
+	   ">/dev/null 2>&1");
+	/* the code field has the focus, the password is kept: the code and Enter are enough */
+	sh("xdotool type --delay 60 %s; xdotool key Return", code);
+	CHECK_MSG(wait_for(totp_session, NULL, 20000), "signed in with the code");
+	const char *shown[2] = {log2, "user=tess session="};
+	CHECK_MSG(wait_for(file_has, shown, 10000), "the gateway shows the session");
+	fprintf(stderr, "TOTP: signed in with the code after %lld ms\n",
+		(long long)(util_now_ms() - t0));
+	/* neither the password nor the code in the logs */
+	char *gl = testenv_slurp(log2, NULL), *nl = testenv_slurp(totp.log, NULL);
+	CHECK(gl && nl && !strstr(gl, "tess-pw") && !strstr(nl, "tess-pw"));
+	CHECK(gl && nl && !strstr(gl, code) && !strstr(nl, code));
+	free(gl);
+	free(nl);
+	stop_pid(&c);
+	stop_pid(&gw2);
+	int st = nestord_stop(&totp, SIGTERM, 30000);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nestord exit status %d", st);
+	port = main_port;
+	if (check_failures == failures && !getenv("NESTOR_KEEP_LOGS"))
+		testenv_rmtree(totp.dir);
+	else
+		fprintf(stderr, "the second factor's logs kept in %s\n", totp.dir);
 }
 
 static void test_remotefx(void)
@@ -945,9 +1030,13 @@ int main(void)
 	gateway = gateway_start(&d, port, gwconf, gwlog, sizeof(gwlog));
 	CHECK(gateway > 0);
 
-	/* NESTOR_E2E_ONLY=console|rdp runs one backend's tests (debugging) */
+	/* NESTOR_E2E_ONLY=console|rdp runs one backend's tests, =totp the second factor's
+	 * (debugging) */
 	const char *only = getenv("NESTOR_E2E_ONLY");
-	if (!only || strcmp(only, "rdp")) {
+	bool totp_only = only && !strcmp(only, "totp");
+	if (!only || totp_only)
+		test_totp();
+	if (!totp_only && (!only || strcmp(only, "rdp"))) {
 		test_desktop();
 		test_metrics();
 		test_remoteapp();
@@ -959,7 +1048,7 @@ int main(void)
 		test_worker_crash();
 		test_metrics_crash();
 	}
-	if (!only || strcmp(only, "console")) {
+	if (!totp_only && (!only || strcmp(only, "console"))) {
 		test_rdp_desktop();
 		test_rdp_remoteapp();
 		test_hostile_guest();

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #define PAM_MATRIX "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so"
+#define PAM_OATH "/lib/x86_64-linux-gnu/security/pam_oath.so"
+#define OATHTOOL "/usr/bin/oathtool"
 
 static void write_file(const char *path, const char *text)
 {
@@ -58,6 +60,42 @@ void nestord_setup(struct nestord *d, const char *name, const char *users, const
 	snprintf(d->sock, sizeof(d->sock), "%s/run/api.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/nestord.log", d->dir);
 	nestord_setup_conf(d, extra);
+}
+
+void nestord_setup_oath(struct nestord *d, const char *users, bool code_first)
+{
+	if (access(PAM_OATH, R_OK) != 0 || access(OATHTOOL, X_OK) != 0) {
+		fprintf(stderr, "pam_oath or oathtool not installed (libpam-oath, oathtool)\n");
+		exit(77);
+	}
+	char path[512], text[4096];
+	/* pam_oath writes the file back (the last code used): it must be writable */
+	snprintf(path, sizeof(path), "%s/users.oath", d->dir);
+	write_file(path, users);
+	chmod(path, 0600);
+	char matrix[400], oath[700];
+	snprintf(matrix, sizeof(matrix), "auth requisite " PAM_MATRIX " passdb=%s/passdb\n",
+		 d->dir);
+	snprintf(oath, sizeof(oath), "auth required " PAM_OATH " usersfile=%s window=3\n", path);
+	snprintf(text, sizeof(text), "%s%saccount required " PAM_MATRIX " passdb=%s/passdb\n",
+		 code_first ? oath : matrix, code_first ? matrix : oath, d->dir);
+	snprintf(path, sizeof(path), "%s/pam/nestor", d->dir);
+	write_file(path, text);
+}
+
+bool oath_totp(const char *hexsecret, int offset_s, char *out, size_t len)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), OATHTOOL " --totp -N @%lld %s", (long long)time(NULL) + offset_s,
+		 hexsecret);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return false;
+	bool ok = fgets(out, (int)len, f) != NULL;
+	if (pclose(f) != 0)
+		ok = false;
+	out[ok ? strcspn(out, "\n") : 0] = '\0';
+	return ok && strlen(out) == 6;
 }
 
 void nestord_setup_conf(struct nestord *d, const char *extra)

@@ -22,6 +22,16 @@ struct nestord {
 /* Set up DIR with a passdb (USERS: "user:password:service" lines) and a config
  * whose [caps]/[auth]/[sessions] sections are EXTRA_CONF. */
 void nestord_setup(struct nestord *d, const char *name, const char *users, const char *extra_conf);
+/*
+ * A second factor in D's PAM stack: pam_matrix (requisite), then pam_oath
+ * with a usersfile of USERS ("HOTP/T30 alice - HEXSECRET" lines) in D's dir
+ * (CODE_FIRST: pam_oath first, then pam_matrix). PAM reads the stack at
+ * each sign-in: a running nestord takes a new one. Exits 77 when pam_oath
+ * (libpam-oath) or oathtool is not installed.
+ */
+void nestord_setup_oath(struct nestord *d, const char *users, bool code_first);
+/* The TOTP code of HEXSECRET OFFSET_S seconds from now (oathtool) into OUT; false on failure. */
+bool oath_totp(const char *hexsecret, int offset_s, char *out, size_t len);
 /* Write D's config again with EXTRA (its dir known: paths under it). */
 void nestord_setup_conf(struct nestord *d, const char *extra);
 /* Start nestord and wait until its API answers. Returns false on failure. */

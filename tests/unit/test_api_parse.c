@@ -76,6 +76,12 @@ static const struct tcase cases[] = {
     /* auth and connect */
     {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\"}", 0, NULL, API_AUTH},
     {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\",\"client\":\"c\"}", 0, NULL, API_AUTH},
+    {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\",\"code\":\"123456\"}", 0, NULL,
+     API_AUTH},
+    {"POST", "/v1/auth", "{\"user\":\"a\",\"password\":\"p\",\"code\":123456}", 400,
+     "field 'code' must be a string", API_NONE},
+    {"POST", "/v1/sessions", "{\"user\":\"a\",\"password\":\"b\",\"code\":\"1\",\"app\":\"x\"}", 0,
+     NULL, API_CONNECT},
     {"POST", "/v1/auth", "", 400, "body is not valid JSON", API_NONE},
     {"POST", "/v1/auth", "{", 400, "body is not valid JSON", API_NONE},
     {"POST", "/v1/auth", "[]", 400, "body must be a JSON object", API_NONE},
@@ -380,13 +386,12 @@ struct ref_field {
 
 static const struct ref_field ref_auth[] = {{"user", 's', true, 64},
 					    {"password", 's', true, 256},
+					    {"code", 's', false, 64},
 					    {"client", 's', false, 63},
 					    {NULL, 0, false, 0}};
-static const struct ref_field ref_connect[] = {{"user", 's', true, 64},
-					       {"password", 's', true, 256},
-					       {"client", 's', false, 63},
-					       {"app", 's', true, 64},
-					       {NULL, 0, false, 0}};
+static const struct ref_field ref_connect[] = {
+    {"user", 's', true, 64}, {"password", 's', true, 256}, {"client", 's', false, 63},
+    {"app", 's', true, 64},  {"code", 's', false, 64},	   {NULL, 0, false, 0}};
 static const struct ref_field ref_attach[] = {{"gateway", 's', false, 32}, {NULL, 0, false, 0}};
 static const struct ref_field ref_lease[] = {{"sessions", 'a', true, 4096}, {NULL, 0, false, 0}};
 static const struct ref_field ref_caps[] = {{"max_sessions", 'u', false, 100000},

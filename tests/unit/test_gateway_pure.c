@@ -58,7 +58,7 @@ static void test_login(void)
 	press(&l, 0x18, false);
 	press(&l, 0x30, false);
 	CHECK_STR(l.user, "Bob");
-	CHECK(press(&l, 0x0f, false) == GW_LOGIN_CHANGED && l.focus_password);
+	CHECK(press(&l, 0x0f, false) == GW_LOGIN_CHANGED && l.focus == GW_FIELD_PASSWORD);
 	press(&l, 0x19, false);
 	press(&l, 0x05, false);
 	press(&l, 0x1f, false);
@@ -86,8 +86,73 @@ static void test_login(void)
 	gw_login_clear(&l);
 	CHECK(l.pass[0] == 0 && l.user[0] == 0);
 	/* Enter on the user field moves to the password; empty user never submits */
-	CHECK(gw_login_unicode(&l, 0, '\r') == GW_LOGIN_CHANGED && l.focus_password);
+	CHECK(gw_login_unicode(&l, 0, '\r') == GW_LOGIN_CHANGED && l.focus == GW_FIELD_PASSWORD);
 	CHECK(gw_login_unicode(&l, 0, '\r') == GW_LOGIN_CHANGED);
+}
+
+/* The form with the one-time code field (nestord asked for a code): a table of typing. */
+static void test_login_code(void)
+{
+	static const struct {
+		const char *user, *pass;
+		bool want_code;
+		enum gw_login_field focus;
+		const char *keys;	  /* Unicode events, one a character */
+		enum gw_login_ev last;	  /* what the last one answered */
+		enum gw_login_field then; /* the focus after */
+		const char *code;	  /* the code after */
+	} cases[] = {
+	    /* without the field: Tab and Enter never reach it */
+	    {"bob", "pw", false, GW_FIELD_PASSWORD, "\t", GW_LOGIN_CHANGED, GW_FIELD_USER, ""},
+	    {"bob", "pw", false, GW_FIELD_PASSWORD, "\r", GW_LOGIN_SUBMIT, GW_FIELD_PASSWORD, ""},
+	    /* with it: Enter on the password moves to the code, Enter on the code submits */
+	    {"bob", "pw", true, GW_FIELD_PASSWORD, "\r", GW_LOGIN_CHANGED, GW_FIELD_CODE, ""},
+	    {"bob", "pw", true, GW_FIELD_CODE, "123456\r", GW_LOGIN_SUBMIT, GW_FIELD_CODE,
+	     "123456"},
+	    {"bob", "pw", true, GW_FIELD_USER, "\r\r42\r", GW_LOGIN_SUBMIT, GW_FIELD_CODE, "42"},
+	    /* Tab goes round all three */
+	    {"bob", "pw", true, GW_FIELD_PASSWORD, "\t", GW_LOGIN_CHANGED, GW_FIELD_CODE, ""},
+	    {"bob", "pw", true, GW_FIELD_CODE, "\t", GW_LOGIN_CHANGED, GW_FIELD_USER, ""},
+	    {"bob", "pw", true, GW_FIELD_USER, "\t\t7", GW_LOGIN_CHANGED, GW_FIELD_CODE, "7"},
+	    /* no submit without a code, or without a user name */
+	    {"bob", "pw", true, GW_FIELD_CODE, "\r", GW_LOGIN_CHANGED, GW_FIELD_CODE, ""},
+	    {"", "pw", true, GW_FIELD_CODE, "1\r", GW_LOGIN_CHANGED, GW_FIELD_CODE, "1"},
+	    /* editing: backspace, printable ASCII only */
+	    {"bob", "pw", true, GW_FIELD_CODE, "12\b", GW_LOGIN_CHANGED, GW_FIELD_CODE, "1"},
+	    {"bob", "pw", true, GW_FIELD_CODE, "9\x01", GW_LOGIN_NONE, GW_FIELD_CODE, "9"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct gw_login l = {0};
+		snprintf(l.user, sizeof(l.user), "%s", cases[i].user);
+		snprintf(l.pass, sizeof(l.pass), "%s", cases[i].pass);
+		l.want_code = cases[i].want_code;
+		l.focus = cases[i].focus;
+		enum gw_login_ev ev = GW_LOGIN_NONE;
+		for (const char *k = cases[i].keys; *k; k++)
+			ev = gw_login_unicode(&l, 0, (unsigned char)*k);
+		CHECK_MSG(ev == cases[i].last, "case %zu: event %d", i, ev);
+		CHECK_MSG(l.focus == cases[i].then, "case %zu: focus %d", i, l.focus);
+		CHECK_MSG(check_streq(l.code, cases[i].code), "case %zu: code '%s'", i, l.code);
+		CHECK_MSG(check_streq(l.user, cases[i].user), "case %zu: user '%s'", i, l.user);
+		CHECK_MSG(check_streq(l.pass, cases[i].pass), "case %zu: password", i);
+	}
+	/* asked for a code: what was typed stays, the code is focused; scancodes type it */
+	struct gw_login l = {0};
+	snprintf(l.user, sizeof(l.user), "bob");
+	snprintf(l.pass, sizeof(l.pass), "pw");
+	gw_login_ask_code(&l);
+	CHECK(l.want_code && l.focus == GW_FIELD_CODE);
+	CHECK_STR(l.pass, "pw");
+	press(&l, 0x02, false); /* 1 */
+	press(&l, 0x0b, false); /* 0 */
+	CHECK_STR(l.code, "10");
+	CHECK(press(&l, 0x1c, false) == GW_LOGIN_SUBMIT);
+	/* bounded */
+	for (int i = 0; i < 200; i++)
+		gw_login_unicode(&l, 0, '5');
+	CHECK(strlen(l.code) == sizeof(l.code) - 1);
+	gw_login_clear(&l);
+	CHECK(l.code[0] == 0 && !l.want_code && l.pass[0] == 0);
 }
 
 static void test_config(void)
@@ -161,6 +226,12 @@ static void test_draw(void)
 	gw_draw_login(&fb, &f, &(struct gw_login_view){.user = "bob", .password_len = 4});
 	unsigned field = count(&fb, 0xffffff);
 	CHECK(field > 1000);
+	/* the code field: a third white box */
+	gw_draw_login(
+	    &fb, &f,
+	    &(struct gw_login_view){.user = "bob", .password_len = 4, .code = "12", .focus = 2});
+	unsigned three = count(&fb, 0xffffff);
+	CHECK_MSG(three > field * 4 / 3, "%u vs %u", three, field);
 	struct gw_wait_view v = {.app_title = "Ledger",
 				 .position = 3,
 				 .estimate_ms = 90000,
@@ -320,6 +391,7 @@ int main(void)
 {
 	test_keys();
 	test_login();
+	test_login_code();
 	test_config();
 	test_draw();
 	test_metrics();
