@@ -25,8 +25,9 @@ void nestord_setup(struct nestord *d, const char *name, const char *users, const
 /*
  * A second factor in D's PAM stack: pam_matrix (requisite), then pam_oath
  * with a usersfile of USERS ("HOTP/T30 alice - HEXSECRET" lines) in D's dir
- * (CODE_FIRST: pam_oath first, then pam_matrix). PAM reads the stack at
- * each sign-in: a running nestord takes a new one. Exits 77 when pam_oath
+ * (CODE_FIRST: pam_oath first, then pam_matrix). pam_wrapper copies the
+ * stack when nestord starts: a running nestord keeps the one it started
+ * with (restart it to change). Exits 77 when pam_oath
  * (libpam-oath) or oathtool is not installed.
  */
 void nestord_setup_oath(struct nestord *d, const char *users, bool code_first);
