@@ -42,7 +42,8 @@ struct api {
 	struct pending *pendings;
 	struct remote *remotes; /* sessions of users who came in here, running elsewhere */
 	unsigned n_remotes;
-	struct signins signins; /* the portal's signed-in users (signin.h) */
+	struct signins signins;	  /* the portal's signed-in users (signin.h) */
+	struct launches launches; /* their tickets for opening an app in the browser */
 };
 
 /*
@@ -688,6 +689,24 @@ static void do_auth(struct api *api, struct evhttp_request *req, const struct ap
 		}
 		return;
 	}
+	size_t ll = strlen(LAUNCH_PREFIX);
+	if (connect && !strncmp(pw, LAUNCH_PREFIX, ll)) {
+		/* a browser, through the gateway's browser door: the portal's ticket, not PAM */
+		if (!launch_redeem(&api->launches, pw + ll, p->user, p->app, util_now_ms())) {
+			store_audit_log(brk_store(api->b), "launch-refused", p->user, p->client,
+					NULL, "used, expired, or for another user or app");
+			pending_take(p);
+			pending_free(p);
+			reply_err(req, 401,
+				  "that browser link was used or is too old: open the app "
+				  "again from the portal");
+			return;
+		}
+		store_audit_log(brk_store(api->b), "launch", p->user, p->client, NULL,
+				"a browser, with the portal's ticket");
+		on_authed(0, "ok", p);
+		return;
+	}
 	int rc = brk_authenticate(api->b, p->user, jstr(r->body, "password"), jstr(r->body, "code"),
 				  p->client, on_authed, p, &p->auth);
 	if (rc < 0) {
@@ -760,6 +779,32 @@ static void h_my_end(HANDLER_ARGS)
 	json_object_object_add(o, "id", json_object_new_string(brk_session_id(s)));
 	json_object_object_add(o, "state",
 			       json_object_new_string(brk_state_name(brk_session_state(s))));
+	reply_json(req, 200, o);
+}
+
+/* A ticket to open APP in the browser (the browser door takes it as the password, once). */
+static void h_my_launch(HANDLER_ARGS)
+{
+	const char *user = signed_in(api, req, r);
+	if (!user)
+		return;
+	struct brk_demand d;
+	char err[256], ticket[SIGNIN_TOKEN_LEN + 1];
+	if (brk_app_demand(api->b, user, r->name, &d, err, sizeof(err)) == -ENOENT) {
+		reply_err(req, 404, "%s", err);
+		return;
+	}
+	if (launch_add(&api->launches, user, r->name, util_now_ms(), ticket) < 0) {
+		reply_err(req, 503, "cannot make a launch ticket");
+		return;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "user", json_object_new_string(user));
+	json_object_object_add(o, "app", json_object_new_string(r->name));
+	json_object_object_add(o, "title", json_object_new_string(d.title));
+	json_object_object_add(o, "ticket", json_object_new_string(ticket));
+	json_object_object_add(o, "expires_s", json_object_new_int64(LAUNCH_TTL_S));
+	explicit_bzero(ticket, sizeof(ticket));
 	reply_json(req, 200, o);
 }
 

@@ -190,6 +190,7 @@ static const struct refusal {
     {"/v1/hosts/:host/*", 405, "use POST /v1/hosts/NAME/drain or /v1/hosts/NAME/undrain"},
     {"/v1/me", 405, "use GET or DELETE"},
     {"/v1/me/:session", 405, "use DELETE"},
+    {"/v1/me/launch/:app", 405, "use POST"},
 };
 
 static const struct {

@@ -69,7 +69,8 @@
 	X(HOST_UNDRAIN, POST,   "/v1/hosts/:host/undrain",          NONE,      host_drain,     ADMIN)     \
 	X(ME,           GET,    "/v1/me",                           NONE,      me,             USER)      \
 	X(SIGNOUT,      DELETE, "/v1/me",                           NONE,      signout,        USER)      \
-	X(MY_END,       DELETE, "/v1/me/:session",                  NONE,      my_end,         USER)
+	X(MY_END,       DELETE, "/v1/me/:session",                  NONE,      my_end,         USER)      \
+	X(MY_LAUNCH,    POST,   "/v1/me/launch/:app",               NONE,      my_launch,      USER)
 /* clang-format on */
 
 #define API_ROUTE_ENUM(route, method, path, body, handler, who) API_##route,

@@ -194,7 +194,7 @@ json_object *brk_sessions_json(struct brk *b)
 /* The parts of a session's JSON its own user sees. */
 static json_object *user_session(struct brk *b, const struct brk_session *s)
 {
-	static const char *const keys[] = {"id",	  "state",  "position", "estimate_ms",
+	static const char *const keys[] = {"id",	 "state",  "position", "estimate_ms",
 					   "elapsed_ms", "reason", "ending"};
 	json_object *all = sess_json(b->sess, s), *o = json_object_new_object(), *v;
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)

@@ -78,3 +78,44 @@ unsigned signin_expires_s(const struct signins *t, const char *token, int64_t no
 	int64_t life = s->made_ms + (int64_t)SIGNIN_LIFE_S * 1000 - now;
 	return (unsigned)((idle < life ? idle : life) / 1000);
 }
+
+int launch_add(struct launches *t, const char *user, const char *app, int64_t now,
+	       char ticket[SIGNIN_TOKEN_LEN + 1])
+{
+	struct launch *slot = &t->e[0];
+	for (size_t i = 0; i < LAUNCH_MAX; i++) {
+		struct launch *l = &t->e[i];
+		if (!l->ticket[0] || l->until_ms <= now) {
+			slot = l;
+			break;
+		}
+		if (l->until_ms < slot->until_ms)
+			slot = l; /* full: the one closest to its end goes */
+	}
+	if (util_random_hex(ticket, SIGNIN_TOKEN_LEN / 2) < 0)
+		return -EIO;
+	memset(slot, 0, sizeof(*slot));
+	memcpy(slot->ticket, ticket, SIGNIN_TOKEN_LEN + 1);
+	snprintf(slot->user, sizeof(slot->user), "%s", user);
+	snprintf(slot->app, sizeof(slot->app), "%s", app);
+	slot->until_ms = now + (int64_t)LAUNCH_TTL_S * 1000;
+	return 0;
+}
+
+bool launch_redeem(struct launches *t, const char *ticket, const char *user, const char *app,
+		   int64_t now)
+{
+	size_t n = strlen(ticket);
+	if (n != SIGNIN_TOKEN_LEN || strspn(ticket, "0123456789abcdef") != n)
+		return false;
+	for (size_t i = 0; i < LAUNCH_MAX; i++) {
+		struct launch *l = &t->e[i];
+		if (!l->ticket[0] || !util_secret_eq(l->ticket, ticket))
+			continue;
+		/* found: used up whatever the verdict, so a wrong guess of the user burns it */
+		bool ok = l->until_ms > now && !strcmp(l->user, user) && !strcmp(l->app, app);
+		memset(l, 0, sizeof(*l));
+		return ok;
+	}
+	return false;
+}

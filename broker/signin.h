@@ -11,6 +11,7 @@
 #ifndef NESTOR_SIGNIN_H
 #define NESTOR_SIGNIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define SIGNIN_MAX 4096
@@ -37,5 +38,33 @@ const char *signin_user(struct signins *t, const char *token, int64_t now_ms);
 int signin_drop(struct signins *t, const char *token);
 /* Seconds until TOKEN's end if it stays idle, as of NOW (0 if unknown). */
 unsigned signin_expires_s(const struct signins *t, const char *token, int64_t now_ms);
+
+/*
+ * Launch tickets: "open this app in the browser". A signed-in user gets one
+ * for one app (POST /v1/me/launch/APP); the browser door presents it as
+ * the password of an RDP connect ("nestor-launch:" TICKET, the gateway's
+ * GW_LAUNCH_PREFIX), and nestord takes it instead of PAM once, for that
+ * user and app, within LAUNCH_TTL_S.
+ */
+#define LAUNCH_PREFIX "nestor-launch:"
+#define LAUNCH_MAX 1024
+#define LAUNCH_TTL_S 60
+
+struct launch {
+	char ticket[SIGNIN_TOKEN_LEN + 1]; /* "" free */
+	char user[65], app[65];
+	int64_t until_ms;
+};
+
+struct launches {
+	struct launch e[LAUNCH_MAX];
+};
+
+/* A ticket for USER and APP at NOW into TICKET; 0 or a negative errno. */
+int launch_add(struct launches *t, const char *user, const char *app, int64_t now_ms,
+	       char ticket[SIGNIN_TOKEN_LEN + 1]);
+/* Use TICKET for USER and APP at NOW: true once (it is gone after), false if not valid. */
+bool launch_redeem(struct launches *t, const char *ticket, const char *user, const char *app,
+		   int64_t now_ms);
 
 #endif

@@ -269,7 +269,12 @@ static const char css[] =
     ".badge{display:inline-block;border-radius:10px;padding:0 .6em;font-size:.85em;"
     "background:#e5e9ef}"
     ".badge.on{background:#d3f4dc;color:#14532d}.badge.wait{background:#fff4d6;color:#6b4a00}"
-    "footer{color:#52606d;font-size:.9em;margin-top:2em}code{word-break:break-all}";
+    "footer{color:#52606d;font-size:.9em;margin-top:2em}code{word-break:break-all}"
+    "a.button.quiet{background:#e5e9ef;color:#1d2733}"
+    "body.launch{display:flex;flex-direction:column;height:100vh;background:#1d2733}"
+    "#bar{background:#1f3a5f;color:#fff;padding:.4em 1em;display:flex;gap:1em;"
+    "align-items:center}#bar a{color:#cfe0ff;margin-left:auto}#status{opacity:.8}"
+    "#screen{flex:1;overflow:hidden}";
 
 const char *pt_css(void)
 {
@@ -365,7 +370,7 @@ static void app_state(struct evbuffer *b, const struct pt_app *a)
 }
 
 void pt_page_apps(struct evbuffer *b, const char *title, const struct pt_me *me, const char *csrf,
-		  const char *feed_url)
+		  const char *feed_url, bool browser)
 {
 	head(b, title, "Apps");
 	evbuffer_add_printf(b, "<header><h1>");
@@ -393,6 +398,11 @@ void pt_page_apps(struct evbuffer *b, const char *title, const struct pt_me *me,
 				    "</div></div><div><a class=\"button\" href=\"/rdp/%s.rdp\" "
 				    "download>%s</a>",
 				    a->alias, a->running ? "Reconnect" : "Open");
+		if (browser)
+			evbuffer_add_printf(b,
+					    " <a class=\"button quiet\" href=\"/launch/%s\">"
+					    "In the browser</a>",
+					    a->alias);
 		if (a->running)
 			evbuffer_add_printf(b,
 					    "<form method=\"post\" action=\"/end/%s\">"
@@ -432,6 +442,43 @@ void pt_page_message(struct evbuffer *b, const char *title, const char *heading,
 	pt_escape(b, msg);
 	evbuffer_add_printf(b, "</p><p><a href=\"/\">Back to your apps</a></p></div></main>\n");
 	tail(b);
+}
+
+void pt_page_launch(struct evbuffer *b, const char *title, const char *app_title,
+		    const char *ws_url)
+{
+	head(b, title, app_title);
+	evbuffer_add_printf(b, "<div id=\"bar\"><strong>");
+	pt_escape(b, app_title);
+	evbuffer_add_printf(b, "</strong><span id=\"status\">connecting</span>"
+			       "<a href=\"/\">Back to your apps</a></div>\n<div id=\"screen\" "
+			       "data-ws=\"");
+	pt_escape(b, ws_url);
+	evbuffer_add_printf(b, "\"></div>\n<noscript><p>This page needs JavaScript: open the "
+			       "app with its .rdp file instead.</p></noscript>\n"
+			       "<script type=\"module\" src=\"/launch.js\"></script>\n");
+	tail(b);
+}
+
+/* The browser client: noVNC's RFB object on the page's screen, nothing else. */
+static const char launch_js[] =
+    "import RFB from '/novnc/core/rfb.js';\n"
+    "document.body.className = 'launch';\n"
+    "const screen = document.getElementById('screen');\n"
+    "const status = document.getElementById('status');\n"
+    "const rfb = new RFB(screen, screen.dataset.ws, {wsProtocols: ['binary']});\n"
+    "rfb.scaleViewport = true;\n"
+    "rfb.focusOnClick = true;\n"
+    "rfb.addEventListener('connect', () => { status.textContent = 'connected'; rfb.focus(); });\n"
+    "rfb.addEventListener('disconnect', (e) => {\n"
+    "  status.textContent = e.detail.clean ? 'the session window closed' : 'the connection "
+    "was lost';\n"
+    "});\n"
+    "window.nestorRfb = rfb; /* for the tests' browser (tests/portal/browser.py) */\n";
+
+const char *pt_launch_js(void)
+{
+	return launch_js;
 }
 
 /* A value for one line of an .rdp file: no line breaks. */

@@ -47,9 +47,20 @@ void pt_escape(struct evbuffer *b, const char *s);
 /* The sign-in page: USER prefilled, MSG above the form ("" none), the code field if ASK_CODE. */
 void pt_page_signin(struct evbuffer *b, const char *title, const char *user, const char *msg,
 		    bool ask_code);
-/* The signed-in user's apps, with CSRF in each form; FEED_URL for Windows' client. */
+/*
+ * The signed-in user's apps, with CSRF in each form; FEED_URL for Windows'
+ * client; BROWSER: each app can also be opened in the browser (/launch/ALIAS).
+ */
 void pt_page_apps(struct evbuffer *b, const char *title, const struct pt_me *me, const char *csrf,
-		  const char *feed_url);
+		  const char *feed_url, bool browser);
+/*
+ * The browser client's page for APP_TITLE: noVNC (launch.js) connects to
+ * WS_URL, the gateway's browser door with the launch ticket in it.
+ */
+void pt_page_launch(struct evbuffer *b, const char *title, const char *app_title,
+		    const char *ws_url);
+/* The browser client's script (/launch.js), which imports noVNC from /novnc/. */
+const char *pt_launch_js(void);
 /* A page with a heading and a message (errors). */
 void pt_page_message(struct evbuffer *b, const char *title, const char *heading, const char *msg);
 /* The stylesheet (/portal.css). */

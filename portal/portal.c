@@ -96,6 +96,7 @@ enum want {
 	W_RDP,	   /* GET /rdp/ALIAS.rdp */
 	W_FEED,	   /* GET FEED_PATH */
 	W_ICON,	   /* GET /icon/ALIAS.png|ico */
+	W_LAUNCH,  /* GET /launch/ALIAS: the browser client with a launch ticket */
 };
 
 struct preq {
@@ -145,9 +146,11 @@ static void security_headers(struct evhttp_request *req)
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
 	evhttp_add_header(h, "X-Frame-Options", "DENY");
-	evhttp_add_header(h, "Content-Security-Policy",
-			  "default-src 'none'; style-src 'self'; img-src 'self'; "
-			  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+	/* pages have no scripts; the browser client's page says what it needs itself */
+	if (!evhttp_find_header(h, "Content-Security-Policy"))
+		evhttp_add_header(h, "Content-Security-Policy",
+				  "default-src 'none'; style-src 'self'; img-src 'self'; "
+				  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
 }
 
 static void send_buf(struct evhttp_request *req, int code, const char *reason, const char *type,
@@ -279,6 +282,9 @@ static int call_for(struct preq *p)
 	case W_END:
 		snprintf(path, sizeof(path), "/v1/me/%s?token=%s", p->name, p->token);
 		return call(p, "DELETE", path, NULL);
+	case W_LAUNCH:
+		snprintf(path, sizeof(path), "/v1/me/launch/%s?token=%s", p->name, p->token);
+		return call(p, "POST", path, NULL);
 	default:
 		snprintf(path, sizeof(path), "/v1/me?token=%s", p->token);
 		return call(p, "GET", path, NULL);
@@ -379,7 +385,7 @@ static void answer(struct preq *p, const char *body)
 		else
 			snprintf(feed, sizeof(feed), "https://%s:%u" FEED_PATH, at,
 				 pt->cfg.portal.port);
-		pt_page_apps(b, pt->cfg.portal.title, me, csrf, feed);
+		pt_page_apps(b, pt->cfg.portal.title, me, csrf, feed, pt->cfg.web_port != 0);
 		send_page(p->req, 200, "OK", b);
 		break;
 	}
@@ -419,6 +425,45 @@ out:
 	if (b)
 		evbuffer_free(b);
 	free(me);
+}
+
+/* The browser client's page: noVNC to the gateway's browser door, the ticket in the address. */
+static void launch_page(struct preq *p, json_object *o)
+{
+	struct portal *pt = p->pt;
+	const char *user = json_str(o, "user"), *app = json_str(o, "app");
+	const char *ticket = json_str(o, "ticket"), *title = json_str(o, "title");
+	if (!util_name_valid(user) || !util_name_valid(app) || strlen(ticket) != 64 ||
+	    strspn(ticket, "0123456789abcdef") != 64 || !pt->cfg.web_port) {
+		send_message(pt, p->req, 502, "Bad Gateway", "Something went wrong",
+			     "nestor's broker sent an answer the portal does not understand.");
+		return;
+	}
+	/* the gateway's host: rdp_address's, else the name this page was asked under */
+	char host[256], ws[600], csp[900];
+	pt_host_name(pt->cfg.portal.rdp_address, host, sizeof(host));
+	if (!host[0] && pt->cfg.portal.rdp_address[0] && !strchr(pt->cfg.portal.rdp_address, ':'))
+		snprintf(host, sizeof(host), "%s", pt->cfg.portal.rdp_address);
+	if (!host[0])
+		snprintf(host, sizeof(host), "%s", p->host[0] ? p->host : pt->cfg.listen);
+	snprintf(ws, sizeof(ws), "wss://%s:%u/websockify?user=%s&app=%s&ticket=%s", host,
+		 pt->cfg.web_port, user, app, ticket);
+	snprintf(csp, sizeof(csp),
+		 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: "
+		 "blob:; connect-src wss://%s:%u; form-action 'self'; frame-ancestors 'none'; "
+		 "base-uri 'none'",
+		 host, pt->cfg.web_port);
+	struct evbuffer *b = evbuffer_new();
+	if (b)
+		pt_page_launch(b, pt->cfg.portal.title,
+			       util_name_valid(app) && *title ? title : app, ws);
+	evhttp_add_header(evhttp_request_get_output_headers(p->req), "Content-Security-Policy",
+			  csp);
+	send_page(p->req, 200, "OK", b);
+	if (b)
+		evbuffer_free(b);
+	explicit_bzero(ws, sizeof(ws));
+	log_info("launch: %s opens %s in the browser", user, app);
 }
 
 static void on_call(evutil_socket_t fd, short what, void *arg)
@@ -508,6 +553,15 @@ static void on_call(evutil_socket_t fd, short what, void *arg)
 		else if (st == 404 || st == 409)
 			send_message(pt, p->req, 404, "Not Found", "No such session",
 				     "That session is not yours, has ended, or runs elsewhere.");
+		else
+			send_message(pt, p->req, 503, "Service Unavailable", "Please try again",
+				     json_str(o, "error"));
+	} else if (p->want == W_LAUNCH) {
+		if (st == 200)
+			launch_page(p, o);
+		else if (st == 404)
+			send_message(pt, p->req, 404, "Not Found", "No such app",
+				     "There is no app of that name here.");
 		else
 			send_message(pt, p->req, 503, "Service Unavailable", "Please try again",
 				     json_str(o, "error"));
@@ -701,6 +755,69 @@ static bool path_name(const char *path, const char *prefix, const char *ext, cha
 	return util_name_valid(out);
 }
 
+/*
+ * noVNC's modules from its Debian package (novnc_dir): only .js files under
+ * core/ and vendor/, names of plain characters, read once and kept.
+ */
+#define NOVNC_FILES 96
+#define NOVNC_FILE_MAX (512 * 1024)
+static struct {
+	char path[128];
+	char *data;
+	size_t len;
+} novnc[NOVNC_FILES];
+
+static void novnc_file(struct portal *pt, struct evhttp_request *req, const char *rel)
+{
+	size_t n = strlen(rel);
+	bool ok =
+	    n > 3 && n < sizeof(novnc[0].path) && !strcmp(rel + n - 3, ".js") &&
+	    (!strncmp(rel, "core/", 5) || !strncmp(rel, "vendor/", 7)) &&
+	    strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") ==
+		n &&
+	    !strstr(rel, "..") && !strstr(rel, "//");
+	if (!ok) {
+		send_message(pt, req, 404, "Not Found", "Not found", "There is nothing here.");
+		return;
+	}
+	unsigned i = 0;
+	while (i < NOVNC_FILES && novnc[i].path[0] && strcmp(novnc[i].path, rel))
+		i++;
+	if (i == NOVNC_FILES || !novnc[i].path[0]) {
+		char full[4200];
+		char *data = NULL;
+		size_t len = 0;
+		snprintf(full, sizeof(full), "%.4000s/%s", pt->cfg.portal.novnc_dir, rel);
+		/* a small local file, once: the loop waits for nothing else here */
+		if (util_read_file(full, NOVNC_FILE_MAX, &data, &len) < 0) {
+			send_message(pt, req, 404, "Not Found", "Not found",
+				     "noVNC is not installed here (Debian's novnc package).");
+			return;
+		}
+		if (i == NOVNC_FILES) { /* full: serve it, keep nothing */
+			struct evbuffer *b = evbuffer_new();
+			if (b)
+				evbuffer_add(b, data, len);
+			send_buf(req, 200, "OK", "text/javascript; charset=utf-8", b);
+			if (b)
+				evbuffer_free(b);
+			free(data);
+			return;
+		}
+		snprintf(novnc[i].path, sizeof(novnc[i].path), "%s", rel);
+		novnc[i].data = data;
+		novnc[i].len = len;
+	}
+	struct evbuffer *b = evbuffer_new();
+	if (b)
+		evbuffer_add_reference(b, novnc[i].data, novnc[i].len, NULL, NULL);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control",
+			  "public, max-age=3600");
+	send_buf(req, 200, "OK", "text/javascript; charset=utf-8", b);
+	if (b)
+		evbuffer_free(b);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct portal *pt = arg;
@@ -729,6 +846,19 @@ static void on_request(struct evhttp_request *req, void *arg)
 	}
 	if (post && !strcmp(path, "/signin")) {
 		do_signin(pt, req);
+		return;
+	}
+	if (get && !strcmp(path, "/launch.js")) {
+		struct evbuffer *b = evbuffer_new();
+		if (b)
+			evbuffer_add(b, pt_launch_js(), strlen(pt_launch_js()));
+		send_buf(req, 200, "OK", "text/javascript; charset=utf-8", b);
+		if (b)
+			evbuffer_free(b);
+		return;
+	}
+	if (get && !strncmp(path, "/novnc/", 7)) {
+		novnc_file(pt, req, path + 7);
 		return;
 	}
 	if (get && !strcmp(path, "/")) {
@@ -761,6 +891,9 @@ static void on_request(struct evhttp_request *req, void *arg)
 			preq_free(p);
 		}
 		return;
+	} else if (get && pt->cfg.web_port && path_name(path, "/launch/", "", name, sizeof(name))) {
+		want = W_LAUNCH;
+		basic = true;
 	} else if (get && path_name(path, "/rdp/", ".rdp", name, sizeof(name))) {
 		want = W_RDP;
 		basic = true;
@@ -933,6 +1066,8 @@ int main(int argc, char **argv)
 	event_base_free(pt.base);
 	SSL_CTX_free(pt.ssl);
 	gw_font_free(&pt.font);
+	for (unsigned i = 0; i < NOVNC_FILES; i++)
+		free(novnc[i].data);
 	explicit_bzero(pt.secret, sizeof(pt.secret));
 	return 0;
 }

@@ -16,7 +16,9 @@
 #include "prom.h"
 #include "util.h"
 #include "vnc.h"
+#include "web.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -143,10 +146,14 @@ static bool take_slot(struct gw *gw, const char *key, const char **why, enum gw_
  * listener, cannot be traced or core-dumped by its siblings (all run as
  * one user), and cannot gain privileges.
  */
+static int web_fd = -1; /* the browser door's listening socket (web_port), or -1 */
+
 static void child_start(struct gw *gw, freerdp_listener *l, pid_t listener)
 {
 	l->Close(l);
 	close(gw->sigfd);
+	if (web_fd >= 0)
+		close(web_fd);
 	sigset_t all;
 	sigfillset(&all);
 	signal(SIGTERM, SIG_DFL);
@@ -177,27 +184,150 @@ static void worker(struct gw *gw, freerdp_listener *l, freerdp_peer *client, pid
 	_exit(st);
 }
 
-static BOOL on_accept(freerdp_listener *l, freerdp_peer *client)
+/*
+ * A browser (web.c): this process serves the connection as any RDP worker,
+ * over a socketpair whose other end its child, the browser door, drives
+ * with the browser's WebSocket on the far side.
+ */
+static void web_worker(struct gw *gw, freerdp_listener *l, int fd, const char *addr, pid_t listener)
 {
-	struct gw *gw = l->info;
+	child_start(gw, l, listener);
+	mallopt(M_ARENA_MAX, 2);
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		log_err("web %s: no socketpair: %s", addr, strerror(errno));
+		_exit(1);
+	}
+	pid_t door = fork();
+	if (door < 0) {
+		log_err("web %s: cannot fork: %s", addr, strerror(errno));
+		_exit(1);
+	}
+	if (door == 0) {
+		close(sp[1]);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		prctl(PR_SET_NAME, "gw-web");
+		int st = gw_web_run(gw, fd, addr, sp[0]);
+		fflush(NULL);
+		_exit(st);
+	}
+	close(fd);
+	close(sp[0]);
+	freerdp_peer *client = freerdp_peer_new(sp[1]);
+	if (!client)
+		_exit(1);
+	snprintf(client->hostname, sizeof(client->hostname), "%s", addr);
+	char rnd[9];
+	util_random_hex(rnd, 4);
+	snprintf(gw->id, sizeof(gw->id), "gw-%d-%s", (int)getpid(), rnd);
+	int st = gw_peer_run(gw, client);
+	kill(door, SIGTERM);
+	waitpid(door, NULL, 0);
+	fflush(NULL);
+	_exit(st);
+}
+
+/* Take a slot for a connection from the limit key KEY (ADDR for the log); false if refused. */
+static struct child *admit(struct gw *gw, const char *key, const char *addr)
+{
 	const char *why = NULL;
 	enum gw_m_refusal reason = GW_M_LIMIT;
-	char key[80];
-	gw_limit_key(client->hostname, key, sizeof(key));
 	struct child *c = NULL;
 	for (unsigned i = 0; i < gw->cfg.max_connections && !c; i++)
 		if (!children[i].pid)
 			c = &children[i];
 	if (!c || !take_slot(gw, key, &why, &reason)) {
-		log_warn("refusing %s: %s", client->hostname,
-			 why ? why : "connection limit reached");
+		log_warn("refusing %s: %s", addr, why ? why : "connection limit reached");
 		gw_metrics_refused(gw->metrics, reason);
-		return FALSE; /* the listener closes it */
+		return NULL;
 	}
 	/* the worker's slot counts in the handshake phase from now: it writes the rest */
 	gw->slot = (unsigned)(c - children);
 	gw->accepted_ms = util_now_ms();
 	gw_metrics_slot_set(gw->metrics, gw->slot, GW_M_HANDSHAKE, GW_M_NONE);
+	return c;
+}
+
+/* The browser door's connections: each under the same limits as an RDP one. */
+static void web_accept(struct gw *gw, freerdp_listener *l)
+{
+	for (;;) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd = accept4(web_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN: all taken; other errors: the next wake-up tries again */
+		char addr[64] = "?", key[80];
+		if (sa.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, addr,
+				  sizeof(addr));
+		else if (sa.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, addr,
+				  sizeof(addr));
+		gw_limit_key(addr, key, sizeof(key));
+		struct child *c = admit(gw, key, addr);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		pid_t listener = getpid();
+		pid_t pid = fork();
+		if (pid == 0)
+			web_worker(gw, l, fd, addr, listener); /* does not return */
+		close(fd);
+		if (pid < 0) {
+			log_err("cannot start a worker for %s: %s", addr, strerror(errno));
+			gw_metrics_slot_clear(gw->metrics, gw->slot);
+			gw_metrics_refused(gw->metrics, GW_M_ERROR);
+			release_slot(gw, key);
+			continue;
+		}
+		gw_metrics_accepted(gw->metrics);
+		c->pid = pid;
+		snprintf(c->addr, sizeof(c->addr), "%s", key);
+		log_debug("web %s: worker %d", addr, (int)pid);
+	}
+}
+
+static int web_listen(const char *host, unsigned port, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	memset(&sa, 0, sizeof(sa));
+	socklen_t len;
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+		len = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)port);
+		len = sizeof(*v6);
+	} else {
+		snprintf(err, errlen, "listen = %s: not an address for web_port", host);
+		return -EINVAL;
+	}
+	int one = 1, fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 128) < 0) {
+		snprintf(err, errlen, "cannot listen on %s:%u (web_port): %s", host, port,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+static BOOL on_accept(freerdp_listener *l, freerdp_peer *client)
+{
+	struct gw *gw = l->info;
+	char key[80];
+	gw_limit_key(client->hostname, key, sizeof(key));
+	struct child *c = admit(gw, key, client->hostname);
+	if (!c)
+		return FALSE; /* the listener closes it */
 	pid_t listener = getpid();
 	pid_t pid = fork();
 	if (pid == 0)
@@ -538,6 +668,16 @@ int main(int argc, char **argv)
 		log_err("cannot listen on %s:%u", gw.cfg.listen, gw.cfg.port);
 		return 1;
 	}
+	if (gw.cfg.web_port &&
+	    (web_fd = web_listen(gw.cfg.listen, gw.cfg.web_port, err, sizeof(err))) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	HANDLE web_event =
+	    web_fd < 0 ? NULL
+		       : CreateFileDescriptorEventA(NULL, FALSE, FALSE, web_fd, WINPR_FD_READ);
+	if (web_fd >= 0 && !web_event)
+		return 1;
 	if (drop_privileges(gw.cfg.user, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
@@ -550,6 +690,9 @@ int main(int argc, char **argv)
 	}
 	log_info("nestor-gateway %s listening on %s:%u (nestord at %s), a worker per connection",
 		 NESTOR_VERSION, gw.cfg.listen, gw.cfg.port, gw.cfg.api_socket);
+	if (web_fd >= 0)
+		log_info("browsers (noVNC over a secure WebSocket) on %s:%u", gw.cfg.listen,
+			 gw.cfg.web_port);
 	/* to systemd (Type=notify), from this process only (NotifyAccess=main) */
 	bool v6 = strchr(gw.cfg.listen, ':') != NULL;
 	sd_notifyf(0, "READY=1\nSTATUS=listening on %s%s%s:%u", v6 ? "[" : "", gw.cfg.listen,
@@ -557,11 +700,13 @@ int main(int argc, char **argv)
 
 	bool stop = false;
 	while (!stop) {
-		HANDLE h[33];
+		HANDLE h[34];
 		DWORD n = l->GetEventHandles(l, h, 32);
 		if (!n)
 			break;
 		h[n++] = sig_event;
+		if (web_event)
+			h[n++] = web_event;
 		/* the one deadline: starting the metrics process again */
 		DWORD timeout = INFINITE;
 		if (gw.metrics && !metrics.pid) {
@@ -578,6 +723,8 @@ int main(int argc, char **argv)
 		if (!stop && gw.metrics && !metrics.pid && util_now_ms() >= metrics.due_ms &&
 		    metrics_spawn(&gw, l, -1) < 0)
 			metrics_later();
+		if (!stop && web_fd >= 0)
+			web_accept(&gw, l);
 		if (!stop && !l->CheckFileDescriptor(l)) {
 			/* accept failed (out of fds or memory?): the connected stay connected;
 			 * wait a little (signals still count) before accepting again */
@@ -589,6 +736,10 @@ int main(int argc, char **argv)
 	log_info("stopping: sessions stay alive in nestord; users can reconnect");
 	l->Close(l);
 	freerdp_listener_free(l);
+	if (web_event)
+		CloseHandle(web_event);
+	if (web_fd >= 0)
+		close(web_fd);
 	stop_children(&gw);
 	CloseHandle(sig_event);
 	close(gw.sigfd);

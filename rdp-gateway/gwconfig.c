@@ -14,6 +14,7 @@ void gw_config_defaults(struct gw_config *c)
 	memset(c, 0, sizeof(*c));
 	strcpy(c->listen, "127.0.0.1");
 	c->port = 3389;
+	c->web_port = 8444;
 	strcpy(c->api_socket, "/run/nestor/api.sock");
 	strcpy(c->state_dir, "/var/lib/nestor-gateway");
 	strcpy(c->font, "/usr/share/consolefonts/Uni2-Terminus16.psf.gz");
@@ -36,6 +37,7 @@ void gw_config_defaults(struct gw_config *c)
 	strcpy(c->portal.listen, "127.0.0.1");
 	c->portal.port = 8443;
 	strcpy(c->portal.title, "nestor");
+	strcpy(c->portal.novnc_dir, "/usr/share/novnc");
 }
 
 #define IS(sec, key) (strcmp(section, sec) == 0 && strcmp(name, key) == 0)
@@ -53,6 +55,8 @@ static int key(void *user, const char *section, const char *name, const char *va
 	if (IS("gateway", "port"))
 		return *want = "1..65535",
 		       conf_uint(&c->port, value, 65535) < 0 || !c->port ? -EINVAL : 0;
+	if (IS("gateway", "web_port"))
+		return *want = "0 (no browsers)..65535", conf_uint(&c->web_port, value, 65535);
 	if (IS("gateway", "metrics_listen"))
 		return *want = "HOST:PORT or [IPV6]:PORT",
 		       conf_listen(c->metrics_listen, sizeof(c->metrics_listen), value);
@@ -123,12 +127,14 @@ static int key(void *user, const char *section, const char *name, const char *va
 		       conf_uint(&c->height, value, 4096) < 0 || c->height < 200 ? -EINVAL : 0;
 	if (IS("portal", "listen")) {
 		*want = "an IPv4 or IPv6 address";
-		return strpbrk(value, " /") ? -EINVAL
-					    : conf_str(c->portal.listen, sizeof(c->portal.listen), value);
+		return strpbrk(value, " /")
+			   ? -EINVAL
+			   : conf_str(c->portal.listen, sizeof(c->portal.listen), value);
 	}
 	if (IS("portal", "port"))
 		return *want = "1..65535",
-		       conf_uint(&c->portal.port, value, 65535) < 0 || !c->portal.port ? -EINVAL : 0;
+		       conf_uint(&c->portal.port, value, 65535) < 0 || !c->portal.port ? -EINVAL
+										       : 0;
 	if (IS("portal", "rdp_address")) {
 		char host[256];
 		uint16_t port;
@@ -139,12 +145,15 @@ static int key(void *user, const char *section, const char *name, const char *va
 			return -EINVAL;
 		return conf_str(c->portal.rdp_address, sizeof(c->portal.rdp_address), value);
 	}
+	if (IS("portal", "novnc_dir"))
+		return conf_path(c->portal.novnc_dir, sizeof(c->portal.novnc_dir), value);
 	if (IS("portal", "title")) {
 		*want = "1..64 printable characters";
 		for (const char *p = value; *p; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				return -EINVAL;
-		return !*value ? -EINVAL : conf_str(c->portal.title, sizeof(c->portal.title), value);
+		return !*value ? -EINVAL
+			       : conf_str(c->portal.title, sizeof(c->portal.title), value);
 	}
 	return -ENOENT;
 }

@@ -17,6 +17,7 @@
 struct gw_config {
 	char listen[64];
 	unsigned port;
+	unsigned web_port;	  /* the browser door (noVNC over wss), 0 off */
 	char metrics_listen[128]; /* HOST:PORT for /metrics (docs/metrics.md), "" off */
 	char api_socket[108];
 	char state_dir[4096];	/* self-signed certificate lives here */
@@ -44,6 +45,7 @@ struct gw_config {
 		unsigned port;
 		char rdp_address[256]; /* HOST[:PORT] written into .rdp files; "" the request's */
 		char title[65];	       /* the portal's and the feed's name */
+		char novnc_dir[4096];  /* noVNC's files (Debian's novnc package) */
 	} portal;
 };
 

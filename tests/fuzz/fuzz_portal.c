@@ -30,7 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 'm':
 		if (pt_me_parse(s, size - 1, &me) == 0) {
 			struct evbuffer *out = evbuffer_new();
-			pt_page_apps(out, "t", &me, "csrf", "https://h/RDWeb/Feed/webfeed.aspx");
+			pt_page_apps(out, "t", &me, "csrf", "https://h/RDWeb/Feed/webfeed.aspx",
+				     true);
 			for (unsigned i = 0; i < me.n; i++)
 				pt_rdp_file(out, &me.apps[i], "h:3389", me.user);
 			pt_feed(out, "t", "h", &me, 0, 0);

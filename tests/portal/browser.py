@@ -92,6 +92,89 @@ class Browser:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# the gateway's own screens (rdp-gateway/draw.c): the background and the panel
+WAIT_COLOURS = ([0x1d, 0x2b, 0x3a], [0x2c, 0x3e, 0x50])
+
+PIXEL = """(() => {
+  const c = document.querySelector('#screen canvas');
+  if (!c || !c.width) return null;
+  const d = c.getContext('2d').getImageData(%d, %d, 1, 1).data;
+  return [d[0], d[1], d[2]];
+})()"""
+
+
+def wait_for(b, expr, what, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = b.js(expr)
+        if v:
+            return v
+        time.sleep(0.2)
+    raise RuntimeError("%s: not within %d s" % (what, timeout))
+
+
+def key(b, code, key_, text, vk):
+    for t in ("keyDown", "keyUp"):
+        p = {"type": t, "code": code, "key": key_, "windowsVirtualKeyCode": vk}
+        if t == "keyDown" and text:
+            p["text"] = text
+        b.call("Input.dispatchKeyEvent", **p)
+        time.sleep(0.03)
+
+
+def launch(b, base, a, names, failures):
+    """The app in the browser: the wait screen, the guest, typed text, the ticket once."""
+    if not b.js("!!document.querySelector('a[href=\"/launch/%s\"]')" % a.launch):
+        failures.append("the apps page has no 'In the browser' for " + a.launch)
+    b.call("Page.navigate", url=base + "launch/" + a.launch)
+    b.wait_event("Page.loadEventFired")
+    ws = b.js("document.getElementById('screen').dataset.ws")
+    if not ws or "ticket=" not in ws:
+        failures.append("the launch page has no WebSocket address with a ticket: %r" % ws)
+        return
+    wait_for(b, "document.getElementById('status').textContent === 'connected'",
+             "noVNC connected", 30)
+    trace = []
+    deadline = time.time() + 30
+    while True:
+        px = b.js(PIXEL % (8, 8))
+        trace.append(px)
+        if px in WAIT_COLOURS:
+            break
+        if time.time() > deadline:
+            b.shot(os.path.join(a.out, names[2] + "-failed.png"))
+            raise RuntimeError("no wait screen in the browser within 30 s: pixels %r" % trace[-5:])
+        time.sleep(0.2)
+    b.shot(os.path.join(a.out, names[2] + ".png"))
+    # the guest's console: no longer the wait screen's colour
+    wait_for(b, "(() => { const p = %s; return p && !%s.some(c => JSON.stringify(c) === "
+                "JSON.stringify(p)); })()" % (PIXEL % (8, 8), json.dumps(WAIT_COLOURS)),
+             "the guest's pixels in the browser", a.timeout)
+    time.sleep(1.0)
+    b.shot(os.path.join(a.out, names[3] + ".png"))
+    if a.type:
+        # a click to give the canvas the focus, then the keys (noVNC sends scancodes)
+        b.call("Input.dispatchMouseEvent", type="mousePressed", x=300, y=300, button="left",
+               clickCount=1)
+        b.call("Input.dispatchMouseEvent", type="mouseReleased", x=300, y=300, button="left",
+               clickCount=1)
+        for ch in a.type:
+            if ch.isalpha():
+                key(b, "Key" + ch.upper(), ch, ch, ord(ch.upper()))
+            elif ch.isdigit():
+                key(b, "Digit" + ch, ch, ch, ord(ch))
+        key(b, "Enter", "Enter", "\r", 13)
+        time.sleep(2.0)
+    # the same ticket again: nestord refuses it (the gateway shows its login screen)
+    b.js("""(async () => {
+      const { default: RFB } = await import('/novnc/core/rfb.js');
+      const div = document.createElement('div');
+      document.body.appendChild(div);
+      window.second = new RFB(div, %s, {wsProtocols: ['binary']});
+    })()""" % json.dumps(ws))
+    time.sleep(4.0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, required=True)
@@ -100,7 +183,12 @@ def main():
     ap.add_argument("--expect", required=True, help="text the apps page must show")
     ap.add_argument("--out", required=True, help="directory for the screenshots")
     ap.add_argument("--shots", default="portal-signin,portal-apps",
-                    help="the two screenshots' names (without .png)")
+                    help="the screenshots' names (without .png): sign-in and apps; with "
+                         "--launch also the wait screen and the guest")
+    ap.add_argument("--launch", help="then open this app in the browser (noVNC)")
+    ap.add_argument("--type", default="", help="with --launch: type this line into the guest")
+    ap.add_argument("--timeout", type=int, default=120,
+                    help="with --launch: seconds to wait for the guest's pixels")
     a = ap.parse_args()
     names = a.shots.split(",")
     base = "https://127.0.0.1:%d/" % a.port
@@ -130,6 +218,8 @@ def main():
         n = b.shot(os.path.join(a.out, names[1] + ".png"))
         if n < 2000:
             failures.append("the apps screenshot is only %d bytes" % n)
+        if a.launch:
+            launch(b, base, a, names, failures)
     except Exception as e:  # the reason goes to the test's log
         failures.append("browser: %s" % e)
     finally:

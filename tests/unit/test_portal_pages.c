@@ -115,7 +115,7 @@ static void test_writing(void)
 	CHECK(pt_me_parse(ME, strlen(ME), &me) == 0);
 	struct evbuffer *b = evbuffer_new();
 
-	pt_page_apps(b, "Acme & Co", &me, "c5f", "https://x:8443/RDWeb/Feed/webfeed.aspx");
+	pt_page_apps(b, "Acme & Co", &me, "c5f", "https://x:8443/RDWeb/Feed/webfeed.aspx", true);
 	char *s = text(b);
 	CHECK(strstr(s, "Ledger &amp; &lt;Co&gt;") && !strstr(s, "<Co>"));
 	CHECK(strstr(s, "Acme &amp; Co") && strstr(s, "value=\"c5f\""));
