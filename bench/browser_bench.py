@@ -57,7 +57,7 @@ MEASURE = """(async (n, seconds) => {
   return {keys: rtt.length, p50: rtt[rtt.length >> 1],
           p95: rtt[Math.min(rtt.length - 1, Math.floor(rtt.length * 0.95))],
           max: rtt[rtt.length - 1], fps: fps};
-})(%d, %f)"""
+})(__KEYS__, __SECONDS__)"""
 
 
 def main():
@@ -92,7 +92,7 @@ def main():
                    const d = c.getContext('2d').getImageData(300, 300, 1, 1).data;
                    return d[0] === (300 & 255) && d[1] === (300 & 255); })()""",
                  "the guest's pattern", 120)
-        r = b.call("Runtime.evaluate", expression=MEASURE % (a.keys, a.seconds),
+        r = b.call("Runtime.evaluate", expression=MEASURE.replace("__KEYS__", str(a.keys)).replace("__SECONDS__", str(a.seconds)),
                    awaitPromise=True, returnByValue=True)["result"]["value"]
     finally:
         b.close()

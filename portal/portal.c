@@ -985,16 +985,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(pt->base, NULL);
 }
 
-static int load(void *cfg, const char *path, char *err, size_t errlen)
-{
-	return gw_config_load(cfg, path, err, errlen);
-}
-
-static int parse(void *cfg, const char *name, const char *text, char *err, size_t errlen)
-{
-	return gw_config_parse(cfg, name, text, err, errlen);
-}
-
 int main(int argc, char **argv)
 {
 	const char *config = NULL, *level = NULL;
@@ -1011,8 +1001,8 @@ int main(int argc, char **argv)
 	static struct portal pt; /* the Basic cache: static */
 	char err[4400];
 	gw_config_defaults(&pt.cfg);
-	if (boot_config(config, NESTOR_SYSCONFDIR "/nestor/gateway.conf", load, parse, &pt.cfg, err,
-			sizeof(err)) < 0) {
+	if (boot_config(config, NESTOR_SYSCONFDIR "/nestor/gateway.conf", gw_config_boot_load,
+			gw_config_boot_parse, &pt.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nestor-portal: %s\n", err);
 		return 1;
 	}

@@ -582,16 +582,6 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
 	return util_become(user, err, errlen);
 }
 
-static int load(void *cfg, const char *path, char *err, size_t errlen)
-{
-	return gw_config_load(cfg, path, err, errlen);
-}
-
-static int parse(void *cfg, const char *name, const char *text, char *err, size_t errlen)
-{
-	return gw_config_parse(cfg, name, text, err, errlen);
-}
-
 int main(int argc, char **argv)
 {
 	const char *config = NULL, *level = NULL;
@@ -608,8 +598,8 @@ int main(int argc, char **argv)
 	static struct gw gw; /* large: static */
 	char err[1024];
 	gw_config_defaults(&gw.cfg);
-	int r = boot_config(config, NESTOR_SYSCONFDIR "/nestor/gateway.conf", load, parse, &gw.cfg,
-			    err, sizeof(err));
+	int r = boot_config(config, NESTOR_SYSCONFDIR "/nestor/gateway.conf", gw_config_boot_load,
+			    gw_config_boot_parse, &gw.cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "nestor-gateway: %s\n", err);
 		return 1;

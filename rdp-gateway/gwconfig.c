@@ -182,6 +182,16 @@ int gw_config_load(struct gw_config *c, const char *path, char *err, size_t errl
 	return r;
 }
 
+int gw_config_boot_load(void *cfg, const char *path, char *err, size_t errlen)
+{
+	return gw_config_load(cfg, path, err, errlen);
+}
+
+int gw_config_boot_parse(void *cfg, const char *name, const char *text, char *err, size_t errlen)
+{
+	return gw_config_parse(cfg, name, text, err, errlen);
+}
+
 void gw_limit_key(const char *addr, char *out, size_t len)
 {
 	struct in6_addr a6;

@@ -59,5 +59,8 @@ void gw_limit_key(const char *addr, char *out, size_t len);
 int gw_config_parse(struct gw_config *c, const char *name, const char *text, char *err,
 		    size_t errlen);
 int gw_config_load(struct gw_config *c, const char *path, char *err, size_t errlen);
+/* The two as boot_config's callbacks (CFG: a struct gw_config), for the gateway and the portal. */
+int gw_config_boot_load(void *cfg, const char *path, char *err, size_t errlen);
+int gw_config_boot_parse(void *cfg, const char *name, const char *text, char *err, size_t errlen);
 
 #endif

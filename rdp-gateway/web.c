@@ -23,6 +23,8 @@
 #include "webproto.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <freerdp/input.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -448,6 +450,9 @@ int gw_web_run(struct gw *gw, int fd, const char *addr, int rdp_fd)
 	struct gw_ws_upgrade up;
 	memset(&up, 0, sizeof(up));
 	/* the handshake's deadline, then the stall timeout, as for RDP */
+	/* small frames (a key's echo) go out at once, not after the browser's delayed ACK */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct timeval tv = {(time_t)gw->cfg.handshake_timeout, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));

@@ -387,6 +387,25 @@ static bool port_open(unsigned port)
 	return ok;
 }
 
+/* The build's program EXE with --config CONF, its output to LOG; its pid once PORT listens, or -1.
+ */
+static pid_t start_listening(const char *exe, const char *conf, const char *log, unsigned port)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", getenv("NESTOR_BUILD"), exe);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(path, path, "--config", conf, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && !port_open(port); i++)
+		usleep(100000);
+	return port_open(port) ? pid : -1;
+}
+
 pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *log, size_t loglen)
 {
 	char conf[600];
@@ -400,19 +419,14 @@ pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *l
 		"default_app = ledger\nlog_level = debug\n%s\n",
 		port, d->sock, d->dir, extra ? extra : "");
 	fclose(f);
-	char exe[512];
-	snprintf(exe, sizeof(exe), "%s/rdp-gateway/nestor-gateway", getenv("NESTOR_BUILD"));
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(exe, exe, "--config", conf, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100 && !port_open(port); i++)
-		usleep(100000);
-	return port_open(port) ? pid : -1;
+	return start_listening("rdp-gateway/nestor-gateway", conf, log, port);
+}
+
+pid_t portal_start(struct nestord *d, const char *conf, unsigned port)
+{
+	char log[400];
+	snprintf(log, sizeof(log), "%s/portal.log", d->dir);
+	return start_listening("portal/nestor-portal", conf, log, port);
 }
 
 int child_stop(pid_t *pid)

@@ -63,6 +63,9 @@ char *guest_cmd(struct nestord *d, const char *session, const char *line, int ti
 /* Start nestor-gateway for D on 127.0.0.1:PORT (EXTRA: more config lines); LOG gets
  * its log path. Returns its pid once it listens, or -1. */
 pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *log, size_t loglen);
+/* Start nestor-portal with the gateway's file CONF (its log in D's dir); its pid once PORT listens.
+ */
+pid_t portal_start(struct nestord *d, const char *conf, unsigned port);
 /* SIGTERM, then SIGKILL after 5 s; reaps. Returns the wait status. */
 int child_stop(pid_t *pid);
 /* sha256 of a file as hex (new string) or NULL. */

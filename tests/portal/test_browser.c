@@ -54,28 +54,6 @@ static bool session_of(const char *app, char *id)
 	return found;
 }
 
-static pid_t portal_start(unsigned port, const char *conf)
-{
-	char log[400], exe[512], cmd[600];
-	snprintf(log, sizeof(log), "%s/portal.log", d.dir);
-	snprintf(exe, sizeof(exe), "%s/portal/nestor-portal", getenv("NESTOR_BUILD"));
-	pid_t pid = fork();
-	if (pid == 0) {
-		freopen(log, "a", stdout);
-		freopen(log, "a", stderr);
-		execl(exe, exe, "--config", conf, (char *)NULL);
-		_exit(127);
-	}
-	snprintf(cmd, sizeof(cmd),
-		 "curl -sk -o /dev/null --max-time 2 https://127.0.0.1:%u/portal.css", port);
-	for (int i = 0; i < 100; i++) {
-		if (system(cmd) == 0)
-			return pid;
-		usleep(100000);
-	}
-	return -1;
-}
-
 /* The browser door refuses what is not a launch: an upgrade without one, plain bytes. */
 static void test_door_refuses(unsigned web_port)
 {
@@ -129,7 +107,7 @@ int main(void)
 	pid_t gw = gateway_start(&d, gw_port, extra, glog, sizeof(glog));
 	CHECK_MSG(gw > 0, "the gateway did not start (%s)", glog);
 	snprintf(conf, sizeof(conf), "%s/gateway.conf", d.dir);
-	pid_t portal = gw > 0 ? portal_start(port, conf) : -1;
+	pid_t portal = gw > 0 ? portal_start(&d, conf, port) : -1;
 	CHECK_MSG(portal > 0, "the portal did not start");
 	if (gw > 0 && portal > 0) {
 		test_door_refuses(web_port);

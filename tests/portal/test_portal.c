@@ -138,12 +138,11 @@ static bool csrf_of(const char *token, char *out)
 	return ok;
 }
 
-static pid_t portal_start(void)
+/* The gateway's certificate, as nestor-gateway makes it on its first start, and the file. */
+static pid_t start_portal(void)
 {
-	char conf[400], log[400], cmd[1200];
+	char conf[400], cmd[1200];
 	snprintf(conf, sizeof(conf), "%s/gateway.conf", dir);
-	snprintf(log, sizeof(log), "%s/portal.log", dir);
-	/* the gateway's certificate, as nestor-gateway makes it on its first start */
 	snprintf(cmd, sizeof(cmd),
 		 "mkdir -p '%s/gw' && openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
 		 "-subj /CN=nestor -keyout '%s/gw/tls.key' -out '%s/gw/tls.crt' 2>/dev/null",
@@ -158,25 +157,7 @@ static pid_t portal_start(void)
 		"log_level = debug\n[portal]\nlisten = 127.0.0.1\nport = %u\ntitle = Acme apps\n",
 		gw_port, d.sock, dir, port);
 	fclose(f);
-	char exe[512];
-	snprintf(exe, sizeof(exe), "%s/portal/nestor-portal", getenv("NESTOR_BUILD"));
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(exe, exe, "--config", conf, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) {
-		struct resp r = req("GET", "/portal.css", NULL, NULL, NULL, NULL);
-		int st = r.status;
-		resp_free(&r);
-		if (st == 200)
-			return pid;
-		usleep(100000);
-	}
-	return -1;
+	return portal_start(&d, conf, port);
 }
 
 static void test_signin(void)
@@ -540,7 +521,7 @@ int main(void)
 	snprintf(dir, sizeof(dir), "%s", d.dir);
 	port = free_tcp_port();
 	gw_port = free_tcp_port();
-	pid_t portal = portal_start();
+	pid_t portal = start_portal();
 	CHECK_MSG(portal > 0, "the portal did not start (see %s/portal.log)", dir);
 	if (portal > 0) {
 		test_signin();
