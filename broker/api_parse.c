@@ -316,9 +316,11 @@ static bool printable_utf8(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	while (*p) {
-		unsigned c = *p, n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-						 : (c & 0xf8) == 0xf0		   ? 3
-										   : 4;
+		unsigned c = *p, n = c < 0x80		  ? 0
+				     : (c & 0xe0) == 0xc0 ? 1
+				     : (c & 0xf0) == 0xe0 ? 2
+				     : (c & 0xf8) == 0xf0 ? 3
+							  : 4;
 		if (n == 4 || (n == 0 && (c < 0x20 || c == 0x7f)) || (n == 1 && c < 0xc2) ||
 		    (n == 3 && c > 0xf4))
 			return false;

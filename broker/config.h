@@ -21,7 +21,7 @@ struct brk_timeouts {
 	unsigned idle;	    /* connected session without input */
 	unsigned max_lifetime;
 	unsigned warn_before; /* idle or lifetime ends announced this long before (0: never) */
-	unsigned stop_grace; /* ACPI power-down before quit */
+	unsigned stop_grace;  /* ACPI power-down before quit */
 };
 
 struct brk_config {

@@ -573,8 +573,8 @@ static void query_escape(const char *text, char *out, size_t len)
 	static const char hex[] = "0123456789ABCDEF";
 	size_t k = 0;
 	for (const unsigned char *c = (const unsigned char *)text; *c && k + 4 <= len; c++) {
-		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		    strchr("-._~", *c)) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr("-._~", *c)) {
 			out[k++] = (char)*c;
 		} else {
 			out[k++] = '%';
@@ -589,8 +589,9 @@ static void query_escape(const char *text, char *out, size_t len)
 static int opt_in(void *ctx, const struct boot_opt *o, const char *val, char *err, size_t errlen)
 {
 	if (boot_duration(val, 7 * 24 * 3600, ctx) < 0) {
-		snprintf(err, errlen, "--in takes seconds or a duration like 300s, 5m, 1h (a week "
-				      "at most)");
+		snprintf(err, errlen,
+			 "--in takes seconds or a duration like 300s, 5m, 1h (a week "
+			 "at most)");
 		return -EINVAL;
 	}
 	return 0;
@@ -600,9 +601,8 @@ static int cmd_session(int argc, char **argv)
 {
 	unsigned in = 0;
 	const char *message = NULL;
-	const struct boot_opt opts[] = {{"in", 0, true, .fn = opt_in},
-					{"message", 0, true, .str = &message},
-					{0}};
+	const struct boot_opt opts[] = {
+	    {"in", 0, true, .fn = opt_in}, {"message", 0, true, .str = &message}, {0}};
 	int n, st = parse_cmd("session", usage, opts, 2, &in, argc, argv, &n);
 	if (st != BOOT_RUN)
 		return st;

@@ -41,8 +41,9 @@ struct brk_session {
 	struct warm *handout;  /* a warm guest taken for this session (warm_take) */
 	int64_t grant_until;   /* rec.grant is good until then (extended by each use) */
 	struct brk_watch *watchers;
-	int64_t admin_end_ms; /* an administrator's announced end (0: none; rec.end_at persists it) */
-	char announced[12];   /* the announced end's why, as last logged ("" none) */
+	int64_t
+	    admin_end_ms;   /* an administrator's announced end (0: none; rec.end_at persists it) */
+	char announced[12]; /* the announced end's why, as last logged ("" none) */
 };
 
 /* An end announced to the session's user: when, why (idle | lifetime | admin), what to say. */

@@ -685,8 +685,8 @@ static void announce(struct sessions *ss, struct brk_session *s, int64_t now)
 	if (!strcmp(why, s->announced))
 		return;
 	if (*why)
-		log_info("session=%s user=%s end announced (%s) in %lld s", s->rec.id,
-			 s->rec.user, why, (long long)((e.at_ms - now + 999) / 1000));
+		log_info("session=%s user=%s end announced (%s) in %lld s", s->rec.id, s->rec.user,
+			 why, (long long)((e.at_ms - now + 999) / 1000));
 	else
 		log_info("session=%s user=%s announced end (%s) cleared", s->rec.id, s->rec.user,
 			 s->announced);

@@ -44,7 +44,8 @@ int sess_attach(struct sessions *ss, struct brk_session *s, const char *gateway,
 		size_t errlen);
 int sess_detach(struct sessions *ss, struct brk_session *s);
 void sess_activity(struct brk_session *s);
-/* ENDING (may be NULL) gets {"ID": {"in_s","why","message"}} for held sessions with an announced end. */
+/* ENDING (may be NULL) gets {"ID": {"in_s","why","message"}} for held sessions with an announced
+ * end. */
 unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const *ids, size_t n,
 		    json_object *ending);
 int sess_screendump(struct sessions *ss, struct brk_session *s, brk_done_fn cb, void *arg);
