@@ -617,12 +617,12 @@ int sess_end_in(struct sessions *ss, struct brk_session *s, unsigned in_s, const
 	}
 	s->admin_end_ms = util_now_ms() + (int64_t)in_s * 1000;
 	s->rec.end_at = util_wall_s() + in_s;
-	snprintf(s->rec.end_message, sizeof(s->rec.end_message), "%s",
-		 message && *message ? message : ADMIN_MESSAGE);
+	snprintf(s->rec.end_message, sizeof(s->rec.end_message), "%s", message ? message : "");
 	log_info("session=%s user=%s an administrator ends it in %u s: %s", s->rec.id, s->rec.user,
-		 in_s, s->rec.end_message);
+		 in_s, s->rec.end_message[0] ? s->rec.end_message : "(no message)");
 	char detail[300];
-	snprintf(detail, sizeof(detail), "in %u s: %s", in_s, s->rec.end_message);
+	snprintf(detail, sizeof(detail), "in %u s%s%s", in_s, s->rec.end_message[0] ? ": " : "",
+		 s->rec.end_message);
 	audit(ss, s, "session-end-announced", detail);
 	save(ss, s); /* a restart keeps it */
 	return 0;
@@ -652,7 +652,7 @@ bool sess_ending(const struct sessions *ss, const struct brk_session *s, int64_t
 		return false;
 	if (s->admin_end_ms)
 		consider(out, &have, now, s->admin_end_ms, INT64_MAX / 2, "admin",
-			 s->rec.end_message);
+			 s->rec.end_message[0] ? s->rec.end_message : ADMIN_MESSAGE);
 	if (!t->warn_before)
 		return have;
 	int64_t warn = (int64_t)t->warn_before * 1000;
@@ -788,7 +788,8 @@ void sess_tick(struct sessions *ss)
 			continue;
 		char admin[300];
 		if (s->admin_end_ms && now >= s->admin_end_ms) {
-			snprintf(admin, sizeof(admin), "ended by request: %s", s->rec.end_message);
+			snprintf(admin, sizeof(admin), "ended by request%s%s",
+				 s->rec.end_message[0] ? ": " : "", s->rec.end_message);
 			why = admin;
 		} else if (life && now - s->created_ms >= (int64_t)life * 1000)
 			why = "maximum session lifetime reached";

@@ -97,6 +97,8 @@ static void set_leased(struct gw_peer *p, const char *id)
 static void ending_news(struct gw_peer *p, const struct gw_ending *e)
 {
 	int64_t at = now_ms() + e->in_s * 1000;
+	if (e->set && !strcmp(e->why, "idle") && p->lease_sent_ms <= p->last_activity_ms)
+		return; /* asked before the input that ended it was reported: stale */
 	if (e->set && (!p->ending.set || strcmp(e->why, p->ending.why)))
 		log_info("peer %s: session=%s end announced (%s) in %lld s", p->addr, p->sess.id,
 			 e->why, e->in_s);
@@ -128,7 +130,6 @@ static void banner_tick(struct gw_peer *p)
 	gw_banner_countdown(countdown, sizeof(countdown), left);
 	if (gw_screen_banner(p, countdown, p->ending.message) < 0)
 		log_warn("peer %s: session=%s cannot draw the end's banner", p->addr, p->sess.id);
-	p->banner_left_s = left;
 	/* the next second shown; at 0 it stays until nestord ends the session */
 	p->banner_next_ms = left > 0 ? p->ending_at_ms - (left - 1) * 1000 : now + 1000;
 }
@@ -152,6 +153,7 @@ static void renew_lease(struct gw_peer *p)
 			ending_news(p, &e);
 	}
 	const char *ids[1] = {p->leased};
+	p->lease_sent_ms = now_ms();
 	gw_bapi_lease_start(&p->lease_call, p->gw->cfg.api_socket, p->gw->id, ids, 1);
 	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }

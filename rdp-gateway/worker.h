@@ -69,9 +69,9 @@ struct gw_peer {
 
 	/* the announced end (worker.c): from the lease's answers */
 	struct gw_ending ending;
-	int64_t ending_at_ms;	 /* when it comes, on our clock */
-	long long banner_left_s; /* the seconds the banner shows */
-	int64_t banner_next_ms;	 /* when that changes */
+	int64_t ending_at_ms;	/* when it comes, on our clock */
+	int64_t banner_next_ms; /* when the banner's seconds change */
+	int64_t lease_sent_ms;	/* the renewal in flight was asked then */
 
 	/* the login and wait phases (worker.c) */
 	struct gw_login login;
