@@ -864,9 +864,13 @@ static void h_session(HANDLER_ARGS)
 	evtimer_add(p->timer, &tv);
 }
 
+/* DELETE /v1/sessions/ID[?in=SECONDS&message=TEXT]: now, or announced and then. */
 static void h_session_end(HANDLER_ARGS)
 {
-	brk_session_end(api->b, s, "ended by request");
+	if (r->end_in || r->message[0])
+		brk_session_end_in(api->b, s, r->end_in, r->message);
+	else
+		brk_session_end(api->b, s, "ended by request");
 	session_reply(api, req, 200, s);
 }
 
@@ -947,9 +951,10 @@ static void h_lease(HANDLER_ARGS)
 	}
 	for (size_t i = 0; i < n; i++)
 		ids[i] = json_object_get_string(json_object_array_get_idx(arr, i));
-	unsigned held = brk_gateway_lease(api->b, r->name, ids, n);
+	json_object *o = json_object_new_object(), *ending = json_object_new_object();
+	unsigned held = brk_gateway_lease(api->b, r->name, ids, n, ending);
 	free(ids);
-	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ending", ending);
 	json_object_object_add(o, "held", json_object_new_int64(held));
 	json_object_object_add(o, "lease_ms", json_object_new_int64(BRK_LEASE_MS));
 	reply_json(req, 200, o);

@@ -314,6 +314,34 @@ static bool uint_param(const struct evkeyvalq *q, const char *key, unsigned dflt
 	return true;
 }
 
+/* Whether S is well-formed UTF-8 without control characters (a line a user reads). */
+static bool printable_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p, n = c < 0x80		  ? 0
+				     : (c & 0xe0) == 0xc0 ? 1
+				     : (c & 0xf0) == 0xe0 ? 2
+				     : (c & 0xf8) == 0xf0 ? 3
+							  : 4;
+		if (n == 4 || (n == 0 && (c < 0x20 || c == 0x7f)) || (n == 1 && c < 0xc2) ||
+		    (n == 3 && c > 0xf4))
+			return false;
+		uint32_t cp = n ? c & (0x3fu >> n) : c;
+		for (unsigned i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3fu);
+		}
+		/* overlong forms, surrogates, beyond Unicode, C1 controls */
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
 static int parse_query(struct api_req *r, const struct evkeyvalq *q, char *err, size_t errlen)
 {
 	const char *grant = evhttp_find_header(q, "grant");
@@ -346,6 +374,17 @@ static int parse_query(struct api_req *r, const struct evkeyvalq *q, char *err, 
 		if (!uint_param(q, "timeout", 30, API_WAIT_MAX_S, &r->timeout))
 			return fail(err, errlen, 400, "timeout must be 0..%d seconds",
 				    API_WAIT_MAX_S);
+		break;
+	}
+	case API_SESSION_END: {
+		if (!uint_param(q, "in", 0, API_END_IN_MAX_S, &r->end_in))
+			return fail(err, errlen, 400, "in must be 0..%d seconds", API_END_IN_MAX_S);
+		const char *m = evhttp_find_header(q, "message");
+		if (m && (strlen(m) > API_MESSAGE_MAX || !printable_utf8(m)))
+			return fail(err, errlen, 400,
+				    "message must be printable UTF-8 of at most %d bytes",
+				    API_MESSAGE_MAX);
+		snprintf(r->message, sizeof(r->message), "%s", m ? m : "");
 		break;
 	}
 	case API_AUDIT:

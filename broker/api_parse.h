@@ -18,6 +18,8 @@
 #define API_BODY_MAX (64 * 1024)
 #define API_JSON_DEPTH 16
 #define API_WAIT_MAX_S 60
+#define API_END_IN_MAX_S (7 * 24 * 3600) /* an announced end at most this far off */
+#define API_MESSAGE_MAX 200		 /* bytes of an end's message */
 
 /*
  * The routes: X(route, method, path, body, handler, who). The first row whose
@@ -102,14 +104,16 @@ struct api_req {
 	 */
 	enum api_param param;
 	char name[65];
-	unsigned ended;		   /* GET /v1/sessions?ended=N (0: the live ones) */
-	bool wait;		   /* GET /v1/sessions/ID?wait=STATE&timeout=S */
-	enum brk_state wait_state; /* ...answer once no longer in it */
-	unsigned timeout;	   /* ...or after this many seconds (default 30) */
-	unsigned limit;		   /* GET /v1/audit?limit=N (default 50) */
-	json_object *body;	   /* owned; validated; NULL when the route reads no body */
-	char grant[65];		   /* GRANT routes: ?grant=TOKEN (hex; "" none) */
-	char token[65];		   /* USER routes: ?token=TOKEN (hex; "" none) */
+	unsigned ended;			   /* GET /v1/sessions?ended=N (0: the live ones) */
+	bool wait;			   /* GET /v1/sessions/ID?wait=STATE&timeout=S */
+	enum brk_state wait_state;	   /* ...answer once no longer in it */
+	unsigned timeout;		   /* ...or after this many seconds (default 30) */
+	unsigned limit;			   /* GET /v1/audit?limit=N (default 50) */
+	unsigned end_in;		   /* DELETE /v1/sessions/ID?in=SECONDS (0: now) */
+	char message[API_MESSAGE_MAX + 1]; /* ...&message=TEXT: printable UTF-8 ("" none) */
+	json_object *body;		   /* owned; validated; NULL when the route reads no body */
+	char grant[65];			   /* GRANT routes: ?grant=TOKEN (hex; "" none) */
+	char token[65];			   /* USER routes: ?token=TOKEN (hex; "" none) */
 };
 
 /*

@@ -235,9 +235,10 @@ int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway
 	return sess_attach(b->sess, s, gateway, err, errlen);
 }
 
-unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const *ids, size_t n)
+unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const *ids, size_t n,
+			   json_object *ending)
 {
-	return sess_lease(b->sess, gateway, ids, n);
+	return sess_lease(b->sess, gateway, ids, n, ending);
 }
 
 int brk_session_detach(struct brk *b, struct brk_session *s)
@@ -258,6 +259,11 @@ int brk_session_screendump(struct brk *b, struct brk_session *s, brk_done_fn cb,
 int brk_session_end(struct brk *b, struct brk_session *s, const char *reason)
 {
 	return sess_end(b->sess, s, reason);
+}
+
+int brk_session_end_in(struct brk *b, struct brk_session *s, unsigned in_s, const char *message)
+{
+	return sess_end_in(b->sess, s, in_s, message);
 }
 
 int brk_authenticate(struct brk *b, const char *user, const char *password, const char *code,

@@ -124,8 +124,13 @@ json_object *brk_status_json(struct brk *b);
  */
 int brk_session_attach(struct brk *b, struct brk_session *s, const char *gateway, char *err,
 		       size_t errlen);
-/* GATEWAY still holds the connected sessions IDS; returns how many it holds. */
-unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const *ids, size_t n);
+/*
+ * GATEWAY still holds the connected sessions IDS; returns how many it holds.
+ * ENDING (may be NULL) gets the held sessions' announced ends, by id:
+ * {"in_s", "why", "message"} (the same as a session's "ending").
+ */
+unsigned brk_gateway_lease(struct brk *b, const char *gateway, const char *const *ids, size_t n,
+			   json_object *ending);
 int brk_session_detach(struct brk *b, struct brk_session *s);
 void brk_session_activity(struct brk *b, struct brk_session *s);
 /*
@@ -136,6 +141,12 @@ int brk_session_screendump(struct brk *b, struct brk_session *s, brk_done_fn cb,
 
 /* End a session (admin or user). REASON is recorded. */
 int brk_session_end(struct brk *b, struct brk_session *s, const char *reason);
+/*
+ * An administrator's end IN_S seconds from now: announced to the user (the
+ * session's "ending", the gateway's lease answer) with MESSAGE ("" a default
+ * text), then ended. IN_S 0: now, as brk_session_end. Survives a restart.
+ */
+int brk_session_end_in(struct brk *b, struct brk_session *s, unsigned in_s, const char *message);
 
 /*
  * Watch one session: CB runs once, at its next state change (or when the

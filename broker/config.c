@@ -37,6 +37,7 @@ void brk_config_defaults(struct brk_config *c)
 	    .keepalive = 900,
 	    .idle = 4 * 3600,
 	    .max_lifetime = 12 * 3600,
+	    .warn_before = 120,
 	    .stop_grace = 20,
 	};
 	c->max_starting = -1;
@@ -148,6 +149,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	else if (IS("sessions", "max_lifetime"))
 		r = conf_uint(&c->timeouts.max_lifetime, value, 30 * DAY),
 		want = "seconds, up to 30 days";
+	else if (IS("sessions", "warn_before"))
+		r = conf_uint(&c->timeouts.warn_before, value, DAY), want = "seconds, up to a day";
 	else if (IS("sessions", "stop_grace"))
 		r = conf_uint(&c->timeouts.stop_grace, value, 600), want = "seconds, up to 600";
 	else if (IS("caps", "max_sessions"))

@@ -20,7 +20,8 @@ struct brk_timeouts {
 	unsigned keepalive; /* disconnected session kept this long */
 	unsigned idle;	    /* connected session without input */
 	unsigned max_lifetime;
-	unsigned stop_grace; /* ACPI power-down before quit */
+	unsigned warn_before; /* idle or lifetime ends announced this long before (0: never) */
+	unsigned stop_grace;  /* ACPI power-down before quit */
 };
 
 struct brk_config {

@@ -35,7 +35,9 @@ static const char usage[] =
     "  sessions [--ended N | --fleet]  live sessions (or the N last ended, or every live\n"
     "                                  session of the fleet, with its host)\n"
     "  session show ID                 one session\n"
-    "  session end ID                  end a session (its guest is stopped)\n"
+    "  session end ID [--in DURATION] [--message TEXT]\n"
+    "                                  end a session now, or announce it to the user\n"
+    "                                  and end it after DURATION (300, 300s, 5m, 1h)\n"
     "  images                          registered images\n"
     "  images add NAME --base FILE.qcow2 --memory MB [--kernel F --initrd F --append S]\n"
     "             [--machine TYPE] [--ready serial:MARKER|tcp:PORT|running]\n"
@@ -565,16 +567,60 @@ static int cmd_sessions(int argc, char **argv)
 	return 0;
 }
 
+/* TEXT percent-encoded for a query string into OUT (LEN >= 3 * strlen + 1). */
+static void query_escape(const char *text, char *out, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t k = 0;
+	for (const unsigned char *c = (const unsigned char *)text; *c && k + 4 <= len; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr("-._~", *c)) {
+			out[k++] = (char)*c;
+		} else {
+			out[k++] = '%';
+			out[k++] = hex[*c >> 4];
+			out[k++] = hex[*c & 15];
+		}
+	}
+	out[k] = '\0';
+}
+
+/* --in: a duration (boot_duration), up to a week. */
+static int opt_in(void *ctx, const struct boot_opt *o, const char *val, char *err, size_t errlen)
+{
+	if (boot_duration(val, 7 * 24 * 3600, ctx) < 0) {
+		snprintf(err, errlen,
+			 "--in takes seconds or a duration like 300s, 5m, 1h (a week "
+			 "at most)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int cmd_session(int argc, char **argv)
 {
-	int n, st = parse_cmd("session", usage, NULL, 2, NULL, argc, argv, &n);
+	unsigned in = 0;
+	const char *message = NULL;
+	const struct boot_opt opts[] = {
+	    {"in", 0, true, .fn = opt_in}, {"message", 0, true, .str = &message}, {0}};
+	int n, st = parse_cmd("session", usage, opts, 2, &in, argc, argv, &n);
 	if (st != BOOT_RUN)
 		return st;
 	if (n != 2 || (strcmp(argv[1], "show") && strcmp(argv[1], "end")))
 		return bad_usage("usage: nestorctl session show|end ID");
-	char path[128];
+	bool end = !strcmp(argv[1], "end");
+	if (!end && (in || message))
+		return bad_usage("session show: --in and --message are for session end");
+	if (message && strlen(message) > 200)
+		return bad_usage("session end: --message has at most 200 bytes");
+	char path[128 + 3 * 200 + 32], msg[3 * 200 + 1] = "";
+	if (message)
+		query_escape(message, msg, sizeof(msg));
 	snprintf(path, sizeof(path), "/v1/sessions/%s", argv[2]);
-	json_object *o = call(strcmp(argv[1], "end") ? "GET" : "DELETE", path, NULL);
+	if (end && (in || message))
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?in=%u%s%s", in,
+			 message ? "&message=" : "", msg);
+	json_object *o = call(end ? "DELETE" : "GET", path, NULL);
 	if (json_out) {
 		print_json(o);
 	} else {

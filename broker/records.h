@@ -120,7 +120,9 @@
 	X(accel,         TEXT, 8,    REC_V_HIST)               /* kvm | tcg: what the guest runs under */ \
 	X(host,          TEXT, 65,   0)                        /* who claimed it (store_session_claim) */ \
 	X(grant,         TEXT, 33,   REC_SECRET)               /* the gateway's key to this session */ \
-	X(fleet_id,      TEXT, 17,   REC_V_HIST | REC_V_LIVE)  /* its id in the fleet ("": rec id) */
+	X(fleet_id,      TEXT, 17,   REC_V_HIST | REC_V_LIVE)  /* its id in the fleet ("": rec id) */ \
+	X(end_at,        I64,  0,    0)                        /* an administrator's end: wall clock, s */ \
+	X(end_message,   TEXT, 256,  0)                        /* ...and what the user is told */
 
 /* A warm-pool guest: a paused template clone, reattached after a restart. */
 #define DB_WARM_FIELDS(X)                                                                  \

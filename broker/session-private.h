@@ -41,6 +41,16 @@ struct brk_session {
 	struct warm *handout;  /* a warm guest taken for this session (warm_take) */
 	int64_t grant_until;   /* rec.grant is good until then (extended by each use) */
 	struct brk_watch *watchers;
+	int64_t
+	    admin_end_ms;   /* an administrator's announced end (0: none; rec.end_at persists it) */
+	char announced[12]; /* the announced end's why, as last logged ("" none) */
+};
+
+/* An end announced to the session's user: when, why (idle | lifetime | admin), what to say. */
+struct brk_ending {
+	int64_t at_ms;
+	const char *why;
+	const char *message; /* borrowed from the session or static */
 };
 
 struct sessions {
@@ -57,5 +67,10 @@ static inline bool live(const struct brk_session *s)
 }
 
 void sess_watch_unlink(struct brk_watch *w);
+/* S's announced end at NOW into OUT (the soonest of its announced ones); false if none. */
+bool sess_ending(const struct sessions *ss, const struct brk_session *s, int64_t now,
+		 struct brk_ending *out);
+/* OUT's JSON: {"in_s","why","message"}; returns a new reference. */
+json_object *sess_ending_json(const struct brk_ending *e, int64_t now);
 
 #endif

@@ -51,6 +51,9 @@ json_object *sess_json(struct sessions *ss, const struct brk_session *s)
 	json_object_object_add(
 	    o, "backend",
 	    json_object_new_string(!strcmp(s->img.backend, "rdp") ? "rdp" : "console"));
+	struct brk_ending e;
+	if (sess_ending(ss, s, now, &e))
+		json_object_object_add(o, "ending", sess_ending_json(&e, now));
 	return o;
 }
 

@@ -545,10 +545,11 @@ void sess_activity(struct brk_session *s)
 	s->activity_ms = util_now_ms();
 }
 
-unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const *ids, size_t n)
+unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const *ids, size_t n,
+		    json_object *ending)
 {
 	unsigned held = 0;
-	int64_t until = util_now_ms() + BRK_LEASE_MS;
+	int64_t now = util_now_ms(), until = now + BRK_LEASE_MS;
 	for (size_t i = 0; i < n; i++) {
 		struct brk_session *s = sess_find(ss, ids[i]);
 		bool lapsed = s && s->state == BRK_DISCONNECTED && s->lease_lapsed;
@@ -567,6 +568,9 @@ unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const 
 			s->lease_lapsed = false;
 			set_state(ss, s, BRK_CONNECTED);
 		}
+		struct brk_ending e;
+		if (ending && sess_ending(ss, s, now, &e))
+			json_object_object_add(ending, s->rec.id, sess_ending_json(&e, now));
 		held++;
 	}
 	return held;
@@ -596,6 +600,97 @@ int sess_end(struct sessions *ss, struct brk_session *s, const char *reason)
 		end_session(ss, s, reason);
 	host_kick(h);
 	return 0;
+}
+
+#define ADMIN_MESSAGE "An administrator is ending this session. Save your work now."
+
+int sess_end_in(struct sessions *ss, struct brk_session *s, unsigned in_s, const char *message)
+{
+	if (!live(s) || s->state == BRK_ENDING)
+		return -EINVAL;
+	if (!in_s || s->state == BRK_QUEUED) {
+		/* nobody on a queued session to warn: it ends now */
+		char reason[300];
+		snprintf(reason, sizeof(reason), "ended by request%s%s",
+			 message && *message ? ": " : "", message ? message : "");
+		return sess_end(ss, s, reason);
+	}
+	s->admin_end_ms = util_now_ms() + (int64_t)in_s * 1000;
+	s->rec.end_at = util_wall_s() + in_s;
+	snprintf(s->rec.end_message, sizeof(s->rec.end_message), "%s", message ? message : "");
+	log_info("session=%s user=%s an administrator ends it in %u s: %s", s->rec.id, s->rec.user,
+		 in_s, s->rec.end_message[0] ? s->rec.end_message : "(no message)");
+	char detail[300];
+	snprintf(detail, sizeof(detail), "in %u s%s%s", in_s, s->rec.end_message[0] ? ": " : "",
+		 s->rec.end_message);
+	audit(ss, s, "session-end-announced", detail);
+	save(ss, s); /* a restart keeps it */
+	return 0;
+}
+
+static const char idle_message[] =
+    "This session has been idle and will end. Move the mouse or press a key to keep it.";
+static const char lifetime_message[] =
+    "This session has reached its maximum lifetime and will end. Save your work now.";
+
+/* A timeout's end at END_MS, announced WARN_MS before it, into OUT if NOW is past that. */
+static void consider(struct brk_ending *out, bool *have, int64_t now, int64_t end_ms,
+		     int64_t warn_ms, const char *why, const char *message)
+{
+	if (now < end_ms - warn_ms || (*have && out->at_ms <= end_ms))
+		return;
+	*out = (struct brk_ending){end_ms, why, message};
+	*have = true;
+}
+
+bool sess_ending(const struct sessions *ss, const struct brk_session *s, int64_t now,
+		 struct brk_ending *out)
+{
+	const struct brk_timeouts *t = &ss->h->cfg.timeouts;
+	bool have = false;
+	if (!live(s) || s->state == BRK_ENDING || s->state == BRK_QUEUED)
+		return false;
+	if (s->admin_end_ms)
+		consider(out, &have, now, s->admin_end_ms, INT64_MAX / 2, "admin",
+			 s->rec.end_message[0] ? s->rec.end_message : ADMIN_MESSAGE);
+	if (!t->warn_before)
+		return have;
+	int64_t warn = (int64_t)t->warn_before * 1000;
+	unsigned life = image_timeout(s->img.max_lifetime, t->max_lifetime);
+	unsigned idle = image_timeout(s->img.idle, t->idle);
+	if (life)
+		consider(out, &have, now, s->created_ms + (int64_t)life * 1000, warn, "lifetime",
+			 lifetime_message);
+	if (idle && s->state == BRK_CONNECTED)
+		consider(out, &have, now, s->activity_ms + (int64_t)idle * 1000, warn, "idle",
+			 idle_message);
+	return have;
+}
+
+json_object *sess_ending_json(const struct brk_ending *e, int64_t now)
+{
+	int64_t left = e->at_ms > now ? (e->at_ms - now + 999) / 1000 : 0;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "in_s", json_object_new_int64(left));
+	json_object_object_add(o, "why", json_object_new_string(e->why));
+	json_object_object_add(o, "message", json_object_new_string(e->message));
+	return o;
+}
+
+/* Log (once) that S's announced end began, changed or was cleared. */
+static void announce(struct sessions *ss, struct brk_session *s, int64_t now)
+{
+	struct brk_ending e;
+	const char *why = sess_ending(ss, s, now, &e) ? e.why : "";
+	if (!strcmp(why, s->announced))
+		return;
+	if (*why)
+		log_info("session=%s user=%s end announced (%s) in %lld s", s->rec.id, s->rec.user,
+			 why, (long long)((e.at_ms - now + 999) / 1000));
+	else
+		log_info("session=%s user=%s announced end (%s) cleared", s->rec.id, s->rec.user,
+			 s->announced);
+	snprintf(s->announced, sizeof(s->announced), "%s", why);
 }
 
 const char *brk_session_grant(const struct brk_session *s)
@@ -691,7 +786,12 @@ void sess_tick(struct sessions *ss)
 		const char *why = NULL;
 		if (!live(s) || s->state == BRK_ENDING || s->state == BRK_QUEUED)
 			continue;
-		if (life && now - s->created_ms >= (int64_t)life * 1000)
+		char admin[300];
+		if (s->admin_end_ms && now >= s->admin_end_ms) {
+			snprintf(admin, sizeof(admin), "ended by request%s%s",
+				 s->rec.end_message[0] ? ": " : "", s->rec.end_message);
+			why = admin;
+		} else if (life && now - s->created_ms >= (int64_t)life * 1000)
 			why = "maximum session lifetime reached";
 		else if ((s->state == BRK_DISCONNECTED || s->state == BRK_READY) && keep &&
 			 now - s->since_ms >= (int64_t)keep * 1000)
@@ -713,6 +813,8 @@ void sess_tick(struct sessions *ss)
 			s->lease_lapsed = true; /* lease_gw kept: that gateway may take it back */
 			set_state(ss, s, BRK_DISCONNECTED);
 		}
+		if (!why)
+			announce(ss, s, now);
 	}
 	for (struct brk_session *s = ss->list; s; s = s->next)
 		if (s->dirty)
@@ -740,6 +842,8 @@ void sess_restore(struct sessions *ss, const struct db_session *rec, bool restar
 		snprintf(s->img.name, sizeof(s->img.name), "%s", rec->image);
 	if (rec->created > 0)
 		s->created_ms = util_now_ms() - (util_wall_s() - rec->created) * 1000;
+	if (rec->end_at > 0) /* an administrator's end outlives the restart */
+		s->admin_end_ms = util_now_ms() + (rec->end_at - util_wall_s()) * 1000;
 	admit_ticket_init(&s->tk, rec->user, rec->image, rec->memory_mb);
 	admit_image_cap(h->adm, rec->image, s->img.max_sessions);
 	/* a gateway that held it before the restart goes on with its grant */

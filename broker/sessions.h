@@ -34,11 +34,20 @@ void sess_each_live(struct sessions *ss, void (*fn)(const struct db_session *rec
 		    void *arg);
 const struct db_session *sess_record(const struct brk_session *s);
 int sess_end(struct sessions *ss, struct brk_session *s, const char *reason);
+/*
+ * An administrator's end IN_S seconds from now, announced to the user with
+ * MESSAGE ("" a default text); IN_S 0 ends it now, as sess_end. Replaces an
+ * earlier one. -EINVAL: S is already ending or ended.
+ */
+int sess_end_in(struct sessions *ss, struct brk_session *s, unsigned in_s, const char *message);
 int sess_attach(struct sessions *ss, struct brk_session *s, const char *gateway, char *err,
 		size_t errlen);
 int sess_detach(struct sessions *ss, struct brk_session *s);
 void sess_activity(struct brk_session *s);
-unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const *ids, size_t n);
+/* ENDING (may be NULL) gets {"ID": {"in_s","why","message"}} for held sessions with an announced
+ * end. */
+unsigned sess_lease(struct sessions *ss, const char *gateway, const char *const *ids, size_t n,
+		    json_object *ending);
 int sess_screendump(struct sessions *ss, struct brk_session *s, brk_done_fn cb, void *arg);
 json_object *sess_json(struct sessions *ss, const struct brk_session *s);
 json_object *sess_guest_json(struct sessions *ss, const struct brk_session *s);

@@ -89,6 +89,28 @@ int boot_uint(const char *s, unsigned *out)
 	return 0;
 }
 
+int boot_duration(const char *s, unsigned max, unsigned *out)
+{
+	static const struct {
+		char unit;
+		unsigned seconds;
+	} units[] = {{'\0', 1}, {'s', 1}, {'m', 60}, {'h', 3600}};
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*s < '0' || *s > '9' || errno || (*end && end[1]))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (*end != units[i].unit)
+			continue;
+		if (v > max / units[i].seconds)
+			return -EINVAL;
+		*out = (unsigned)v * units[i].seconds;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /* Apply option O with argument VAL. Returns BOOT_RUN or an exit status. */
 static int apply(const struct run *r, const struct boot_opt *o, const char *val)
 {

@@ -82,6 +82,12 @@ int boot_parse(const struct boot_prog *p, int argc, char **argv, int *nargs);
 
 /* S as a non-negative decimal integer, what boot_opt.uint takes. Returns 0 or -EINVAL. */
 int boot_uint(const char *s, unsigned *out);
+/*
+ * S as a duration in seconds: a decimal number with an optional unit, s
+ * (seconds, the default), m (minutes) or h (hours): "300", "300s", "5m",
+ * "2h". Returns 0, or -EINVAL (malformed, or more than MAX seconds).
+ */
+int boot_duration(const char *s, unsigned max, unsigned *out);
 
 /* A configuration loader: 0, -ENOENT when PATH does not exist, or another negative errno. */
 typedef int (*boot_load_fn)(void *cfg, const char *path, char *err, size_t errlen);

@@ -170,6 +170,31 @@ int gw_bapi_lease_start(struct httpc_call *c, const char *sock, const char *gate
 	return r;
 }
 
+int gw_bapi_lease_read(struct httpc_call *c, const char *id, struct gw_ending *out)
+{
+	char *resp = NULL;
+	memset(out, 0, sizeof(*out));
+	int st = httpc_call_read(c, &resp);
+	if (st == 0)
+		return -EAGAIN;
+	json_object *o = st == 200 ? json_tokener_parse(resp ? resp : "") : NULL;
+	free(resp);
+	if (!o)
+		return st == 200 ? -EPROTO : st;
+	json_object *all, *e;
+	if (json_object_object_get_ex(o, "ending", &all) &&
+	    json_object_is_type(all, json_type_object) && json_object_object_get_ex(all, id, &e) &&
+	    json_object_is_type(e, json_type_object)) {
+		long long left = ji(e, "in_s", 0);
+		out->set = true;
+		out->in_s = left < 0 ? 0 : left;
+		snprintf(out->why, sizeof(out->why), "%s", js(e, "why"));
+		snprintf(out->message, sizeof(out->message), "%s", js(e, "message"));
+	}
+	json_object_put(o);
+	return 0;
+}
+
 int gw_bapi_post(const char *sock, const char *id, const char *grant, const char *verb)
 {
 	char path[192];

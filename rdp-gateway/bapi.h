@@ -65,9 +65,24 @@ int gw_bapi_wait_start(struct httpc_call *c, const char *sock, const char *id, c
 		       const char *state, unsigned timeout_s);
 int gw_bapi_wait_read(struct httpc_call *c, struct gw_session *out);
 /* GATEWAY still holds the connected sessions IDS (POST /v1/gateways/GW/lease). */
-/* Sent without waiting: the answer is read (and dropped) with httpc_call_read. */
+/* Sent without waiting: the answer is read with gw_bapi_lease_read. */
 int gw_bapi_lease_start(struct httpc_call *c, const char *sock, const char *gateway,
 			const char *const *ids, unsigned n);
+
+/* An end nestord announced for a session (its lease answer's "ending"). */
+struct gw_ending {
+	bool set;	/* an end is announced */
+	long long in_s; /* seconds left, when the answer was read */
+	char why[12];	/* idle | lifetime | admin */
+	char message[256];
+};
+/*
+ * The lease renewal's answer, as far as it has come: -EAGAIN while it is
+ * incomplete (the call goes on), else the call is over: 0 with OUT the
+ * announced end of session ID (OUT->set false: none), or a negative errno
+ * or the HTTP status when nestord did not answer 200.
+ */
+int gw_bapi_lease_read(struct httpc_call *c, const char *id, struct gw_ending *out);
 
 /* An rdp session's guest: where and how to connect (GET /v1/sessions/ID/guest). */
 struct gw_guest {

@@ -422,3 +422,66 @@ void gw_draw_message(struct gw_fb *fb, const struct gw_font *f, const char *titl
 			p++;
 	}
 }
+
+/* --- the banner of an announced end --- */
+
+#define BANNER_PAD 6
+
+unsigned gw_banner_height(const struct gw_font *f)
+{
+	return 2 * f->height + 3 * BANNER_PAD;
+}
+
+void gw_banner_countdown(char *out, size_t len, long long left_s)
+{
+	if (left_s <= 0) {
+		snprintf(out, len, "This session is ending now.");
+		return;
+	}
+	long long h = left_s / 3600, m = left_s / 60 % 60, s = left_s % 60;
+	if (h)
+		snprintf(out, len, "This session ends in %lld:%02lld:%02lld.", h, m, s);
+	else
+		snprintf(out, len, "This session ends in %lld:%02lld.", m, s);
+}
+
+void gw_banner_fit(const struct gw_font *f, unsigned width, const char *text, char *out, size_t len)
+{
+	unsigned room = width > 2 * BANNER_PAD ? (width - 2 * BANNER_PAD) / f->width : 0;
+	const uint8_t *s = (const uint8_t *)text;
+	size_t n = strlen(text), i = 0, chars = 0, cut = 0;
+	/* whole characters, as many as fit (room on screen, and in OUT); CUT: where a cut
+	 * leaves room for "..." in both */
+	while (i < n) {
+		uint32_t cp;
+		size_t k = utf8(s + i, n - i, &cp);
+		if (chars + 3 <= room && i + 4 <= len)
+			cut = i;
+		if (chars + 1 > room || i + k >= len)
+			break;
+		i += k;
+		chars++;
+	}
+	if (i < n && cut > 0) {
+		memcpy(out, text, cut);
+		memcpy(out + cut, "...", 4);
+		return;
+	}
+	/* all of it, or too narrow for a mark: what fits */
+	if (len) {
+		memcpy(out, text, i);
+		out[i] = '\0';
+	}
+}
+
+void gw_draw_banner(struct gw_fb *fb, const struct gw_font *f, const char *countdown,
+		    const char *message)
+{
+	char line[512];
+	gw_fill(fb, 0, 0, (int)fb->width, (int)fb->height, GW_BANNER_BG);
+	gw_fill(fb, 0, (int)fb->height - 2, (int)fb->width, 2, GW_BANNER_EDGE);
+	gw_banner_fit(f, fb->width, countdown, line, sizeof(line));
+	gw_text(fb, f, BANNER_PAD, BANNER_PAD, 1, GW_BANNER_FG, line);
+	gw_banner_fit(f, fb->width, message, line, sizeof(line));
+	gw_text(fb, f, BANNER_PAD, 2 * BANNER_PAD + (int)f->height, 1, GW_BANNER_FG, line);
+}

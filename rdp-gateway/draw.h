@@ -66,4 +66,22 @@ void gw_draw_wait(struct gw_fb *fb, const struct gw_font *f, const struct gw_wai
 void gw_draw_message(struct gw_fb *fb, const struct gw_font *f, const char *title,
 		     const char *message);
 
+/*
+ * The banner of an announced end, across the top of what the client sees:
+ * two lines (the countdown, the message) on GW_BANNER_BG, gw_banner_height
+ * pixels high (one or two rows of 64-pixel tiles with a console font).
+ */
+#define GW_BANNER_BG 0xf5b301u /* amber */
+#define GW_BANNER_FG 0x1a1a1au
+#define GW_BANNER_EDGE 0x8a5a00u
+unsigned gw_banner_height(const struct gw_font *f);
+/* "This session ends in M:SS." (H:MM:SS from an hour), or "... is ending now." at 0. */
+void gw_banner_countdown(char *out, size_t len, long long left_s);
+/* TEXT cut to whole characters that fit a banner WIDTH wide, "..." marking a cut; into OUT. */
+void gw_banner_fit(const struct gw_font *f, unsigned width, const char *text, char *out,
+		   size_t len);
+/* Draw the banner into FB (the banner's own: the screen's width, gw_banner_height high). */
+void gw_draw_banner(struct gw_fb *fb, const struct gw_font *f, const char *countdown,
+		    const char *message);
+
 #endif

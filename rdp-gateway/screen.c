@@ -4,7 +4,9 @@
  * tile and frames are paced (frame_rate), so a slow client only ever delays
  * itself. Also what goes into it: the guest's pixels (gw_screen_blit, from
  * either backend), the guest's size, and our own screens (login, wait,
- * messages) drawn through draw.c. When the guest's first frame goes out,
+ * messages) drawn through draw.c, and the banner of an announced end laid
+ * over the guest's top rows (kept on top of its blits, what it covers kept
+ * aside until it goes). When the guest's first frame goes out,
  * its time goes to the metrics (gwmetrics.h).
  *
  * Runs on the connection's thread. Sends may block on the client's socket
@@ -50,12 +52,14 @@ void gw_screen_finish(struct gw_peer *p)
 	rfx_context_free(p->rfx);
 	if (p->rfx_stream)
 		Stream_Free(p->rfx_stream, TRUE);
+	gw_screen_banner_off(p, false);
 	gw_fb_finish(&p->screen);
 	free(p->dirty);
 }
 
 int gw_screen_resize(struct gw_peer *p, unsigned w, unsigned h)
 {
+	gw_screen_banner_off(p, false); /* drawn again, at the new width, by the next tick */
 	gw_fb_finish(&p->screen);
 	free(p->dirty);
 	p->dirty = NULL;
@@ -276,7 +280,55 @@ void gw_screen_blit(struct gw_peer *p, const uint8_t *px, int gw_, int gh, int s
 	for (int yy = y; yy < y1; yy++)
 		memcpy(p->screen.pixels + (size_t)yy * p->screen.stride + (size_t)x * 4,
 		       px + (size_t)yy * (size_t)stride + (size_t)x * 4, (size_t)(x1 - x) * 4);
+	/* under the banner: the guest's pixels are kept for later, the banner stays on top */
+	for (int yy = y; p->banner.pixels && yy < y1 && yy < (int)p->banner.height; yy++) {
+		size_t off = (size_t)x * 4, n = (size_t)(x1 - x) * 4;
+		uint8_t *row = p->screen.pixels + (size_t)yy * p->screen.stride;
+		memcpy(p->under.pixels + (size_t)yy * p->under.stride + off, row + off, n);
+		memcpy(row + off, p->banner.pixels + (size_t)yy * p->banner.stride + off, n);
+	}
 	gw_screen_damage(p, x, y, x1 - x, y1 - y);
+}
+
+/* Copy the top rows of FROM over TO's (the banner's height, the screen's width). */
+static void copy_rows(struct gw_fb *to, const struct gw_fb *from, unsigned rows, unsigned w)
+{
+	for (unsigned y = 0; y < rows; y++)
+		memcpy(to->pixels + (size_t)y * to->stride, from->pixels + (size_t)y * from->stride,
+		       (size_t)w * 4);
+}
+
+int gw_screen_banner(struct gw_peer *p, const char *countdown, const char *message)
+{
+	unsigned w = p->screen.width, h = gw_banner_height(&p->gw->font);
+	if (!p->screen.pixels || !w)
+		return -EINVAL;
+	if (h > p->screen.height)
+		h = p->screen.height;
+	if (!p->banner.pixels) {
+		if (gw_fb_init(&p->banner, w, h) < 0 || gw_fb_init(&p->under, w, h) < 0) {
+			gw_fb_finish(&p->banner);
+			gw_fb_finish(&p->under);
+			return -ENOMEM;
+		}
+		copy_rows(&p->under, &p->screen, h, w);
+	}
+	gw_draw_banner(&p->banner, &p->gw->font, countdown, message);
+	copy_rows(&p->screen, &p->banner, h, w);
+	gw_screen_damage(p, 0, 0, (int)w, (int)h);
+	return 0;
+}
+
+void gw_screen_banner_off(struct gw_peer *p, bool restore)
+{
+	if (!p->banner.pixels)
+		return;
+	if (restore && p->screen.pixels) {
+		copy_rows(&p->screen, &p->under, p->under.height, p->under.width);
+		gw_screen_damage(p, 0, 0, (int)p->under.width, (int)p->under.height);
+	}
+	gw_fb_finish(&p->banner);
+	gw_fb_finish(&p->under);
 }
 
 /* Desktop resize, or a RAIL window resize. */
@@ -345,6 +397,7 @@ void gw_screen_draw_wait(struct gw_peer *p)
 
 void gw_screen_draw_message(struct gw_peer *p, const char *title, const char *msg)
 {
+	gw_screen_banner_off(p, false); /* the message covers everything */
 	gw_draw_message(&p->screen, &p->gw->font, title, msg);
 	gw_screen_damage_all(p);
 }

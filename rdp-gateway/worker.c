@@ -93,6 +93,47 @@ static void set_leased(struct gw_peer *p, const char *id)
 	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }
 
+/* What the lease's answer says of an announced end: the banner follows it. */
+static void ending_news(struct gw_peer *p, const struct gw_ending *e)
+{
+	int64_t at = now_ms() + e->in_s * 1000;
+	if (e->set && !strcmp(e->why, "idle") && p->lease_sent_ms <= p->last_activity_ms)
+		return; /* asked before the input that ended it was reported: stale */
+	if (e->set && (!p->ending.set || strcmp(e->why, p->ending.why)))
+		log_info("peer %s: session=%s end announced (%s) in %lld s", p->addr, p->sess.id,
+			 e->why, e->in_s);
+	else if (!e->set && p->ending.set)
+		log_info("peer %s: session=%s announced end cleared", p->addr, p->sess.id);
+	/* in_s is rounded up: a second's difference is only the answer's age */
+	if (!e->set || !p->ending.set || at > p->ending_at_ms + 1500 || at < p->ending_at_ms - 1500)
+		p->ending_at_ms = at;
+	p->ending = *e;
+	p->banner_next_ms = 0; /* drawn (or taken away) at once */
+}
+
+/*
+ * The banner of an announced end, in the guest phase: shown with the
+ * seconds left, redrawn when they change (banner_next_ms, one of the
+ * loop's deadlines), taken away when the end is no longer announced.
+ */
+static void banner_tick(struct gw_peer *p)
+{
+	int64_t now = now_ms();
+	if (p->phase != PH_GUEST || !p->ending.set) {
+		gw_screen_banner_off(p, p->phase == PH_GUEST);
+		return;
+	}
+	if (p->banner.pixels && now < p->banner_next_ms)
+		return;
+	long long left = p->ending_at_ms > now ? (p->ending_at_ms - now + 999) / 1000 : 0;
+	char countdown[64];
+	gw_banner_countdown(countdown, sizeof(countdown), left);
+	if (gw_screen_banner(p, countdown, p->ending.message) < 0)
+		log_warn("peer %s: session=%s cannot draw the end's banner", p->addr, p->sess.id);
+	/* the next second shown; at 0 it stays until nestord ends the session */
+	p->banner_next_ms = left > 0 ? p->ending_at_ms - (left - 1) * 1000 : now + 1000;
+}
+
 /*
  * nestord turns the session disconnected if this worker stops renewing (it
  * died). The renewal never waits for nestord: it is sent, and its answer
@@ -103,9 +144,16 @@ static void renew_lease(struct gw_peer *p)
 {
 	if (!p->leased[0] || now_ms() < p->next_lease_ms)
 		return;
-	if (p->lease_call.fd >= 0 && httpc_call_read(&p->lease_call, NULL) == 0)
-		httpc_call_cancel(&p->lease_call); /* a second without an answer: give up on it */
+	if (p->lease_call.fd >= 0) {
+		struct gw_ending e;
+		int r = gw_bapi_lease_read(&p->lease_call, p->leased, &e);
+		if (r == -EAGAIN)
+			httpc_call_cancel(&p->lease_call); /* a second without an answer: give up */
+		else if (r == 0)
+			ending_news(p, &e);
+	}
 	const char *ids[1] = {p->leased};
+	p->lease_sent_ms = now_ms();
 	gw_bapi_lease_start(&p->lease_call, p->gw->cfg.api_socket, p->gw->id, ids, 1);
 	p->next_lease_ms = now_ms() + LEASE_EVERY_MS;
 }
@@ -434,7 +482,13 @@ draw:
 static void report_activity(struct gw_peer *p)
 {
 	int64_t now = now_ms();
-	if (p->phase == PH_GUEST && now - p->last_activity_ms >= ACTIVITY_MS) {
+	/* input ends an idle warning: nestord is told at once, the banner goes now */
+	bool idle = p->ending.set && !strcmp(p->ending.why, "idle");
+	if (idle) {
+		p->ending.set = false;
+		p->banner_next_ms = 0;
+	}
+	if (p->phase == PH_GUEST && (idle || now - p->last_activity_ms >= ACTIVITY_MS)) {
 		p->last_activity_ms = now;
 		gw_bapi_post(p->gw->cfg.api_socket, p->sess.id, p->grant, "activity");
 	}
@@ -733,6 +787,10 @@ static DWORD next_timeout(struct gw_peer *p, bool more)
 	case PH_FAIL:
 		DUE(p->fail_until_ms + 1);
 		break;
+	case PH_GUEST:
+		if (p->ending.set || p->banner.pixels) /* the banner's next second */
+			DUE(p->banner_next_ms);
+		break;
 	default:
 		break;
 	}
@@ -887,6 +945,7 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 			break;
 		case PH_GUEST:
 			p->backend->pump(p); /* gone: the backend put up the fail screen */
+			banner_tick(p);
 			break;
 		case PH_FAIL:
 			if (now_ms() > p->fail_until_ms)

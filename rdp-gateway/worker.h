@@ -63,6 +63,15 @@ struct gw_peer {
 	bool suppress;
 	int64_t last_frame_ms;
 	bool need_resize;
+	/* the banner of an announced end, over the top rows (NULL pixels: not shown) */
+	struct gw_fb banner; /* what it shows */
+	struct gw_fb under;  /* what it covers: the guest's pixels, put back when it goes */
+
+	/* the announced end (worker.c): from the lease's answers */
+	struct gw_ending ending;
+	int64_t ending_at_ms;	/* when it comes, on our clock */
+	int64_t banner_next_ms; /* when the banner's seconds change */
+	int64_t lease_sent_ms;	/* the renewal in flight was asked then */
 
 	/* the login and wait phases (worker.c) */
 	struct gw_login login;
@@ -178,6 +187,10 @@ void gw_screen_guest_resize(struct gw_peer *p, int w, int h);
 void gw_screen_draw_login(struct gw_peer *p);
 void gw_screen_draw_wait(struct gw_peer *p);
 void gw_screen_draw_message(struct gw_peer *p, const char *title, const char *msg);
+/* The banner of an announced end (draw.h) across the top: shown, or redrawn with new text. */
+int gw_screen_banner(struct gw_peer *p, const char *countdown, const char *message);
+/* The banner goes; what it covered comes back (RESTORE), or is left to be drawn over. */
+void gw_screen_banner_off(struct gw_peer *p, bool restore);
 
 /* rail.c: the RemoteApp server side */
 

@@ -13,6 +13,8 @@
  *  - a second factor (pam_oath): a client sending only the password is
  *    asked for the one-time code on the login screen, and the code typed
  *    signs the user in;
+ *  - an administrator's end announced 20 s ahead: a banner over the top of
+ *    the client's window counts down, then the session ends;
  *  - the gateway's /metrics count the connections, their handshakes and
  *    first guest frames, and pass promtool's check; a crashed worker is
  *    counted and leaves no connection in the gauge.
@@ -988,6 +990,88 @@ static void test_hostile_guest(void)
 	stop_pid(&c);
 }
 
+#define BANNER_RGB 0xf5b301u /* draw.h's GW_BANNER_BG */
+
+struct banner_probe {
+	int x, y, w, h;	   /* the client's window */
+	unsigned long sum; /* what the banner's first text row showed, last time */
+};
+
+/* The client's window shows the banner across its top, and the guest below it. */
+static bool banner_shown(void *arg)
+{
+	struct banner_probe *b = arg;
+	if (!window_geometry("-id $(xdotool search --name 'FreeRDP:' | head -1)", &b->x, &b->y,
+			     &b->w, &b->h) ||
+	    b->w < 100 || b->h < 100)
+		return false;
+	/* its background at both ends of its top rows (the text starts 6 pixels in) */
+	return pixel_is(b->x + 2, b->y + 2, BANNER_RGB) &&
+	       pixel_is(b->x + b->w - 3, b->y + 2, BANNER_RGB) &&
+	       !pixel_is(b->x + b->w / 2, b->y + b->h - 10, BANNER_RGB);
+}
+
+/* The banner's countdown row changed since the last look. */
+static bool countdown_moved(void *arg)
+{
+	struct banner_probe *b = arg;
+	int sw, shh;
+	uint8_t *scr = screen_rgb(&sw, &shh);
+	unsigned long sum = 0;
+	for (int y = b->y + 6; scr && y < b->y + 22 && y < shh; y++)
+		for (int x = b->x; x < b->x + 200 && x < sw; x++)
+			sum = sum * 31 + scr[((size_t)y * sw + x) * 3];
+	free(scr);
+	bool moved = b->sum && sum != b->sum;
+	b->sum = sum;
+	return moved;
+}
+
+/*
+ * An administrator ends a connected session in 20 s with a message
+ * (nestorctl): the session's JSON says so, the banner appears in the
+ * client's window within a few seconds and counts down, and the session
+ * ends when the time is up.
+ */
+static void test_end_warning(void)
+{
+	pid_t c = xfreerdp("frank", "frank-pw", NULL, xflog);
+	CHECK(wait_for(has_session, "frank", 20000));
+	char id[64];
+	CHECK(session_of("frank", id, sizeof(id), NULL));
+	CHECK(wait_state(&d, id, "connected", 60000));
+	struct banner_probe b = {0};
+	CHECK_MSG(!banner_shown(&b), "a banner before any end was announced");
+	int64_t t0 = util_now_ms();
+	int st = sh("%s/broker/nestorctl --socket %s session end %s --in 20 "
+		    "--message 'Maintenance at noon: save your work' >/dev/null",
+		    getenv("NESTOR_BUILD"), d.sock, id);
+	CHECK_MSG(st == 0, "nestorctl session end --in: status %d", st);
+	json_object *o = NULL, *e = NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	CHECK(api(&d, "GET", path, NULL, &o) == 200);
+	CHECK_STR(jget(o, "state"), "connected");
+	CHECK(json_object_object_get_ex(o, "ending", &e));
+	CHECK_STR(jget(e, "why"), "admin");
+	CHECK_STR(jget(e, "message"), "Maintenance at noon: save your work");
+	CHECK_MSG(jint(e, "in_s") >= 18 && jint(e, "in_s") <= 20, "in_s %lld", jint(e, "in_s"));
+	json_object_put(o);
+	CHECK_MSG(wait_for(banner_shown, &b, 8000), "the banner in the client's window");
+	fprintf(stderr, "end announced: the banner shown after %.1f s\n",
+		(util_now_ms() - t0) / 1000.0);
+	countdown_moved(&b);
+	CHECK_MSG(wait_for(countdown_moved, &b, 3000), "the banner's countdown moves");
+	CHECK(wait_state(&d, id, "ended", 30000));
+	double took = (util_now_ms() - t0) / 1000.0;
+	fprintf(stderr, "end announced: ended after %.1f s\n", took);
+	CHECK_MSG(took >= 19.5 && took < 26, "ended after %.1f s", took);
+	CHECK(api(&d, "GET", path, NULL, &o) == 200);
+	CHECK_STR(jget(o, "end_reason"), "ended by request: Maintenance at noon: save your work");
+	json_object_put(o);
+	stop_pid(&c);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1038,6 +1122,7 @@ int main(void)
 		test_totp();
 	if (!totp_only && (!only || strcmp(only, "rdp"))) {
 		test_desktop();
+		test_end_warning();
 		test_metrics();
 		test_remoteapp();
 		test_wrong_password();

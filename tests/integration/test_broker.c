@@ -2,8 +2,9 @@
  * nestord for real: real sqlite, real PAM (pam_wrapper + pam_matrix), real
  * QEMU test guests. Authentication and throttling; connect -> ready with a
  * long-poll; reconnect; a session cap with a queue; max_starting
- * serializing starts; kill -9 and restart; malformed requests and the API
- * corpus replay; graceful shutdown.
+ * serializing starts; kill -9 and restart; announced ends (idle warnings,
+ * an administrator's end with a message, across a restart); malformed
+ * requests and the API corpus replay; graceful shutdown.
  */
 #include "api_parse.h"
 #include "check.h"
@@ -404,6 +405,156 @@ static void test_lease(void)
 	end_session(id);
 }
 
+/* Session ID's "ending" (a new reference to the session in *S), or NULL without one. */
+static json_object *ending_of(const char *id, json_object **s)
+{
+	char path[128];
+	json_object *e = NULL;
+	snprintf(path, sizeof(path), "/v1/sessions/%s", id);
+	*s = NULL;
+	CHECK(api(&d, "GET", path, NULL, s) == 200);
+	return json_object_object_get_ex(*s, "ending", &e) ? e : NULL;
+}
+
+/* Gateway gw1 renews ID's lease: its answer's "ending" for ID (in *ANSWER), or NULL. */
+static json_object *lease_ending(const char *id, json_object **answer)
+{
+	char body[128];
+	json_object *all = NULL, *e = NULL;
+	snprintf(body, sizeof(body), "{\"sessions\":[\"%s\"]}", id);
+	*answer = NULL;
+	CHECK(api(&d, "POST", "/v1/gateways/gw1/lease", body, answer) == 200);
+	CHECK(jint(*answer, "held") == 1);
+	CHECK(json_object_object_get_ex(*answer, "ending", &all));
+	return json_object_object_get_ex(all, id, &e) ? e : NULL;
+}
+
+/*
+ * Fair warnings ([sessions] warn_before = 4; image "quick": idle 6 s): an
+ * idle connected session is warned after 2 s without input, in its JSON and
+ * in its gateway's lease answer, and input clears it; an administrator's end
+ * in 60 s is announced with its message and outlives a restart of nestord;
+ * one in 3 s replaces it, and the session ends then.
+ */
+static void test_warnings(void)
+{
+	char src[512], dst[512], body[1024];
+	snprintf(src, sizeof(src), "%s/base.qcow2", testenv_guest_dir());
+	snprintf(dst, sizeof(dst), "%s/quick.qcow2", d.dir);
+	size_t len = 0;
+	char *data = testenv_slurp(src, &len);
+	FILE *f = data ? fopen(dst, "wb") : NULL;
+	CHECK(f && fwrite(data, 1, len, f) == len && fclose(f) == 0);
+	free(data);
+	snprintf(body, sizeof(body),
+		 "{\"name\":\"quick\",\"base\":\"%s\",\"kernel\":\"%s/vmlinuz\","
+		 "\"initrd\":\"%s/initrd.gz\",\"append\":\"console=ttyS0 quiet panic=-1\","
+		 "\"memory_mb\":256,\"ready\":\"serial:NESTOR-READY\",\"idle\":6}",
+		 dst, testenv_guest_dir(), testenv_guest_dir());
+	CHECK(api(&d, "POST", "/v1/images", body, NULL) == 201);
+	CHECK(api(&d, "POST", "/v1/apps",
+		  "{\"alias\":\"quick\",\"image\":\"quick\",\"title\":\"Q\"}", NULL) == 201);
+	json_object *s = NULL, *a = NULL, *e;
+	CHECK(connect_("dave", "quick", &s) == 200);
+	char id[64], path[256];
+	snprintf(id, sizeof(id), "%s", jget(s, "id"));
+	json_object_put(s);
+	CHECK(wait_state(&d, id, "ready", 60000));
+	snprintf(path, sizeof(path), "/v1/sessions/%s/attach", id);
+	CHECK(api(&d, "POST", path, "{\"gateway\":\"gw1\"}", NULL) == 200);
+	int64_t t0 = util_now_ms();
+	CHECK(!ending_of(id, &s));
+	json_object_put(s);
+
+	/* idle: announced after idle - warn_before = 2 s, with the idle timeout's end */
+	bool seen = false;
+	while (!seen && util_now_ms() - t0 < 5000) {
+		e = lease_ending(id, &a);
+		if (e) {
+			seen = true;
+			CHECK_STR(jget(e, "why"), "idle");
+			CHECK(strstr(jget(e, "message"), "idle") != NULL);
+			CHECK_MSG(jint(e, "in_s") >= 1 && jint(e, "in_s") <= 4, "in_s %lld",
+				  jint(e, "in_s"));
+		}
+		json_object_put(a);
+		usleep(200000);
+	}
+	double after = (util_now_ms() - t0) / 1000.0;
+	CHECK_MSG(seen && after >= 1.9, "idle warning %s after %.1f s", seen ? "seen" : "not seen",
+		  after);
+	e = ending_of(id, &s);
+	CHECK(e && !strcmp(jget(e, "why"), "idle"));
+	json_object_put(s);
+	/* input clears it */
+	snprintf(path, sizeof(path), "/v1/sessions/%s/activity", id);
+	CHECK(api(&d, "POST", path, NULL, NULL) == 200);
+	CHECK(!ending_of(id, &s));
+	json_object_put(s);
+	CHECK(!lease_ending(id, &a));
+	json_object_put(a);
+
+	/* an administrator's end in 60 s: announced with its message, kept across a restart */
+	snprintf(path, sizeof(path), "/v1/sessions/%s?in=60&message=Maintenance%%20at%%20noon", id);
+	CHECK(api(&d, "DELETE", path, NULL, &s) == 200);
+	CHECK_STR(jget(s, "state"), "connected");
+	CHECK(json_object_object_get_ex(s, "ending", &e));
+	CHECK_STR(jget(e, "why"), "admin");
+	CHECK_STR(jget(e, "message"), "Maintenance at noon");
+	CHECK(jint(e, "in_s") == 60);
+	json_object_put(s);
+	e = lease_ending(id, &a);
+	CHECK(e && !strcmp(jget(e, "why"), "admin") && jint(e, "in_s") <= 60);
+	json_object_put(a);
+	nestord_stop(&d, SIGKILL, 5000);
+	CHECK(nestord_start(&d));
+	e = NULL;
+	for (int i = 0; i < 50 && !e; i++) {
+		e = lease_ending(id, &a); /* the lease keeps it connected (and its input fresh) */
+		if (!e) {
+			json_object_put(a);
+			usleep(100000);
+		}
+	}
+	CHECK_MSG(e && !strcmp(jget(e, "why"), "admin") &&
+		      !strcmp(jget(e, "message"), "Maintenance at noon") && jint(e, "in_s") > 40 &&
+		      jint(e, "in_s") <= 60,
+		  "after a restart: %s", e ? json_object_to_json_string(e) : "no ending");
+	json_object_put(a);
+	snprintf(path, sizeof(path), "/v1/sessions/%s/activity", id);
+	CHECK(api(&d, "POST", path, NULL, NULL) == 200);
+
+	/* malformed: refused, the announced end unchanged */
+	snprintf(path, sizeof(path), "/v1/sessions/%s?in=3&message=bad%%0Aline", id);
+	CHECK(api(&d, "DELETE", path, NULL, NULL) == 400);
+	/* in 3 s, replacing it: the session ends then */
+	snprintf(path, sizeof(path), "/v1/sessions/%s?in=3&message=Now%%20really", id);
+	int64_t t1 = util_now_ms();
+	CHECK(api(&d, "DELETE", path, NULL, &s) == 200);
+	CHECK(json_object_object_get_ex(s, "ending", &e));
+	CHECK_STR(jget(e, "why"), "admin");
+	CHECK_STR(jget(e, "message"), "Now really");
+	CHECK(jint(e, "in_s") == 3);
+	json_object_put(s);
+	while (util_now_ms() - t1 < 2000) { /* still on, warned, its gateway renewing */
+		e = lease_ending(id, &a);
+		CHECK(e && !strcmp(jget(e, "message"), "Now really"));
+		json_object_put(a);
+		usleep(400000);
+	}
+	CHECK(wait_state(&d, id, "ended", 10000));
+	double took = (util_now_ms() - t1) / 1000.0;
+	CHECK_MSG(took >= 2.9 && took < 7, "ended %.1f s after the announcement", took);
+	fprintf(stderr, "announced end: ended after %.1f s\n", took);
+	CHECK(!ending_of(id, &s));
+	CHECK_STR(jget(s, "end_reason"), "ended by request: Now really");
+	json_object_put(s);
+	a = NULL;
+	CHECK(api(&d, "GET", "/v1/audit?limit=200", NULL, &a) == 200);
+	CHECK(strstr(json_object_to_json_string(a), "session-end-announced") != NULL);
+	json_object_put(a);
+}
+
 /* Raw bytes from the corpus straight onto the socket; nestord must survive all. */
 /* Who may call what (SO_PEERCRED roles), by the route table itself. */
 struct route_case {
@@ -608,7 +759,7 @@ int main(void)
 	testenv_guest_dir();
 	nestord_setup(&d, "broker", USERS,
 		      "[auth]\nmax_failures = 3\nwindow = 300\nlockout = 600\n"
-		      "[sessions]\nstop_grace = 1\n[caps]\nmax_starting = 4\n"
+		      "[sessions]\nstop_grace = 1\nwarn_before = 4\n[caps]\nmax_starting = 4\n"
 		      "[images]\nauto_template = false\n" /* cold starts only: caps are exact */
 		      "[nestord]\napi_group = nogroup\nadmin_group = staff\n");
 	if (!nestord_start(&d)) {
@@ -623,6 +774,7 @@ int main(void)
 	test_crash_restart();
 	test_malformed();
 	test_lease();
+	test_warnings();
 	test_roles();
 	test_corpus();
 

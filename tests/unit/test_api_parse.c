@@ -24,6 +24,7 @@ struct tcase {
 #define IMG "\"name\":\"x\",\"base\":\"/b.qcow2\",\"memory_mb\":64"
 #define USE_ACCEL "use GET /v1/accel or POST /v1/accel/probe"
 
+#define MSG_BAD "message must be printable UTF-8 of at most 200 bytes"
 static const struct tcase cases[] = {
     /* paths */
     {"GET", "/v1/status", NULL, 0, NULL, API_STATUS},
@@ -123,6 +124,19 @@ static const struct tcase cases[] = {
     {"GET", "/v1/sessions/abc?wait=ready&timeout=1s", NULL, 400, "timeout must be 0..60 seconds",
      API_NONE},
     {"DELETE", "/v1/sessions/abc", NULL, 0, NULL, API_SESSION_END},
+    {"DELETE", "/v1/sessions/abc?in=604800", NULL, 0, NULL, API_SESSION_END},
+    {"DELETE", "/v1/sessions/abc?in=604801", NULL, 400, "in must be 0..604800 seconds", API_NONE},
+    {"DELETE", "/v1/sessions/abc?in=5m", NULL, 400, "in must be 0..604800 seconds", API_NONE},
+    {"DELETE", "/v1/sessions/abc?in=-1", NULL, 400, "in must be 0..604800 seconds", API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=line%0Abreak", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=%7F", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=%C3", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=%C0%AF", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=%ED%A0%80", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=%C2%85", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=%F4%90%80%80", NULL, 400, MSG_BAD, API_NONE},
+    {"DELETE", "/v1/sessions/abc?message=caf%C3%A9%20%E2%82%AC%20%F0%9F%99%82", NULL, 0, NULL,
+     API_SESSION_END},
     {"POST", "/v1/sessions/abc/attach", NULL, 0, NULL, API_ATTACH},
     {"POST", "/v1/sessions/abc/attach", "{}", 0, NULL, API_ATTACH},
     {"POST", "/v1/sessions/abc/attach", "{\"gateway\":\"gw-1\"}", 0, NULL, API_ATTACH},
@@ -294,6 +308,16 @@ static void test_values(void)
 		    sizeof(err)) == 0);
 	CHECK(r.param == API_P_GATEWAY && check_streq(r.name, "gw-1"));
 	api_req_free(&r);
+	CHECK(parse("DELETE", "/v1/sessions/s1", NULL, &r, err, sizeof(err)) == 0);
+	CHECK(r.end_in == 0 && !r.message[0]);
+	CHECK(parse("DELETE", "/v1/sessions/s1?in=300&message=Save+your%20work%2C%20please", NULL,
+		    &r, err, sizeof(err)) == 0);
+	CHECK(r.end_in == 300 && check_streq(r.message, "Save your work, please"));
+	char uri[400];
+	snprintf(uri, sizeof(uri), "/v1/sessions/s1?in=1&message=%0200d", 0);
+	CHECK(parse("DELETE", uri, NULL, &r, err, sizeof(err)) == 0 && strlen(r.message) == 200);
+	snprintf(uri, sizeof(uri), "/v1/sessions/s1?in=1&message=%0201d", 0);
+	CHECK(parse("DELETE", uri, NULL, &r, err, sizeof(err)) == 400);
 	CHECK(parse("DELETE", "/v1/apps/ledger", NULL, &r, err, sizeof(err)) == 0);
 	CHECK(r.param == API_P_APP && check_streq(r.name, "ledger"));
 	CHECK(parse("POST", "/v1/images/demo/template", NULL, &r, err, sizeof(err)) == 0);

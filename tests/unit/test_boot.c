@@ -307,8 +307,50 @@ static void test_config(void)
 	rmdir(dir);
 }
 
+/* Durations as nestorctl's --in takes them: a number, then s, m or h. */
+static void test_duration(void)
+{
+	static const struct {
+		const char *in;
+		unsigned max;
+		int want;
+		unsigned seconds;
+	} durations[] = {
+	    {"300", 1000, 0, 300},
+	    {"300s", 1000, 0, 300},
+	    {"5m", 1000, 0, 300},
+	    {"2h", 7200, 0, 7200},
+	    {"0", 10, 0, 0},
+	    {"0m", 10, 0, 0},
+	    {"2h", 7199, -EINVAL, 0},
+	    {"17m", 1000, -EINVAL, 0},
+	    {"", 10, -EINVAL, 0},
+	    {"m", 10, -EINVAL, 0},
+	    {"5x", 1000, -EINVAL, 0},
+	    {"5mm", 1000, -EINVAL, 0},
+	    {"-5", 1000, -EINVAL, 0},
+	    {" 5", 1000, -EINVAL, 0},
+	    {"5 m", 1000, -EINVAL, 0},
+	    {"99999999999999999999", 1000, -EINVAL, 0},
+	    {"4294967296h", 4294967295u, -EINVAL, 0},
+	};
+	for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+		unsigned got = 12345;
+		int r = boot_duration(durations[i].in, durations[i].max, &got);
+		CHECK_MSG(r == durations[i].want, "duration '%s': %d, want %d", durations[i].in, r,
+			  durations[i].want);
+		if (r == 0)
+			CHECK_MSG(got == durations[i].seconds, "duration '%s': %u s, want %u",
+				  durations[i].in, got, durations[i].seconds);
+		else
+			CHECK_MSG(got == 12345, "duration '%s': written on failure",
+				  durations[i].in);
+	}
+}
+
 int main(void)
 {
+	test_duration();
 	test_parse();
 	test_config();
 	return check_done("test_boot");

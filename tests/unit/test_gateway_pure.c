@@ -253,6 +253,63 @@ static void test_draw(void)
 	gw_font_free(&f);
 }
 
+/* The banner of an announced end: its countdown, its cut message, its size and colours. */
+static void test_banner(void)
+{
+	struct gw_font f;
+	gw_font_boxes(&f); /* 8 x 16 cells: the layout, whatever font is installed */
+	static const struct {
+		long long left;
+		const char *want;
+	} counts[] = {
+	    {0, "This session is ending now."},	     {-3, "This session is ending now."},
+	    {1, "This session ends in 0:01."},	     {59, "This session ends in 0:59."},
+	    {120, "This session ends in 2:00."},     {3599, "This session ends in 59:59."},
+	    {3600, "This session ends in 1:00:00."}, {90061, "This session ends in 25:01:01."},
+	};
+	char out[64];
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		gw_banner_countdown(out, sizeof(out), counts[i].left);
+		CHECK_MSG(!strcmp(out, counts[i].want), "%lld s: '%s'", counts[i].left, out);
+	}
+	/* a 8 * 10 + 12 pixels wide banner holds 10 characters */
+	static const struct {
+		unsigned width;
+		const char *in, *want;
+	} fits[] = {
+	    {92, "0123456789", "0123456789"},
+	    {92, "0123456789A", "0123456..."},
+	    {91, "0123456789", "012345..."},
+	    {92, "caf\xc3\xa9 \xc3\xa9t\xc3\xa9 longer", "caf\xc3\xa9 \xc3\xa9t..."},
+	    {92, "", ""},
+	    {36, "abcd", "abc"}, /* 3 cells: no room for a cut mark and a character */
+	    {36, "abc", "abc"},
+	    {44, "abcde", "a..."},
+	    {20, "abcd", "a"}, /* 1 cell */
+	    {0, "abcd", ""},
+	};
+	for (size_t i = 0; i < sizeof(fits) / sizeof(fits[0]); i++) {
+		gw_banner_fit(&f, fits[i].width, fits[i].in, out, sizeof(out));
+		CHECK_MSG(!strcmp(out, fits[i].want), "fit '%s' in %u: '%s'", fits[i].in,
+			  fits[i].width, out);
+	}
+	/* the output's own size bounds it too, on a character's boundary */
+	char small[8];
+	gw_banner_fit(&f, 1000, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", small, sizeof(small));
+	CHECK_MSG(!strcmp(small, "\xc3\xa9\xc3\xa9..."), "small: '%s'", small);
+	/* two lines in one row of tiles, the banner's colour everywhere but the text */
+	CHECK(gw_banner_height(&f) == 50 && gw_banner_height(&f) <= 64);
+	struct gw_fb fb;
+	CHECK(gw_fb_init(&fb, 300, gw_banner_height(&f)) == 0);
+	gw_draw_banner(&fb, &f, "This session ends in 2:00.", "Maintenance: save your work");
+	unsigned bg = count(&fb, GW_BANNER_BG), fg = count(&fb, GW_BANNER_FG);
+	CHECK_MSG(fg > 500 && bg > fb.width * fb.height / 2, "fg %u bg %u", fg, bg);
+	CHECK(count(&fb, GW_BANNER_EDGE) == 2 * fb.width);
+	CHECK(bg + fg + count(&fb, GW_BANNER_EDGE) == fb.width * fb.height);
+	gw_fb_finish(&fb);
+	gw_font_free(&f);
+}
+
 /* The exposition holds LINE exactly (a whole line). */
 static bool has_line(const char *text, const char *line)
 {
@@ -394,6 +451,7 @@ int main(void)
 	test_login_code();
 	test_config();
 	test_draw();
+	test_banner();
 	test_metrics();
 	/* per-address limits: IPv4 as is, IPv6 by its /64 */
 	static const char *const keys[][2] = {
