@@ -4,9 +4,9 @@
  * through the form (tests/portal/browser.py) with screenshots.
  *  - sign in: the form, a wrong password (401, audited), the right one (a
  *    Secure HttpOnly SameSite cookie), the throttle (429);
- *  - the apps page: every app, the user's own session with its state, and
- *    never another user's; ending your own session (CSRF checked), not
- *    someone else's; signing out ends the cookie;
+ *  - the apps page: every app, the user's own session with its state and an
+ *    administrator's announced end with its message, and never another user's; ending your own
+ * session (CSRF checked), not someone else's; signing out ends the cookie;
  *  - .rdp files: RemoteApp mode, the entry address, the user, no NLA;
  *    by cookie or HTTP Basic; 401 without, 404 for an unknown app;
  *  - the RD web feed: 401 and a Basic challenge without credentials, the
@@ -237,6 +237,14 @@ static void test_apps(void)
 	CHECK(r.status == 200 && !has(&r, id) && !has(&r, "End session"));
 	resp_free(&r);
 
+	/* an administrator's end, announced: the portal shows it with its message */
+	char ann[128];
+	snprintf(ann, sizeof(ann), "/v1/sessions/%s?in=300&message=Patch%%20night", id);
+	CHECK(api(&d, "DELETE", ann, NULL, NULL) == 200);
+	r = req("GET", "/", alice, NULL, NULL, NULL);
+	CHECK_MSG(has(&r, "Ends in 5:00: Patch night") || has(&r, "Ends in 4:59: Patch night"),
+		  "%s", r.body);
+	resp_free(&r);
 	CHECK(csrf_of(alice, csrf_a) && csrf_of(bob, csrf_b));
 	CHECK(strcmp(csrf_a, csrf_b) != 0);
 	char path[128], body[128];

@@ -647,7 +647,7 @@ static void test_refusals(void)
 	static const enum api_route granted[] = {API_SESSION, API_ATTACH, API_DETACH, API_GUEST,
 						 API_ACTIVITY};
 	/* the portal's, for a signed-in user's token (the handlers check it) */
-	static const enum api_route user[] = {API_ME, API_SIGNOUT, API_MY_END};
+	static const enum api_route user[] = {API_ME, API_SIGNOUT, API_MY_END, API_MY_LAUNCH};
 	for (size_t i = 0; i < ARRAY_LEN(user); i++)
 		CHECK(api_route_who(user[i]) == API_WHO_USER);
 	for (size_t i = 0; i < ARRAY_LEN(gateway); i++)
@@ -674,6 +674,11 @@ static void test_refusals(void)
 	      t.route == API_MY_END && t.param == API_P_SESSION && !strcmp(t.name, "abc"));
 	api_req_free(&t);
 	CHECK(api_parse("PUT", "/v1/me", NULL, 0, &t, terr, sizeof(terr)) == 405);
+	CHECK(api_parse("POST", "/v1/me/launch/ledger?token=00ff", NULL, 0, &t, terr,
+			sizeof(terr)) == 0 &&
+	      t.route == API_MY_LAUNCH && t.param == API_P_APP && !strcmp(t.name, "ledger"));
+	api_req_free(&t);
+	CHECK(api_parse("GET", "/v1/me/launch/ledger", NULL, 0, &t, terr, sizeof(terr)) == 405);
 	/* a grant goes with the session routes only, and must look like one */
 	struct api_req q;
 	char err[256];
