@@ -30,15 +30,7 @@ frame_rate = $rate"
 for _ in $(seq 100); do [ -s "$work/gw/tls.key" ] && break; sleep 0.1; done
 "$build/portal/nestor-portal" --config "$work/gateway.conf" 2>"$work/portal.log" &
 pt=$!
-cp "$guest/rdp-base.qcow2" "$work/rdp.qcow2"
-echo guest-pw > "$work/guest-pw"
-"$ctl" images add xp --base "$work/rdp.qcow2" --memory 384 --kernel "$guest/rdp-vmlinuz" \
-	--initrd "$guest/rdp-initrd.gz" \
-	--append "console=ttyS0 quiet panic=-1 nestor.rdpsec=rdp nestor.rdpuser=guestacct nestor.rdppass=guest-pw" \
-	--backend rdp --rdp-port 3389 --rdp-security rdp --guest-user guestacct \
-	--guest-password-file "$work/guest-pw" >/dev/null
-"$ctl" apps add xp --image xp --title "XP (test RDP server)" >/dev/null
-"$ctl" images template xp >/dev/null
+bench_rdp_app
 {
 	echo "# browser_bench, $(date -u +%Y-%m-%d), $(nproc) cores, gateway frame_rate = $rate"
 	echo "# RDP (the gateway's own client library, bench/proxy_bench.c):"
@@ -48,4 +40,3 @@ echo guest-pw > "$work/guest-pw"
 	/usr/bin/python3 "$top/bench/browser_bench.py" --port $pport --user bench \
 		--password bench-pw --app xp --keys 50 --seconds 5
 } | tee "$out/browser-$rate.txt"
-kill "$pt" 2>/dev/null || true

@@ -7,6 +7,8 @@
 #   bench_start USERS NESTORD_CONF GATEWAY_CONF
 #                                  USERS: "user:password" lines; the two
 #                                  strings: extra config sections
+#   bench_rdp_app                  app "xp": the rdp test guest (its own RDP
+#                                  server, account guestacct), from a template
 bench_env() {
 	top=$(cd "$(dirname "$0")/.." && pwd)
 	build=$(cd "${2:-$top/build}" && pwd)
@@ -21,6 +23,7 @@ bench_env() {
 bench_cleanup() {
 	[ -n "${gw:-}" ] && kill "$gw" 2>/dev/null || true
 	[ -n "${brk:-}" ] && kill "$brk" 2>/dev/null || true
+	[ -n "${pt:-}" ] && kill "$pt" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }
@@ -41,4 +44,16 @@ bench_start() {
 	for _ in $(seq 100); do "$ctl" status >/dev/null 2>&1 && break; sleep 0.1; done
 	"$build/rdp-gateway/nestor-gateway" --config "$work/gateway.conf" 2>"$work/gateway.log" &
 	gw=$!
+}
+
+bench_rdp_app() {
+	cp "$guest/rdp-base.qcow2" "$work/rdp.qcow2"
+	echo guest-pw > "$work/guest-pw"
+	"$ctl" images add xp --base "$work/rdp.qcow2" --memory 384 --kernel "$guest/rdp-vmlinuz" \
+		--initrd "$guest/rdp-initrd.gz" \
+		--append "console=ttyS0 quiet panic=-1 nestor.rdpsec=rdp nestor.rdpuser=guestacct nestor.rdppass=guest-pw" \
+		--backend rdp --rdp-port 3389 --rdp-security rdp --guest-user guestacct \
+		--guest-password-file "$work/guest-pw" >/dev/null
+	"$ctl" apps add xp --image xp --title "XP (test RDP server)" >/dev/null
+	"$ctl" images template xp >/dev/null
 }

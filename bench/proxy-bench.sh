@@ -20,15 +20,7 @@ auto_template = false
 stop_grace = 1" "[display]
 remotefx = false
 frame_rate = $rate"
-cp "$guest/rdp-base.qcow2" "$work/rdp.qcow2"
-echo guest-pw > "$work/guest-pw"
-"$ctl" images add xp --base "$work/rdp.qcow2" --memory 384 --kernel "$guest/rdp-vmlinuz" \
-	--initrd "$guest/rdp-initrd.gz" \
-	--append "console=ttyS0 quiet panic=-1 nestor.rdpsec=rdp nestor.rdpuser=guestacct nestor.rdppass=guest-pw" \
-	--backend rdp --rdp-port 3389 --rdp-security rdp --guest-user guestacct \
-	--guest-password-file "$work/guest-pw" >/dev/null
-"$ctl" apps add xp --image xp --title "XP (test RDP server)" >/dev/null
-"$ctl" images template xp >/dev/null
+bench_rdp_app
 {
 	echo "# proxy_bench, $(date -u +%Y-%m-%d), $(nproc) cores, gateway frame_rate = $rate"
 	"$build/bench/proxy_bench" --socket "$NESTOR_SOCKET" --gateway 127.0.0.1:$port \
