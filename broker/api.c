@@ -867,9 +867,12 @@ static void h_session(HANDLER_ARGS)
 /* DELETE /v1/sessions/ID[?in=SECONDS&message=TEXT]: now, or announced and then. */
 static void h_session_end(HANDLER_ARGS)
 {
-	if (r->end_in || r->message[0])
-		brk_session_end_in(api->b, s, r->end_in, r->message);
-	else
+	if ((r->end_in || r->message[0]) &&
+	    brk_session_end_in(api->b, s, r->end_in, r->message) < 0) {
+		reply_err(req, 409, "session %s is already ending", brk_session_id(s));
+		return;
+	}
+	if (!r->end_in && !r->message[0])
 		brk_session_end(api->b, s, "ended by request");
 	session_reply(api, req, 200, s);
 }

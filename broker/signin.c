@@ -31,14 +31,24 @@ static struct signin *find(struct signins *t, const char *token)
 
 int signin_add(struct signins *t, const char *user, int64_t now, char token[SIGNIN_TOKEN_LEN + 1])
 {
-	struct signin *slot = NULL;
-	for (size_t i = 0; i < SIGNIN_MAX && (!slot || slot->token[0]); i++) {
+	/* a free or expired slot, else the stalest; but never more than SIGNIN_PER_USER of
+	 * USER's own: then USER's stalest (one account cannot push everyone out) */
+	struct signin *slot = NULL, *mine = NULL;
+	unsigned n_mine = 0;
+	for (size_t i = 0; i < SIGNIN_MAX; i++) {
 		struct signin *s = &t->e[i];
 		if (s->token[0] && expired(s, now))
 			memset(s, 0, sizeof(*s));
-		if (!slot || !s->token[0] || s->used_ms < slot->used_ms)
+		if (s->token[0] && !strcmp(s->user, user)) {
+			n_mine++;
+			if (!mine || s->used_ms < mine->used_ms)
+				mine = s;
+		}
+		if (!slot || (slot->token[0] && (!s->token[0] || s->used_ms < slot->used_ms)))
 			slot = s;
 	}
+	if (n_mine >= SIGNIN_PER_USER)
+		slot = mine;
 	if (util_random_hex(token, SIGNIN_TOKEN_LEN / 2) < 0)
 		return -EIO;
 	memset(slot, 0, sizeof(*slot));
@@ -82,16 +92,23 @@ unsigned signin_expires_s(const struct signins *t, const char *token, int64_t no
 int launch_add(struct launches *t, const char *user, const char *app, int64_t now,
 	       char ticket[SIGNIN_TOKEN_LEN + 1])
 {
-	struct launch *slot = &t->e[0];
+	struct launch *slot = NULL, *mine = NULL;
+	unsigned n_mine = 0;
 	for (size_t i = 0; i < LAUNCH_MAX; i++) {
 		struct launch *l = &t->e[i];
-		if (!l->ticket[0] || l->until_ms <= now) {
-			slot = l;
-			break;
+		if (l->ticket[0] && l->until_ms <= now)
+			memset(l, 0, sizeof(*l));
+		if (l->ticket[0] && !strcmp(l->user, user)) {
+			n_mine++;
+			if (!mine || l->until_ms < mine->until_ms)
+				mine = l;
 		}
-		if (l->until_ms < slot->until_ms)
-			slot = l; /* full: the one closest to its end goes */
+		/* free first, else the one closest to its end */
+		if (!slot || (slot->ticket[0] && (!l->ticket[0] || l->until_ms < slot->until_ms)))
+			slot = l;
 	}
+	if (n_mine >= LAUNCH_PER_USER)
+		slot = mine;
 	if (util_random_hex(ticket, SIGNIN_TOKEN_LEN / 2) < 0)
 		return -EIO;
 	memset(slot, 0, sizeof(*slot));

@@ -18,6 +18,7 @@
 #define SIGNIN_IDLE_S (30 * 60)
 #define SIGNIN_LIFE_S (12 * 60 * 60)
 #define SIGNIN_TOKEN_LEN 64 /* hex characters */
+#define SIGNIN_PER_USER 32  /* one user's sign-ins at most: the oldest goes first */
 
 struct signin {
 	char token[SIGNIN_TOKEN_LEN + 1]; /* "" free */
@@ -49,6 +50,7 @@ unsigned signin_expires_s(const struct signins *t, const char *token, int64_t no
 #define LAUNCH_PREFIX "nestor-launch:"
 #define LAUNCH_MAX 1024
 #define LAUNCH_TTL_S 60
+#define LAUNCH_PER_USER 8
 
 struct launch {
 	char ticket[SIGNIN_TOKEN_LEN + 1]; /* "" free */

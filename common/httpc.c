@@ -44,10 +44,13 @@ int httpc_call_start(struct httpc_call *c, const char *socket_path, const char *
 			  method, path, blen);
 	if (hn < 0 || hn >= (int)sizeof(head))
 		return -ENAMETOOLONG;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking connect: a full backlog is -EAGAIN now, not a wait (the caller's loop) */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	int fl = -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || (fl = fcntl(fd, F_GETFL)) < 0 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -55,7 +58,7 @@ int httpc_call_start(struct httpc_call *c, const char *socket_path, const char *
 	/* A server may refuse early (413) and close: read its answer even if a write failed. */
 	if (write_all(fd, head, (size_t)hn) == 0)
 		write_all(fd, body, blen);
-	int fl = fcntl(fd, F_GETFL);
+	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
 		int e = -errno;
 		close(fd);

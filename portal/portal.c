@@ -101,7 +101,8 @@ enum want {
 
 struct preq {
 	struct portal *pt;
-	struct evhttp_request *req; /* NULL once the client went away */
+	struct evhttp_request *req; /* the request, answered once (then NULL) */
+	bool gone;		    /* its client went away: it is only freed */
 	enum want want;
 	bool basic;	/* signed in by HTTP Basic: sign in first, then the call */
 	bool ico;	/* W_ICON: .ico, else .png */
@@ -220,7 +221,10 @@ static void peer(struct evhttp_request *req, char *out, size_t len)
 
 static void preq_free(struct preq *p)
 {
-	if (p->req)
+	/* libevent keeps a request whose connection failed for us to free */
+	if (p->req && p->gone)
+		evhttp_request_free(p->req);
+	else if (p->req)
 		evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
 	httpc_call_cancel(&p->call);
 	if (p->ev)
@@ -239,7 +243,7 @@ static void preq_free(struct preq *p)
 static void on_client_gone(struct evhttp_connection *c, void *arg)
 {
 	struct preq *p = arg;
-	p->req = NULL; /* evhttp frees it; the answer from nestord is dropped */
+	p->gone = true; /* the answer from nestord is dropped, the request freed */
 }
 
 static void on_call(evutil_socket_t fd, short what, void *arg);
@@ -265,7 +269,7 @@ static int call(struct preq *p, const char *method, const char *path, const char
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct preq *p = arg;
-	if (p->req)
+	if (!p->gone)
 		send_message(p->pt, p->req, 503, "Service Unavailable", "Please try again",
 			     "nestor's broker did not answer in time.");
 	preq_free(p);
@@ -439,13 +443,10 @@ static void launch_page(struct preq *p, json_object *o)
 			     "nestor's broker sent an answer the portal does not understand.");
 		return;
 	}
-	/* the gateway's host: rdp_address's, else the name this page was asked under */
+	/* this host's own gateway: the ticket lives in this host's nestord (a fleet's
+	 * rdp_address, HAProxy, may send the browser elsewhere) */
 	char host[256], ws[600], csp[900];
-	pt_host_name(pt->cfg.portal.rdp_address, host, sizeof(host));
-	if (!host[0] && pt->cfg.portal.rdp_address[0] && !strchr(pt->cfg.portal.rdp_address, ':'))
-		snprintf(host, sizeof(host), "%s", pt->cfg.portal.rdp_address);
-	if (!host[0])
-		snprintf(host, sizeof(host), "%s", p->host[0] ? p->host : pt->cfg.listen);
+	snprintf(host, sizeof(host), "%s", p->host[0] ? p->host : pt->cfg.listen);
 	snprintf(ws, sizeof(ws), "wss://%s:%u/websockify?user=%s&app=%s&ticket=%s", host,
 		 pt->cfg.web_port, user, app, ticket);
 	snprintf(csp, sizeof(csp),
@@ -476,7 +477,7 @@ static void on_call(evutil_socket_t fd, short what, void *arg)
 		return; /* more to come */
 	evtimer_del(p->timer);
 	json_object *o = body ? json_tokener_parse(body) : NULL;
-	if (!p->req)
+	if (p->gone)
 		goto done;
 	if (st < 0) {
 		send_message(pt, p->req, 503, "Service Unavailable", "Please try again",
@@ -505,13 +506,9 @@ static void on_call(evutil_socket_t fd, short what, void *arg)
 		}
 		snprintf(p->token, sizeof(p->token), "%s", token);
 		if (p->want == W_SIGNIN) {
+			/* as long as a sign-in may live: nestord ends it sooner when it is idle */
 			char cookie[256];
-			json_object *e;
-			long long exp = json_object_object_get_ex(o, "expires_s", &e)
-					    ? json_object_get_int64(e)
-					    : 1800;
-			set_cookie(cookie, sizeof(cookie), token,
-				   exp > 0 && exp < 86400 ? (unsigned)exp : 1800);
+			set_cookie(cookie, sizeof(cookie), token, 12 * 3600);
 			log_info("signed in: %s", p->user);
 			redirect_home(p->req, cookie);
 			goto done;
@@ -672,6 +669,9 @@ static bool form(struct evhttp_request *req, struct evkeyvalq *q)
 	}
 	evbuffer_copyout(in, s, n);
 	s[n] = '\0';
+	unsigned char *kept = n ? evbuffer_pullup(in, -1) : NULL; /* a password may be in it */
+	if (kept)
+		explicit_bzero(kept, n);
 	bool ok = strlen(s) == n && evhttp_parse_query_str(s, q) == 0;
 	explicit_bzero(s, n);
 	free(s);
@@ -818,6 +818,21 @@ static void novnc_file(struct portal *pt, struct evhttp_request *req, const char
 		evbuffer_free(b);
 }
 
+/*
+ * A POST from a page of this portal: browsers name the page's origin; one
+ * that is not https://HOST (the Host header) is another site's form (login
+ * CSRF and the like). No Origin at all: not a browser, let it through.
+ */
+static bool same_origin(struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *origin = evhttp_find_header(in, "Origin"),
+		   *host = evhttp_find_header(in, "Host");
+	if (!origin)
+		return true;
+	return host && !strncmp(origin, "https://", 8) && !strcmp(origin + 8, host);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct portal *pt = arg;
@@ -842,6 +857,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 		send_buf(req, 200, "OK", "text/css; charset=utf-8", b);
 		if (b)
 			evbuffer_free(b);
+		return;
+	}
+	if (post && !same_origin(req)) {
+		send_message(pt, req, 403, "Forbidden", "Not done",
+			     "That form was sent from another site.");
 		return;
 	}
 	if (post && !strcmp(path, "/signin")) {

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "log.h"
 #include "rdpc.h"
+#include "webproto.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -306,6 +307,16 @@ static bool connect_rdp_begin(struct gw_peer *p)
 	struct gw_guest *g = &j->g;
 	rdpSettings *s = p->ctx.settings;
 	bool as_user = !strcmp(g->login, "user");
+	if (as_user && !strncmp(p->secret, GW_LAUNCH_PREFIX, strlen(GW_LAUNCH_PREFIX))) {
+		/* a browser: the ticket is no Windows password */
+		free(j);
+		explicit_bzero(p->secret, sizeof(p->secret));
+		explicit_bzero(g->password, sizeof(g->password));
+		gw_peer_fail(p, "Open it with its .rdp file",
+			     "This app signs in to Windows with your own password, which a "
+			     "browser link does not carry.");
+		return false;
+	}
 	snprintf(j->user, sizeof(j->user), "%s", as_user ? p->user : g->user);
 	snprintf(j->password, sizeof(j->password), "%s", as_user ? p->secret : g->password);
 	explicit_bzero(p->secret, sizeof(p->secret));

@@ -220,9 +220,12 @@ static void web_worker(struct gw *gw, freerdp_listener *l, int fd, const char *a
 	char rnd[9];
 	util_random_hex(rnd, 4);
 	snprintf(gw->id, sizeof(gw->id), "gw-%d-%s", (int)getpid(), rnd);
-	int st = gw_peer_run(gw, client);
+	int st = gw_peer_run(gw, client), dst = 0;
 	kill(door, SIGTERM);
-	waitpid(door, NULL, 0);
+	if (waitpid(door, &dst, 0) == door && WIFSIGNALED(dst) && WTERMSIG(dst) != SIGTERM) {
+		log_err("web %s: the browser door was killed by signal %d", addr, WTERMSIG(dst));
+		gw_metrics_crashed(gw->metrics);
+	}
 	fflush(NULL);
 	_exit(st);
 }
@@ -255,8 +258,15 @@ static void web_accept(struct gw *gw, freerdp_listener *l)
 		struct sockaddr_storage sa;
 		socklen_t len = sizeof(sa);
 		int fd = accept4(web_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN: all taken; other errors: the next wake-up tries again */
+		if (fd < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED))
+			return; /* all taken */
+		if (fd < 0) {
+			/* out of fds or memory: the connected stay; a pause, not a spin */
+			log_err("accepting a browser failed: %s; retrying in 100 ms",
+				strerror(errno));
+			usleep(100000);
+			return;
+		}
 		char addr[64] = "?", key[80];
 		if (sa.ss_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, addr,

@@ -43,5 +43,7 @@ struct gw {
  * takes ownership of CLIENT. Returns the process's exit status.
  */
 int gw_peer_run(struct gw *gw, freerdp_peer *client);
+/* A client's TCP socket: keepalives, and cut after STALL_S seconds of unacknowledged data. */
+void gw_socket_limits(int fd, unsigned stall_s);
 
 #endif

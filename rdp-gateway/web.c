@@ -206,13 +206,12 @@ static int upgrade(struct web *w, struct gw_ws_upgrade *up, char *err, size_t er
 		tls_write(w, bad, sizeof(bad) - 1);
 		return snprintf(err, errlen, "%s", why), -EPROTO;
 	}
+	uint8_t rest[GW_WS_REQUEST_MAX];
+	size_t rest_len = len - end; /* the client's first frames, if they came along */
+	memcpy(rest, req + end, rest_len);
 	explicit_bzero(req, sizeof(req));
-	if (end < len) { /* the client's first frames came along */
-		uint8_t rest[GW_WS_REQUEST_MAX];
-		memcpy(rest, req + end, len - end);
-		if (gw_ws_decode(&w->dec, rest, len - end, on_ws, w) < 0)
-			return snprintf(err, errlen, "bad WebSocket frame"), -EPROTO;
-	}
+	if (rest_len && gw_ws_decode(&w->dec, rest, rest_len, on_ws, w) < 0)
+		return snprintf(err, errlen, "bad WebSocket frame"), -EPROTO;
 	char resp[512];
 	int n = snprintf(resp, sizeof(resp),
 			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -275,6 +274,12 @@ static int rfb_server_init(struct web *w, const char *title)
 static void damage(void *arg, int x, int y, int wd, int ht)
 {
 	struct web *w = arg;
+	/* within the screen: a request for elsewhere (the browser's numbers) is nothing */
+	int x1 = x + wd > w->w ? w->w : x + wd, y1 = y + ht > w->h ? w->h : y + ht;
+	x = x < 0 ? 0 : x;
+	y = y < 0 ? 0 : y;
+	wd = x1 - x;
+	ht = y1 - y;
 	if (wd <= 0 || ht <= 0)
 		return;
 	if (w->dx1 <= w->dx0) {
@@ -293,6 +298,8 @@ static void damage(void *arg, int x, int y, int wd, int ht)
 static void resize(void *arg, int wd, int ht)
 {
 	struct web *w = arg;
+	w->w = wd;
+	w->h = ht;
 	w->resized = true;
 	damage(w, 0, 0, wd, ht);
 }
@@ -315,6 +322,8 @@ static int rfb_update(struct web *w)
 	int x0 = w->dx0 < 0 ? 0 : w->dx0, y0 = w->dy0 < 0 ? 0 : w->dy0;
 	int x1 = w->dx1 > w->w ? w->w : w->dx1, y1 = w->dy1 > w->h ? w->h : w->dy1;
 	bool pixels = x1 > x0 && y1 > y0;
+	if (!pixels)
+		w->dx0 = w->dy0 = w->dx1 = w->dy1 = 0; /* nothing on the screen to send */
 	if (!w->requested || (!ack && !size && !pixels))
 		return 0;
 	w->requested = false;
@@ -450,9 +459,11 @@ int gw_web_run(struct gw *gw, int fd, const char *addr, int rdp_fd)
 	struct gw_ws_upgrade up;
 	memset(&up, 0, sizeof(up));
 	/* the handshake's deadline, then the stall timeout, as for RDP */
-	/* small frames (a key's echo) go out at once, not after the browser's delayed ACK */
+	/* small frames (a key's echo) go out at once, not after the browser's delayed ACK;
+	 * a browser that vanishes is cut as an RDP client is (keepalives, stall_timeout) */
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	gw_socket_limits(fd, gw->cfg.stall_timeout);
 	struct timeval tv = {(time_t)gw->cfg.handshake_timeout, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));

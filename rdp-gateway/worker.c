@@ -730,7 +730,7 @@ static void on_alarm(int sig)
  * shut) or vanishes (no ACKs, no keepalive answers) is cut after
  * STALL_S seconds instead of holding its worker forever.
  */
-static void socket_limits(int fd, unsigned stall_s)
+void gw_socket_limits(int fd, unsigned stall_s)
 {
 	int one = 1, idle = 60, intvl = 10, cnt = 3;
 	unsigned ms = stall_s * 1000;
@@ -810,7 +810,7 @@ int gw_peer_run(struct gw *gw, freerdp_peer *client)
 	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
 	sigaction(SIGALRM, &sa, NULL);
 	alarm(gw->cfg.handshake_timeout); /* cleared by the first activation */
-	socket_limits(client->sockfd, gw->cfg.stall_timeout);
+	gw_socket_limits(client->sockfd, gw->cfg.stall_timeout);
 	client->ContextExtra = gw;
 	client->ContextSize = sizeof(struct gw_peer);
 	client->ContextNew = context_new;

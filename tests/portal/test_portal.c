@@ -178,6 +178,12 @@ static void test_signin(void)
 	CHECK(!has_header(&r, "Set-Cookie"));
 	resp_free(&r);
 
+	/* another site's form (login CSRF): its Origin is not the portal's */
+	r = req("POST", "/signin", NULL, NULL, "user=alice&password=alice-pw",
+		"-H 'Origin: https://evil.example'");
+	CHECK_MSG(r.status == 403 && !has_header(&r, "Set-Cookie"), "foreign origin: %d", r.status);
+	resp_free(&r);
+
 	/* markup in the user name is refused, never echoed */
 	r = req("POST", "/signin", NULL, NULL, "user=%3Cscript%3E&password=x", NULL);
 	CHECK_MSG(r.status == 400, "%d", r.status);
