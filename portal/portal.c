@@ -145,7 +145,7 @@ static void security_headers(struct evhttp_request *req)
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+	evhttp_add_header(h, "Referrer-Policy", "same-origin");
 	evhttp_add_header(h, "X-Frame-Options", "DENY");
 	/* pages have no scripts; the browser client's page says what it needs itself */
 	if (!evhttp_find_header(h, "Content-Security-Policy"))
@@ -819,13 +819,17 @@ static void novnc_file(struct portal *pt, struct evhttp_request *req, const char
 }
 
 /*
- * A POST from a page of this portal: browsers name the page's origin; one
- * that is not https://HOST (the Host header) is another site's form (login
- * CSRF and the like). No Origin at all: not a browser, let it through.
+ * A POST from a page of this portal, not another site's form (login CSRF
+ * and the like): what the browser says of where the request comes from,
+ * Sec-Fetch-Site (same-origin, or none: typed by the user), else Origin
+ * (https://HOST). Neither header: not a browser, let it through.
  */
 static bool same_origin(struct evhttp_request *req)
 {
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
+	if (site)
+		return !strcmp(site, "same-origin") || !strcmp(site, "none");
 	const char *origin = evhttp_find_header(in, "Origin"),
 		   *host = evhttp_find_header(in, "Host");
 	if (!origin)

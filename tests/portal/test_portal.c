@@ -183,6 +183,10 @@ static void test_signin(void)
 		"-H 'Origin: https://evil.example'");
 	CHECK_MSG(r.status == 403 && !has_header(&r, "Set-Cookie"), "foreign origin: %d", r.status);
 	resp_free(&r);
+	r = req("POST", "/signin", NULL, NULL, "user=alice&password=alice-pw",
+		"-H 'Sec-Fetch-Site: cross-site'");
+	CHECK_MSG(r.status == 403, "cross-site: %d", r.status);
+	resp_free(&r);
 
 	/* markup in the user name is refused, never echoed */
 	r = req("POST", "/signin", NULL, NULL, "user=%3Cscript%3E&password=x", NULL);
