@@ -36,7 +36,7 @@ bench_start() {
 		"$m" "$work" "$m" "$work" > "$work/pam/nestor"
 	printf '[nestord]\nstate_dir = %s/state\nrun_dir = %s/run\n%s\n' "$work" "$work" "$2" \
 		> "$work/nestor.conf"
-	printf '[gateway]\nport = %s\napi_socket = %s/run/api.sock\nstate_dir = %s/gw\n%s\n' \
+	printf '[gateway]\nport = %s\napi_socket = %s/run/api.sock\nstate_dir = %s/gw\nweb_port = 0\n%s\n' \
 		"$port" "$work" "$work" "$3" > "$work/gateway.conf"
 	LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=$work/pam \
 		"$build/broker/nestord" --config "$work/nestor.conf" 2>"$work/nestord.log" &

@@ -49,7 +49,7 @@ for n in 1 2; do
 	mkdir -p "$h"
 	printf '[nestord]\nstate_dir = %s/state\nrun_dir = %s/run\n[images]\nauto_template = false\n[sessions]\nstop_grace = 1\n[fleet]\ndb = %s\nname = h%s\ngateway = 127.0.0.1:%s\ngateway_cert = %s/gw/tls.crt\n' \
 		"$h" "$h" "$db" "$n" $((base + n)) "$h" > "$h/nestor.conf"
-	printf '[gateway]\nport = %s\napi_socket = %s/run/api.sock\nstate_dir = %s/gw\n[display]\nremotefx = false\n' \
+	printf '[gateway]\nport = %s\napi_socket = %s/run/api.sock\nstate_dir = %s/gw\nweb_port = 0\n[display]\nremotefx = false\n' \
 		$((base + n)) "$h" "$h" > "$h/gateway.conf"
 	LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=$work/pam \
 		"$build/broker/nestord" --config "$h/nestor.conf" 2>"$h/nestord.log" &

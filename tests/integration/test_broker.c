@@ -660,12 +660,16 @@ static void test_roles(void)
 
 	for (size_t i = 0; i < ARRAY_LEN(route_cases); i++) {
 		const struct route_case *c = &route_cases[i];
-		bool session = strstr(c->path, ":session") != NULL;
+		/* a USER route acts with a sign-in's token, not a grant: 401 without one */
+		bool user = c->who == API_WHO_USER;
+		bool session = strstr(c->path, ":session") != NULL && !user;
 		/* the gateway's group as the primary group, without a grant */
 		fill_path(c->path, id, NULL, path, sizeof(path));
 		int st = as_user(60101, gw_gid, 0, c->method, path);
-		CHECK_MSG(c->who == API_WHO_ANY ? st > 0 && st != 403 : st == 403,
+		CHECK_MSG(c->who == API_WHO_ANY || user ? st > 0 && st != 403 : st == 403,
 			  "gateway %s %s: %d", c->method, path, st);
+		CHECK_MSG(!user || st == 401, "gateway without a token %s %s: %d", c->method, path,
+			  st);
 		/* as a supplementary group, with the session's grant, and with a wrong one */
 		fill_path(c->path, id, session ? grant : NULL, path, sizeof(path));
 		st = as_user(60101, 60101, gw_gid, c->method, path);

@@ -416,7 +416,7 @@ pid_t gateway_start(struct nestord *d, unsigned port, const char *extra, char *l
 		return -1;
 	fprintf(f,
 		"[gateway]\nlisten = 127.0.0.1\nport = %u\napi_socket = %s\nstate_dir = %s/gw\n"
-		"default_app = ledger\nlog_level = debug\n%s\n",
+		"default_app = ledger\nlog_level = debug\nweb_port = 0\n%s\n",
 		port, d->sock, d->dir, extra ? extra : "");
 	fclose(f);
 	return start_listening("rdp-gateway/nestor-gateway", conf, log, port);
